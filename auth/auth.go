@@ -1,0 +1,150 @@
+// Package auth verifies and mints the client tokens the gateway accepts: HS256 JWTs
+// whose "sub" is the user id, with a required "exp" and an optional "rooms" claim.
+//
+// It owns no state beyond the secret; a Verifier is safe for concurrent use and is
+// called on the event loops during handshakes, so it does no I/O.
+package auth
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+// Errors a handshake maps onto a short 401 reason. They are sentinels so callers can
+// count failures by kind.
+var (
+	ErrMissing   = errors.New("auth: token missing")
+	ErrMalformed = errors.New("auth: token malformed")
+	ErrAlgorithm = errors.New("auth: token algorithm not allowed (want HS256)")
+	ErrSignature = errors.New("auth: token signature invalid")
+	ErrExpired   = errors.New("auth: token expired")
+	ErrNoExpiry  = errors.New("auth: token has no exp claim")
+	ErrNotYet    = errors.New("auth: token not valid yet")
+	ErrSubject   = errors.New("auth: token has no sub claim")
+)
+
+// MaxUserID bounds the user id length so a hostile token cannot make the gateway hold
+// large keys in its session tables.
+const MaxUserID = 128
+
+// MaxRooms bounds the rooms claim for the same reason.
+const MaxRooms = 64
+
+// Claims is what the gateway needs from a verified token.
+type Claims struct {
+	User    string
+	Rooms   []string
+	Expires time.Time
+}
+
+type tokenClaims struct {
+	Rooms []string `json:"rooms,omitempty"`
+	jwt.RegisteredClaims
+}
+
+// Verifier checks tokens against one HS256 secret.
+type Verifier struct {
+	secret []byte
+	parser *jwt.Parser
+}
+
+// NewVerifier returns a Verifier for secret. The secret must be at least 16 bytes:
+// shorter HMAC keys are guessable.
+func NewVerifier(secret []byte) (*Verifier, error) {
+	if len(secret) < 16 {
+		return nil, fmt.Errorf("auth: token secret is %d bytes; want at least 16", len(secret))
+	}
+	return &Verifier{
+		secret: append([]byte(nil), secret...),
+		parser: jwt.NewParser(
+			jwt.WithValidMethods([]string{"HS256"}),
+			jwt.WithExpirationRequired(),
+			jwt.WithLeeway(5*time.Second),
+		),
+	}, nil
+}
+
+// Verify checks token and returns its claims, or one of the sentinel errors above.
+func (v *Verifier) Verify(token string) (Claims, error) {
+	if token == "" {
+		return Claims{}, ErrMissing
+	}
+	var tc tokenClaims
+	_, err := v.parser.ParseWithClaims(token, &tc, v.key)
+	if err != nil {
+		return Claims{}, classify(err)
+	}
+	if tc.Subject == "" {
+		return Claims{}, ErrSubject
+	}
+	if len(tc.Subject) > MaxUserID {
+		return Claims{}, fmt.Errorf("%w: sub longer than %d bytes", ErrMalformed, MaxUserID)
+	}
+	if len(tc.Rooms) > MaxRooms {
+		return Claims{}, fmt.Errorf("%w: more than %d rooms", ErrMalformed, MaxRooms)
+	}
+	for _, r := range tc.Rooms {
+		if r == "" || len(r) > MaxUserID {
+			return Claims{}, fmt.Errorf("%w: room names must be 1..%d bytes", ErrMalformed, MaxUserID)
+		}
+	}
+	c := Claims{User: tc.Subject, Rooms: tc.Rooms}
+	if tc.ExpiresAt != nil {
+		c.Expires = tc.ExpiresAt.Time
+	}
+	return c, nil
+}
+
+func (v *Verifier) key(t *jwt.Token) (any, error) {
+	return v.secret, nil
+}
+
+func classify(err error) error {
+	switch {
+	case errors.Is(err, jwt.ErrTokenMalformed):
+		return ErrMalformed
+	case errors.Is(err, jwt.ErrTokenSignatureInvalid):
+		if strings.Contains(err.Error(), "signing method") {
+			return ErrAlgorithm
+		}
+		return ErrSignature
+	case errors.Is(err, jwt.ErrTokenUnverifiable):
+		return ErrAlgorithm
+	case errors.Is(err, jwt.ErrTokenRequiredClaimMissing):
+		return ErrNoExpiry
+	case errors.Is(err, jwt.ErrTokenExpired):
+		return ErrExpired
+	case errors.Is(err, jwt.ErrTokenNotValidYet), errors.Is(err, jwt.ErrTokenUsedBeforeIssued):
+		return ErrNotYet
+	}
+	return fmt.Errorf("%w: %v", ErrMalformed, err)
+}
+
+// Mint returns a signed token for user, valid for ttl, with optional rooms. It is for
+// tests, `longlink token` and the demo page; production tokens come from the
+// application's own auth service, signed with the same secret.
+func Mint(secret []byte, user string, rooms []string, ttl time.Duration) (string, error) {
+	if user == "" {
+		return "", errors.New("auth: user id is empty")
+	}
+	if len(user) > MaxUserID {
+		return "", fmt.Errorf("auth: user id longer than %d bytes", MaxUserID)
+	}
+	if ttl <= 0 {
+		return "", fmt.Errorf("auth: ttl %v must be positive", ttl)
+	}
+	now := time.Now()
+	tc := tokenClaims{
+		Rooms: rooms,
+		RegisteredClaims: jwt.RegisteredClaims{
+			Subject:   user,
+			IssuedAt:  jwt.NewNumericDate(now),
+			ExpiresAt: jwt.NewNumericDate(now.Add(ttl)),
+		},
+	}
+	return jwt.NewWithClaims(jwt.SigningMethodHS256, tc).SignedString(secret)
+}

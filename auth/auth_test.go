@@ -1,0 +1,95 @@
+package auth
+
+import (
+	"encoding/base64"
+	"errors"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+)
+
+var secret = []byte("0123456789abcdef0123456789abcdef")
+
+func TestVerify(t *testing.T) {
+	v, err := NewVerifier(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	good, err := Mint(secret, "42", []string{"lobby", "news"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(good)
+	if err != nil {
+		t.Fatalf("good token: %v", err)
+	}
+	if c.User != "42" || len(c.Rooms) != 2 || c.Rooms[1] != "news" || time.Until(c.Expires) < 59*time.Minute {
+		t.Fatalf("claims = %+v", c)
+	}
+
+	forged, _ := Mint([]byte("another-secret-of-32-bytes-long!"), "42", nil, time.Hour)
+	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		Subject: "42", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Minute)),
+	}).SignedString(secret)
+	noExp, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{Subject: "42"}).SignedString(secret)
+	noSub, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
+		ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString(secret)
+	hs512, _ := jwt.NewWithClaims(jwt.SigningMethodHS512, jwt.RegisteredClaims{
+		Subject: "42", ExpiresAt: jwt.NewNumericDate(time.Now().Add(time.Hour)),
+	}).SignedString(secret)
+	b64 := base64.RawURLEncoding.EncodeToString
+	none := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
+		b64([]byte(`{"sub":"42","exp":`+itoa(time.Now().Add(time.Hour).Unix())+`}`)) + "."
+	longSub, _ := Mint(secret, strings.Repeat("x", MaxUserID), nil, time.Hour)
+
+	f := func(name, token string, want error) {
+		t.Helper()
+		_, err := v.Verify(token)
+		if !errors.Is(err, want) {
+			t.Errorf("%s: err = %v, want %v", name, err, want)
+		}
+	}
+	f("empty", "", ErrMissing)
+	f("garbage", "not-a-token", ErrMalformed)
+	f("forged", forged, ErrSignature)
+	f("expired", expired, ErrExpired)
+	f("no exp", noExp, ErrNoExpiry)
+	f("no sub", noSub, ErrSubject)
+	f("alg none", none, ErrAlgorithm)
+	f("HS512", hs512, ErrAlgorithm)
+	f("truncated signature", good[:len(good)-4], ErrSignature)
+	if _, err := v.Verify(longSub); err != nil {
+		t.Errorf("sub of exactly MaxUserID bytes: %v", err)
+	}
+}
+
+func TestNewVerifierShortSecret(t *testing.T) {
+	if _, err := NewVerifier([]byte("short")); err == nil {
+		t.Fatal("want error for a 5-byte secret")
+	}
+}
+
+func TestMintRejects(t *testing.T) {
+	if _, err := Mint(secret, "", nil, time.Hour); err == nil {
+		t.Error("empty user accepted")
+	}
+	if _, err := Mint(secret, "42", nil, 0); err == nil {
+		t.Error("zero ttl accepted")
+	}
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+func BenchmarkVerify(b *testing.B) {
+	v, _ := NewVerifier(secret)
+	tok, _ := Mint(secret, "42", []string{"lobby"}, time.Hour)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := v.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -1,0 +1,545 @@
+package bench
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/golang-jwt/jwt/v5"
+	"golang.org/x/sys/unix"
+)
+
+// OpenSpec tells one worker which connections to open. Connection i (a
+// global index, so reports and user ids agree across workers) goes to
+// Targets[i%len(Targets)] from SourceIPs[(i/len(Targets))%len(SourceIPs)]
+// and authenticates as user UserPrefix+strconv.Itoa(i/ConnsPerUser).
+type OpenSpec struct {
+	Targets      []string      `json:"targets"`
+	SourceIPs    []string      `json:"source_ips,omitempty"`
+	First        int           `json:"first"`
+	Count        int           `json:"count"`
+	ConnsPerUser int           `json:"conns_per_user"`
+	UserPrefix   string        `json:"user_prefix"`
+	TokenSecret  string        `json:"token_secret"`
+	TokenTTL     time.Duration `json:"token_ttl"`
+	// Rate is connections per second for this worker; 0 means as fast as
+	// MaxInflight allows.
+	Rate float64 `json:"rate"`
+	// MaxInflight bounds handshakes in progress so SYN and accept queues are
+	// not overrun. Zero means 512.
+	MaxInflight      int           `json:"max_inflight"`
+	HandshakeTimeout time.Duration `json:"handshake_timeout"`
+	// PingInterval is how often each open connection sends its own ping so
+	// the server's idle timeout never fires during long holds.
+	PingInterval time.Duration `json:"ping_interval"`
+}
+
+const (
+	stConnecting uint8 = iota + 1
+	stUpgrading
+	stOpen
+)
+
+// conn is one client connection. It is small and owned by its loop.
+type conn struct {
+	fd       int
+	state    uint8
+	startNs  int64 // connect() called
+	tcpNs    int64 // TCP established
+	lastPing int64
+	idx      int    // global connection index; picks target and user
+	buf      []byte // partial upgrade response or partial frame; nil when idle
+}
+
+type target struct {
+	sa     unix.Sockaddr
+	host   string
+	family int
+}
+
+// eloop is an epoll event loop driving many client connections from one
+// goroutine: no goroutine per connection, no locks. Other goroutines reach it
+// only through cmds (closures run on the loop) and the atomic counters.
+type eloop struct {
+	spec    OpenSpec
+	epfd    int
+	targets []target
+	srcs    []unix.Sockaddr
+	conns   []*conn // indexed by fd
+	events  []unix.EpollEvent
+	rbuf    []byte
+	wbuf    []byte
+	upgrade []byte
+	maskCtr uint32
+
+	next       int // next relative index to open
+	tokens     float64
+	lastRefill int64
+	sweepAt    int
+	lastSweep  int64
+
+	tokUser int
+	tokStr  string
+	keys    jwtKey
+
+	failures map[string]int64
+	drops    map[string]int64
+	hsHist   Histogram // connect() to 101
+	tcpHist  Histogram // connect() to TCP established
+	latHist  Histogram // payload stamp to receipt
+
+	cmds chan func()
+
+	// Read by other goroutines without asking the loop.
+	attempted atomic.Int64
+	opened    atomic.Int64
+	open      atomic.Int64
+	failed    atomic.Int64
+	dropped   atomic.Int64
+	inflight  atomic.Int64
+	received  atomic.Int64
+	unstamped atomic.Int64
+	pings     atomic.Int64
+	done      atomic.Bool
+}
+
+type jwtKey []byte
+
+func newLoop() (*eloop, error) {
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("cannot create epoll instance: %w", err)
+	}
+	return &eloop{
+		epfd:     epfd,
+		events:   make([]unix.EpollEvent, 256),
+		rbuf:     make([]byte, 64<<10),
+		failures: map[string]int64{},
+		drops:    map[string]int64{},
+		cmds:     make(chan func(), 16),
+		tokUser:  -1,
+	}, nil
+}
+
+// setSpec prepares targets and source addresses; called on the loop.
+func (l *eloop) setSpec(s OpenSpec) error {
+	if s.ConnsPerUser <= 0 {
+		s.ConnsPerUser = 1
+	}
+	if s.MaxInflight <= 0 {
+		s.MaxInflight = 512
+	}
+	if s.HandshakeTimeout <= 0 {
+		s.HandshakeTimeout = 10 * time.Second
+	}
+	if s.PingInterval <= 0 {
+		s.PingInterval = 30 * time.Second
+	}
+	if s.TokenTTL <= 0 {
+		s.TokenTTL = 24 * time.Hour
+	}
+	if len(s.Targets) == 0 {
+		return errors.New("no targets")
+	}
+	l.targets = l.targets[:0]
+	for _, t := range s.Targets {
+		a, err := net.ResolveTCPAddr("tcp", t)
+		if err != nil {
+			return fmt.Errorf("cannot resolve target %q: %w", t, err)
+		}
+		l.targets = append(l.targets, target{sa: sockaddr(a.IP, a.Port), host: t, family: family(a.IP)})
+	}
+	l.srcs = l.srcs[:0]
+	for _, s := range s.SourceIPs {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return fmt.Errorf("bad source address %q", s)
+		}
+		l.srcs = append(l.srcs, sockaddr(ip, 0))
+	}
+	l.spec = s
+	l.keys = jwtKey(s.TokenSecret)
+	l.next = 0
+	l.lastRefill = time.Now().UnixNano()
+	l.tokens = 1
+	l.done.Store(s.Count == 0)
+	return nil
+}
+
+func family(ip net.IP) int {
+	if ip.To4() != nil {
+		return unix.AF_INET
+	}
+	return unix.AF_INET6
+}
+
+func sockaddr(ip net.IP, port int) unix.Sockaddr {
+	if v4 := ip.To4(); v4 != nil {
+		sa := &unix.SockaddrInet4{Port: port}
+		copy(sa.Addr[:], v4)
+		return sa
+	}
+	sa := &unix.SockaddrInet6{Port: port}
+	copy(sa.Addr[:], ip.To16())
+	return sa
+}
+
+// run drives the loop until stop is closed. Every iteration is bounded: at
+// most 256 events, at most 1000 new connections, one sweep chunk.
+func (l *eloop) run(stop <-chan struct{}) {
+	for {
+		select {
+		case <-stop:
+			l.closeAll()
+			return
+		case f := <-l.cmds:
+			f()
+			continue
+		default:
+		}
+		timeout := 20
+		if !l.done.Load() {
+			timeout = 2
+		}
+		n, err := unix.EpollWait(l.epfd, l.events, timeout)
+		if err != nil && !errors.Is(err, unix.EINTR) {
+			panic(fmt.Sprintf("BUG: epoll_wait: %v", err))
+		}
+		for i := 0; i < n; i++ {
+			ev := l.events[i]
+			fd := int(ev.Fd)
+			if fd < len(l.conns) && l.conns[fd] != nil {
+				l.handle(l.conns[fd], ev.Events)
+			}
+		}
+		now := time.Now().UnixNano()
+		if !l.done.Load() {
+			l.openSome(now)
+		}
+		if now-l.lastSweep > int64(100*time.Millisecond) {
+			l.sweep(now)
+			l.lastSweep = now
+		}
+	}
+}
+
+func (l *eloop) openSome(now int64) {
+	s := &l.spec
+	if s.Rate > 0 {
+		l.tokens += float64(now-l.lastRefill) / 1e9 * s.Rate
+		l.tokens = min(l.tokens, max(1, s.Rate/10)) // burst of at most 100 ms
+	} else {
+		l.tokens = 1000
+	}
+	l.lastRefill = now
+	for k := 0; k < 1000 && l.tokens >= 1 && l.next < s.Count && int(l.inflight.Load()) < s.MaxInflight; k++ {
+		l.tokens--
+		l.openOne(s.First+l.next, now)
+		l.next++
+	}
+	if l.next >= s.Count {
+		l.done.Store(true)
+	}
+}
+
+func (l *eloop) token(user int) (string, error) {
+	if user == l.tokUser {
+		return l.tokStr, nil
+	}
+	now := time.Now()
+	claims := jwt.MapClaims{
+		"sub": l.spec.UserPrefix + strconv.Itoa(user),
+		"iat": now.Unix(),
+		"exp": now.Add(l.spec.TokenTTL).Unix(),
+	}
+	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(l.keys))
+	if err != nil {
+		return "", fmt.Errorf("cannot sign token: %w", err)
+	}
+	l.tokUser, l.tokStr = user, tok
+	return tok, nil
+}
+
+func (l *eloop) fail(reason string) {
+	l.failures[reason]++
+	l.failed.Add(1)
+}
+
+func errnoReason(err error) string {
+	var en unix.Errno
+	if errors.As(err, &en) {
+		if name := unix.ErrnoName(en); name != "" {
+			return name
+		}
+		return "errno_" + strconv.Itoa(int(en))
+	}
+	return err.Error()
+}
+
+func (l *eloop) openOne(idx int, now int64) {
+	l.attempted.Add(1)
+	t := &l.targets[idx%len(l.targets)]
+	fd, err := unix.Socket(t.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		l.fail(errnoReason(err))
+		return
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	if len(l.srcs) > 0 {
+		// Defer the port choice to connect() so each (source, target) pair
+		// gets the whole ephemeral range instead of one port per bind.
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+		if err := unix.Bind(fd, l.srcs[(idx/len(l.targets))%len(l.srcs)]); err != nil {
+			unix.Close(fd)
+			l.fail("bind_" + errnoReason(err))
+			return
+		}
+	}
+	err = unix.Connect(fd, t.sa)
+	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		l.fail(errnoReason(err))
+		return
+	}
+	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		unix.Close(fd)
+		l.fail("epoll_" + errnoReason(err))
+		return
+	}
+	for fd >= len(l.conns) {
+		l.conns = append(l.conns, make([]*conn, max(1024, len(l.conns)))...)
+	}
+	// The token is minted when TCP is up so a refused connect costs no HMAC.
+	l.conns[fd] = &conn{fd: fd, state: stConnecting, startNs: now, idx: idx}
+	l.inflight.Add(1)
+}
+
+func (l *eloop) handle(c *conn, ev uint32) {
+	if c.state == stConnecting {
+		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
+			return
+		}
+		soerr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+		if err == nil && soerr != 0 {
+			err = unix.Errno(soerr)
+		}
+		if err != nil {
+			l.closeConn(c, errnoReason(err))
+			return
+		}
+		l.established(c)
+		return
+	}
+	if ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
+		l.readable(c)
+	}
+}
+
+func (l *eloop) established(c *conn) {
+	now := time.Now().UnixNano()
+	c.tcpNs = now
+	idx := c.idx
+	c.lastPing = now
+	t := &l.targets[idx%len(l.targets)]
+	tok, err := l.token(idx / l.spec.ConnsPerUser)
+	if err != nil {
+		l.closeConn(c, "token")
+		return
+	}
+	l.upgrade = appendUpgrade(l.upgrade[:0], t.host, tok)
+	n, err := unix.Write(c.fd, l.upgrade)
+	if err != nil || n != len(l.upgrade) {
+		// A fresh socket's send buffer holds far more than one request, so a
+		// short write means the socket is already broken.
+		reason := "short_write"
+		if err != nil {
+			reason = errnoReason(err)
+		}
+		l.closeConn(c, reason)
+		return
+	}
+	c.state = stUpgrading
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+}
+
+func (l *eloop) readable(c *conn) {
+	n, err := unix.Read(c.fd, l.rbuf)
+	if err != nil {
+		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+			return
+		}
+		l.closeConn(c, errnoReason(err))
+		return
+	}
+	if n == 0 {
+		l.closeConn(c, "eof")
+		return
+	}
+	now := time.Now().UnixNano()
+	data := l.rbuf[:n]
+	if c.state == stUpgrading {
+		if len(c.buf)+n > 16<<10 {
+			l.closeConn(c, "bad_response")
+			return
+		}
+		c.buf = append(c.buf, data...)
+		hl, reason, err := parseUpgradeResponse(c.buf)
+		if errors.Is(err, errIncomplete) {
+			return
+		}
+		if err != nil {
+			l.closeConn(c, reason)
+			return
+		}
+		rest := c.buf[hl:]
+		c.buf = nil
+		c.state = stOpen
+		l.inflight.Add(-1)
+		l.opened.Add(1)
+		l.open.Add(1)
+		l.tcpHist.Record(c.tcpNs - c.startNs)
+		l.hsHist.Record(now - c.startNs)
+		if len(rest) == 0 {
+			return
+		}
+		data = append([]byte(nil), rest...)
+	}
+	if len(c.buf) > 0 {
+		c.buf = append(c.buf, data...)
+		data = c.buf
+	}
+	used, reason := l.frames(c, data, now)
+	if reason != "" {
+		l.closeConn(c, reason)
+		return
+	}
+	if used == len(data) {
+		c.buf = nil
+		return
+	}
+	// Keep only the partial frame, in a buffer of its own size: idle
+	// connections return to holding nothing once it completes.
+	c.buf = append([]byte(nil), data[used:]...)
+}
+
+// frames handles every complete frame in data and returns the bytes used,
+// or a close reason.
+func (l *eloop) frames(c *conn, data []byte, now int64) (int, string) {
+	used := 0
+	for used < len(data) {
+		f, n, err := nextFrame(data[used:])
+		if errors.Is(err, errIncomplete) {
+			return used, ""
+		}
+		if err != nil {
+			return used, "protocol"
+		}
+		used += n
+		switch f.op {
+		case opText, opBinary, opCont:
+			l.received.Add(1)
+			if ts, ok := parseStamp(f.payload); ok {
+				l.latHist.Record(now - ts)
+			} else if f.op != opCont {
+				l.unstamped.Add(1)
+			}
+		case opPing:
+			l.write(c, opPong, f.payload)
+		case opClose:
+			l.write(c, opClose, f.payload)
+			code := "none"
+			if len(f.payload) >= 2 {
+				code = strconv.Itoa(int(f.payload[0])<<8 | int(f.payload[1]))
+			}
+			return used, "close_" + code
+		}
+	}
+	return used, ""
+}
+
+func (l *eloop) write(c *conn, op byte, payload []byte) {
+	l.maskCtr = l.maskCtr*1664525 + 1013904223
+	k := l.maskCtr
+	l.wbuf = appendClientFrame(l.wbuf[:0], op, payload, [4]byte{byte(k), byte(k >> 8), byte(k >> 16), byte(k >> 24)})
+	// Control frames are tiny; if the send buffer is full the connection is
+	// already far behind and the server's idle logic will judge it.
+	_, _ = unix.Write(c.fd, l.wbuf)
+}
+
+// closeConn closes c; reason is a failure when the handshake had not
+// finished and a drop otherwise.
+func (l *eloop) closeConn(c *conn, reason string) {
+	if c.state == stOpen {
+		l.drops[reason]++
+		l.dropped.Add(1)
+		l.open.Add(-1)
+	} else {
+		l.inflight.Add(-1)
+		l.fail(reason)
+	}
+	unix.Close(c.fd)
+	l.conns[c.fd] = nil
+}
+
+// sweep visits a slice of the table so that every connection is seen about
+// once a second: handshake timeouts and keep-alive pings.
+func (l *eloop) sweep(now int64) {
+	chunk := max(256, len(l.conns)/10)
+	hsTimeout := int64(l.spec.HandshakeTimeout)
+	pingEvery := int64(l.spec.PingInterval)
+	for k := 0; k < chunk && len(l.conns) > 0; k++ {
+		if l.sweepAt >= len(l.conns) {
+			l.sweepAt = 0
+		}
+		c := l.conns[l.sweepAt]
+		l.sweepAt++
+		if c == nil {
+			continue
+		}
+		switch {
+		case c.state != stOpen && now-c.startNs > hsTimeout:
+			l.closeConn(c, "handshake_timeout")
+		case c.state == stOpen && now-c.lastPing > pingEvery:
+			c.lastPing = now
+			l.pings.Add(1)
+			l.write(c, opPing, nil)
+		}
+	}
+}
+
+func (l *eloop) closeAll() {
+	for _, c := range l.conns {
+		if c != nil {
+			if c.state == stOpen {
+				l.write(c, opClose, []byte{0x03, 0xE8}) // 1000 normal closure
+				l.open.Add(-1)
+			} else {
+				l.inflight.Add(-1)
+			}
+			unix.Close(c.fd)
+			l.conns[c.fd] = nil
+		}
+	}
+	unix.Close(l.epfd)
+}
+
+// call runs f on the loop and waits for it, at most 10 s.
+func (l *eloop) call(f func()) error {
+	done := make(chan struct{})
+	select {
+	case l.cmds <- func() { f(); close(done) }:
+	case <-time.After(10 * time.Second):
+		return errors.New("event loop did not accept a command within 10s")
+	}
+	select {
+	case <-done:
+		return nil
+	case <-time.After(10 * time.Second):
+		return errors.New("event loop did not answer within 10s")
+	}
+}

@@ -1,0 +1,26 @@
+// Package bench is longlink's load generator: `longlink bench connect`,
+// `broadcast` and `push`. It measures a node or a cluster from the outside,
+// over TCP, exactly as real clients and API callers would see it.
+//
+// It owns: the epoll-driven WebSocket client (client.go, wire.go), the worker
+// processes that hold the connections (worker.go, pool.go), the scenarios
+// (scenarios.go), and the reports: summary table, JSON and self-contained
+// HTML with inline SVG charts (report.go, html.go).
+//
+// It deliberately does not import the server's packages: a bench that shared
+// code with the gateway could share its bugs.
+//
+// Processes and concurrency: the coordinator (Main/Run) starts worker
+// processes by re-executing os.Executable() as `longlink bench worker` with
+// WorkerEnv=1 in the environment, so no process exceeds its open-files
+// limit. Each worker runs RunWorker: one epoll event loop goroutine owns all
+// of that worker's connections (no goroutine and no lock per connection); a
+// second goroutine reads newline-delimited JSON requests from stdin and
+// reaches the loop through a command channel or atomic counters. Under `go
+// test` the executable is the test binary, so tests dispatch on WorkerEnv in
+// TestMain, or set Options.InProcess to run workers as goroutines.
+//
+// Clock: payloads carry "<unix nanos>:<seq>" from time.Now() (CLOCK_REALTIME)
+// and receipt is stamped with the same clock, so end-to-end latency is exact
+// only when callers and clients share one machine, as they do here.
+package bench

@@ -1,0 +1,265 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"html"
+	"html/template"
+	"math"
+	"os"
+	"strings"
+)
+
+// The HTML report is one file with no scripts and no external resources:
+// the charts are SVG generated here.
+
+type series struct {
+	name  string
+	color string
+	ys    []float64
+}
+
+// niceMax rounds v up to 1, 2 or 5 times a power of ten.
+func niceMax(v float64) float64 {
+	if v <= 0 {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(v)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if v <= m*p {
+			return m * p
+		}
+	}
+	return 10 * p
+}
+
+func human(v float64) string {
+	switch a := math.Abs(v); {
+	case a >= 1e9:
+		return fmt.Sprintf("%.3gG", v/1e9)
+	case a >= 1e6:
+		return fmt.Sprintf("%.3gM", v/1e6)
+	case a >= 1e3:
+		return fmt.Sprintf("%.3gk", v/1e3)
+	}
+	return fmt.Sprintf("%.3g", v)
+}
+
+const chartW, chartH, padL, padR, padT, padB = 760, 260, 64, 16, 28, 40
+
+// lineChart draws series against xs as an SVG.
+func lineChart(title, xlabel, ylabel string, xs []float64, ss []series) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`,
+		chartW, chartH, chartW, chartH, html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%d" y="18" class="t">%s</text>`, padL, html.EscapeString(title))
+	pw, ph := float64(chartW-padL-padR), float64(chartH-padT-padB)
+	xmax, ymax := 1.0, 0.0
+	for _, x := range xs {
+		xmax = math.Max(xmax, x)
+	}
+	for _, s := range ss {
+		for _, y := range s.ys {
+			ymax = math.Max(ymax, y)
+		}
+	}
+	ymax = niceMax(ymax)
+	for i := 0; i <= 4; i++ {
+		y := float64(padT) + ph - ph*float64(i)/4
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="g"/><text x="%d" y="%.1f" class="a" text-anchor="end">%s</text>`,
+			padL, y, chartW-padR, y, padL-6, y+4, human(ymax*float64(i)/4))
+		x := float64(padL) + pw*float64(i)/4
+		fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="a" text-anchor="middle">%s</text>`, x, chartH-padB+16, human(xmax*float64(i)/4))
+	}
+	fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="a" text-anchor="middle">%s</text>`, float64(padL)+pw/2, chartH-6, html.EscapeString(xlabel))
+	fmt.Fprintf(&b, `<text x="14" y="%.1f" class="a" transform="rotate(-90 14 %.1f)" text-anchor="middle">%s</text>`,
+		float64(padT)+ph/2, float64(padT)+ph/2, html.EscapeString(ylabel))
+	for k, s := range ss {
+		var pts []string
+		for i, y := range s.ys {
+			if i >= len(xs) {
+				break
+			}
+			pts = append(pts, fmt.Sprintf("%.1f,%.1f", float64(padL)+pw*xs[i]/xmax, float64(padT)+ph-ph*y/ymax))
+		}
+		fmt.Fprintf(&b, `<polyline fill="none" stroke="%s" stroke-width="2" points="%s"/>`, s.color, strings.Join(pts, " "))
+		lx := padL + 10 + k*170
+		fmt.Fprintf(&b, `<rect x="%d" y="%d" width="10" height="10" fill="%s"/><text x="%d" y="%d" class="a">%s</text>`,
+			lx, padT+2, s.color, lx+14, padT+11, html.EscapeString(s.name))
+	}
+	if len(xs) == 0 {
+		fmt.Fprintf(&b, `<text x="%.1f" y="%.1f" class="a" text-anchor="middle">no samples</text>`, float64(padL)+pw/2, float64(padT)+ph/2)
+	}
+	b.WriteString(`</svg>`)
+	return b.String()
+}
+
+// histChart draws latency bins grouped four to an octave on a log time axis.
+func histChart(title string, bins []HistBin) string {
+	type bar struct {
+		lo, hi float64
+		n      uint64
+	}
+	var bars []bar
+	for _, bn := range bins {
+		key := math.Floor(4 * math.Log2(math.Max(bn.LoUs, 1)))
+		if len(bars) > 0 && math.Floor(4*math.Log2(math.Max(bars[len(bars)-1].lo, 1))) == key {
+			bars[len(bars)-1].hi = bn.HiUs
+			bars[len(bars)-1].n += bn.Count
+			continue
+		}
+		bars = append(bars, bar{bn.LoUs, bn.HiUs, bn.Count})
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, `<svg class="chart" xmlns="http://www.w3.org/2000/svg" viewBox="0 0 %d %d" width="%d" height="%d" role="img" aria-label="%s">`,
+		chartW, chartH, chartW, chartH, html.EscapeString(title))
+	fmt.Fprintf(&b, `<text x="%d" y="18" class="t">%s</text>`, padL, html.EscapeString(title))
+	if len(bars) == 0 {
+		fmt.Fprintf(&b, `<text x="%d" y="%d" class="a">no observations</text></svg>`, chartW/2, chartH/2)
+		return b.String()
+	}
+	var maxN uint64
+	for _, br := range bars {
+		maxN = max(maxN, br.n)
+	}
+	ymax := niceMax(float64(maxN))
+	pw, ph := float64(chartW-padL-padR), float64(chartH-padT-padB)
+	w := pw / float64(len(bars))
+	for i := 0; i <= 4; i++ {
+		y := float64(padT) + ph - ph*float64(i)/4
+		fmt.Fprintf(&b, `<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" class="g"/><text x="%d" y="%.1f" class="a" text-anchor="end">%s</text>`,
+			padL, y, chartW-padR, y, padL-6, y+4, human(ymax*float64(i)/4))
+	}
+	step := max(1, len(bars)/8)
+	for i, br := range bars {
+		h := ph * float64(br.n) / ymax
+		x := float64(padL) + w*float64(i)
+		fmt.Fprintf(&b, `<rect x="%.1f" y="%.1f" width="%.1f" height="%.1f" fill="#3b7dd8"><title>%s–%s: %s</title></rect>`,
+			x+1, float64(padT)+ph-h, math.Max(w-2, 1), h, durUs(br.lo), durUs(br.hi), commas(int64(br.n)))
+		if i%step == 0 {
+			fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="a" text-anchor="middle">%s</text>`, x+w/2, chartH-padB+16, durUs(br.lo))
+		}
+	}
+	fmt.Fprintf(&b, `<text x="%.1f" y="%d" class="a" text-anchor="middle">latency (log scale)</text>`, float64(padL)+pw/2, chartH-6)
+	b.WriteString(`</svg>`)
+	return b.String()
+}
+
+func durUs(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.3gs", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.3gms", us/1e3)
+	}
+	return fmt.Sprintf("%.3gµs", us)
+}
+
+var htmlTmpl = template.Must(template.New("r").Parse(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8">
+<title>longlink bench {{.R.Scenario}} — {{.R.StartedAt.Format "2006-01-02 15:04"}}</title>
+<style>
+body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:860px;color:#222}
+h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5em 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
+th{background:#f6f6f6}.big{font-size:1.6em;font-weight:600}.cards{display:flex;gap:1.5em;flex-wrap:wrap}
+.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.warn{background:#fff4e0;border:1px solid #f0b400;padding:.6em 1em;border-radius:6px}
+svg.chart{max-width:100%;height:auto;margin:.5em 0}svg .t{font:600 13px system-ui}svg .a{font:11px system-ui;fill:#555}svg .g{stroke:#eee}
+pre{background:#f6f6f6;padding:.6em;overflow:auto}
+</style></head><body>
+<h1>longlink bench {{.R.Scenario}}</h1>
+<p>Started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}, ran {{printf "%.1f" .R.ElapsedS}} s.</p>
+<div class="cards">{{range .Cards}}<div class="card"><div class="big">{{.V}}</div>{{.K}}</div>{{end}}</div>
+{{if .R.Limits}}<h2>Limits in the way</h2><div class="warn"><ul>{{range .R.Limits}}<li>{{.}}</li>{{end}}</ul><pre>{{.R.Advice}}</pre></div>{{end}}
+<h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
+{{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>bench CPU/msg</th></tr>
+{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{.Received}} / {{.Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{printf "%.0f" .RecipientsPerS}}</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
+<h2>Charts</h2>
+{{range .Charts}}{{.}}{{end}}
+<h2>Environment</h2><table>{{range .Env}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
+{{if .R.Notes}}<h2>Notes</h2><ul>{{range .R.Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
+<h2>Options</h2><pre>{{.Opts}}</pre>
+</body></html>
+`))
+
+type kv struct{ K, V string }
+
+func writeHTML(path string, rep *Report) error {
+	var xs []float64
+	var opened, open, srvConns, srvRSS, srvHeap, cliRSS []float64
+	for _, s := range rep.Timeline {
+		xs = append(xs, s.T)
+		opened = append(opened, float64(s.Opened))
+		open = append(open, float64(s.Open))
+		srvConns = append(srvConns, s.ServerConns)
+		srvRSS = append(srvRSS, s.ServerRSS/(1<<20))
+		srvHeap = append(srvHeap, s.ServerHeap/(1<<20))
+		cliRSS = append(cliRSS, s.ClientRSS/(1<<20))
+	}
+	charts := []template.HTML{
+		template.HTML(lineChart("Connections over time", "seconds", "connections", xs, []series{
+			{"opened (client)", "#3b7dd8", opened}, {"open (client)", "#2ca02c", open}, {"server longlink_connections", "#d62728", srvConns}})),
+		template.HTML(lineChart("Memory over time", "seconds", "MiB", xs, []series{
+			{"server RSS", "#d62728", srvRSS}, {"server Go heap", "#ff7f0e", srvHeap}, {"bench workers RSS", "#7f7f7f", cliRSS}})),
+		template.HTML(histChart("Handshake latency (connect() to 101)", rep.Hists["handshake"])),
+	}
+	if bins, ok := rep.Hists["delivery"]; ok {
+		charts = append(charts, template.HTML(histChart("Delivery latency (API call to client receipt)", bins)))
+	}
+	if bins, ok := rep.Hists["api"]; ok {
+		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
+	}
+	c := rep.Connect
+	cards := []kv{{"connections opened", commas(c.Opened)}, {"connect rate", commas(int64(c.RatePerS)) + "/s"},
+		{"handshake p99", fmt.Sprintf("%.1f ms", c.Handshake.P99Ms)}}
+	if rep.Server.Available {
+		cards = append(cards, kv{"server RSS per conn", fmt.Sprintf("%.0f B", rep.Server.RSSPerConnBytes)})
+	}
+	if b := rep.Broadcast; b != nil && len(b.Rounds) > 0 {
+		cards = append(cards, kv{"broadcast last (max)", fmt.Sprintf("%.0f ms", b.Latency.MaxMs)})
+	}
+	if p := rep.Push; p != nil {
+		cards = append(cards, kv{"pushes/s", commas(int64(p.PushesPerS))}, kv{"e2e p99", fmt.Sprintf("%.1f ms", p.Latency.P99Ms)})
+	}
+	var sb strings.Builder
+	printSummary(&sb, rep)
+	var rows []kv
+	for _, line := range strings.Split(sb.String(), "\n")[2:] {
+		if k, v, ok := strings.Cut(line, "  "); ok {
+			rows = append(rows, kv{strings.TrimSpace(k), strings.TrimSpace(v)})
+		}
+	}
+	e := rep.Env
+	env := []kv{{"CPU", e.CPUModel}, {"cores", fmt.Sprint(e.Cores)}, {"memory", mib(float64(e.MemoryBytes))},
+		{"kernel", e.Kernel}, {"ulimit -n", fmt.Sprintf("%d soft / %d hard", e.NoFileSoft, e.NoFileHard)},
+		{"Go", e.GoVersion}, {"workers", fmt.Sprint(rep.Workers)},
+		{"source addresses", sourceSummary(rep.Options.SourceIPs)},
+		{"targets", strings.Join(rep.Options.Targets, " ")}, {"API", strings.Join(rep.Options.APIs, " ")},
+		{"clock", e.ClockSource}}
+	for _, s := range sysctlAdvice {
+		env = append(env, kv{s.Key, e.Sysctls[s.Key]})
+	}
+	opts, _ := json.MarshalIndent(rep.Options, "", "  ")
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("cannot write HTML report: %w", err)
+	}
+	err = htmlTmpl.Execute(f, map[string]any{"R": rep, "Cards": cards, "Rows": rows, "Charts": charts, "Env": env, "Opts": string(opts)})
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("cannot write HTML report: %w", err)
+	}
+	return nil
+}
+
+func sourceSummary(ips []string) string {
+	switch len(ips) {
+	case 0:
+		return "chosen by the kernel"
+	case 1:
+		return ips[0]
+	}
+	return fmt.Sprintf("%s … %s (%d)", ips[0], ips[len(ips)-1], len(ips))
+}

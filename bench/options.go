@@ -1,0 +1,283 @@
+package bench
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Options is one bench run, as parsed from the command line.
+type Options struct {
+	Scenario    string        `json:"scenario"`
+	Targets     []string      `json:"targets"`
+	APIs        []string      `json:"apis"`
+	TokenSecret string        `json:"-"`
+	APIKey      string        `json:"-"`
+	Conns       int           `json:"conns"`
+	Duration    time.Duration `json:"duration_ns"`
+	JSONPath    string        `json:"json_path,omitempty"`
+	HTMLPath    string        `json:"html_path,omitempty"`
+
+	Users        int      `json:"users,omitempty"`
+	ConnsPerUser int      `json:"conns_per_user"`
+	Callers      int      `json:"callers,omitempty"`
+	Rounds       int      `json:"rounds,omitempty"`
+	Rate         float64  `json:"rate"`      // connections per second, 0 = unlimited
+	PushRate     float64  `json:"push_rate"` // pushes per second, 0 = closed loop
+	Size         int      `json:"size"`      // payload bytes
+	Workers      int      `json:"workers"`
+	SourceSpec   string   `json:"source_spec,omitempty"`
+	SourceIPs    []string `json:"source_ips"`
+
+	HandshakeTimeout time.Duration `json:"handshake_timeout_ns"`
+	PingInterval     time.Duration `json:"ping_interval_ns"`
+	RoundTimeout     time.Duration `json:"round_timeout_ns"`
+	// InProcess runs workers as goroutines instead of child processes (for
+	// tests and for embedding; CPU figures then cover the whole process).
+	InProcess bool `json:"in_process"`
+}
+
+type multiFlag struct{ v *[]string }
+
+func (m multiFlag) String() string {
+	if m.v == nil {
+		return ""
+	}
+	return strings.Join(*m.v, ",")
+}
+
+func (m multiFlag) Set(s string) error {
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*m.v = append(*m.v, p)
+		}
+	}
+	return nil
+}
+
+const usageText = `longlink bench - load generator for longlink nodes and clusters
+
+Usage:
+  longlink bench connect   [flags]   open N connections at --rate, hold them for --duration
+  longlink bench broadcast [flags]   open N, push one message to all --rounds times
+  longlink bench push      [flags]   U users x C conns; R API callers push to random users for --duration
+
+Examples:
+  # 19,000 idle connections against one node, server memory per connection
+  longlink bench connect --target 127.0.0.1:8080 --api 127.0.0.1:8081 \
+      --token-secret s3cret --conns 19000 --rate 5000 --duration 30s --html connect.html
+
+  # a local 6-node cluster: 100,000 connections spread over 6 ports and 10 source IPs
+  longlink bench connect --target 127.0.0.1:8080 --target 127.0.0.1:8090 ... \
+      --api 127.0.0.1:8081 --api 127.0.0.1:8091 ... --conns 100000 --source-ips 10
+
+  # time to reach everyone, 5 rounds
+  longlink bench broadcast --target 127.0.0.1:8080 --api 127.0.0.1:8081 \
+      --token-secret s3cret --api-key k --conns 19000 --rounds 5 --json bc.json
+
+  # the iQIYI scenario: 10 conns per user, 600 callers, 120 s (closed loop)
+  longlink bench push --target 127.0.0.1:8080 --api 127.0.0.1:8081 --token-secret s3cret \
+      --api-key k --users 1900 --conns-per-user 10 --callers 600 --duration 120s
+  # open loop at 5,000 pushes/s, latency from each push's scheduled time
+  longlink bench push ... --push-rate 5000
+
+Flags:
+`
+
+func parseOptions(args []string, stderr io.Writer) (Options, error) {
+	var o Options
+	if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+		if len(args) > 0 && (args[0] == "-h" || args[0] == "--help" || args[0] == "-help") {
+			printUsage(stderr)
+			return o, flag.ErrHelp
+		}
+		printUsage(stderr)
+		return o, errors.New("missing scenario: connect, broadcast or push")
+	}
+	o.Scenario = args[0]
+	switch o.Scenario {
+	case "connect", "broadcast", "push":
+	case "help":
+		printUsage(stderr)
+		return o, flag.ErrHelp
+	default:
+		printUsage(stderr)
+		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast or push", o.Scenario)
+	}
+	fs := newFlagSet(&o, stderr)
+	if err := fs.Parse(args[1:]); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected argument %q", fs.Arg(0))
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	return o, o.finish(set)
+}
+
+func printUsage(w io.Writer) {
+	fmt.Fprint(w, usageText)
+	var o Options
+	fs := newFlagSet(&o, w)
+	fs.SetOutput(w)
+	fs.PrintDefaults()
+}
+
+func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("longlink bench", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.Usage = func() { printUsage(out) }
+	fs.Var(multiFlag{&o.Targets}, "target", "client `HOST:PORT` of a node (repeatable; connections are spread over targets)")
+	fs.Var(multiFlag{&o.APIs}, "api", "API `HOST:PORT` of a node for pushes and /metrics (repeatable)")
+	fs.StringVar(&o.TokenSecret, "token-secret", os.Getenv("LONGLINK_TOKEN_SECRET"), "HS256 `secret` for client JWTs (env LONGLINK_TOKEN_SECRET)")
+	fs.StringVar(&o.APIKey, "api-key", os.Getenv("LONGLINK_API_KEY"), "push API `key` (env LONGLINK_API_KEY)")
+	fs.IntVar(&o.Conns, "conns", 1000, "connections to open (push: users x conns-per-user)")
+	fs.DurationVar(&o.Duration, "duration", 0, "connect: hold time (default 10s); push: push time (default 10s); broadcast: hold after rounds")
+	fs.StringVar(&o.JSONPath, "json", "", "write the JSON report to `FILE`")
+	fs.StringVar(&o.HTMLPath, "html", "", "write the self-contained HTML report to `FILE`")
+	fs.IntVar(&o.Users, "users", 0, "push: distinct users (default conns / conns-per-user)")
+	fs.IntVar(&o.ConnsPerUser, "conns-per-user", 1, "connections per user id (bench-<n>)")
+	fs.IntVar(&o.Callers, "callers", 64, "push: concurrent API callers")
+	fs.IntVar(&o.Rounds, "rounds", 3, "broadcast: messages pushed to everyone")
+	fs.Float64Var(&o.Rate, "rate", 5000, "connections opened per second (0 = as fast as possible)")
+	fs.Float64Var(&o.PushRate, "push-rate", 0, "push: open loop at this many pushes/s (0 = closed loop)")
+	fs.IntVar(&o.Size, "size", 0, "payload bytes (at least the timestamp, ~30 bytes)")
+	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (default: enough for the open-files limit)")
+	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses: `RANGE` 127.0.0.2-127.0.0.50, a list, or a count from 127.0.0.2 (default: one per 20,000 conns when targets are loopback)")
+	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "give up on a connection not upgraded after this long")
+	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "each client pings this often to stay alive")
+	fs.DurationVar(&o.RoundTimeout, "round-timeout", 30*time.Second, "broadcast: wait at most this long for a round; push: for the last deliveries")
+	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
+	return fs
+}
+
+// finish applies scenario defaults and validates; set names explicit flags.
+func (o *Options) finish(set map[string]bool) error {
+	if len(o.Targets) == 0 {
+		return errors.New("at least one --target HOST:PORT is required")
+	}
+	for _, t := range append(append([]string{}, o.Targets...), o.APIs...) {
+		if _, _, err := net.SplitHostPort(t); err != nil {
+			return fmt.Errorf("bad address %q: %w", t, err)
+		}
+	}
+	if o.TokenSecret == "" {
+		return errors.New("--token-secret is required (the server's HS256 secret)")
+	}
+	if o.ConnsPerUser < 1 {
+		return errors.New("--conns-per-user must be at least 1")
+	}
+	if o.Scenario == "push" {
+		if o.Users == 0 {
+			o.Users = max(1, o.Conns/o.ConnsPerUser)
+		}
+		o.Conns = o.Users * o.ConnsPerUser
+		if o.Callers < 1 || o.Callers > 10000 {
+			return errors.New("--callers must be between 1 and 10000")
+		}
+	}
+	if o.Scenario == "broadcast" && (o.Rounds < 1 || o.Rounds > 1000) {
+		return errors.New("--rounds must be between 1 and 1000")
+	}
+	if o.Conns < 1 {
+		return errors.New("--conns must be at least 1")
+	}
+	if o.Scenario != "connect" {
+		if len(o.APIs) == 0 {
+			return fmt.Errorf("%s needs at least one --api HOST:PORT", o.Scenario)
+		}
+		if o.APIKey == "" {
+			return fmt.Errorf("%s needs --api-key", o.Scenario)
+		}
+	}
+	if !set["duration"] && o.Scenario != "broadcast" {
+		o.Duration = 10 * time.Second
+	}
+	if o.Rate < 0 || o.PushRate < 0 || o.Duration < 0 || o.Size < 0 || o.Size > 1<<20 {
+		return errors.New("--rate, --push-rate, --duration must not be negative; --size at most 1 MiB")
+	}
+	ips, err := parseSourceIPs(o.SourceSpec, o.Conns, o.Targets)
+	if err != nil {
+		return err
+	}
+	o.SourceIPs = ips
+	return nil
+}
+
+// parseSourceIPs expands "A-B", "a,b,c" or a count N (127.0.0.2 onwards).
+// With no spec and loopback targets it picks one address per 20,000
+// connections, which keeps every (source, target) pair well inside the
+// ephemeral port range.
+func parseSourceIPs(spec string, conns int, targets []string) ([]string, error) {
+	if spec == "" {
+		if !allLoopback4(targets) {
+			return nil, nil
+		}
+		return ipRange(net.IPv4(127, 0, 0, 2), (conns+19999)/20000), nil
+	}
+	if n, err := strconv.Atoi(spec); err == nil {
+		if n < 1 || n > 65000 {
+			return nil, fmt.Errorf("--source-ips count %d out of range 1..65000", n)
+		}
+		return ipRange(net.IPv4(127, 0, 0, 2), n), nil
+	}
+	if a, b, ok := strings.Cut(spec, "-"); ok && !strings.Contains(spec, ",") {
+		lo, hi := net.ParseIP(strings.TrimSpace(a)).To4(), net.ParseIP(strings.TrimSpace(b)).To4()
+		if lo == nil || hi == nil {
+			return nil, fmt.Errorf("bad --source-ips range %q: want A.B.C.D-A.B.C.D", spec)
+		}
+		n := int(ip4u(hi)) - int(ip4u(lo)) + 1
+		if n < 1 || n > 65000 {
+			return nil, fmt.Errorf("bad --source-ips range %q: %d addresses", spec, n)
+		}
+		return ipRange(lo, n), nil
+	}
+	var out []string
+	for _, p := range strings.Split(spec, ",") {
+		ip := net.ParseIP(strings.TrimSpace(p))
+		if ip == nil {
+			return nil, fmt.Errorf("bad --source-ips address %q", p)
+		}
+		out = append(out, ip.String())
+	}
+	return out, nil
+}
+
+func ip4u(ip net.IP) uint32 {
+	v := ip.To4()
+	return uint32(v[0])<<24 | uint32(v[1])<<16 | uint32(v[2])<<8 | uint32(v[3])
+}
+
+func ipRange(first net.IP, n int) []string {
+	base := ip4u(first)
+	out := make([]string, n)
+	for i := range out {
+		v := base + uint32(i)
+		out[i] = net.IPv4(byte(v>>24), byte(v>>16), byte(v>>8), byte(v)).String()
+	}
+	return out
+}
+
+func allLoopback4(addrs []string) bool {
+	for _, a := range addrs {
+		h, _, err := net.SplitHostPort(a)
+		if err != nil {
+			return false
+		}
+		if h == "localhost" {
+			continue
+		}
+		ip := net.ParseIP(h)
+		if ip == nil || ip.To4() == nil || !ip.IsLoopback() {
+			return false
+		}
+	}
+	return true
+}

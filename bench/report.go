@@ -1,0 +1,243 @@
+package bench
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Report is everything one run measured; it is written as JSON (--json),
+// rendered as HTML (--html) and summarised on stdout.
+type Report struct {
+	Tool      string    `json:"tool"`
+	Scenario  string    `json:"scenario"`
+	StartedAt time.Time `json:"started_at"`
+	ElapsedS  float64   `json:"elapsed_s"`
+	Options   Options   `json:"options"`
+	Env       Env       `json:"env"`
+	Workers   int       `json:"workers"`
+
+	Connect   ConnectResult    `json:"connect"`
+	Server    ServerResult     `json:"server"`
+	Broadcast *BroadcastResult `json:"broadcast,omitempty"`
+	Push      *PushResult      `json:"push,omitempty"`
+	Client    ClientOverhead   `json:"client"`
+
+	Limits   []string             `json:"limits_hit"`
+	Advice   string               `json:"advice,omitempty"`
+	Notes    []string             `json:"notes"`
+	Timeline []Sample             `json:"timeline"`
+	Hists    map[string][]HistBin `json:"histograms"`
+}
+
+// ConnectResult covers the connection phase and what happened to the
+// connections afterwards.
+type ConnectResult struct {
+	Requested  int64            `json:"requested"`
+	Attempted  int64            `json:"attempted"`
+	Opened     int64            `json:"opened"`
+	Failed     int64            `json:"failed"`
+	Dropped    int64            `json:"dropped"` // closed after the upgrade
+	OpenAtEnd  int64            `json:"open_at_end"`
+	DurationS  float64          `json:"duration_s"`
+	RatePerS   float64          `json:"rate_per_s"`
+	Handshake  LatencySummary   `json:"handshake"`   // connect() to 101
+	TCPConnect LatencySummary   `json:"tcp_connect"` // connect() to established
+	Failures   map[string]int64 `json:"failures"`
+	Drops      map[string]int64 `json:"drops"`
+}
+
+// ServerResult is the nodes' memory before and after the connections.
+type ServerResult struct {
+	Available        bool         `json:"available"`
+	Before           ServerSample `json:"before"`
+	AfterOpen        ServerSample `json:"after_open"`
+	End              ServerSample `json:"end"`
+	RSSPerConnBytes  float64      `json:"rss_per_conn_bytes"`
+	HeapPerConnBytes float64      `json:"heap_per_conn_bytes"`
+}
+
+// BroadcastRound is one push to everyone. Times are from the API call.
+type BroadcastRound struct {
+	Round             int     `json:"round"`
+	API               string  `json:"api"`
+	Expected          int64   `json:"expected"`  // connections open when pushed
+	Delivered         int64   `json:"delivered"` // what the API answered
+	Received          int64   `json:"received"`
+	FirstMs           float64 `json:"first_ms"`
+	P50Ms             float64 `json:"p50_ms"`
+	P99Ms             float64 `json:"p99_ms"`
+	LastMs            float64 `json:"last_ms"`
+	RecipientsPerS    float64 `json:"recipients_per_s"`
+	ClientCPUPerMsgUs float64 `json:"client_cpu_per_msg_us"`
+	TimedOut          bool    `json:"timed_out"`
+	Error             string  `json:"error,omitempty"`
+}
+
+// BroadcastResult lists the rounds and the latency over all of them.
+type BroadcastResult struct {
+	Rounds  []BroadcastRound `json:"rounds"`
+	Latency LatencySummary   `json:"latency"`
+}
+
+// PushResult is the push scenario.
+type PushResult struct {
+	Mode               string           `json:"mode"` // closed or open
+	Users              int              `json:"users"`
+	ConnsPerUser       int              `json:"conns_per_user"`
+	Callers            int              `json:"callers"`
+	PushRate           float64          `json:"push_rate"`
+	DurationS          float64          `json:"duration_s"`
+	Pushes             int64            `json:"pushes"` // accepted by the API
+	Errors             map[string]int64 `json:"errors"`
+	BacklogSkipped     int64            `json:"backlog_skipped"` // open loop: schedule slots no caller could take
+	ExpectedDeliveries int64            `json:"expected_deliveries"`
+	Received           int64            `json:"received"`
+	Missing            int64            `json:"missing"`
+	PushesPerS         float64          `json:"pushes_per_s"`
+	DeliveriesPerS     float64          `json:"deliveries_per_s"`
+	Latency            LatencySummary   `json:"latency"`     // end to end
+	APILatency         LatencySummary   `json:"api_latency"` // HTTP round trip
+	ClientCPUPerMsgUs  float64          `json:"client_cpu_per_msg_us"`
+	CallerCPUPerPushUs float64          `json:"caller_cpu_per_push_us"`
+}
+
+// ClientOverhead is what bench itself cost.
+type ClientOverhead struct {
+	InProcess           bool    `json:"in_process"`
+	CPUS                float64 `json:"cpu_s"`
+	CoordinatorCPUS     float64 `json:"coordinator_cpu_s"`
+	WorkersCPUS         float64 `json:"workers_cpu_s"`
+	CoordinatorRSSBytes int64   `json:"coordinator_rss_bytes"`
+	WorkersRSSBytes     int64   `json:"workers_rss_bytes"`
+}
+
+// Sample is one point of the timeline, once a second.
+type Sample struct {
+	T           float64 `json:"t"`
+	Opened      int64   `json:"opened"`
+	Open        int64   `json:"open"`
+	Failed      int64   `json:"failed"`
+	Received    int64   `json:"received"`
+	Pushes      int64   `json:"pushes"`
+	ClientRSS   float64 `json:"client_rss"`
+	ServerConns float64 `json:"server_conns"`
+	ServerRSS   float64 `json:"server_rss"`
+	ServerHeap  float64 `json:"server_heap"`
+}
+
+func writeJSON(path string, rep *Report) error {
+	b, err := json.MarshalIndent(rep, "", "  ")
+	if err != nil {
+		return fmt.Errorf("cannot encode report: %w", err)
+	}
+	if err := os.WriteFile(path, append(b, '\n'), 0o644); err != nil {
+		return fmt.Errorf("cannot write JSON report: %w", err)
+	}
+	return nil
+}
+
+// commas formats 1234567 as 1,234,567.
+func commas(n int64) string {
+	s := strconv.FormatInt(n, 10)
+	neg := strings.HasPrefix(s, "-")
+	s = strings.TrimPrefix(s, "-")
+	var b strings.Builder
+	for i, c := range s {
+		if i > 0 && (len(s)-i)%3 == 0 {
+			b.WriteByte(',')
+		}
+		b.WriteRune(c)
+	}
+	if neg {
+		return "-" + b.String()
+	}
+	return b.String()
+}
+
+func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
+
+func reasons(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool { return m[keys[i]] > m[keys[j]] })
+	var parts []string
+	for _, k := range keys {
+		parts = append(parts, k+"="+commas(m[k]))
+	}
+	return strings.Join(parts, " ")
+}
+
+func latRow(l LatencySummary) string {
+	return fmt.Sprintf("p50 %.2f  p90 %.2f  p99 %.2f  p99.9 %.2f  max %.2f ms  (n=%s)",
+		l.P50Ms, l.P90Ms, l.P99Ms, l.P999Ms, l.MaxMs, commas(int64(l.Count)))
+}
+
+// printSummary writes the end-of-run table.
+func printSummary(w io.Writer, rep *Report) {
+	fmt.Fprintf(w, "\n== longlink bench %s — %s ==\n", rep.Scenario, rep.StartedAt.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
+	e := rep.Env
+	row("machine", fmt.Sprintf("%s, %d cores, %s, %s, ulimit -n %d/%d", e.CPUModel, e.Cores, mib(float64(e.MemoryBytes)), e.Kernel, e.NoFileSoft, e.NoFileHard))
+	row("clients", fmt.Sprintf("%d worker(s), %d source address(es), targets %s", rep.Workers, max(1, len(rep.Options.SourceIPs)), strings.Join(rep.Options.Targets, " ")))
+	c := rep.Connect
+	row("connections", fmt.Sprintf("%s requested, %s opened, %s failed, %s dropped later, %s open at end",
+		commas(c.Requested), commas(c.Opened), commas(c.Failed), commas(c.Dropped), commas(c.OpenAtEnd)))
+	row("connect rate", fmt.Sprintf("%s/s over %.1fs", commas(int64(c.RatePerS)), c.DurationS))
+	row("handshake", latRow(c.Handshake))
+	row("failures", reasons(c.Failures))
+	row("drops", reasons(c.Drops))
+	if s := rep.Server; s.Available {
+		row("server memory", fmt.Sprintf("RSS %s -> %s (%.0f B/conn); heap %s -> %s (%.0f B/conn); %d node(s)",
+			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), s.RSSPerConnBytes,
+			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), s.HeapPerConnBytes, s.AfterOpen.Nodes))
+	} else {
+		row("server memory", "not measured (no --api answered /metrics)")
+	}
+	if b := rep.Broadcast; b != nil {
+		for _, r := range b.Rounds {
+			if r.Error != "" {
+				row(fmt.Sprintf("round %d", r.Round), "push failed: "+r.Error)
+				continue
+			}
+			row(fmt.Sprintf("round %d", r.Round), fmt.Sprintf("%s/%s received  first %.1f  p50 %.1f  p99 %.1f  last %.1f ms  %s recipients/s  %.2f µs client CPU/msg",
+				commas(r.Received), commas(r.Expected), r.FirstMs, r.P50Ms, r.P99Ms, r.LastMs, commas(int64(r.RecipientsPerS)), r.ClientCPUPerMsgUs))
+		}
+		row("delivery (all)", latRow(b.Latency))
+	}
+	if p := rep.Push; p != nil {
+		mode := "closed loop"
+		if p.Mode == "open" {
+			mode = fmt.Sprintf("open loop at %s/s (latency from scheduled time)", commas(int64(p.PushRate)))
+		}
+		row("push", fmt.Sprintf("%d users x %d conns, %d callers, %.1fs, %s", p.Users, p.ConnsPerUser, p.Callers, p.DurationS, mode))
+		row("pushes", fmt.Sprintf("%s (%s/s), errors: %s, backlog skipped %s", commas(p.Pushes), commas(int64(p.PushesPerS)), reasons(p.Errors), commas(p.BacklogSkipped)))
+		row("deliveries", fmt.Sprintf("%s of %s expected (%s/s), missing %s", commas(p.Received), commas(p.ExpectedDeliveries), commas(int64(p.DeliveriesPerS)), commas(p.Missing)))
+		row("end-to-end", latRow(p.Latency))
+		row("API call", latRow(p.APILatency))
+		row("bench CPU", fmt.Sprintf("%.2f µs per message received, %.1f µs per push sent", p.ClientCPUPerMsgUs, p.CallerCPUPerPushUs))
+	}
+	cl := rep.Client
+	row("bench overhead", fmt.Sprintf("CPU %.2fs (coordinator %.2fs, workers %.2fs); RSS coordinator %s, workers %s",
+		cl.CPUS, cl.CoordinatorCPUS, cl.WorkersCPUS, mib(float64(cl.CoordinatorRSSBytes)), mib(float64(cl.WorkersRSSBytes))))
+	row("clock", rep.Env.ClockSource)
+	if len(rep.Limits) > 0 {
+		row("limits hit", strings.Join(rep.Limits, "; "))
+	}
+	for _, n := range rep.Notes {
+		row("note", n)
+	}
+	tw.Flush()
+}

@@ -1,0 +1,450 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Main runs `longlink bench ...`; args exclude "bench". It returns the exit
+// code: 0 on success, 1 when the run failed, 2 on a usage error.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "worker" {
+		if err := RunWorker(os.Stdin, os.Stdout); err != nil {
+			fmt.Fprintf(stderr, "bench worker: %v\n", err)
+			return 1
+		}
+		return 0
+	}
+	o, err := parseOptions(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink bench: %v\n", err)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := Run(ctx, o, stdout, stderr); err != nil {
+		fmt.Fprintf(stderr, "longlink bench: %v\n", err)
+		return 1
+	}
+	return 0
+}
+
+// Run executes one scenario. Cancelling ctx ends the hold or push phase
+// early; the report is still written.
+func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
+	if _, err := raiseNoFile(); err != nil {
+		fmt.Fprintf(stderr, "warning: %v\n", err)
+	}
+	// Worker processes' stderr is copied by exec's goroutines while this
+	// goroutine also writes: serialise them for writers that are not files.
+	if _, ok := stderr.(*os.File); !ok {
+		stderr = &syncWriter{w: stderr}
+	}
+	r := &runner{o: o, stdout: stdout, stderr: stderr, tty: isTerminal(stdout), t0: time.Now(), ctx: ctx}
+	r.rep = &Report{Tool: "longlink bench", Scenario: o.Scenario, StartedAt: r.t0.UTC(), Options: o,
+		Env: collectEnv(), Hists: map[string][]HistBin{}, Limits: []string{}, Notes: []string{}}
+	w, err := r.planWorkers()
+	if err != nil {
+		return err
+	}
+	r.rep.Workers = w
+	fmt.Fprintf(stdout, "longlink bench %s: %s connections to %v from %d source address(es), %d worker(s)\n",
+		o.Scenario, commas(int64(o.Conns)), o.Targets, max(1, len(o.SourceIPs)), w)
+	if len(o.APIs) > 0 {
+		r.rep.Server.Before = scrape(ctx, o.APIs)
+		for _, e := range r.rep.Server.Before.Errors {
+			r.note("before: " + e)
+		}
+	}
+	r.p, err = startPool(w, o.InProcess, stderr)
+	if err != nil {
+		return err
+	}
+	r.startSampler()
+	if err := r.openAll(); err != nil {
+		r.stopSampling()
+		r.p.kill()
+		return err
+	}
+	st, err := r.p.stats(true, true)
+	if err != nil {
+		r.stopSampling()
+		r.p.kill()
+		return err
+	}
+	r.fillConnect(st)
+	r.progress(st, time.Now(), true)
+	r.measureServer(r.rep.Connect.OpenAtEnd)
+	if r.rep.Connect.Opened == 0 {
+		r.note("no connection could be opened")
+	}
+
+	switch o.Scenario {
+	case "connect":
+		r.hold(o.Duration)
+	case "broadcast":
+		if r.rep.Connect.OpenAtEnd > 0 {
+			r.broadcast()
+		}
+		r.hold(o.Duration)
+	case "push":
+		if r.rep.Connect.OpenAtEnd > 0 {
+			r.push()
+		}
+	}
+	last, err := r.p.stats(true, false)
+	if err != nil {
+		r.note(fmt.Sprintf("final statistics: %v", err))
+	} else {
+		r.fillConnect(last)
+	}
+	if len(o.APIs) > 0 {
+		r.rep.Server.End = scrape(ctx, o.APIs)
+	}
+	return r.finish(last)
+}
+
+// hold keeps the connections open for d, or until ctx is cancelled.
+func (r *runner) hold(d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	r.setPhase("hold")
+	select {
+	case <-time.After(d):
+	case <-r.ctx.Done():
+		r.note("interrupted during hold")
+	}
+}
+
+func workerCPU(st []WorkerStats) int64 { return sum(st, func(w *WorkerStats) int64 { return w.CPUNs }) }
+
+// clientCPU is the CPU the receiving side used: the workers' own, or the
+// whole process when workers run in-process.
+func (r *runner) clientCPU(st []WorkerStats) int64 {
+	if r.p.inProcess {
+		c, _ := selfUsage()
+		return c
+	}
+	return workerCPU(st)
+}
+
+// apiClient is shared by the API callers: keep-alive connections, one per
+// caller per node, no compression.
+func apiClient(callers int) *http.Client {
+	return &http.Client{
+		Timeout: 30 * time.Second,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:        callers * 4,
+			MaxIdleConnsPerHost: callers + 4,
+			IdleConnTimeout:     90 * time.Second,
+			DisableCompression:  true,
+		},
+	}
+}
+
+type pushAnswer struct {
+	Delivered int64 `json:"delivered"`
+}
+
+// pushOnce posts body to api and returns how many recipients the node
+// reported, or a reason for the failure.
+func pushOnce(ctx context.Context, c *http.Client, api, key string, body []byte) (int64, string) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+"/v1/push", bytes.NewReader(body))
+	if err != nil {
+		return 0, "request"
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := c.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, "cancelled"
+		}
+		return 0, "transport"
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
+		return 0, "http_" + strconv.Itoa(resp.StatusCode)
+	}
+	var a pushAnswer
+	if err := json.Unmarshal(b, &a); err != nil {
+		return 0, "bad_answer"
+	}
+	return a.Delivered, ""
+}
+
+// appendBody builds {"to":{...},"data":"<stamp>:<seq>[pad]"}; user < 0 means all.
+func appendBody(b []byte, user int, stamp int64, seq uint64, size int) []byte {
+	if user < 0 {
+		b = append(b, `{"to":{"all":true},"data":"`...)
+	} else {
+		b = append(b, `{"to":{"users":["bench-`...)
+		b = strconv.AppendInt(b, int64(user), 10)
+		b = append(b, `"]},"data":"`...)
+	}
+	start := len(b)
+	b = appendPayload(b, stamp, seq)
+	for len(b)-start < size {
+		b = append(b, 'x')
+	}
+	return append(b, `"}`...)
+}
+
+// broadcast pushes one message to everyone per round and waits until every
+// open connection has it (or the round times out).
+func (r *runner) broadcast() {
+	res := &BroadcastResult{}
+	r.rep.Broadcast = res
+	c := apiClient(1)
+	defer c.CloseIdleConnections()
+	var all Histogram
+	var body []byte
+	for round := 1; round <= r.o.Rounds && r.ctx.Err() == nil; round++ {
+		r.setPhase(fmt.Sprintf("round %d", round))
+		before, err := r.p.stats(true, true) // clears the latency histograms
+		if err != nil {
+			r.note(fmt.Sprintf("round %d: %v", round, err))
+			return
+		}
+		base := sum(before, func(w *WorkerStats) int64 { return w.Received })
+		expected := sum(before, func(w *WorkerStats) int64 { return w.Open })
+		cpu0 := r.clientCPU(before)
+		stamp := time.Now().UnixNano()
+		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size)
+		api := r.o.APIs[(round-1)%len(r.o.APIs)]
+		delivered, reason := pushOnce(r.ctx, c, api, r.o.APIKey, body)
+		br := BroadcastRound{Round: round, Expected: expected, Delivered: delivered, API: api}
+		if reason != "" {
+			br.Error = reason
+			res.Rounds = append(res.Rounds, br)
+			r.note(fmt.Sprintf("round %d: push failed: %s", round, reason))
+			continue
+		}
+		var st []WorkerStats
+		ok := poll(r.o.RoundTimeout, 10*time.Millisecond, func() bool {
+			st, err = r.p.stats(false, false)
+			return err != nil || sum(st, func(w *WorkerStats) int64 { return w.Received })-base >= expected
+		})
+		full, err := r.p.stats(true, true)
+		if err != nil {
+			r.note(fmt.Sprintf("round %d: %v", round, err))
+			return
+		}
+		var h Histogram
+		for i := range full {
+			h.Merge(full[i].Latency)
+		}
+		all.Merge(&h)
+		br.Received = sum(full, func(w *WorkerStats) int64 { return w.Received }) - base
+		br.TimedOut = !ok
+		br.FirstMs, br.P50Ms, br.P99Ms, br.LastMs = ms(h.Min()), ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Max())
+		if h.Max() > 0 {
+			br.RecipientsPerS = float64(br.Received) / h.Max().Seconds()
+		}
+		if br.Received > 0 {
+			br.ClientCPUPerMsgUs = float64(r.clientCPU(full)-cpu0) / 1e3 / float64(br.Received)
+		}
+		res.Rounds = append(res.Rounds, br)
+		r.logf("round %d: %s/%s received, first %.1f ms, p50 %.1f ms, p99 %.1f ms, last %.1f ms, %s recipients/s",
+			round, commas(br.Received), commas(expected), br.FirstMs, br.P50Ms, br.P99Ms, br.LastMs, commas(int64(br.RecipientsPerS)))
+		// Let the loops settle so rounds do not overlap.
+		time.Sleep(200 * time.Millisecond)
+	}
+	res.Latency = all.Summary()
+	r.rep.Hists["delivery"] = all.Bins()
+}
+
+// push runs the iQIYI scenario: callers push to random users for the
+// duration, closed loop, or open loop at --push-rate.
+func (r *runner) push() {
+	o := r.o
+	res := &PushResult{Mode: "closed", Users: o.Users, ConnsPerUser: o.ConnsPerUser, Callers: o.Callers,
+		PushRate: o.PushRate, Errors: map[string]int64{}}
+	if o.PushRate > 0 {
+		res.Mode = "open"
+	}
+	r.rep.Push = res
+	r.setPhase("push")
+	before, err := r.p.stats(true, true)
+	if err != nil {
+		r.note(fmt.Sprintf("push: %v", err))
+		return
+	}
+	base := sum(before, func(w *WorkerStats) int64 { return w.Received })
+	cpu0 := r.clientCPU(before)
+	coord0, _ := selfUsage()
+	c := apiClient(o.Callers)
+	defer c.CloseIdleConnections()
+	ctx, cancel := context.WithTimeout(r.ctx, o.Duration)
+	defer cancel()
+
+	// Open loop: the scheduler stamps each push with its scheduled time and
+	// queues it; a push that finds the queue full is counted, not sent, so
+	// a slow gateway shows as backlog instead of silently lowering the rate.
+	var sched chan int64
+	var backlog atomic.Int64
+	if o.PushRate > 0 {
+		sched = make(chan int64, max(1024, int(o.PushRate)))
+		go schedule(ctx, o.PushRate, sched, &backlog)
+	}
+	type callerResult struct {
+		api    Histogram
+		pushes int64
+		deliv  int64
+		errs   map[string]int64
+	}
+	results := make([]callerResult, o.Callers)
+	var wg sync.WaitGroup
+	t0 := time.Now()
+	for i := 0; i < o.Callers; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res := &results[i]
+			res.errs = map[string]int64{}
+			rng := rand.New(rand.NewPCG(uint64(t0.UnixNano()), uint64(i)))
+			var body []byte
+			seq := uint64(i) << 40
+			for ctx.Err() == nil {
+				var stamp int64
+				if sched != nil {
+					select {
+					case stamp = <-sched:
+					case <-ctx.Done():
+						return
+					}
+				} else {
+					stamp = time.Now().UnixNano()
+				}
+				seq++
+				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size)
+				api := o.APIs[rng.IntN(len(o.APIs))]
+				t := time.Now()
+				// The request runs under the run's context, not the phase
+				// deadline: a push already sent is allowed to finish so its
+				// deliveries are counted on both sides.
+				d, reason := pushOnce(r.ctx, c, api, o.APIKey, body)
+				if reason == "cancelled" {
+					return
+				}
+				res.api.Record(time.Since(t).Nanoseconds())
+				if reason != "" {
+					res.errs[reason]++
+					continue
+				}
+				res.pushes++
+				res.deliv += d
+				r.pushes.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(t0)
+	var apiH Histogram
+	for i := range results {
+		apiH.Merge(&results[i].api)
+		res.Pushes += results[i].pushes
+		res.ExpectedDeliveries += results[i].deliv
+		for k, v := range results[i].errs {
+			res.Errors[k] += v
+		}
+	}
+	res.BacklogSkipped = backlog.Load()
+	coord1, _ := selfUsage()
+
+	// Wait for deliveries still in flight.
+	r.setPhase("drain")
+	var st []WorkerStats
+	poll(o.RoundTimeout, 20*time.Millisecond, func() bool {
+		st, err = r.p.stats(false, false)
+		return err != nil || sum(st, func(w *WorkerStats) int64 { return w.Received })-base >= res.ExpectedDeliveries
+	})
+	full, err := r.p.stats(true, true)
+	if err != nil {
+		r.note(fmt.Sprintf("push: %v", err))
+		return
+	}
+	var lat Histogram
+	for i := range full {
+		lat.Merge(full[i].Latency)
+	}
+	res.DurationS = elapsed.Seconds()
+	res.Received = sum(full, func(w *WorkerStats) int64 { return w.Received }) - base
+	res.Missing = max(0, res.ExpectedDeliveries-res.Received)
+	res.PushesPerS = float64(res.Pushes) / res.DurationS
+	res.DeliveriesPerS = float64(res.Received) / res.DurationS
+	res.Latency = lat.Summary()
+	res.APILatency = apiH.Summary()
+	if res.Received > 0 {
+		res.ClientCPUPerMsgUs = float64(r.clientCPU(full)-cpu0) / 1e3 / float64(res.Received)
+	}
+	if res.Pushes > 0 {
+		res.CallerCPUPerPushUs = float64(coord1-coord0) / 1e3 / float64(res.Pushes)
+	}
+	r.rep.Hists["delivery"] = lat.Bins()
+	r.rep.Hists["api"] = apiH.Bins()
+	r.logf("push: %s pushes (%s/s), %s deliveries (%s/s), e2e p50 %.1f ms p99 %.1f ms max %.1f ms",
+		commas(res.Pushes), commas(int64(res.PushesPerS)), commas(res.Received), commas(int64(res.DeliveriesPerS)),
+		res.Latency.P50Ms, res.Latency.P99Ms, res.Latency.MaxMs)
+}
+
+// schedule emits scheduled push times at rate per second until ctx ends.
+// It wakes every millisecond and emits everything due, so the rate holds
+// even when the timer is late.
+func schedule(ctx context.Context, rate float64, out chan<- int64, skipped *atomic.Int64) {
+	start := time.Now()
+	interval := float64(time.Second) / rate
+	var k int64
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-tick.C:
+			due := int64(float64(now.Sub(start)) / interval)
+			for ; k <= due; k++ {
+				at := start.UnixNano() + int64(float64(k)*interval)
+				select {
+				case out <- at:
+				default:
+					skipped.Add(1)
+				}
+			}
+		}
+	}
+}
+
+// syncWriter serialises writes to w.
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
+}

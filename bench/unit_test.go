@@ -1,0 +1,208 @@
+package bench
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"net"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestHistogramQuantilesMatchNaive(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	var h Histogram
+	var vals []int64
+	for i := 0; i < 20000; i++ {
+		v := int64(rng.ExpFloat64() * 5e6) // mean 5 ms
+		vals = append(vals, v)
+		h.Record(v)
+	}
+	sort.Slice(vals, func(i, j int) bool { return vals[i] < vals[j] })
+	for _, q := range []float64{0.5, 0.9, 0.99, 0.999} {
+		exact := float64(vals[int(q*float64(len(vals)))])
+		got := float64(h.Quantile(q))
+		if d := (got - exact) / exact; d > 0.07 || d < -0.07 {
+			t.Errorf("q%.3f: got %v, exact %v (%.1f%% off)", q, time.Duration(got), time.Duration(exact), d*100)
+		}
+	}
+	if h.Min() != time.Duration(vals[0]) || h.Max() != time.Duration(vals[len(vals)-1]) || h.Count() != 20000 {
+		t.Errorf("min %v max %v count %d", h.Min(), h.Max(), h.Count())
+	}
+	b, err := h.MarshalJSON()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h2 Histogram
+	if err := h2.UnmarshalJSON(b); err != nil {
+		t.Fatal(err)
+	}
+	if h2 != h {
+		t.Error("JSON round trip changed the histogram")
+	}
+	var m Histogram
+	m.Merge(&h)
+	m.Merge(&h2)
+	if m.Count() != 40000 || m.Quantile(0.5) != h.Quantile(0.5) {
+		t.Errorf("merge: count %d p50 %v vs %v", m.Count(), m.Quantile(0.5), h.Quantile(0.5))
+	}
+	var empty Histogram
+	if empty.Quantile(0.99) != 0 || empty.Summary().MaxMs != 0 {
+		t.Error("empty histogram not zero")
+	}
+}
+
+func TestBucketBounds(t *testing.T) {
+	for _, us := range []uint64{0, 1, 15, 16, 17, 31, 32, 33, 1000, 123456, 1 << 30} {
+		i := bucketOf(us)
+		if lo, hi := bucketLowerUs(i), bucketUpperUs(i); float64(us) < lo || float64(us) >= hi {
+			t.Errorf("%d µs in bucket %d [%v,%v)", us, i, lo, hi)
+		}
+	}
+}
+
+func TestParseStamp(t *testing.T) {
+	f := func(in string, want int64, ok bool) {
+		t.Helper()
+		got, gotOK := parseStamp([]byte(in))
+		if got != want && ok || gotOK != ok {
+			t.Errorf("parseStamp(%q) = %d,%v want %d,%v", in, got, gotOK, want, ok)
+		}
+	}
+	f("1700000000123456789:42", 1700000000123456789, true)
+	f("5:0xxxx", 5, true)
+	f(":1", 0, false)
+	f("12a:1", 0, false)
+	f("123", 0, false)
+	f("", 0, false)
+	f("hello world", 0, false)
+	b := appendPayload(nil, 987654321, 7)
+	if got, ok := parseStamp(b); !ok || got != 987654321 || string(b) != "987654321:7" {
+		t.Errorf("appendPayload round trip: %q", b)
+	}
+	if allocs := testing.AllocsPerRun(100, func() { parseStamp(b) }); allocs != 0 {
+		t.Errorf("parseStamp allocates %v", allocs)
+	}
+}
+
+func TestNextFrame(t *testing.T) {
+	mk := func(op byte, n int) []byte {
+		b := []byte{0x80 | op}
+		switch {
+		case n < 126:
+			b = append(b, byte(n))
+		case n < 65536:
+			b = append(b, 126, byte(n>>8), byte(n))
+		default:
+			b = append(b, 127, 0, 0, 0, 0, byte(n>>24), byte(n>>16), byte(n>>8), byte(n))
+		}
+		return append(b, bytes.Repeat([]byte{'a'}, n)...)
+	}
+	for _, n := range []int{0, 5, 125, 126, 1000, 65535, 65536, 200000} {
+		whole := mk(opText, n)
+		// Every prefix is incomplete; the whole frame decodes.
+		for _, cut := range []int{0, 1, len(whole) / 2, len(whole) - 1} {
+			if _, used, err := nextFrame(whole[:cut]); err != errIncomplete || used != 0 {
+				t.Errorf("n=%d cut=%d: used %d err %v", n, cut, used, err)
+			}
+		}
+		f, used, err := nextFrame(append(whole, 0x89, 0))
+		if err != nil || used != len(whole) || len(f.payload) != n || f.op != opText || !f.fin {
+			t.Errorf("n=%d: used %d err %v len %d", n, used, err, len(f.payload))
+		}
+	}
+	if _, _, err := nextFrame([]byte{0x81, 0x85, 1, 2, 3, 4, 5}); err != errMasked {
+		t.Errorf("masked server frame: %v", err)
+	}
+	if _, _, err := nextFrame([]byte{0x82, 127, 0, 0, 0, 0, 0x10, 0, 0, 0}); err != errFrameTooLarge {
+		t.Errorf("huge frame: %v", err)
+	}
+}
+
+func TestClientFrameMasked(t *testing.T) {
+	key := [4]byte{1, 2, 3, 4}
+	b := appendClientFrame(nil, opPong, []byte("hello"), key)
+	if b[0] != 0x8A || b[1] != 0x80|5 || !bytes.Equal(b[2:6], key[:]) {
+		t.Fatalf("header % x", b[:6])
+	}
+	for i, c := range b[6:] {
+		if c^key[i&3] != "hello"[i] {
+			t.Fatalf("payload not masked correctly: % x", b)
+		}
+	}
+}
+
+func TestParseUpgradeResponse(t *testing.T) {
+	ok := "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: " + string(wsAccept) + "\r\n\r\n\x81\x01x"
+	n, reason, err := parseUpgradeResponse([]byte(ok))
+	if err != nil || reason != "" || ok[n:] != "\x81\x01x" {
+		t.Fatalf("101: n=%d reason=%q err=%v", n, reason, err)
+	}
+	if _, _, err := parseUpgradeResponse([]byte(ok[:40])); err != errIncomplete {
+		t.Errorf("partial: %v", err)
+	}
+	if _, reason, _ := parseUpgradeResponse([]byte("HTTP/1.1 401 Unauthorized\r\nContent-Length: 3\r\n\r\nno\n")); reason != "http_401" {
+		t.Errorf("401: %q", reason)
+	}
+	bad := strings.Replace(ok, string(wsAccept), "AAAA", 1)
+	if _, reason, _ := parseUpgradeResponse([]byte(bad)); reason != "bad_accept" {
+		t.Errorf("bad accept: %q", reason)
+	}
+	req := string(appendUpgrade(nil, "127.0.0.1:9", "TOK"))
+	if !strings.HasPrefix(req, "GET /ws?token=TOK HTTP/1.1\r\nHost: 127.0.0.1:9\r\n") || !strings.HasSuffix(req, "\r\n\r\n") {
+		t.Errorf("upgrade request: %q", req)
+	}
+}
+
+func TestParseSourceIPs(t *testing.T) {
+	lo := []string{"127.0.0.1:80"}
+	f := func(spec string, conns int, targets []string, want string) {
+		t.Helper()
+		ips, err := parseSourceIPs(spec, conns, targets)
+		got := strings.Join(ips, ",")
+		if err != nil {
+			got = "error"
+		}
+		if got != want {
+			t.Errorf("parseSourceIPs(%q,%d,%v) = %q, want %q", spec, conns, targets, got, want)
+		}
+	}
+	f("127.0.0.2-127.0.0.4", 1, lo, "127.0.0.2,127.0.0.3,127.0.0.4")
+	f("127.0.0.255-127.0.1.1", 1, lo, "127.0.0.255,127.0.1.0,127.0.1.1")
+	f("3", 1, lo, "127.0.0.2,127.0.0.3,127.0.0.4")
+	f("127.0.0.7,127.0.0.9", 1, lo, "127.0.0.7,127.0.0.9")
+	f("", 100, lo, "127.0.0.2")
+	f("", 50000, lo, "127.0.0.2,127.0.0.3,127.0.0.4")
+	f("", 100, []string{"10.1.2.3:80"}, "")
+	f("127.0.0.9-127.0.0.2", 1, lo, "error")
+	f("0", 1, lo, "error")
+	f("nonsense", 1, lo, "error")
+}
+
+func TestParseMetrics(t *testing.T) {
+	m := parseMetrics([]byte("# HELP x\nlonglink_connections 42\nlonglink_loop_connections{loop=\"0\"} 40\nprocess_resident_memory_bytes 1.5e+07\ngo_memstats_heap_inuse_bytes 123\nother 1\n"))
+	if m["longlink_connections"] != 42 || m["process_resident_memory_bytes"] != 1.5e7 || m["go_memstats_heap_inuse_bytes"] != 123 || len(m) != 3 {
+		t.Errorf("%v", m)
+	}
+}
+
+func TestCommas(t *testing.T) {
+	for in, want := range map[int64]string{0: "0", 999: "999", 1000: "1,000", 1234567: "1,234,567", -12345: "-12,345"} {
+		if got := commas(in); got != want {
+			t.Errorf("commas(%d) = %q", in, got)
+		}
+	}
+}
+
+// freeAddr returns a loopback address nothing listens on.
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := l.Addr().String()
+	l.Close()
+	return a
+}

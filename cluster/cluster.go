@@ -1,0 +1,444 @@
+package cluster
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+const (
+	// flushInterval is how often pending route deltas are shipped; it is
+	// the main term of the propagation window.
+	flushInterval = 25 * time.Millisecond
+	// metaMinInterval rate-limits UpdateMeta re-gossip.
+	metaMinInterval = time.Second
+	acceptBackoff   = 100 * time.Millisecond
+	maxJoinBackoff  = 30 * time.Second
+)
+
+// Cluster is one node's membership, routing table and forwarding links.
+type Cluster struct {
+	cfg          Config
+	log          *slog.Logger
+	ml           *memberlist.Memberlist
+	ln           net.Listener
+	fwdKey       []byte
+	fwdAdvertise atomic.Value // string: forward address put in the meta
+	epoch        uint64       // random per process: route history identity
+	m            *clusterMetrics
+	local        *localRoutes
+	remote       *remoteRoutes
+
+	stop      chan struct{} // closed by shutdown
+	metaDirty chan struct{} // capacity 1
+	closeOnce sync.Once
+	wg        sync.WaitGroup
+
+	alive atomic.Pointer[[]string] // sorted peer names with a link
+
+	memMu   sync.RWMutex
+	members map[string]*memberInfo
+	peers   map[string]*peer
+	closing bool
+
+	inMu       sync.Mutex
+	inbound    map[uint64]inboundConn
+	inClosed   bool
+	nextConnID uint64
+}
+
+// New validates cfg, starts memberlist and the forwarding listener and joins
+// cfg.Join. Unreachable peers are not an error: joining is retried in the
+// background with backoff until it succeeds or the cluster stops.
+func New(cfg Config) (*Cluster, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if len(cfg.NodeName) > 255 {
+		return nil, fmt.Errorf("cluster: NodeName is %d bytes; at most 255 allowed", len(cfg.NodeName))
+	}
+	var eb [8]byte
+	if _, err := rand.Read(eb[:]); err != nil {
+		return nil, fmt.Errorf("cluster: cannot generate epoch: %w", err)
+	}
+	gossipKey := GossipKey(cfg.ClusterKey)
+	c := &Cluster{
+		cfg:       cfg,
+		log:       cfg.Logger,
+		fwdKey:    forwardKey(cfg.ClusterName, gossipKey),
+		epoch:     binary.BigEndian.Uint64(eb[:]),
+		local:     newLocalRoutes(),
+		remote:    newRemoteRoutes(),
+		stop:      make(chan struct{}),
+		metaDirty: make(chan struct{}, 1),
+		members:   map[string]*memberInfo{},
+		peers:     map[string]*peer{},
+		inbound:   map[uint64]inboundConn{},
+	}
+	c.alive.Store(&[]string{})
+	c.fwdAdvertise.Store("")
+
+	c.ln, err = net.Listen("tcp", cfg.ForwardAddr)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: cannot listen on ForwardAddr %q: %w", cfg.ForwardAddr, err)
+	}
+	mlc, err := c.memberlistConfig(gossipKey)
+	if err != nil {
+		_ = c.ln.Close()
+		return nil, err
+	}
+	c.m = newClusterMetrics(cfg.Metrics, c)
+	c.ml, err = memberlist.Create(mlc)
+	if err != nil {
+		_ = c.ln.Close()
+		c.m.close()
+		return nil, fmt.Errorf("cluster: cannot start memberlist on %q: %w", cfg.GossipAddr, err)
+	}
+	// The forward host defaults to the gossip advertise IP, which memberlist
+	// may only know now (it picks a private IP for an unspecified bind).
+	fHost, _, _ := net.SplitHostPort(cfg.ForwardAddr)
+	if ip := net.ParseIP(fHost); fHost == "" || (ip != nil && ip.IsUnspecified()) {
+		fHost = c.ml.LocalNode().Addr.String()
+	}
+	fPort := c.ln.Addr().(*net.TCPAddr).Port
+	c.fwdAdvertise.Store(net.JoinHostPort(fHost, strconv.Itoa(fPort)))
+	if err := c.ml.UpdateNode(0); err != nil {
+		c.shutdown()
+		return nil, fmt.Errorf("cluster: cannot publish node meta: %w", err)
+	}
+
+	c.wg.Add(3)
+	go c.acceptLoop()
+	go c.flushLoop()
+	go c.metaLoop()
+	if len(cfg.Join) > 0 {
+		if n, err := c.ml.Join(cfg.Join); n == 0 {
+			c.log.Warn("cluster: no peer reachable, retrying in background", "join", cfg.Join, "err", err)
+			c.wg.Add(1)
+			go c.joinLoop()
+		}
+	}
+	return c, nil
+}
+
+func (c *Cluster) memberlistConfig(gossipKey []byte) (*memberlist.Config, error) {
+	cfg := c.cfg
+	mlc := memberlist.DefaultLANConfig()
+	mlc.Name = cfg.NodeName
+	host, port, _ := splitHostPort(cfg.GossipAddr)
+	if host == "" {
+		host = "0.0.0.0"
+	}
+	mlc.BindAddr, mlc.BindPort = host, port
+	mlc.AdvertisePort = port
+	if cfg.GossipAdvertise != "" {
+		ahost, aport, _ := splitHostPort(cfg.GossipAdvertise)
+		ip := net.ParseIP(ahost)
+		if ip == nil {
+			ips, err := net.LookupIP(ahost)
+			if err != nil || len(ips) == 0 {
+				return nil, fmt.Errorf("cluster: cannot resolve GossipAdvertise %q: %v", cfg.GossipAdvertise, err)
+			}
+			ip = ips[0]
+		}
+		mlc.AdvertiseAddr, mlc.AdvertisePort = ip.String(), aport
+	}
+	// The label keeps clusters apart: memberlist drops packets and streams
+	// whose label differs, so two clusters never merge.
+	mlc.Label = "longlink/" + cfg.ClusterName
+	mlc.SecretKey = gossipKey
+	mlc.Delegate = (*delegate)(c)
+	mlc.Events = (*delegate)(c)
+	mlc.Ping = (*delegate)(c)
+	mlc.Logger = slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelDebug)
+	mlc.ProbeInterval = cfg.Probe
+	if cfg.Probe < time.Second {
+		// Faster failure detection (tests, small LANs): memberlist needs
+		// the probe timeout below the interval.
+		mlc.ProbeTimeout = cfg.Probe / 2
+		mlc.GossipInterval = min(mlc.GossipInterval, cfg.Probe/2)
+	}
+	mlc.PushPullInterval = cfg.SyncInterval
+	// Let a node that died come back under the same name from a new
+	// address (restarted pod) without waiting for memberlist's default.
+	mlc.DeadNodeReclaimTime = cfg.Probe
+	return mlc, nil
+}
+
+// Name is this node's name.
+func (c *Cluster) Name() string { return c.cfg.NodeName }
+
+// GossipAddr is the advertised gossip host:port (the real port if bound to 0).
+func (c *Cluster) GossipAddr() string { return c.ml.LocalNode().Address() }
+
+// ForwardAddr is the advertised forwarding host:port.
+func (c *Cluster) ForwardAddr() string { return c.fwdAdvertise.Load().(string) }
+
+// Members lists known nodes sorted by name, this one included. Dead and left
+// nodes are listed for forgetAfter.
+func (c *Cluster) Members() []Member {
+	now := time.Now()
+	c.memMu.RLock()
+	out := make([]Member, 0, len(c.members))
+	for _, mi := range c.members {
+		out = append(out, Member{
+			Name:        mi.name,
+			GossipAddr:  mi.gossipAddr,
+			ClientAddr:  mi.meta.ClientAddr,
+			APIAddr:     mi.meta.APIAddr,
+			State:       c.stateOfLocked(mi, now),
+			Connections: mi.meta.Connections,
+			Draining:    mi.meta.Draining,
+			Self:        mi.name == c.cfg.NodeName,
+		})
+	}
+	c.memMu.RUnlock()
+	slices.SortFunc(out, func(a, b Member) int {
+		if a.Name < b.Name {
+			return -1
+		}
+		if a.Name > b.Name {
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// AliveNodes returns the sorted names of live peers (alive or suspect),
+// excluding this node. The slice must not be modified.
+func (c *Cluster) AliveNodes() []string { return *c.alive.Load() }
+
+// Send queues a copy of payload for node. It never blocks; it fails if node
+// is not a live peer, the payload is too large, or node's queue is full.
+// Every failure is counted in longlink_cluster_forward_failures_total.
+func (c *Cluster) Send(node string, payload []byte) error {
+	if len(payload)+frameHeader > min(c.cfg.QueueBytes, maxFrame) {
+		c.m.forwardFailures.Inc()
+		return ErrTooLarge
+	}
+	c.memMu.RLock()
+	p := c.peers[node]
+	c.memMu.RUnlock()
+	if p == nil {
+		c.m.forwardFailures.Inc()
+		return ErrUnknownNode
+	}
+	return p.enqueueData(payload)
+}
+
+// Broadcast queues payload once for every live peer and returns how many
+// peers accepted it.
+func (c *Cluster) Broadcast(payload []byte) int {
+	if len(payload)+frameHeader > min(c.cfg.QueueBytes, maxFrame) {
+		c.m.forwardFailures.Inc()
+		return 0
+	}
+	n := 0
+	c.memMu.RLock()
+	defer c.memMu.RUnlock()
+	for _, p := range c.peers {
+		if p.enqueueData(payload) == nil {
+			n++
+		}
+	}
+	return n
+}
+
+// SetLocalUser records that user got its first (present) or lost its last
+// connection on this node. Cheap and non-blocking: peers learn it within
+// about flushInterval plus one network hop.
+func (c *Cluster) SetLocalUser(user string, present bool) { c.local.set(false, user, present) }
+
+// SetLocalRoom records that this node got its first member of room or lost
+// its last one.
+func (c *Cluster) SetLocalRoom(room string, present bool) { c.local.set(true, room, present) }
+
+// NodesForUsers returns the live peers (not self) holding any of users, plus
+// every live peer whose table is not known yet: send to all of them.
+func (c *Cluster) NodesForUsers(users []string) []string {
+	return c.remote.nodesFor(false, users, *c.alive.Load())
+}
+
+// NodesForRooms is NodesForUsers for rooms.
+func (c *Cluster) NodesForRooms(rooms []string) []string {
+	return c.remote.nodesFor(true, rooms, *c.alive.Load())
+}
+
+// UpdateMeta re-gossips this node's meta (Config.Meta) at most once per
+// metaMinInterval; calls in between are merged.
+func (c *Cluster) UpdateMeta() {
+	select {
+	case c.metaDirty <- struct{}{}:
+	default:
+	}
+}
+
+// Leave tells the peers this node is leaving, flushes the forwarding queues
+// and shuts down, all within about timeout.
+func (c *Cluster) Leave(timeout time.Duration) error {
+	err := ErrClosed
+	c.closeOnce.Do(func() {
+		deadline := time.Now().Add(timeout)
+		// First tell the peers on our links (so they report "left", not
+		// "dead") and flush what is queued for them, using up to half the
+		// time; then the memberlist leave broadcast.
+		c.drainPeers(time.Now().Add(timeout / 2))
+		err = c.ml.Leave(time.Until(deadline))
+		if err != nil {
+			err = fmt.Errorf("cluster: leave broadcast: %w", err)
+		}
+		c.shutdown()
+	})
+	return err
+}
+
+// Kill stops without telling anyone, like a crash (tests).
+func (c *Cluster) Kill() {
+	c.closeOnce.Do(c.shutdown)
+}
+
+// drainPeers sends kindLeaving to every peer, lets the writers flush their
+// queues and exit, and waits for them until deadline. Send fails from now on.
+func (c *Cluster) drainPeers(deadline time.Time) {
+	leaving := appendFrame(nil, kindLeaving, nil)
+	c.memMu.RLock()
+	peers := make([]*peer, 0, len(c.peers))
+	for _, p := range c.peers {
+		p.enqueueFrame(leaving)
+		p.drain()
+		peers = append(peers, p)
+	}
+	c.memMu.RUnlock()
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	for _, p := range peers {
+		select {
+		case <-p.done:
+		case <-t.C:
+			return
+		}
+	}
+}
+
+func (c *Cluster) shutdown() {
+	close(c.stop)
+	c.memMu.Lock()
+	c.closing = true
+	peers := c.peers
+	c.peers = map[string]*peer{}
+	c.rebuildAliveLocked()
+	c.memMu.Unlock()
+	for _, p := range peers {
+		p.close()
+	}
+	if err := c.ml.Shutdown(); err != nil {
+		c.log.Warn("cluster: memberlist shutdown", "err", err)
+	}
+	_ = c.ln.Close()
+	c.closeAllInbound()
+	c.wg.Wait()
+	c.m.close()
+}
+
+// flushLoop ships pending route deltas to every peer and does housekeeping.
+func (c *Cluster) flushLoop() {
+	defer c.wg.Done()
+	t := time.NewTicker(flushInterval)
+	defer t.Stop()
+	var frame []byte
+	lastPrune := time.Now()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case now := <-t.C:
+			var ops int
+			var overflow bool
+			frame, ops, overflow = c.local.takeDelta(frame[:0], c.epoch)
+			if ops > 0 || overflow {
+				c.memMu.RLock()
+				for _, p := range c.peers {
+					if overflow {
+						p.requestSnapshot()
+					} else {
+						p.enqueueFrame(frame)
+					}
+				}
+				c.memMu.RUnlock()
+			}
+			if cap(frame) > retainBytes {
+				frame = nil
+			}
+			if now.Sub(lastPrune) > time.Second {
+				lastPrune = now
+				c.pruneMembers(now)
+			}
+		}
+	}
+}
+
+// metaLoop applies UpdateMeta requests, at most one per metaMinInterval.
+func (c *Cluster) metaLoop() {
+	defer c.wg.Done()
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.metaDirty:
+		}
+		if err := c.ml.UpdateNode(metaMinInterval); err != nil {
+			c.log.Debug("cluster: meta update not acknowledged", "err", err)
+		}
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(metaMinInterval):
+		}
+	}
+}
+
+// joinLoop retries joining with exponential backoff until one peer answers.
+func (c *Cluster) joinLoop() {
+	defer c.wg.Done()
+	backoff := time.Second
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-time.After(backoff):
+		}
+		n, err := c.ml.Join(c.cfg.Join)
+		if n > 0 {
+			c.log.Info("cluster: joined", "peers", n)
+			return
+		}
+		c.log.Debug("cluster: join retry failed", "join", c.cfg.Join, "err", err)
+		backoff = min(2*backoff, maxJoinBackoff)
+	}
+}
+
+// dialPeer opens and authenticates a forwarding link.
+func (c *Cluster) dialPeer(addr string) (net.Conn, error) {
+	conn, err := net.DialTimeout("tcp", addr, dialTimeout)
+	if err != nil {
+		return nil, fmt.Errorf("cannot dial forward address %q: %w", addr, err)
+	}
+	if err := clientHandshake(conn, c.fwdKey, c.cfg.NodeName); err != nil {
+		_ = conn.Close()
+		return nil, fmt.Errorf("handshake with %q: %w", addr, err)
+	}
+	return conn, nil
+}
+
+func (c *Cluster) sleep(d time.Duration) <-chan time.Time { return time.After(d) }

@@ -1,0 +1,169 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"net"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		// Goroutines of stopped nodes may take a moment to observe it.
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before {
+			buf := make([]byte, 1<<20)
+			fmt.Fprintf(os.Stderr, "goroutine leak: %d before, %d after\n%s\n", before, n, buf[:runtime.Stack(buf, true)])
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// never fails if cond becomes true within d (for "must not happen" checks).
+func never(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		if cond() {
+			t.Fatalf("unexpectedly: %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// testConfig is a fast-probing loopback node.
+func testConfig(name string, join ...string) Config {
+	return Config{
+		NodeName:     name,
+		GossipAddr:   "127.0.0.1:0",
+		ForwardAddr:  "127.0.0.1:0",
+		Join:         join,
+		ClusterName:  "test",
+		ClusterKey:   "test-passphrase",
+		Probe:        200 * time.Millisecond,
+		SyncInterval: time.Second,
+		Logger:       quietLogger,
+		Metrics:      metrics.NewSet(),
+	}
+}
+
+func startNode(t testing.TB, cfg Config) *Cluster {
+	t.Helper()
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatalf("New(%s): %v", cfg.NodeName, err)
+	}
+	t.Cleanup(c.Kill)
+	return c
+}
+
+// startCluster starts n nodes (node0 first, the rest joining it) and waits
+// until every node has a link entry for every other.
+func startCluster(t testing.TB, n int, mod func(i int, cfg *Config)) []*Cluster {
+	t.Helper()
+	nodes := make([]*Cluster, n)
+	for i := range n {
+		var join []string
+		if i > 0 {
+			join = []string{nodes[0].GossipAddr()}
+		}
+		cfg := testConfig(fmt.Sprintf("node%d", i), join...)
+		if mod != nil {
+			mod(i, &cfg)
+		}
+		nodes[i] = startNode(t, cfg)
+	}
+	waitFor(t, 10*time.Second, "full membership", func() bool {
+		for _, c := range nodes {
+			if len(c.AliveNodes()) != n-1 {
+				return false
+			}
+		}
+		return true
+	})
+	return nodes
+}
+
+// waitSynced waits until every node has received every peer's route table
+// (no peer is "unsure" any more).
+func waitSynced(t testing.TB, nodes []*Cluster) {
+	t.Helper()
+	waitFor(t, 10*time.Second, "route tables synced", func() bool {
+		for _, c := range nodes {
+			if len(c.NodesForUsers([]string{"\x00nobody"})) != 0 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// recorder collects payloads per sender, each carrying a big-endian seq.
+type recorder struct {
+	mu     sync.Mutex
+	seqs   map[string][]uint64
+	counts map[string]int
+}
+
+func newRecorder() *recorder {
+	return &recorder{seqs: map[string][]uint64{}, counts: map[string]int{}}
+}
+
+func (r *recorder) onMessage(from string, payload []byte) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.counts[from]++
+	if len(payload) >= 8 {
+		r.seqs[from] = append(r.seqs[from], binary.BigEndian.Uint64(payload))
+	}
+}
+
+func (r *recorder) count(from string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.counts[from]
+}
+
+func (r *recorder) seqsFrom(from string) []uint64 {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.seqs[from])
+}
+
+func seqPayload(seq uint64, size int) []byte {
+	b := make([]byte, max(size, 8))
+	binary.BigEndian.PutUint64(b, seq)
+	return b
+}
+
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -1,0 +1,172 @@
+package cluster
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync/atomic"
+)
+
+// acceptLoop serves the forwarding listener until it is closed.
+func (c *Cluster) acceptLoop() {
+	defer c.wg.Done()
+	for {
+		conn, err := c.ln.Accept()
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Temporary accept errors (EMFILE): log and keep serving; the
+			// listener is only closed by shutdown.
+			c.log.Warn("cluster: forward accept failed", "err", err)
+			select {
+			case <-c.stop:
+				return
+			case <-c.sleep(acceptBackoff):
+			}
+			continue
+		}
+		c.inMu.Lock()
+		if c.inClosed {
+			c.inMu.Unlock()
+			_ = conn.Close()
+			continue
+		}
+		id := atomic.AddUint64(&c.nextConnID, 1)
+		c.inbound[id] = inboundConn{conn: conn}
+		c.wg.Add(1)
+		c.inMu.Unlock()
+		go c.serveInbound(id, conn)
+	}
+}
+
+type inboundConn struct {
+	conn net.Conn
+	name string // set after the handshake
+}
+
+// serveInbound authenticates one link and reads its frames until EOF.
+func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
+	defer c.wg.Done()
+	defer func() {
+		_ = conn.Close()
+		c.inMu.Lock()
+		delete(c.inbound, id)
+		c.inMu.Unlock()
+	}()
+	br := bufio.NewReaderSize(conn, 64<<10)
+	name, err := serverHandshake(conn, br, c.fwdKey)
+	if err != nil {
+		c.m.handshakeFailures.Inc()
+		c.log.Warn("cluster: refused forwarding link", "remote", conn.RemoteAddr().String(), "err", err)
+		return
+	}
+	c.inMu.Lock()
+	c.inbound[id] = inboundConn{conn: conn, name: name}
+	c.inMu.Unlock()
+	defer c.remote.linkClosed(name, id)
+
+	err = c.readFrames(id, name, br)
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+		// Protocol errors are worth a line; resets are ordinary and counted
+		// by the sender.
+		var ne net.Error
+		if !errors.As(err, &ne) {
+			c.log.Warn("cluster: closing forwarding link", "from", name, "err", err)
+		}
+	}
+}
+
+// readFrames is the receive loop of one link. The frame buffer is reused:
+// OnMessage's payload is valid only during the call.
+func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader) error {
+	var hdr [frameHeader]byte
+	buf := make([]byte, 0, 4<<10)
+	var staging *remoteNode // snapshot being received
+	for {
+		if _, err := io.ReadFull(br, hdr[:]); err != nil {
+			return err
+		}
+		n := binary.BigEndian.Uint32(hdr[:4])
+		if n == 0 || n > maxFrame {
+			return fmt.Errorf("frame length %d out of range", n)
+		}
+		size := int(n) - 1
+		if cap(buf) < size {
+			buf = make([]byte, size)
+		}
+		body := buf[:size]
+		if _, err := io.ReadFull(br, body); err != nil {
+			return err
+		}
+		switch hdr[4] {
+		case kindData:
+			c.m.received.Inc()
+			if c.cfg.OnMessage != nil {
+				c.cfg.OnMessage(name, body)
+			}
+		case kindRouteDelta:
+			applied, err := c.remote.applyDelta(name, id, body)
+			c.m.routeUpdates.Add(applied)
+			if err != nil {
+				return err
+			}
+		case kindSnapBegin:
+			if len(body) < 8 {
+				return errRouteFrame
+			}
+			seq, k := binary.Uvarint(body[8:])
+			if k <= 0 {
+				return errRouteFrame
+			}
+			staging = newRemoteNode(binary.BigEndian.Uint64(body), seq)
+		case kindSnapChunk:
+			if staging == nil {
+				return errRouteFrame
+			}
+			applied, err := staging.applyOps(body, 0)
+			c.m.routeUpdates.Add(applied)
+			if err != nil {
+				return err
+			}
+		case kindSnapEnd:
+			if staging == nil {
+				return errRouteFrame
+			}
+			c.remote.install(name, id, staging)
+			staging = nil
+		case kindLeaving:
+			c.markLeaving(name)
+		default:
+			return fmt.Errorf("unknown frame kind %d", hdr[4])
+		}
+		if cap(buf) > 1<<20 && size < 4<<10 {
+			buf = make([]byte, 0, 4<<10) // do not pin a burst's buffer
+		}
+	}
+}
+
+// closeInboundFrom closes every link from node (it died or left); if it is
+// in fact alive it reconnects and resends a snapshot.
+func (c *Cluster) closeInboundFrom(node string) {
+	c.inMu.Lock()
+	for _, ic := range c.inbound {
+		if ic.name == node {
+			_ = ic.conn.Close()
+		}
+	}
+	c.inMu.Unlock()
+}
+
+// closeAllInbound stops accepting and closes every inbound link.
+func (c *Cluster) closeAllInbound() {
+	c.inMu.Lock()
+	c.inClosed = true
+	for _, ic := range c.inbound {
+		_ = ic.conn.Close()
+	}
+	c.inMu.Unlock()
+}

@@ -1,0 +1,111 @@
+// browser.mjs drives a headless Chromium for e2e/browser_test.go over a line protocol:
+// the Go test writes one JSON command per line on stdin, this script answers one JSON
+// line per command on stdout ({"ok":true} or {"ok":false,"error":...}). Browser
+// console output and page errors go to stderr, which the Go test logs.
+//
+// Environment: LONGLINK_DEMO_URL (page to open), LONGLINK_CHROMIUM (browser binary;
+// default /usr/bin/chromium). It never downloads a browser.
+import { createInterface } from 'node:readline';
+import { chromium } from 'playwright-core';
+
+const demoURL = process.env.LONGLINK_DEMO_URL;
+const executablePath = process.env.LONGLINK_CHROMIUM || '/usr/bin/chromium';
+if (!demoURL) {
+  console.error('browser.mjs: LONGLINK_DEMO_URL is not set');
+  process.exit(2);
+}
+
+const browser = await chromium.launch({
+  executablePath,
+  headless: true,
+  timeout: 30000,
+  args: [
+    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--disable-background-networking', '--disable-component-update', '--disable-sync',
+  ],
+});
+const page = await browser.newPage();
+page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
+page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+
+// statusText reads #status; pages that have not loaded yet count as ''.
+const statusText = () => page.locator('#status').textContent({ timeout: 1000 }).catch(() => '');
+
+// snapshot tells a failing test what the page saw.
+async function snapshot() {
+  const text = async (sel) => page.locator(sel).innerText({ timeout: 1000 }).catch((e) => `<${e.message}>`);
+  return { status: await statusText(), log: await text('#log'), messages: await text('#messages'), pushResult: await text('#push-result') };
+}
+
+const commands = {
+  // open loads the demo page and connects as user with token (pasted, as a user of a
+  // production node without dev tokens would).
+  async open({ user = '42', token, timeoutMs }) {
+    await page.goto(demoURL, { timeout: timeoutMs });
+    // app.js marks the body once it has read config.json and shown the right inputs.
+    await page.locator('body[data-ready]').waitFor({ state: 'attached', timeout: timeoutMs });
+    await page.fill('#user', user, { timeout: timeoutMs });
+    // A node with dev tokens hides the token input and fetches tokens itself.
+    if (token && await page.locator('#token-row').isVisible()) {
+      await page.fill('#token', token, { timeout: timeoutMs });
+    }
+    await page.click('#connect', { timeout: timeoutMs });
+    await waitStatus({ is: 'open', timeoutMs });
+  },
+  async status(cmd) {
+    await waitStatus(cmd);
+  },
+  async expect({ text, timeoutMs }) {
+    await page.locator('#messages li', { hasText: text }).first().waitFor({ timeout: timeoutMs });
+  },
+  async push({ text, target = 'user', timeoutMs }) {
+    await page.selectOption('#push-target', target, { timeout: timeoutMs });
+    await page.fill('#push-text', text, { timeout: timeoutMs });
+    await page.click('#push-send', { timeout: timeoutMs });
+    // #push-result shows "<status> <body>" once the proxy answered.
+    await page.waitForFunction(() => /^\d{3} /.test(document.getElementById('push-result').textContent), null, { timeout: timeoutMs });
+    const result = (await page.locator('#push-result').textContent()).trim();
+    if (!result.startsWith('202 ')) throw new Error(`push form answered ${result}`);
+    return { result };
+  },
+};
+
+async function waitStatus({ is, not, timeoutMs }) {
+  await page.waitForFunction(
+    ([is, not]) => {
+      const s = document.getElementById('status')?.textContent;
+      return is ? s === is : s !== not;
+    },
+    [is, not],
+    { timeout: timeoutMs, polling: 50 },
+  );
+}
+
+const rl = createInterface({ input: process.stdin });
+for await (const line of rl) {
+  if (!line.trim()) continue;
+  let cmd;
+  try {
+    cmd = JSON.parse(line);
+  } catch (err) {
+    reply({ ok: false, error: `bad command ${line}: ${err.message}` });
+    continue;
+  }
+  if (cmd.cmd === 'quit') break;
+  const fn = commands[cmd.cmd];
+  if (!fn) {
+    reply({ ok: false, error: `unknown command ${cmd.cmd}` });
+    continue;
+  }
+  try {
+    const extra = await fn({ timeoutMs: 10000, ...cmd });
+    reply({ ok: true, ...extra });
+  } catch (err) {
+    reply({ ok: false, error: err.message.split('\n')[0], page: await snapshot() });
+  }
+}
+await browser.close();
+
+function reply(obj) {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}

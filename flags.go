@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"time"
+
+	"longlink/node"
+)
+
+// listFlag is a repeatable flag; from the environment or a config file it takes a
+// comma-separated list. The first value given replaces the default.
+type listFlag []string
+
+func (l *listFlag) String() string { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error {
+	for _, p := range strings.Split(v, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			*l = append(*l, p)
+		}
+	}
+	return nil
+}
+
+// setList wraps a listFlag so the first Set replaces the default instead of appending.
+type setList struct {
+	l   *listFlag
+	set bool
+}
+
+func (s *setList) String() string {
+	if s.l == nil {
+		return ""
+	}
+	return s.l.String()
+}
+func (s *setList) Set(v string) error {
+	if !s.set {
+		*s.l = nil
+		s.set = true
+	}
+	return s.l.Set(v)
+}
+
+type serveOptions struct {
+	configFile  string
+	printConfig bool
+
+	clientAddrs     listFlag
+	clientAdvertise string
+	apiAddr         string
+	tokenSecret     string
+	apiKeys         listFlag
+	nodeName        string
+
+	loops            int
+	maxConns         int
+	maxConnsPerUser  int
+	maxMessage       int
+	maxOutbound      int
+	maxBody          int64
+	allowedOrigins   listFlag
+	handshakeTimeout time.Duration
+	pingInterval     time.Duration
+	idleTimeout      time.Duration
+	drainTimeout     time.Duration
+	echo             bool
+	demo             bool
+
+	join            listFlag
+	gossipAddr      string
+	gossipAdvertise string
+	forwardAddr     string
+	clusterName     string
+	clusterKey      string
+
+	logFormat string
+	logLevel  string
+}
+
+// secretFlags are masked by --print-config.
+var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true}
+
+func serveFlags() (*serveOptions, *flag.FlagSet) {
+	o := &serveOptions{clientAddrs: listFlag{":8080"}}
+	fs := flag.NewFlagSet("longlink serve", flag.ContinueOnError)
+	fs.StringVar(&o.configFile, "config", "", "optional config file: one `name = value` per line, names as the flags (lowest precedence)")
+	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
+
+	fs.Var(&setList{l: &o.clientAddrs}, "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
+	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port announced to the cluster for GET /v1/endpoint (default: the first --client-addr)")
+	fs.StringVar(&o.apiAddr, "api-addr", ":8081", "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
+	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
+	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as `Authorization: Bearer KEY`; repeat for several (default: a random development key, printed)")
+	fs.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
+
+	fs.IntVar(&o.loops, "loops", 0, "event loops (default: one per CPU)")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "connection cap for this node; over it clients get 503 with a hint where to go (0: no cap)")
+	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 10, "connections one user may hold on a node; the oldest is closed with 4000")
+	fs.IntVar(&o.maxMessage, "max-message", 1<<20, "largest client message in bytes, fragments reassembled (over it: close 1009)")
+	fs.IntVar(&o.maxOutbound, "max-outbound", 512<<10, "bytes that may wait for one slow client before it is closed as a slow consumer")
+	fs.Int64Var(&o.maxBody, "max-body", 1<<20, "largest API request body in bytes (over it: 413)")
+	fs.Var(&setList{l: &o.allowedOrigins}, "allowed-origins", "Origin values allowed to connect, comma-separated (default: any)")
+	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "drop clients that have not finished the WebSocket handshake within this")
+	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "ping a client that has been silent this long")
+	fs.DurationVar(&o.idleTimeout, "idle-timeout", 75*time.Second, "close a client silent this long (pongs count)")
+	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close after close 1001")
+	fs.BoolVar(&o.echo, "echo", false, "send every client data message back to its connection (conformance tests)")
+	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at /demo/ on the API address")
+
+	fs.Var(&setList{l: &o.join}, "join", "peers to join: host:port list or a DNS name resolving to several peers")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", ":7946", "gossip bind address (memberlist, TCP and UDP)")
+	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address peers should use (default: derived from --gossip-addr)")
+	fs.StringVar(&o.forwardAddr, "forward-addr", "", "address for push forwarding between nodes (default: gossip port + 1)")
+	fs.StringVar(&o.clusterName, "cluster-name", "longlink", "cluster name; nodes with another name never merge")
+	fs.StringVar(&o.clusterKey, "cluster-key", "", "gossip encryption and forwarding key (16, 24 or 32 bytes raw or base64, or any passphrase)")
+
+	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
+	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+
+	fs.Usage = func() {
+		w := fs.Output()
+		fmt.Fprint(w, `Usage: longlink serve [flags]
+
+Runs one gateway node. Every flag also reads LONGLINK_<NAME> from the environment
+(--client-addr: LONGLINK_CLIENT_ADDR) and "name = value" from --config FILE.
+Precedence: flag, then environment, then config file, then the default.
+
+Flags:
+`)
+		fs.PrintDefaults()
+	}
+	return o, fs
+}
+
+func envName(flagName string) string {
+	return "LONGLINK_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+// parseLayered parses args, then fills every flag not given from the environment and
+// then from the config file.
+func parseLayered(fs *flag.FlagSet, args []string, lookup func(string) (string, bool)) error {
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected argument %q (flags start with --)", fs.Arg(0))
+	}
+	given := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if given[f.Name] {
+			return
+		}
+		if v, ok := lookup(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s=%q: %w", envName(f.Name), v, err))
+			}
+			given[f.Name] = true
+		}
+	})
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	file := fs.Lookup("config").Value.String()
+	if file == "" {
+		return nil
+	}
+	f, err := os.Open(file)
+	if err != nil {
+		return fmt.Errorf("config file: %w", err)
+	}
+	defer f.Close()
+	return applyConfigFile(fs, f, file, given)
+}
+
+func applyConfigFile(fs *flag.FlagSet, r io.Reader, name string, given map[string]bool) error {
+	sc := bufio.NewScanner(r)
+	line := 0
+	for sc.Scan() {
+		line++
+		text := strings.TrimSpace(sc.Text())
+		if text == "" || strings.HasPrefix(text, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(text, "=")
+		if !ok {
+			return fmt.Errorf("%s:%d: want `name = value`, got %q", name, line, text)
+		}
+		k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
+		if fs.Lookup(k) == nil || k == "config" || k == "print-config" {
+			return fmt.Errorf("%s:%d: unknown setting %q", name, line, k)
+		}
+		if given[k] {
+			continue
+		}
+		if err := fs.Set(k, v); err != nil {
+			return fmt.Errorf("%s:%d: %s: %w", name, line, k, err)
+		}
+	}
+	return sc.Err()
+}
+
+func printConfig(w io.Writer, fs *flag.FlagSet, devSecret, devKey bool) {
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if f.Name != "print-config" {
+			names = append(names, f.Name)
+		}
+	})
+	sort.Strings(names)
+	for _, name := range names {
+		v := fs.Lookup(name).Value.String()
+		switch {
+		case name == "token-secret" && devSecret, name == "api-key" && devKey:
+			v = "(random development value)"
+		case secretFlags[name] && v != "":
+			v = "****"
+		}
+		fmt.Fprintf(w, "%s = %s\n", name, v)
+	}
+}
+
+func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
+	if len(o.clientAddrs) == 0 {
+		return node.Config{}, errors.New("--client-addr: at least one address is required")
+	}
+	return node.Config{
+		NodeName:         o.nodeName,
+		ClientAddrs:      o.clientAddrs,
+		ClientAdvertise:  o.clientAdvertise,
+		APIAddr:          o.apiAddr,
+		TokenSecret:      []byte(o.tokenSecret),
+		APIKeys:          o.apiKeys,
+		Loops:            o.loops,
+		MaxConns:         o.maxConns,
+		MaxConnsPerUser:  o.maxConnsPerUser,
+		MaxMessage:       o.maxMessage,
+		MaxOutbound:      o.maxOutbound,
+		MaxBodyBytes:     o.maxBody,
+		AllowedOrigins:   o.allowedOrigins,
+		HandshakeTimeout: o.handshakeTimeout,
+		PingInterval:     o.pingInterval,
+		IdleTimeout:      o.idleTimeout,
+		DrainTimeout:     o.drainTimeout,
+		Echo:             o.echo,
+		Join:             o.join,
+		GossipAddr:       o.gossipAddr,
+		GossipAdvertise:  o.gossipAdvertise,
+		ForwardAddr:      o.forwardAddr,
+		ClusterName:      o.clusterName,
+		ClusterKey:       o.clusterKey,
+		Logger:           log,
+	}, nil
+}

@@ -1,0 +1,167 @@
+package loop
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/wsproto"
+)
+
+// Identity is what Authenticate learns about a client from its token.
+type Identity struct {
+	User    string
+	Rooms   []string
+	Expires time.Time // zero: never
+}
+
+// AuthError rejects a handshake with an HTTP status and a short reason.
+type AuthError struct {
+	Status int
+	Reason string
+}
+
+func (e *AuthError) Error() string { return fmt.Sprintf("loop: %d %s", e.Status, e.Reason) }
+
+// Config configures a Server. The zero value is not enough: Authenticate is required.
+type Config struct {
+	// Addrs are the client listen addresses ("127.0.0.1:8080"). Port 0 picks a free port;
+	// Server.Addrs reports the real ones. Default ":8080".
+	Addrs []string
+	// Loops is the number of event loops. Zero means runtime.GOMAXPROCS(0).
+	Loops int
+	// NodeID prefixes every connection id ("<NodeID>.<hex>") so ids are unique across a
+	// cluster and name the node that holds them. Required.
+	NodeID string
+
+	// Authenticate turns a token into an identity. It runs on an event loop, so it must
+	// be fast and must not block. token is "" when the client sent none.
+	Authenticate func(token string) (Identity, *AuthError)
+	// AllowedOrigins, when non-empty, is the list of Origin values allowed to connect
+	// (exact match, or "*"). Requests without an Origin (non-browser clients) pass.
+	AllowedOrigins []string
+	// Endpoint answers a plain GET /v1/endpoint on the client port with a JSON body and
+	// is used as the hint in 503 responses when the node is full. Nil: 404.
+	Endpoint func() []byte
+
+	// MaxConns caps connections on this node; over it a new client gets 503 with the
+	// Endpoint hint. Zero: no cap.
+	MaxConns int
+	// MaxConnsPerUser is how many connections one user may hold on this node; the
+	// oldest is closed with CloseReplaced when a new one arrives. Zero means 10.
+	MaxConnsPerUser int
+	// MaxMessage is the largest reassembled client message in bytes. Zero means 1 MiB.
+	MaxMessage int
+	// MaxOutbound is how many bytes may wait for one connection before it is closed as
+	// a slow consumer. Zero means 512 KiB.
+	MaxOutbound int
+	// MaxQueue bounds the jobs waiting in one loop's inbox; Deliver fails with
+	// ErrOverloaded beyond it. Zero means 65536.
+	MaxQueue int
+	// MaxRequestBytes caps the HTTP upgrade request head. Zero means 8 KiB.
+	MaxRequestBytes int
+
+	// HandshakeTimeout drops a client that has not completed its upgrade. Zero: 10s.
+	HandshakeTimeout time.Duration
+	// PingInterval is how long a connection may be silent before the server pings it.
+	// Zero: 30s.
+	PingInterval time.Duration
+	// IdleTimeout closes a connection silent for this long (pongs count). Zero: 75s.
+	IdleTimeout time.Duration
+	// CloseTimeout is how long the server waits for the client's close frame after
+	// sending its own before dropping the TCP connection. Zero: 5s.
+	CloseTimeout time.Duration
+
+	// Echo sends every client data message back to its connection (conformance tests).
+	Echo bool
+	// OnMessage, if set, receives client data messages when Echo is off. It runs on the
+	// loop; payload is valid only during the call; it must not block.
+	OnMessage func(connID, user string, binary bool, payload []byte)
+	// OnPresence is called when a user gets its first connection on this node
+	// (present=true) or loses its last one, and likewise for rooms. It runs on a loop or
+	// API goroutine with no lock held and must not block.
+	OnPresence func(kind PresenceKind, name string, present bool)
+
+	// Metrics is the set metrics are registered in. Nil: the default set.
+	Metrics *metrics.Set
+	// Logger receives connection-level warnings (never per message). Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+// PresenceKind says whether OnPresence is about a user or a room.
+type PresenceKind uint8
+
+const (
+	PresenceUser PresenceKind = iota
+	PresenceRoom
+)
+
+// Close codes the gateway sends besides the RFC 6455 ones. docs/protocol.md lists them.
+const (
+	// CloseReplaced: the user opened more than MaxConnsPerUser connections; the oldest
+	// goes. Clients should not reconnect automatically.
+	CloseReplaced uint16 = 4000
+	// CloseKicked: an operator or service closed the connection through the API.
+	CloseKicked uint16 = 4001
+	// CloseTokenExpired: the token's exp passed; reconnect with a fresh token.
+	CloseTokenExpired uint16 = 4003
+	// CloseSlowConsumer: the client did not read fast enough (sent when possible).
+	CloseSlowConsumer uint16 = 4008
+)
+
+func (c *Config) withDefaults() (Config, error) {
+	cfg := *c
+	if len(cfg.Addrs) == 0 {
+		cfg.Addrs = []string{":8080"}
+	}
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.GOMAXPROCS(0)
+	}
+	if cfg.NodeID == "" {
+		return cfg, errors.New("loop: Config.NodeID is required")
+	}
+	if cfg.Authenticate == nil {
+		return cfg, errors.New("loop: Config.Authenticate is required")
+	}
+	if cfg.MaxConnsPerUser <= 0 {
+		cfg.MaxConnsPerUser = 10
+	}
+	if cfg.MaxMessage <= 0 {
+		cfg.MaxMessage = 1 << 20
+	}
+	if cfg.MaxOutbound <= 0 {
+		cfg.MaxOutbound = 512 << 10
+	}
+	if cfg.MaxQueue <= 0 {
+		cfg.MaxQueue = 65536
+	}
+	if cfg.MaxRequestBytes <= 0 {
+		cfg.MaxRequestBytes = wsproto.DefaultMaxRequestBytes
+	}
+	if cfg.HandshakeTimeout <= 0 {
+		cfg.HandshakeTimeout = 10 * time.Second
+	}
+	if cfg.PingInterval <= 0 {
+		cfg.PingInterval = 30 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 75 * time.Second
+	}
+	if cfg.IdleTimeout <= cfg.PingInterval {
+		return cfg, fmt.Errorf("loop: Config.IdleTimeout (%v) must be longer than PingInterval (%v)", cfg.IdleTimeout, cfg.PingInterval)
+	}
+	if cfg.CloseTimeout <= 0 {
+		cfg.CloseTimeout = 5 * time.Second
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.GetDefaultSet()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return cfg, nil
+}

@@ -1,0 +1,54 @@
+package loop
+
+import (
+	"github.com/panjf2000/gnet/v2"
+
+	"longlink/wsproto"
+)
+
+// Connection states. Only the owning loop changes them.
+const (
+	stateHandshake uint8 = iota
+	stateOpen
+	stateClosing // close frame sent, waiting for the client's
+	stateClosed
+)
+
+// maxDevice truncates the User-Agent kept per connection: it is shown in presence
+// answers, and a hostile client must not make us hold kilobytes per connection.
+const maxDevice = 96
+
+// Conn is one client connection.
+//
+// The first group is written once before the connection is published in the registry
+// and read-only afterwards, so any goroutine may read it after a registry lookup. The
+// second group belongs to the owning loop. rooms is guarded by the registry shard of
+// the connection's user.
+type Conn struct {
+	id     string
+	user   string
+	remote string
+	device string
+	since  int64 // unix nanoseconds
+	sh     *shard
+	gc     gnet.Conn
+
+	// owned by the loop
+	parser   wsproto.Parser
+	idx      int32  // position in sh.conns
+	state    uint8  //
+	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
+	deadline uint32 // handshake or close deadline in ticks; 0 = none
+	expires  uint32 // token expiry in ticks; 0 = none
+	seq      uint64 // sequence of the last delivery job written, to deliver once per job
+
+	// guarded by the registry shard of user
+	rooms   []string
+	evicted bool // chosen for eviction; no longer counts toward MaxConnsPerUser
+}
+
+func (c *Conn) evicting() bool { return c.evicted }
+func (c *Conn) markEvicting()  { c.evicted = true }
+
+// ID is the cluster-unique connection id.
+func (c *Conn) ID() string { return c.id }

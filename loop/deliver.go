@@ -1,0 +1,239 @@
+package loop
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"longlink/wsproto"
+)
+
+// Targets names the recipients of one message on this node. A connection matched by
+// several targets receives the message once.
+type Targets struct {
+	All         bool
+	Users       []string
+	Connections []string // connection ids; ids of other nodes are ignored
+	Rooms       []string
+}
+
+// PrepareFrame encodes payload once as a server frame; Deliver writes these same bytes
+// to every recipient.
+func PrepareFrame(binary bool, payload []byte) []byte {
+	kind := wsproto.KindText
+	if binary {
+		kind = wsproto.KindBinary
+	}
+	return wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(payload))+len(payload)), kind, payload)
+}
+
+// Deliver writes frame (from PrepareFrame) to every connection on this node that t
+// names, and returns how many connections it was written to once every loop has
+// processed it, or ctx ended. accepted is when the API accepted the message (unix
+// nanoseconds), for the delivery-latency histogram; 0 skips it.
+//
+// frame must not be modified afterwards. Messages are written to each connection in
+// the order Deliver was called.
+func (s *Server) Deliver(ctx context.Context, frame []byte, t Targets, accepted int64) (int, error) {
+	d := &delivery{accepted: accepted, done: make(chan struct{})}
+	queued, err := s.enqueueDelivery(frame, t, d)
+	if err != nil || !queued {
+		return 0, err
+	}
+	return s.wait(ctx, d)
+}
+
+// Enqueue is Deliver without waiting: the message is queued on every loop, in order,
+// and written as the loops get to it. Forwarded cluster messages use it so one peer's
+// stream is not held up by local writes.
+func (s *Server) Enqueue(frame []byte, t Targets, accepted int64) error {
+	d := &delivery{accepted: accepted, done: make(chan struct{})}
+	_, err := s.enqueueDelivery(frame, t, d)
+	return err
+}
+
+func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, error) {
+	shards := s.shardList()
+	if len(shards) == 0 {
+		return false, nil
+	}
+	perShard := make([][]*Conn, len(shards))
+	if !t.All {
+		var conns []*Conn
+		for _, u := range t.Users {
+			conns = s.reg.userConns(conns, u)
+		}
+		for _, id := range t.Connections {
+			if !strings.HasPrefix(id, s.cfg.NodeID+".") {
+				continue
+			}
+			if c := s.reg.conn(id); c != nil {
+				conns = append(conns, c)
+			}
+		}
+		for _, c := range conns {
+			if c.sh.idx < len(perShard) {
+				perShard[c.sh.idx] = append(perShard[c.sh.idx], c)
+			}
+		}
+	}
+	var jobs []*job
+	for i, sh := range shards {
+		if !t.All && len(perShard[i]) == 0 && (len(t.Rooms) == 0 || !s.mayHaveRooms(sh)) {
+			continue
+		}
+		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh})
+	}
+	if len(jobs) == 0 {
+		return false, nil
+	}
+	if err := s.enqueueAll(jobs); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
+// mayHaveRooms is a cheap filter: a loop with no connections has no room members.
+func (s *Server) mayHaveRooms(sh *shard) bool { return sh.nConns.Load() > 0 }
+
+// enqueueAll queues one job per shard atomically: either every job is queued, in the
+// same position relative to other Deliver calls on every loop, or none is.
+func (s *Server) enqueueAll(jobs []*job) error {
+	s.deliverMu.Lock()
+	defer s.deliverMu.Unlock()
+	for _, j := range jobs {
+		if !j.shard(s).hasRoom(1) {
+			s.m.overloaded.Inc()
+			return ErrOverloaded
+		}
+	}
+	s.seq++
+	for _, j := range jobs {
+		j.seq = s.seq
+		if j.d != nil {
+			j.d.pending.Add(1)
+		}
+	}
+	for _, j := range jobs {
+		j.shard(s).enqueue(j)
+	}
+	return nil
+}
+
+func (s *Server) wait(ctx context.Context, d *delivery) (int, error) {
+	select {
+	case <-d.done:
+		return int(d.written.Load()), nil
+	case <-ctx.Done():
+		return int(d.written.Load()), ctx.Err()
+	}
+}
+
+// KickConnection closes the connection with id (if it is on this node) with close code
+// CloseKicked and reason. It returns how many it closed (0 or 1).
+func (s *Server) KickConnection(ctx context.Context, id, reason string) (int, error) {
+	c := s.reg.conn(id)
+	if c == nil {
+		return 0, nil
+	}
+	return s.closeConns(ctx, []*Conn{c}, reason)
+}
+
+// KickUser closes every connection of user on this node.
+func (s *Server) KickUser(ctx context.Context, user, reason string) (int, error) {
+	return s.closeConns(ctx, s.reg.userConns(nil, user), reason)
+}
+
+func (s *Server) closeConns(ctx context.Context, conns []*Conn, reason string) (int, error) {
+	if len(conns) == 0 {
+		return 0, nil
+	}
+	if reason == "" {
+		reason = "kicked"
+	}
+	d := &delivery{done: make(chan struct{})}
+	if err := s.enqueueAll(s.jobsByShard(conns, func(cs []*Conn) *job {
+		return &job{kind: jobClose, conns: cs, code: CloseKicked, reason: reason, d: d}
+	})); err != nil {
+		return 0, err
+	}
+	return s.wait(ctx, d)
+}
+
+func (s *Server) jobsByShard(conns []*Conn, mk func([]*Conn) *job) []*job {
+	by := map[*shard][]*Conn{}
+	var order []*shard
+	for _, c := range conns {
+		if _, ok := by[c.sh]; !ok {
+			order = append(order, c.sh)
+		}
+		by[c.sh] = append(by[c.sh], c)
+	}
+	jobs := make([]*job, 0, len(order))
+	for _, sh := range order {
+		j := mk(by[sh])
+		j.target = sh
+		jobs = append(jobs, j)
+	}
+	return jobs
+}
+
+// JoinRoom puts users' connections on this node into room; later connections of those
+// users join it too. It returns how many connections joined and the users that have no
+// connection here (nothing is changed for them).
+func (s *Server) JoinRoom(ctx context.Context, room string, users []string) (int, []string, error) {
+	joined, missing, newRoom := s.reg.join(room, users)
+	if newRoom && s.cfg.OnPresence != nil {
+		s.cfg.OnPresence(PresenceRoom, room, true)
+	}
+	return s.roomJobs(ctx, jobJoin, room, joined, missing)
+}
+
+// LeaveRoom takes users' connections on this node out of room.
+func (s *Server) LeaveRoom(ctx context.Context, room string, users []string) (int, []string, error) {
+	left, missing, gone := s.reg.leave(room, users)
+	if gone && s.cfg.OnPresence != nil {
+		s.cfg.OnPresence(PresenceRoom, room, false)
+	}
+	return s.roomJobs(ctx, jobLeave, room, left, missing)
+}
+
+func (s *Server) roomJobs(ctx context.Context, kind jobKind, room string, conns []*Conn, missing []string) (int, []string, error) {
+	if len(conns) == 0 {
+		return 0, missing, nil
+	}
+	d := &delivery{done: make(chan struct{})}
+	// Room index changes go through the inbox so a push accepted after JoinRoom returns
+	// is ordered after the join on every loop. A full inbox must not lose the change
+	// already made in the registry, so room jobs wait for space instead of failing.
+	jobs := s.jobsByShard(conns, func(cs []*Conn) *job { return &job{kind: kind, room: room, conns: cs, d: d} })
+	for {
+		err := s.enqueueAll(jobs)
+		if err == nil {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			return 0, missing, ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	n, err := s.wait(ctx, d)
+	return n, missing, err
+}
+
+// UserConnections describes user's connections on this node (nil: none).
+func (s *Server) UserConnections(user string) []ConnInfo { return s.reg.userInfo(user) }
+
+// Room counts room's members and connections on this node.
+func (s *Server) Room(room string) RoomInfo { return s.reg.roomInfo(room, false) }
+
+// RoomMembers is Room with the member user ids listed.
+func (s *Server) RoomMembers(room string) RoomInfo { return s.reg.roomInfo(room, true) }
+
+// Offline returns the users among users with no connection on this node.
+func (s *Server) Offline(users []string) []string { return s.reg.offline(users) }
+
+// LocalUsers and LocalRooms list what this node holds (cluster full-state sync).
+func (s *Server) LocalUsers() []string { return s.reg.snapshotUsers(nil) }
+func (s *Server) LocalRooms() []string { return s.reg.snapshotRooms(nil) }

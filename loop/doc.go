@@ -1,0 +1,30 @@
+// Package loop owns the client side of the gateway: the gnet engine and its event
+// loops, every client connection from its first byte to its close, the sessions table
+// (user -> connections), room membership, per-loop timers and the slow-consumer policy.
+//
+// # Who owns what
+//
+//   - A connection's protocol state (parser, timestamps, delivery sequence) belongs to
+//     the event loop that accepted it. It is touched only in gnet callbacks
+//     (OnOpen, OnTraffic, OnClose) or in tasks that run on that loop.
+//   - Other goroutines (the HTTP API, the cluster receiver) reach connections only
+//     through Server methods (Deliver, Kick*, JoinRoom, LeaveRoom). They resolve
+//     targets in the registry and append one job per loop to that loop's bounded inbox;
+//     the loop runs the job. Jobs are queued to every loop under one mutex, so every
+//     connection sees messages in the order Deliver accepted them.
+//   - The registry (sessions, connection ids, room counts) is shared and guarded by
+//     sharded mutexes. It changes on connect, disconnect and room changes, never per
+//     message.
+//
+// # What it does not do
+//
+// It does not parse HTTP bodies, speak to peers or know about API keys: node wires
+// push and cluster to it through plain functions in Config.
+//
+// # Costs
+//
+// An idle connection holds no read or write buffer (gnet's buffers are released when
+// empty, the parser borrows a pooled buffer only during reassembly) and no timer: each
+// loop sweeps a slice of its connections on every tick to send pings and enforce the
+// handshake and idle timeouts.
+package loop

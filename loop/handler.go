@@ -1,0 +1,401 @@
+package loop
+
+import (
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"longlink/wsproto"
+)
+
+// handler adapts gnet's callbacks to the Server. Every method runs on the loop that
+// owns the connection (OnTick excepted: gnet runs it on its ticker goroutine).
+type handler struct {
+	gnet.BuiltinEventEngine
+	s *Server
+}
+
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.s.onBoot(eng)
+	return gnet.None
+}
+
+func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
+	s := h.s
+	sh := s.shardOf(gc.EventLoop())
+	c := &Conn{gc: gc, sh: sh, state: stateHandshake}
+	c.parser.MaxMessage = s.cfg.MaxMessage
+	now := s.clock.ticks()
+	c.lastSeen = now
+	c.deadline = now + s.handshakeTicks
+	gc.SetContext(c)
+	sh.addConn(c)
+	s.m.handshaking.Add(1)
+	return nil, gnet.None
+}
+
+func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		return gnet.None
+	}
+	s := h.s
+	sh := c.sh
+	switch c.state {
+	case stateHandshake:
+		s.m.handshaking.Add(-1)
+	case stateOpen, stateClosing:
+		s.m.open.Add(-1)
+		s.unpublish(c)
+	}
+	c.state = stateClosed
+	c.parser.Reset()
+	sh.removeConn(c)
+	gc.SetContext(nil)
+	return gnet.None
+}
+
+func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
+	c, ok := gc.Context().(*Conn)
+	if !ok {
+		return gnet.Close
+	}
+	s := h.s
+	buf, _ := gc.Peek(-1)
+	if len(buf) == 0 {
+		return gnet.None
+	}
+	c.lastSeen = s.clock.ticks()
+	c.sh.bytesIn.Add(uint64(len(buf)))
+	off := 0
+	if c.state == stateHandshake {
+		n, action := s.handshake(c, buf)
+		if action != gnet.None || n == 0 {
+			if n > 0 {
+				gc.Discard(n)
+			}
+			return action
+		}
+		off = n
+	}
+	action := s.frames(c, buf, &off)
+	if off > 0 && c.state != stateClosed {
+		gc.Discard(off)
+	}
+	return action
+}
+
+// frames handles every complete frame in buf[*off:].
+func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
+	sh := c.sh
+	for *off < len(buf) {
+		n, ev, err := c.parser.Next(buf[*off:])
+		if err != nil {
+			ce, _ := err.(*wsproto.CloseError)
+			code, reason := uint16(wsproto.CloseProtocolError), err.Error()
+			if ce != nil {
+				code, reason = ce.Code, ce.Reason
+			}
+			*off = len(buf)
+			if c.state == stateOpen {
+				s.sendClose(c, code, reason)
+			}
+			return gnet.Close
+		}
+		if n == 0 {
+			return gnet.None
+		}
+		*off += n
+		if ev.Kind == wsproto.KindNone {
+			continue
+		}
+		sh.framesIn.Add(1)
+		switch ev.Kind {
+		case wsproto.KindText, wsproto.KindBinary:
+			if c.state != stateOpen {
+				continue // after our close frame, data is discarded (RFC 6455 §5.5.1)
+			}
+			if s.cfg.Echo {
+				sh.scratch = wsproto.AppendFrame(sh.scratch[:0], ev.Kind, ev.Payload)
+				if !s.writeOwn(c, sh.scratch) {
+					return gnet.None
+				}
+			} else if s.cfg.OnMessage != nil {
+				s.cfg.OnMessage(c.id, c.user, ev.Kind == wsproto.KindBinary, ev.Payload)
+			}
+		case wsproto.KindPing:
+			if c.state != stateOpen {
+				continue
+			}
+			sh.scratch = wsproto.AppendFrame(sh.scratch[:0], wsproto.KindPong, ev.Payload)
+			if !s.writeOwn(c, sh.scratch) {
+				return gnet.None
+			}
+		case wsproto.KindPong:
+			// lastSeen is already updated; nothing else to do.
+		case wsproto.KindClose:
+			if c.state == stateOpen {
+				// Echo the peer's code, as RFC 6455 §5.5.1 asks; 1005 means it sent
+				// none, so neither do we.
+				if ev.CloseCode == wsproto.CloseNoStatus {
+					sh.scratch = wsproto.AppendFrame(sh.scratch[:0], wsproto.KindClose, nil)
+					s.m.closeCode(0)
+					c.gc.Write(sh.scratch)
+				} else {
+					s.sendClose(c, ev.CloseCode, "")
+				}
+			}
+			*off = len(buf)
+			return gnet.Close
+		}
+	}
+	return gnet.None
+}
+
+// writeOwn writes a frame the loop built for c (pong, echo). It reports false when c
+// was closed by the write or as a slow consumer.
+func (s *Server) writeOwn(c *Conn, frame []byte) bool {
+	if c.gc.OutboundBuffered()+len(frame) > s.cfg.MaxOutbound {
+		s.slowConsumer(c)
+		return false
+	}
+	if _, err := c.gc.Write(frame); err != nil || c.state == stateClosed {
+		return false
+	}
+	c.sh.framesOut.Add(1)
+	c.sh.bytesOut.Add(uint64(len(frame)))
+	return true
+}
+
+// sendClose writes a close frame and counts its code. The caller closes the socket or
+// waits for the peer's close (startClose).
+func (s *Server) sendClose(c *Conn, code uint16, reason string) {
+	sh := c.sh
+	sh.scratch = wsproto.AppendClose(sh.scratch[:0], code, reason)
+	s.m.closeCode(code)
+	if c.gc.OutboundBuffered()+len(sh.scratch) <= s.cfg.MaxOutbound {
+		c.gc.Write(sh.scratch)
+	}
+}
+
+// startClose begins the closing handshake from the server side: send our close frame,
+// then wait up to CloseTimeout for the client's before dropping TCP.
+func (sh *shard) startClose(c *Conn, code uint16, reason string) {
+	s := sh.srv
+	if c.state == stateHandshake {
+		s.closeNow(c)
+		return
+	}
+	if c.state != stateOpen {
+		return
+	}
+	s.sendClose(c, code, reason)
+	if c.state == stateClosed {
+		return
+	}
+	c.state = stateClosing
+	c.deadline = s.clock.ticks() + s.closeTicks
+}
+
+// closeNow drops the TCP connection (OnClose runs before it returns).
+func (s *Server) closeNow(c *Conn) {
+	if c.state != stateClosed {
+		c.sh.el.Close(c.gc)
+	}
+}
+
+func (s *Server) slowConsumer(c *Conn) {
+	s.m.slowConsumers.Inc()
+	s.m.closeCode(0)
+	s.closeNow(c)
+}
+
+// handshake parses the upgrade request at the start of buf. It returns the bytes the
+// request used (0: incomplete) and gnet.Close when the connection must end.
+func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
+	var req wsproto.Request
+	n, err := wsproto.ParseRequest(buf, s.cfg.MaxRequestBytes, &req)
+	if err != nil {
+		he, _ := err.(*wsproto.HTTPError)
+		if he == nil {
+			he = &wsproto.HTTPError{Status: 400, Reason: err.Error()}
+		}
+		reason := "bad_request"
+		if he.Status == 431 {
+			reason = "too_large"
+		}
+		return len(buf), s.reject(c, reason, he)
+	}
+	if n == 0 {
+		return 0, gnet.None
+	}
+	switch {
+	case req.Path == "/v1/endpoint" && s.cfg.Endpoint != nil && req.Method == "GET":
+		body := s.cfg.Endpoint()
+		c.gc.Write(wsproto.AppendHTTPResponse(nil, 200, "application/json",
+			"Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\n", body))
+		return n, gnet.Close
+	case req.Path != "/ws":
+		return n, s.reject(c, "bad_request", &wsproto.HTTPError{Status: 404, Reason: "not found: WebSocket clients connect to /ws"})
+	}
+	if he := req.ValidateUpgrade(); he != nil {
+		return n, s.reject(c, "bad_request", he)
+	}
+	if !s.originAllowed(req.Origin) {
+		return n, s.reject(c, "forbidden", &wsproto.HTTPError{Status: 403, Reason: "origin not allowed"})
+	}
+	if s.draining.Load() {
+		return n, s.reject(c, "draining", &wsproto.HTTPError{Status: 503, Reason: "server is shutting down", Header: "Retry-After: 1\r\n"})
+	}
+	if s.cfg.MaxConns > 0 && int(s.m.open.Load()) >= s.cfg.MaxConns {
+		he := &wsproto.HTTPError{Status: 503, Reason: "node at capacity", Header: "Retry-After: 1\r\n"}
+		if s.cfg.Endpoint != nil {
+			he.Reason = "node at capacity; try " + string(s.cfg.Endpoint())
+		}
+		return n, s.reject(c, "over_capacity", he)
+	}
+	token, protocol := tokenOf(&req)
+	id, aerr := s.cfg.Authenticate(token)
+	if aerr != nil {
+		st := aerr.Status
+		if st == 0 {
+			st = 401
+		}
+		hdr := ""
+		if st == 401 {
+			hdr = "WWW-Authenticate: Bearer\r\n"
+		}
+		return n, s.reject(c, "unauthorized", &wsproto.HTTPError{Status: st, Reason: aerr.Reason, Header: hdr})
+	}
+	// Upgrade.
+	c.id = s.cfg.NodeID + "." + strconv.FormatUint(s.connSeq.Add(1), 36)
+	c.user = id.User
+	c.remote = remoteOf(c, &req)
+	c.device = req.UserAgent
+	if len(c.device) > maxDevice {
+		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
+	}
+	c.since = time.Now().UnixNano()
+	c.expires = s.clock.tickAt(id.Expires)
+	c.gc.Write(wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol))
+	if c.state == stateClosed {
+		return n, gnet.None
+	}
+	c.state = stateOpen
+	c.deadline = s.clock.ticks() + s.pingTicks
+	s.m.handshaking.Add(-1)
+	s.m.open.Add(1)
+	s.m.handshakes.Inc()
+	s.m.handshakeTime.Observe(float64(time.Now().UnixNano()-c.since) / 1e9)
+	s.publish(c, id.Rooms)
+	return n, gnet.None
+}
+
+func (s *Server) reject(c *Conn, reason string, he *wsproto.HTTPError) gnet.Action {
+	s.m.handshakeFailure(reason)
+	c.gc.Write(wsproto.AppendHTTPError(c.sh.scratch[:0], he))
+	return gnet.Close
+}
+
+func (s *Server) originAllowed(origin string) bool {
+	if len(s.cfg.AllowedOrigins) == 0 || origin == "" {
+		return true
+	}
+	for _, o := range s.cfg.AllowedOrigins {
+		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// tokenOf finds the client's token: ?token=, then Authorization: Bearer, then
+// Sec-WebSocket-Protocol (browsers cannot set headers, so they offer
+// ["longlink", "<token>"] and the server selects "longlink"). It returns the
+// subprotocol to select.
+func tokenOf(req *wsproto.Request) (token, protocol string) {
+	if t := wsproto.QueryValue(req.RawQuery, "token"); t != "" {
+		token = t
+	} else if a := req.Authorization; len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
+		token = strings.TrimSpace(a[7:])
+	}
+	for _, p := range req.Protocols {
+		switch {
+		case p == "longlink":
+			protocol = p
+		case token == "" && strings.Count(p, ".") == 2:
+			token = p
+		}
+	}
+	return token, protocol
+}
+
+func remoteOf(c *Conn, req *wsproto.Request) string {
+	if a := c.gc.RemoteAddr(); a != nil {
+		return a.String()
+	}
+	return ""
+}
+
+// publish adds an upgraded connection to the registry and the loop's room index, and
+// evicts the user's oldest connection when the user is over MaxConnsPerUser.
+func (s *Server) publish(c *Conn, tokenRooms []string) {
+	evict, newUser, newRooms := s.reg.add(c, tokenRooms, s.cfg.MaxConnsPerUser)
+	us := s.reg.userShard(c.user)
+	us.mu.Lock()
+	rooms := append([]string(nil), c.rooms...)
+	us.mu.Unlock()
+	for _, room := range rooms {
+		c.sh.joinRoom(room, c)
+	}
+	if evict != nil {
+		s.m.evictions.Inc()
+		s.closeOn(evict, CloseReplaced, "replaced: too many connections for this user")
+	}
+	if p := s.cfg.OnPresence; p != nil {
+		if newUser {
+			p(PresenceUser, c.user, true)
+		}
+		for _, r := range newRooms {
+			p(PresenceRoom, r, true)
+		}
+	}
+}
+
+func (s *Server) unpublish(c *Conn) {
+	us := s.reg.userShard(c.user)
+	us.mu.Lock()
+	rooms := append([]string(nil), c.rooms...)
+	us.mu.Unlock()
+	for _, room := range rooms {
+		c.sh.leaveRoom(room, c)
+	}
+	goneUser, goneRooms := s.reg.remove(c)
+	if p := s.cfg.OnPresence; p != nil {
+		if goneUser {
+			p(PresenceUser, c.user, false)
+		}
+		for _, r := range goneRooms {
+			p(PresenceRoom, r, false)
+		}
+	}
+}
+
+// closeOn closes c with code on its own loop, through that loop's inbox so it is
+// ordered after messages already accepted for c.
+func (s *Server) closeOn(c *Conn, code uint16, reason string) {
+	s.deliverMu.Lock()
+	c.sh.enqueue(&job{kind: jobClose, conns: []*Conn{c}, code: code, reason: reason})
+	s.deliverMu.Unlock()
+}
+
+func (h *handler) OnTick() (time.Duration, gnet.Action) {
+	s := h.s
+	s.clock.advance()
+	for _, sh := range s.shardList() {
+		sh.el.Execute(nil, sh.sweepFn)
+	}
+	return clockTick, gnet.None
+}

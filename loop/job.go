@@ -1,0 +1,167 @@
+package loop
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+type jobKind uint8
+
+const (
+	jobDeliver jobKind = iota
+	jobJoin            // conns join room
+	jobLeave           // conns leave room
+	jobClose           // close conns with code and reason
+	jobDrain           // close every connection with 1001 (graceful shutdown)
+)
+
+// job is one unit of work for one loop. Delivery jobs of one Deliver call share the
+// frame bytes and the delivery tracker.
+type job struct {
+	kind   jobKind
+	seq    uint64
+	frame  []byte
+	all    bool
+	rooms  []string
+	conns  []*Conn // explicit recipients (users, connection ids) on this loop
+	room   string  // jobJoin, jobLeave
+	code   uint16  // jobClose, jobDrain
+	reason string
+	d      *delivery
+	target *shard // the loop this job is for
+}
+
+func (j *job) shard(s *Server) *shard { return j.target }
+
+// delivery tracks one Deliver call across loops.
+type delivery struct {
+	pending  atomic.Int32
+	written  atomic.Int64
+	accepted int64 // unix nanoseconds
+	done     chan struct{}
+}
+
+func (j *job) finish(sh *shard, written int) {
+	d := j.d
+	if d == nil {
+		return
+	}
+	if written > 0 {
+		d.written.Add(int64(written))
+	}
+	if d.pending.Add(-1) == 0 {
+		close(d.done)
+	}
+}
+
+// start begins j on the loop. It returns true when j has recipients left to write,
+// which step then writes in chunks.
+func (sh *shard) start(j *job) bool {
+	switch j.kind {
+	case jobJoin:
+		for _, c := range j.conns {
+			if c.state != stateClosed {
+				sh.joinRoom(j.room, c)
+			}
+		}
+		j.finish(sh, len(j.conns))
+		return false
+	case jobLeave:
+		for _, c := range j.conns {
+			sh.leaveRoom(j.room, c)
+		}
+		j.finish(sh, len(j.conns))
+		return false
+	case jobClose:
+		n := 0
+		for _, c := range j.conns {
+			if c.state == stateOpen || c.state == stateHandshake {
+				sh.startClose(c, j.code, j.reason)
+				n++
+			}
+		}
+		j.finish(sh, n)
+		return false
+	case jobDrain:
+		for _, c := range append(sh.snap[:0], sh.conns...) {
+			switch c.state {
+			case stateHandshake:
+				sh.srv.closeNow(c)
+			case stateOpen:
+				sh.startClose(c, j.code, j.reason)
+			}
+		}
+		clear(sh.snap)
+		j.finish(sh, 0)
+		return false
+	}
+	// jobDeliver: collect recipients once; writes then dedupe by seq, so a connection
+	// named by several targets gets the message once.
+	snap := sh.snap[:0]
+	if j.all {
+		snap = append(snap, sh.conns...)
+	} else {
+		for _, room := range j.rooms {
+			for c := range sh.rooms[room] {
+				snap = append(snap, c)
+			}
+		}
+		snap = append(snap, j.conns...)
+	}
+	sh.snap = snap
+	sh.cursor = 0
+	sh.cur = j
+	if len(snap) == 0 {
+		sh.cur = nil
+		j.finish(sh, 0)
+		return false
+	}
+	return true
+}
+
+// step writes cur's frame to up to budget recipients and returns how many it tried.
+func (sh *shard) step(budget int) int {
+	j := sh.cur
+	end := min(sh.cursor+budget, len(sh.snap))
+	written := 0
+	for _, c := range sh.snap[sh.cursor:end] {
+		if sh.writeFrame(c, j.frame, j.seq) {
+			written++
+		}
+	}
+	tried := end - sh.cursor
+	sh.cursor = end
+	if written > 0 {
+		sh.framesOut.Add(uint64(written))
+		sh.bytesOut.Add(uint64(written * len(j.frame)))
+		if j.d != nil {
+			j.d.written.Add(int64(written))
+		}
+	}
+	if sh.cursor == len(sh.snap) {
+		clear(sh.snap)
+		sh.snap = sh.snap[:0]
+		sh.cur = nil
+		if j.d != nil && j.d.accepted > 0 {
+			sh.srv.m.deliveryLatency.Observe(float64(time.Now().UnixNano()-j.d.accepted) / 1e9)
+		}
+		j.finish(sh, 0)
+	}
+	return max(tried, 1)
+}
+
+// writeFrame writes a shared, pre-encoded frame to c. gnet writes it straight to the
+// socket when nothing is queued, so the payload is not copied; only what the kernel
+// refuses is copied into c's outbound buffer, which MaxOutbound bounds.
+func (sh *shard) writeFrame(c *Conn, frame []byte, seq uint64) bool {
+	if c.state != stateOpen || c.seq == seq {
+		return false
+	}
+	c.seq = seq
+	if c.gc.OutboundBuffered()+len(frame) > sh.srv.cfg.MaxOutbound {
+		sh.srv.slowConsumer(c)
+		return false
+	}
+	_, err := c.gc.Write(frame)
+	return err == nil
+}

@@ -1,0 +1,117 @@
+package loop
+
+import (
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/promhist"
+)
+
+// serverMetrics holds the counters the loops update and registers gauges that read the
+// loops' own counts at scrape time. All are created once, in New.
+type serverMetrics struct {
+	open        atomic.Int64 // upgraded connections, exact
+	handshaking atomic.Int64
+
+	handshakes      *metrics.Counter
+	failures        map[string]*metrics.Counter
+	evictions       *metrics.Counter
+	slowConsumers   *metrics.Counter
+	overloaded      *metrics.Counter
+	handshakeTime   *promhist.Histogram
+	deliveryLatency *promhist.Histogram
+
+	set        *metrics.Set
+	closesMu   sync.Mutex
+	closes     map[uint16]*metrics.Counter
+	closesNone *metrics.Counter
+}
+
+// handshakeReasons are the failure reasons counted; each counter exists from the start
+// so dashboards see zeros rather than gaps.
+var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining"}
+
+// knownCloseCodes are pre-created so the common codes never take the lock.
+var knownCloseCodes = []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, CloseReplaced, CloseKicked, CloseTokenExpired}
+
+func newServerMetrics(s *Server) *serverMetrics {
+	set := s.cfg.Metrics
+	m := &serverMetrics{set: set, failures: map[string]*metrics.Counter{}, closes: map[uint16]*metrics.Counter{}}
+	m.handshakes = set.NewCounter("longlink_handshakes_total")
+	for _, r := range handshakeReasons {
+		m.failures[r] = set.NewCounter(`longlink_handshake_failures_total{reason="` + r + `"}`)
+	}
+	m.evictions = set.NewCounter("longlink_evictions_total")
+	m.slowConsumers = set.NewCounter("longlink_slow_consumer_closes_total")
+	m.overloaded = set.NewCounter(`longlink_push_errors_total{reason="overloaded"}`)
+	m.handshakeTime = promhist.New(set, "longlink_handshake_duration_seconds", "", promhist.DefaultBuckets)
+	m.deliveryLatency = promhist.New(set, "longlink_delivery_duration_seconds", "", promhist.DefaultBuckets)
+	for _, code := range knownCloseCodes {
+		m.closes[code] = set.NewCounter(`longlink_closes_total{code="` + strconv.Itoa(int(code)) + `"}`)
+	}
+	m.closesNone = set.NewCounter(`longlink_closes_total{code="none"}`)
+
+	set.NewGauge("longlink_connections", func() float64 { return float64(m.open.Load()) })
+	set.NewGauge("longlink_handshaking_connections", func() float64 { return float64(m.handshaking.Load()) })
+	set.NewGauge("longlink_users", func() float64 { return float64(s.reg.nUsers.Load()) })
+	set.NewGauge("longlink_rooms", func() float64 { return float64(s.reg.nRooms.Load()) })
+	for i := 0; i < s.cfg.Loops; i++ {
+		i := i
+		set.NewGauge(fmt.Sprintf(`longlink_loop_connections{loop="%d"}`, i), func() float64 {
+			if l := s.shardList(); i < len(l) {
+				return float64(l[i].nConns.Load())
+			}
+			return 0
+		})
+	}
+	sum := func(f func(*shard) uint64) func() float64 {
+		return func() float64 {
+			var t uint64
+			for _, sh := range s.shardList() {
+				t += f(sh)
+			}
+			return float64(t)
+		}
+	}
+	// Counters the loops keep per shard (no shared cache line) are summed at scrape.
+	set.NewGauge("longlink_frames_in_total", sum(func(sh *shard) uint64 { return sh.framesIn.Load() }))
+	set.NewGauge("longlink_frames_out_total", sum(func(sh *shard) uint64 { return sh.framesOut.Load() }))
+	set.NewGauge("longlink_bytes_in_total", sum(func(sh *shard) uint64 { return sh.bytesIn.Load() }))
+	set.NewGauge("longlink_bytes_out_total", sum(func(sh *shard) uint64 { return sh.bytesOut.Load() }))
+	return m
+}
+
+func (m *serverMetrics) handshakeFailure(reason string) {
+	c := m.failures[reason]
+	if c == nil {
+		panic("BUG: loop: unknown handshake failure reason " + reason)
+	}
+	c.Inc()
+}
+
+// closeCode counts a close the server initiated or echoed; 0 means the socket was
+// dropped without a close frame.
+func (m *serverMetrics) closeCode(code uint16) {
+	if code == 0 {
+		m.closesNone.Inc()
+		return
+	}
+	if c := m.closes[code]; c != nil {
+		c.Inc()
+		return
+	}
+	m.closesMu.Lock()
+	c := m.closes[code]
+	if c == nil {
+		// Echoed peer codes are bounded to the valid range 1000-4999, so this map
+		// stays small even under hostile clients.
+		c = m.set.GetOrCreateCounter(`longlink_closes_total{code="` + strconv.Itoa(int(code)) + `"}`)
+		m.closes[code] = c
+	}
+	m.closesMu.Unlock()
+	c.Inc()
+}

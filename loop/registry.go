@@ -1,0 +1,352 @@
+package loop
+
+import (
+	"hash/maphash"
+	"slices"
+	"sync"
+	"sync/atomic"
+)
+
+// registry is the node-wide index: users to their sessions, connection ids to
+// connections, and room counts. It is sharded so connects on different loops rarely
+// contend. It changes on connect, disconnect and room changes, never per message.
+type registry struct {
+	seed   maphash.Seed
+	users  [regShards]userShard
+	rooms  [regShards]roomShard
+	nUsers atomic.Int64
+	nRooms atomic.Int64
+}
+
+const regShards = 64
+
+type userShard struct {
+	mu    sync.Mutex
+	users map[string]*session
+	conns map[string]*Conn // by id; a connection lives in its user's shard
+}
+
+// session is one user's presence on this node.
+type session struct {
+	conns []*Conn             // oldest first
+	rooms map[string]struct{} // rooms joined through the API; new connections inherit them
+}
+
+type roomShard struct {
+	mu    sync.Mutex
+	rooms map[string]*roomCount
+}
+
+type roomCount struct {
+	conns   int
+	members map[string]int // user -> connections of that user in the room
+}
+
+func newRegistry() *registry {
+	r := &registry{seed: maphash.MakeSeed()}
+	for i := range r.users {
+		r.users[i].users = make(map[string]*session)
+		r.users[i].conns = make(map[string]*Conn)
+		r.rooms[i].rooms = make(map[string]*roomCount)
+	}
+	return r
+}
+
+func (r *registry) userShard(user string) *userShard {
+	return &r.users[maphash.String(r.seed, user)%regShards]
+}
+
+func (r *registry) roomShard(room string) *roomShard {
+	return &r.rooms[maphash.String(r.seed, room)%regShards]
+}
+
+// add publishes c under its user with its initial rooms. It returns the connection to
+// evict (the user's oldest, when the user is at max), and which rooms became present
+// on this node and whether the user did.
+func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Conn, newUser bool, newRooms []string) {
+	us := r.userShard(c.user)
+	us.mu.Lock()
+	s := us.users[c.user]
+	if s == nil {
+		s = &session{}
+		us.users[c.user] = s
+		r.nUsers.Add(1)
+		newUser = true
+	}
+	live := 0
+	for _, o := range s.conns {
+		if !o.evicting() {
+			live++
+		}
+	}
+	if live >= maxPerUser {
+		for _, o := range s.conns {
+			if !o.evicting() {
+				evict = o
+				evict.markEvicting()
+				break
+			}
+		}
+	}
+	s.conns = append(s.conns, c)
+	us.conns[c.id] = c
+	rooms := make([]string, 0, len(tokenRooms)+len(s.rooms))
+	for _, room := range tokenRooms {
+		if !slices.Contains(rooms, room) {
+			rooms = append(rooms, room)
+		}
+	}
+	for room := range s.rooms {
+		if !slices.Contains(rooms, room) {
+			rooms = append(rooms, room)
+		}
+	}
+	c.rooms = rooms
+	for _, room := range rooms {
+		if r.roomAdd(room, c.user) {
+			newRooms = append(newRooms, room)
+		}
+	}
+	us.mu.Unlock()
+	return evict, newUser, newRooms
+}
+
+// remove unpublishes c. It reports whether the user and which rooms left this node.
+func (r *registry) remove(c *Conn) (goneUser bool, goneRooms []string) {
+	us := r.userShard(c.user)
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	s := us.users[c.user]
+	if s == nil || us.conns[c.id] != c {
+		return false, nil
+	}
+	delete(us.conns, c.id)
+	if i := slices.Index(s.conns, c); i >= 0 {
+		s.conns = slices.Delete(s.conns, i, i+1)
+	}
+	for _, room := range c.rooms {
+		if r.roomRemove(room, c.user) {
+			goneRooms = append(goneRooms, room)
+		}
+	}
+	c.rooms = nil
+	if len(s.conns) == 0 {
+		delete(us.users, c.user)
+		r.nUsers.Add(-1)
+		goneUser = true
+	}
+	return goneUser, goneRooms
+}
+
+// roomAdd counts one more connection of user in room; true if the room is new here.
+// Called with the user's shard lock held (lock order: user shard, then room shard).
+func (r *registry) roomAdd(room, user string) bool {
+	rs := r.roomShard(room)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rc := rs.rooms[room]
+	created := rc == nil
+	if created {
+		rc = &roomCount{members: make(map[string]int)}
+		rs.rooms[room] = rc
+		r.nRooms.Add(1)
+	}
+	rc.conns++
+	rc.members[user]++
+	return created
+}
+
+// roomRemove is roomAdd's inverse; true if the room is now empty here.
+func (r *registry) roomRemove(room, user string) bool {
+	rs := r.roomShard(room)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rc := rs.rooms[room]
+	if rc == nil {
+		panic("BUG: loop: room count missing for " + room)
+	}
+	rc.conns--
+	if rc.members[user]--; rc.members[user] <= 0 {
+		delete(rc.members, user)
+	}
+	if rc.conns == 0 {
+		delete(rs.rooms, room)
+		r.nRooms.Add(-1)
+		return true
+	}
+	return false
+}
+
+// conn returns the connection with id, if it is here.
+func (r *registry) conn(id string) *Conn {
+	// The id does not say its user, so look in every shard. Kicks and connection
+	// targets are rare next to user targets; 64 uncontended map lookups are cheap.
+	for i := range r.users {
+		us := &r.users[i]
+		us.mu.Lock()
+		c := us.conns[id]
+		us.mu.Unlock()
+		if c != nil {
+			return c
+		}
+	}
+	return nil
+}
+
+// userConns appends the user's connections to dst.
+func (r *registry) userConns(dst []*Conn, user string) []*Conn {
+	us := r.userShard(user)
+	us.mu.Lock()
+	if s := us.users[user]; s != nil {
+		dst = append(dst, s.conns...)
+	}
+	us.mu.Unlock()
+	return dst
+}
+
+// ConnInfo describes one connection for presence answers.
+type ConnInfo struct {
+	ID, User, Remote, Device string
+	Since                    int64 // unix nanoseconds
+	Rooms                    []string
+}
+
+func (r *registry) userInfo(user string) []ConnInfo {
+	us := r.userShard(user)
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	s := us.users[user]
+	if s == nil {
+		return nil
+	}
+	out := make([]ConnInfo, 0, len(s.conns))
+	for _, c := range s.conns {
+		out = append(out, ConnInfo{ID: c.id, User: c.user, Remote: c.remote, Device: c.device,
+			Since: c.since, Rooms: slices.Clone(c.rooms)})
+	}
+	return out
+}
+
+// RoomInfo counts a room's members and connections on this node.
+type RoomInfo struct {
+	Members, Connections int
+	Users                []string // only from RoomMembers
+}
+
+func (r *registry) roomInfo(room string, withUsers bool) RoomInfo {
+	rs := r.roomShard(room)
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	rc := rs.rooms[room]
+	if rc == nil {
+		return RoomInfo{}
+	}
+	ri := RoomInfo{Members: len(rc.members), Connections: rc.conns}
+	if withUsers {
+		ri.Users = make([]string, 0, len(rc.members))
+		for u := range rc.members {
+			ri.Users = append(ri.Users, u)
+		}
+	}
+	return ri
+}
+
+// join adds room to each user's session and connections. It returns the connections
+// that newly joined (for the loops' indexes), users not connected here, and whether
+// the room became present on this node.
+func (r *registry) join(room string, users []string) (joined []*Conn, missing []string, newRoom bool) {
+	for _, u := range users {
+		us := r.userShard(u)
+		us.mu.Lock()
+		s := us.users[u]
+		if s == nil {
+			us.mu.Unlock()
+			missing = append(missing, u)
+			continue
+		}
+		if s.rooms == nil {
+			s.rooms = make(map[string]struct{})
+		}
+		s.rooms[room] = struct{}{}
+		for _, c := range s.conns {
+			if slices.Contains(c.rooms, room) {
+				continue
+			}
+			c.rooms = append(c.rooms, room)
+			if r.roomAdd(room, u) {
+				newRoom = true
+			}
+			joined = append(joined, c)
+		}
+		us.mu.Unlock()
+	}
+	return joined, missing, newRoom
+}
+
+// leave is join's inverse.
+func (r *registry) leave(room string, users []string) (left []*Conn, missing []string, goneRoom bool) {
+	for _, u := range users {
+		us := r.userShard(u)
+		us.mu.Lock()
+		s := us.users[u]
+		if s == nil {
+			us.mu.Unlock()
+			missing = append(missing, u)
+			continue
+		}
+		delete(s.rooms, room)
+		for _, c := range s.conns {
+			i := slices.Index(c.rooms, room)
+			if i < 0 {
+				continue
+			}
+			c.rooms = slices.Delete(c.rooms, i, i+1)
+			if r.roomRemove(room, u) {
+				goneRoom = true
+			}
+			left = append(left, c)
+		}
+		us.mu.Unlock()
+	}
+	return left, missing, goneRoom
+}
+
+// online reports which of users have no connection here.
+func (r *registry) offline(users []string) []string {
+	var out []string
+	for _, u := range users {
+		us := r.userShard(u)
+		us.mu.Lock()
+		_, ok := us.users[u]
+		us.mu.Unlock()
+		if !ok {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// snapshotUsers appends every user with a connection here (for cluster full sync).
+func (r *registry) snapshotUsers(dst []string) []string {
+	for i := range r.users {
+		us := &r.users[i]
+		us.mu.Lock()
+		for u := range us.users {
+			dst = append(dst, u)
+		}
+		us.mu.Unlock()
+	}
+	return dst
+}
+
+func (r *registry) snapshotRooms(dst []string) []string {
+	for i := range r.rooms {
+		rs := &r.rooms[i]
+		rs.mu.Lock()
+		for room := range rs.rooms {
+			dst = append(dst, room)
+		}
+		rs.mu.Unlock()
+	}
+	return dst
+}

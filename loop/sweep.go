@@ -1,0 +1,54 @@
+package loop
+
+import "longlink/wsproto"
+
+// sweepRounds is how many ticks one full pass over a loop's connections takes: each
+// tick checks 1/sweepRounds of them, so a pass costs the same however many there are,
+// and timeouts fire within sweepRounds*clockTick (1 s) of their due time.
+const sweepRounds = 10
+
+// sweep enforces handshake, idle, close and token-expiry deadlines and sends pings
+// for a slice of the loop's connections. It replaces a timer per connection.
+func (sh *shard) sweep() {
+	s := sh.srv
+	n := len(sh.conns)
+	if n == 0 {
+		return
+	}
+	now := s.clock.ticks()
+	count := (n + sweepRounds - 1) / sweepRounds
+	for i := 0; i < count && len(sh.conns) > 0; i++ {
+		if sh.sweepPos >= len(sh.conns) {
+			sh.sweepPos = 0
+		}
+		c := sh.conns[sh.sweepPos]
+		sh.sweepPos++
+		switch c.state {
+		case stateHandshake:
+			if now >= c.deadline {
+				s.m.handshakeFailure("timeout")
+				s.closeNow(c) // removes c; the next one moved into its slot
+				sh.sweepPos--
+			}
+		case stateClosing:
+			if now >= c.deadline {
+				s.closeNow(c)
+				sh.sweepPos--
+			}
+		case stateOpen:
+			switch {
+			case c.expires != 0 && now >= c.expires:
+				sh.startClose(c, CloseTokenExpired, "token expired")
+			case now-c.lastSeen >= s.idleTicks:
+				s.sendClose(c, wsproto.CloseGoingAway, "idle timeout")
+				s.closeNow(c)
+				sh.sweepPos--
+			case now >= c.deadline:
+				c.deadline = now + s.pingTicks
+				if now-c.lastSeen >= s.pingTicks {
+					s.writeOwn(c, wsproto.PingFrame)
+				}
+			}
+		}
+	}
+}

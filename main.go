@@ -1,0 +1,288 @@
+// Command longlink is a WebSocket long-connection gateway: services POST a message to
+// its API and it reaches the right browsers and apps among many open connections, on
+// one host or across a cluster.
+//
+//	longlink [serve] [flags]   run a gateway node (the default)
+//	longlink token --user 42   mint a client token for testing
+//	longlink bench ...         the bundled load generator
+//	longlink healthcheck       exit 0 if the node's /healthz answers (container probes)
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"longlink/auth"
+	"longlink/bench"
+	"longlink/node"
+	"longlink/web"
+)
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "serve"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "serve":
+		return serve(args, stdout, stderr)
+	case "token":
+		return token(args, stdout, stderr)
+	case "bench":
+		return bench.Main(args, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(args, stderr)
+	case "help":
+		usage(stderr)
+		return 0
+	}
+	fmt.Fprintf(stderr, "longlink: unknown command %q\n\n", cmd)
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  longlink [serve] [flags]     run a gateway node (see longlink serve -h)
+  longlink token --user ID     mint a client token (see longlink token -h)
+  longlink bench SCENARIO      load-test a node or cluster (see longlink bench --help)
+  longlink healthcheck         probe a node's /healthz (container health checks)
+`)
+}
+
+func serve(args []string, stdout, stderr io.Writer) int {
+	o, fs := serveFlags()
+	fs.SetOutput(stderr)
+	if err := parseLayered(fs, args, os.LookupEnv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 2
+	}
+	log, err := newLogger(o.logFormat, o.logLevel, stderr)
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 2
+	}
+	devSecret, devKey := false, false
+	if o.tokenSecret == "" {
+		o.tokenSecret = randHex(32)
+		devSecret = true
+	}
+	if len(o.apiKeys) == 0 {
+		o.apiKeys = listFlag{randHex(16)}
+		devKey = true
+	}
+	if o.printConfig {
+		printConfig(stdout, fs, devSecret, devKey)
+		return 0
+	}
+	cfg, err := o.nodeConfig(log)
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 2
+	}
+	var demo atomic.Pointer[http.Handler]
+	if o.demo {
+		// The page needs the bound client address, known only after Start.
+		cfg.Extra = map[string]http.Handler{"/demo/": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if h := demo.Load(); h != nil {
+				(*h).ServeHTTP(w, r)
+				return
+			}
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		})}
+	}
+	n, err := node.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 2
+	}
+	if err := n.Start(); err != nil {
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 1
+	}
+	if o.demo {
+		client := hostFor(n.ClientAddrs()[0])
+		h, err := web.NewHandler(web.Config{
+			ClientURL:   "ws://" + client + "/ws",
+			EndpointURL: "http://" + client + "/v1/endpoint",
+			DevToken:    devTokenFunc(devSecret, []byte(o.tokenSecret)),
+			Push:        n.PushJSON,
+		})
+		if err != nil {
+			fmt.Fprintf(stderr, "longlink: demo page: %v\n", err)
+			return 2
+		}
+		demo.Store(&h)
+	}
+	printBanner(stdout, n, o, devSecret, devKey)
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	s := <-sig
+	log.Info("shutting down: draining clients", "signal", s.String(), "drain_timeout", o.drainTimeout)
+	go func() {
+		<-sig
+		log.Warn("second signal: exiting without waiting for the drain")
+		os.Exit(1)
+	}()
+	dropped, err := n.Shutdown(context.Background())
+	if err != nil {
+		log.Error("shutdown", "err", err)
+		return 1
+	}
+	log.Info("stopped", "dropped_after_drain_timeout", dropped)
+	return 0
+}
+
+func devTokenFunc(dev bool, secret []byte) func(string) (string, error) {
+	if !dev {
+		return nil
+	}
+	return func(user string) (string, error) { return auth.Mint(secret, user, nil, 24*time.Hour) }
+}
+
+func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey bool) {
+	client := n.ClientAddrs()[0]
+	api := n.APIAddr()
+	fmt.Fprintf(w, "longlink node %q\n  clients: ws://%s/ws\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  gossip:  %s\n",
+		n.Name(), strings.Join(n.ClientAddrs(), ", ws://"), api, n.GossipAddr())
+	if o.demo {
+		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
+	}
+	if devSecret {
+		tok, _ := auth.Mint([]byte(o.tokenSecret), "42", nil, 24*time.Hour)
+		fmt.Fprintf(w, "\nWARNING: no --token-secret given; using a random development secret. Clients from\n"+
+			"another run will not verify. Never run production like this.\n"+
+			"  token secret: %s\n  test token (user 42, 24h): %s\n", o.tokenSecret, tok)
+	}
+	if devKey {
+		fmt.Fprintf(w, "\nWARNING: no --api-key given; using a random development API key.\n  api key: %s\n", o.apiKeys[0])
+	}
+	if devSecret || devKey {
+		tok, _ := auth.Mint([]byte(o.tokenSecret), "42", nil, 24*time.Hour)
+		fmt.Fprintf(w, "\nTry it:\n  websocat 'ws://%s/ws?token=%s'\n"+
+			"  curl -H 'Authorization: Bearer %s' -d '{\"to\":{\"users\":[\"42\"]},\"data\":\"hello\"}' http://%s/v1/push\n\n",
+			hostFor(client), tok, o.apiKeys[0], hostFor(api))
+	}
+}
+
+// hostFor turns a listen address into one a local client can dial.
+func hostFor(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func token(args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("longlink token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	secret := fs.String("secret", "", "HS256 token secret, as given to serve --token-secret (env LONGLINK_TOKEN_SECRET)")
+	user := fs.String("user", "", "user id (the token's sub claim); required")
+	rooms := fs.String("rooms", "", "comma-separated rooms the connection joins (the rooms claim)")
+	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
+	fs.Usage = func() {
+		fmt.Fprint(stderr, "Usage: longlink token --secret S --user 42 [--rooms a,b] [--ttl 1h]\n\nPrints a client token and nothing else.\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if *secret == "" {
+		*secret = os.Getenv("LONGLINK_TOKEN_SECRET")
+	}
+	if *secret == "" || *user == "" {
+		fmt.Fprintln(stderr, "longlink token: --secret (or LONGLINK_TOKEN_SECRET) and --user are required")
+		return 2
+	}
+	var rs []string
+	if *rooms != "" {
+		rs = strings.Split(*rooms, ",")
+	}
+	tok, err := auth.Mint([]byte(*secret), *user, rs, *ttl)
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink token: %v\n", err)
+		return 2
+	}
+	fmt.Fprintln(stdout, tok)
+	return 0
+}
+
+func healthcheck(args []string, stderr io.Writer) int {
+	fs := flag.NewFlagSet("longlink healthcheck", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	addr := fs.String("api-addr", envOr("LONGLINK_API_ADDR", "127.0.0.1:8081"), "the node's API address (env LONGLINK_API_ADDR)")
+	path := fs.String("path", "/healthz", "path to probe: /healthz (alive) or /readyz (ready)")
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	c := http.Client{Timeout: *timeout}
+	resp, err := c.Get("http://" + hostFor(*addr) + *path)
+	if err != nil {
+		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		fmt.Fprintf(stderr, "unhealthy: %s answered %d\n", *path, resp.StatusCode)
+		return 1
+	}
+	return 0
+}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}

@@ -1,0 +1,191 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+	"github.com/gorilla/websocket"
+
+	"longlink/auth"
+)
+
+const (
+	testSecret = "test-secret-0123456789abcdef"
+	testKey    = "test-api-key"
+)
+
+func TestMain(m *testing.M) {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code == 0 {
+		// Every node a test started is shut down; give exiting goroutines a moment.
+		deadline := time.Now().Add(10 * time.Second)
+		for runtime.NumGoroutine() > before+20 && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if n := runtime.NumGoroutine(); n > before+20 {
+			buf := make([]byte, 1<<20)
+			fmt.Fprintf(os.Stderr, "goroutine leak: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
+			code = 1
+		}
+	}
+	os.Exit(code)
+}
+
+// startNode starts a real node on loopback port 0 and stops it when the test ends.
+func startNode(t testing.TB, mod func(*Config)) *Node {
+	t.Helper()
+	cfg := Config{
+		ClientAddrs:  []string{"127.0.0.1:0"},
+		APIAddr:      "127.0.0.1:0",
+		GossipAddr:   "127.0.0.1:0",
+		ForwardAddr:  "127.0.0.1:0",
+		TokenSecret:  []byte(testSecret),
+		APIKeys:      []string{testKey},
+		Loops:        2,
+		DrainTimeout: 3 * time.Second,
+		Probe:        200 * time.Millisecond,
+		Metrics:      metrics.NewSet(),
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}
+	if testing.Verbose() {
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	n, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		n.Shutdown(ctx)
+	})
+	return n
+}
+
+func mint(t testing.TB, user string, rooms ...string) string {
+	t.Helper()
+	tok, err := auth.Mint([]byte(testSecret), user, rooms, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func wsURL(n *Node) string { return "ws://" + n.ClientAddrs()[0] + "/ws" }
+
+// dial connects a real WebSocket client as user.
+func dial(t testing.TB, n *Node, user string, rooms ...string) *websocket.Conn {
+	t.Helper()
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(n)+"?token="+url.QueryEscape(mint(t, user, rooms...)), nil)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		t.Fatalf("dial as %s: %v (status %d)", user, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// read returns the next data message or fails after timeout.
+func read(t testing.TB, c *websocket.Conn, timeout time.Duration) (int, string) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(timeout))
+	typ, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("read: %v", err)
+	}
+	return typ, string(b)
+}
+
+// silent asserts that c receives no data message within d.
+func silent(t testing.TB, c *websocket.Conn, d time.Duration) {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(d))
+	typ, b, err := c.ReadMessage()
+	if err == nil {
+		t.Fatalf("unexpected message (type %d): %q", typ, b)
+	}
+	if ne, ok := err.(interface{ Timeout() bool }); !ok || !ne.Timeout() {
+		t.Fatalf("want a timeout, got %v", err)
+	}
+}
+
+type apiResp struct {
+	Status int
+	Body   map[string]any
+	Raw    string
+}
+
+func call(t testing.TB, n *Node, method, path, body string) apiResp {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+n.APIAddr()+path, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	r := apiResp{Status: resp.StatusCode, Raw: string(raw)}
+	json.Unmarshal(raw, &r.Body)
+	return r
+}
+
+func doPush(t testing.TB, n *Node, body string) apiResp {
+	t.Helper()
+	return call(t, n, "POST", "/v1/push", body)
+}
+
+func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// scrape returns the value of one metric line from /metrics (-1 if absent).
+func scrape(t testing.TB, n *Node, name string) float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range bytes.Split(b, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte(name+" ")) {
+			var v float64
+			fmt.Sscan(string(line[len(name)+1:]), &v)
+			return v
+		}
+	}
+	return -1
+}

@@ -1,0 +1,151 @@
+package node
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"net/http"
+	"sort"
+	"strings"
+
+	"github.com/VictoriaMetrics/metrics"
+)
+
+// mux serves the API port: /v1/ (push), /metrics, /healthz, /readyz, GET /v1/cluster
+// and any Extra handlers (the demo page).
+func (n *Node) mux() http.Handler {
+	m := http.NewServeMux()
+	m.Handle("/v1/", n.api.Handler())
+	m.Handle("GET /v1/cluster", n.requireKey(http.HandlerFunc(n.serveCluster)))
+	m.HandleFunc("GET /metrics", n.serveMetrics)
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
+	})
+	m.HandleFunc("GET /readyz", n.serveReady)
+	for pattern, h := range n.cfg.Extra {
+		m.Handle(pattern, h)
+	}
+	return m
+}
+
+func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
+	n.set.WritePrometheus(w)
+	metrics.WriteProcessMetrics(w)
+}
+
+// serveReady is 200 only while the node listens, has a cluster, and is not draining,
+// so load balancers stop sending clients before the drain closes them.
+func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
+	status, code := "ready", 200
+	switch {
+	case n.draining.Load():
+		status, code = "draining", 503
+	case !n.ready.Load():
+		status, code = "starting", 503
+	}
+	writeJSON(w, code, map[string]any{"status": status, "node": n.cfg.NodeName})
+}
+
+type memberJSON struct {
+	Name        string `json:"name"`
+	State       string `json:"state"`
+	GossipAddr  string `json:"gossip_addr"`
+	ClientAddr  string `json:"client_addr"`
+	APIAddr     string `json:"api_addr"`
+	Connections int    `json:"connections"`
+	Draining    bool   `json:"draining"`
+	Self        bool   `json:"self"`
+}
+
+func (n *Node) serveCluster(w http.ResponseWriter, r *http.Request) {
+	ms := n.cluster.Members()
+	out := make([]memberJSON, 0, len(ms))
+	for _, m := range ms {
+		if m.Self {
+			m.Connections = n.loop.Connections()
+		}
+		out = append(out, memberJSON{Name: m.Name, State: m.State, GossipAddr: m.GossipAddr, ClientAddr: m.ClientAddr,
+			APIAddr: m.APIAddr, Connections: m.Connections, Draining: m.Draining, Self: m.Self})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	writeJSON(w, 200, map[string]any{"node": n.cfg.NodeName, "members": out})
+}
+
+// endpoint answers GET /v1/endpoint on the client port: the least-loaded live node
+// that is not draining, so SDKs spread themselves over the cluster.
+func (n *Node) endpoint() []byte {
+	best, bestConns := n.clientAdvertise(), n.loop.Connections()
+	bestName := n.cfg.NodeName
+	if n.draining.Load() {
+		bestConns = int(^uint(0) >> 1)
+	}
+	if n.cluster != nil {
+		for _, m := range n.cluster.Members() {
+			if m.Self || m.State != "alive" || m.Draining || m.ClientAddr == "" {
+				continue
+			}
+			if m.Connections < bestConns {
+				best, bestConns, bestName = m.ClientAddr, m.Connections, m.Name
+			}
+		}
+	}
+	b, _ := json.Marshal(map[string]string{"endpoint": "ws://" + best + "/ws", "node": bestName})
+	return b
+}
+
+// requireKey guards handlers outside push's /v1/ tree with the same API keys.
+func (n *Node) requireKey(h http.Handler) http.Handler {
+	sums := make([][32]byte, len(n.cfg.APIKeys))
+	for i, k := range n.cfg.APIKeys {
+		sums[i] = sha256.Sum256([]byte(k))
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a := r.Header.Get("Authorization")
+		if len(a) < 7 || !strings.EqualFold(a[:7], "bearer ") {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="longlink"`)
+			writeJSON(w, 401, map[string]any{"error": `missing Authorization header; send "Authorization: Bearer <api key>"`, "status": 401})
+			return
+		}
+		got := sha256.Sum256([]byte(strings.TrimSpace(a[7:])))
+		ok := 0
+		for i := range sums {
+			ok |= subtle.ConstantTimeCompare(got[:], sums[i][:])
+		}
+		if ok != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="longlink", error="invalid_token"`)
+			writeJSON(w, 401, map[string]any{"error": "invalid API key", "status": 401})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(v)
+}
+
+// PushJSON runs one POST /v1/push through the API in-process with the node's first API
+// key and returns the status and body. The demo page uses it so the browser never
+// holds the key.
+func (n *Node) PushJSON(body []byte) (int, []byte) {
+	r, _ := http.NewRequest("POST", "/v1/push", bytes.NewReader(body))
+	r.Header.Set("Content-Type", "application/json")
+	r.Header.Set("Authorization", "Bearer "+n.cfg.APIKeys[0])
+	w := &memResponse{header: http.Header{}, code: 200}
+	n.api.Handler().ServeHTTP(w, r)
+	return w.code, w.body.Bytes()
+}
+
+type memResponse struct {
+	header http.Header
+	code   int
+	body   bytes.Buffer
+}
+
+func (m *memResponse) Header() http.Header         { return m.header }
+func (m *memResponse) WriteHeader(code int)        { m.code = code }
+func (m *memResponse) Write(b []byte) (int, error) { return m.body.Write(b) }

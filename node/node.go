@@ -1,0 +1,381 @@
+// Package node composes one gateway node: the client event loops (loop), the HTTP API
+// (push), membership and forwarding (cluster), metrics and the demo page. main.go
+// builds a Config from flags; integration tests start Nodes directly.
+//
+// Start order: loops (so the client port is bound), cluster (so presence can be
+// announced), API. Shutdown is the reverse with a drain: readiness goes false, the
+// node leaves the cluster (peers stop routing to it), clients get close 1001 and the
+// API closes last so pushes accepted before the drain still finish.
+package node
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/auth"
+	"longlink/cluster"
+	"longlink/loop"
+	"longlink/push"
+)
+
+// Config is everything one node needs. Zero values take the documented defaults.
+type Config struct {
+	// NodeName names the node in the cluster and prefixes connection ids. Default:
+	// hostname-<4 hex>.
+	NodeName string
+	// ClientAddrs are the WebSocket listen addresses. Default ":8080".
+	ClientAddrs []string
+	// ClientAdvertise is the host:port clients are told to use (GET /v1/endpoint).
+	// Default: the first client address, with the gossip advertise host if it has none.
+	ClientAdvertise string
+	// APIAddr is the internal API listen address. Default ":8081".
+	APIAddr string
+
+	TokenSecret []byte   // HS256 secret for client tokens (>= 16 bytes). Required.
+	APIKeys     []string // bearer keys for the API. Required.
+
+	Loops            int
+	MaxConns         int
+	MaxConnsPerUser  int
+	MaxMessage       int
+	MaxOutbound      int
+	MaxBodyBytes     int64
+	AllowedOrigins   []string
+	HandshakeTimeout time.Duration
+	PingInterval     time.Duration
+	IdleTimeout      time.Duration
+	// DrainTimeout bounds how long Shutdown waits for clients to close. Default 10s.
+	DrainTimeout time.Duration
+	Echo         bool
+
+	// Cluster. With no Join the node runs alone (gossip still listens so others may
+	// join it).
+	Join            []string
+	GossipAddr      string // default ":7946"
+	GossipAdvertise string
+	ForwardAddr     string
+	ClusterName     string
+	ClusterKey      string
+	// Probe and SyncInterval tune failure detection and full-state sync (tests).
+	Probe        time.Duration
+	SyncInterval time.Duration
+	// QueryTimeout bounds cluster-wide presence queries. Default 2s.
+	QueryTimeout time.Duration
+
+	// Extra mounts more handlers on the API mux (the demo page). Patterns must not
+	// collide with /v1/, /metrics, /healthz, /readyz.
+	Extra map[string]http.Handler
+
+	// Metrics receives every metric of this node. Nil: a new set, registered globally
+	// so /metrics of this process shows it.
+	Metrics *metrics.Set
+	Logger  *slog.Logger
+}
+
+// Node is one running gateway.
+type Node struct {
+	cfg     Config
+	log     *slog.Logger
+	set     *metrics.Set
+	verify  *auth.Verifier
+	loop    *loop.Server
+	cluster *cluster.Cluster
+	api     *push.API
+	http    *http.Server
+	apiLn   net.Listener
+	hub     *hub
+
+	ready    atomic.Bool
+	draining atomic.Bool
+	stopOnce sync.Once
+	stopErr  error
+	done     chan struct{}
+	bg       sync.WaitGroup
+}
+
+// New validates cfg and builds the node without binding anything.
+func New(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeName == "" {
+		host, _ := os.Hostname()
+		if host == "" {
+			host = "longlink"
+		}
+		cfg.NodeName = host + "-" + randHex(2)
+	}
+	if len(cfg.ClientAddrs) == 0 {
+		cfg.ClientAddrs = []string{":8080"}
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = ":8081"
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = 10 * time.Second
+	}
+	if cfg.QueryTimeout <= 0 {
+		cfg.QueryTimeout = 2 * time.Second
+	}
+	v, err := auth.NewVerifier(cfg.TokenSecret)
+	if err != nil {
+		return nil, fmt.Errorf("node: token secret: %w", err)
+	}
+	n := &Node{cfg: cfg, log: cfg.Logger, verify: v, done: make(chan struct{})}
+	n.set = cfg.Metrics
+	if n.set == nil {
+		n.set = metrics.NewSet()
+	}
+	n.hub = newHub(n)
+	n.loop, err = loop.New(loop.Config{
+		Addrs:            cfg.ClientAddrs,
+		Loops:            cfg.Loops,
+		NodeID:           cfg.NodeName,
+		Authenticate:     n.authenticate,
+		AllowedOrigins:   cfg.AllowedOrigins,
+		Endpoint:         n.endpoint,
+		MaxConns:         cfg.MaxConns,
+		MaxConnsPerUser:  cfg.MaxConnsPerUser,
+		MaxMessage:       cfg.MaxMessage,
+		MaxOutbound:      cfg.MaxOutbound,
+		HandshakeTimeout: cfg.HandshakeTimeout,
+		PingInterval:     cfg.PingInterval,
+		IdleTimeout:      cfg.IdleTimeout,
+		Echo:             cfg.Echo,
+		OnPresence:       n.hub.presence,
+		Metrics:          n.set,
+		Logger:           cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.api, err = push.New(push.Config{
+		NodeID:       cfg.NodeName,
+		APIKeys:      cfg.APIKeys,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		Hub:          n.hub,
+		Metrics:      n.set,
+		Logger:       cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func randHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// authenticate runs on an event loop for every handshake.
+func (n *Node) authenticate(token string) (loop.Identity, *loop.AuthError) {
+	c, err := n.verify.Verify(token)
+	if err != nil {
+		reason := err.Error()
+		if len(reason) > 6 && reason[:6] == "auth: " {
+			reason = reason[6:]
+		}
+		return loop.Identity{}, &loop.AuthError{Status: 401, Reason: reason}
+	}
+	return loop.Identity{User: c.User, Rooms: c.Rooms, Expires: c.Expires}, nil
+}
+
+// Start binds the client port, joins the cluster and serves the API.
+func (n *Node) Start() error {
+	if err := n.loop.Start(); err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	if err != nil {
+		n.loop.Stop(context.Background())
+		return fmt.Errorf("cannot listen on API address %s: %w", n.cfg.APIAddr, err)
+	}
+	n.apiLn = ln
+	n.cluster, err = cluster.New(cluster.Config{
+		NodeName:        n.cfg.NodeName,
+		GossipAddr:      n.cfg.GossipAddr,
+		GossipAdvertise: n.cfg.GossipAdvertise,
+		ForwardAddr:     n.cfg.ForwardAddr,
+		Join:            n.cfg.Join,
+		ClusterName:     n.cfg.ClusterName,
+		ClusterKey:      n.cfg.ClusterKey,
+		Meta:            n.meta,
+		OnMessage:       n.hub.onMessage,
+		Probe:           n.cfg.Probe,
+		SyncInterval:    n.cfg.SyncInterval,
+		Logger:          n.log,
+		Metrics:         n.set,
+	})
+	if err != nil {
+		ln.Close()
+		n.loop.Stop(context.Background())
+		return fmt.Errorf("cannot start cluster: %w", err)
+	}
+	// Presence that arrived before the cluster existed (none: nothing could connect
+	// before Start returned, but a client may have raced the cluster start).
+	for _, u := range n.loop.LocalUsers() {
+		n.cluster.SetLocalUser(u, true)
+	}
+	for _, r := range n.loop.LocalRooms() {
+		n.cluster.SetLocalRoom(r, true)
+	}
+	n.http = &http.Server{
+		Handler:           n.mux(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    16 << 10,
+		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
+	}
+	n.bg.Add(2)
+	go func() {
+		defer n.bg.Done()
+		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("API server stopped", "err", err)
+		}
+	}()
+	go func() {
+		defer n.bg.Done()
+		n.metaLoop()
+	}()
+	n.ready.Store(true)
+	return nil
+}
+
+// metaLoop re-gossips the connection count so /v1/endpoint picks the least loaded.
+func (n *Node) metaLoop() {
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	last := -1
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+			if c := n.loop.Connections(); c != last {
+				last = c
+				n.cluster.UpdateMeta()
+			}
+		}
+	}
+}
+
+func (n *Node) meta() cluster.NodeMeta {
+	return cluster.NodeMeta{
+		ClientAddr:  n.clientAdvertise(),
+		APIAddr:     n.APIAddr(),
+		Connections: n.loop.Connections(),
+		Draining:    n.draining.Load(),
+	}
+}
+
+// Name is the node's cluster name.
+func (n *Node) Name() string { return n.cfg.NodeName }
+
+// ClientAddrs are the bound client addresses.
+func (n *Node) ClientAddrs() []string { return n.loop.Addrs() }
+
+// APIAddr is the bound API address.
+func (n *Node) APIAddr() string {
+	if n.apiLn == nil {
+		return n.cfg.APIAddr
+	}
+	return n.apiLn.Addr().String()
+}
+
+// GossipAddr is the bound gossip address.
+func (n *Node) GossipAddr() string { return n.cluster.GossipAddr() }
+
+// Loop exposes the client server (tests, stats).
+func (n *Node) Loop() *loop.Server { return n.loop }
+
+// Cluster exposes membership (tests).
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+
+func (n *Node) clientAdvertise() string {
+	if n.cfg.ClientAdvertise != "" {
+		return n.cfg.ClientAdvertise
+	}
+	addrs := n.loop.Addrs()
+	if len(addrs) == 0 {
+		return ""
+	}
+	host, port, err := net.SplitHostPort(addrs[0])
+	if err != nil {
+		return addrs[0]
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+		if n.cluster != nil {
+			if h, _, err := net.SplitHostPort(n.cluster.GossipAddr()); err == nil && h != "" {
+				host = h
+			}
+		}
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// Shutdown drains and stops the node: not ready, leave the cluster, close clients
+// with 1001 (waiting up to DrainTimeout), stop the loops, then the API. It returns
+// the number of clients that had to be dropped because the drain timed out.
+func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
+	n.stopOnce.Do(func() {
+		n.ready.Store(false)
+		n.draining.Store(true)
+		if n.cluster != nil {
+			n.cluster.UpdateMeta()
+			if err := n.cluster.Leave(2 * time.Second); err != nil {
+				n.log.Warn("leaving the cluster", "err", err)
+			}
+		}
+		dctx, cancel := context.WithTimeout(ctx, n.cfg.DrainTimeout)
+		dropped = n.loop.Drain(dctx)
+		cancel()
+		sctx, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+		n.stopErr = n.loop.Stop(sctx)
+		cancel2()
+		close(n.done)
+		if n.http != nil {
+			hctx, cancel3 := context.WithTimeout(context.Background(), 5*time.Second)
+			n.http.Shutdown(hctx)
+			cancel3()
+		}
+		n.hub.close()
+		n.bg.Wait()
+	})
+	return dropped, n.stopErr
+}
+
+// Kill stops the node without draining or leaving: a crash, for cluster tests.
+func (n *Node) Kill() {
+	n.stopOnce.Do(func() {
+		n.ready.Store(false)
+		if n.cluster != nil {
+			n.cluster.Kill()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		n.loop.Stop(ctx)
+		cancel()
+		close(n.done)
+		if n.http != nil {
+			n.http.Close()
+		}
+		n.hub.close()
+		n.bg.Wait()
+	})
+}

@@ -1,0 +1,226 @@
+package push
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
+	"unicode/utf8"
+)
+
+// apiError is an error answered as {"error": msg, "status": status}.
+type apiError struct {
+	status int
+	reason int      // index into reasonNames
+	msg    string   // names the offending field
+	users  []string // for 404 on room join/leave: the users not connected
+}
+
+func (e *apiError) Error() string { return e.msg }
+
+func badRequest(format string, args ...any) *apiError {
+	return &apiError{status: http.StatusBadRequest, reason: reasonBadRequest, msg: fmt.Sprintf(format, args...)}
+}
+
+// fail writes a JSON error, counts it, and returns status.
+func (a *API) fail(w http.ResponseWriter, status, reason int, msg string) int {
+	return a.failErr(w, &apiError{status: status, reason: reason, msg: msg})
+}
+
+func (a *API) failErr(w http.ResponseWriter, e *apiError) int {
+	a.m.errors[e.reason].Inc()
+	bp := bufPool.Get().(*[]byte)
+	b := appendError((*bp)[:0], e)
+	status := writeRaw(w, e.status, b)
+	*bp = b
+	bufPool.Put(bp)
+	return status
+}
+
+func appendError(b []byte, e *apiError) []byte {
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, e.msg)
+	b = append(b, `,"status":`...)
+	b = strconv.AppendInt(b, int64(e.status), 10)
+	if e.users != nil {
+		b = append(b, `,"users":`...)
+		b = appendJSONStrings(b, e.users)
+	}
+	return append(b, '}')
+}
+
+// hubError converts an error from the Hub: one carrying HTTPStatus() keeps
+// its status (when it is a 4xx or 5xx), anything else is a 500. 5xx errors
+// are logged: they leave the process only as a response body otherwise.
+func (a *API) hubError(op string, err error) *apiError {
+	status := http.StatusInternalServerError
+	var hs interface{ HTTPStatus() int }
+	if errors.As(err, &hs) {
+		if s := hs.HTTPStatus(); s >= 400 && s <= 599 {
+			status = s
+		}
+	}
+	if status >= 500 {
+		a.log.Error("push: hub failed", "op", op, "status", status, "err", err)
+	}
+	return &apiError{status: status, reason: reasonHub, msg: op + ": " + err.Error()}
+}
+
+// decodeJSON decodes exactly one JSON value from the request body into v,
+// rejecting unknown fields, trailing data and bodies over the limit.
+// allowEmpty lets an empty body leave v untouched (DELETE with no body).
+// fields lists the accepted field names for the unknown-field error, which
+// encoding/json reports without a position.
+func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any, fields string, allowEmpty bool) *apiError {
+	if r.ContentLength > a.maxBody {
+		return a.tooLarge()
+	}
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.maxBody))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		if err == io.EOF {
+			if allowEmpty {
+				return nil
+			}
+			return badRequest("request body is empty; expected a JSON object")
+		}
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return a.tooLarge()
+		}
+		return jsonError(err, r.ContentLength, fields)
+	}
+	// One value only: "{...} {...}" or "{...} x" is a mistake worth naming.
+	end := dec.InputOffset()
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return a.tooLarge()
+		}
+		return badRequest("unexpected data after the JSON object, which ends at byte offset %d", end)
+	}
+	return nil
+}
+
+func (a *API) tooLarge() *apiError {
+	return &apiError{status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
+		msg: "request body is larger than " + strconv.FormatInt(a.maxBody, 10) + " bytes"}
+}
+
+// decodeRaw is decodeJSON for one batch element already in memory.
+func decodeRaw(raw []byte, v any, fields string) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err, int64(len(raw)), fields)
+	}
+	return nil
+}
+
+// jsonError turns an encoding/json error into a 400 naming the field or the
+// byte offset. size is the body length, or -1 when unknown.
+func jsonError(err error, size int64, fields string) *apiError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return badRequest("invalid JSON at byte offset %d: %s", se.Offset, strings.TrimPrefix(se.Error(), "json: "))
+	case errors.As(err, &te):
+		if te.Field == "" {
+			return badRequest("expected a JSON object, got a JSON %s at byte offset %d", te.Value, te.Offset)
+		}
+		return badRequest("%s: expected %s, got a JSON %s at byte offset %d", te.Field, kindName(te.Type), te.Value, te.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		if size >= 0 {
+			return badRequest("invalid JSON: the body ends at byte offset %d in the middle of a value", size)
+		}
+		return badRequest("invalid JSON: the body ends in the middle of a value")
+	}
+	if name, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+		return badRequest("unknown field %s; the fields are %s", name, fields)
+	}
+	return badRequest("invalid JSON: %v", strings.TrimPrefix(err.Error(), "json: "))
+}
+
+func kindName(t reflect.Type) string {
+	if t == nil {
+		return "another type"
+	}
+	switch t.Kind() {
+	case reflect.String:
+		return "a string"
+	case reflect.Slice:
+		if t.Elem().Kind() == reflect.String {
+			return "an array of strings"
+		}
+		return "an array"
+	case reflect.Struct, reflect.Map:
+		return "an object"
+	case reflect.Bool:
+		return "true or false"
+	case reflect.Int, reflect.Int64, reflect.Float64:
+		return "a number"
+	}
+	return "a " + t.String()
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD
+// as in encoding/json; HTML characters are not escaped (the API is not
+// embedded in HTML).
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i++
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func appendJSONStrings(b []byte, list []string) []byte {
+	b = append(b, '[')
+	for i, s := range list {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = appendJSONString(b, s)
+	}
+	return append(b, ']')
+}

@@ -1,0 +1,68 @@
+package push
+
+import "time"
+
+// Hub is what the API delivers through and asks about connections; the node
+// implements it by combining local delivery with cluster forwarding.
+//
+// All methods are called concurrently from HTTP handler goroutines; they must
+// be safe for that and must not block for long (the caller is holding an
+// HTTP request open). An error that implements (or wraps one that
+// implements) interface{ HTTPStatus() int } is answered with that status
+// (4xx or 5xx) and its message; any other error is answered with 500.
+type Hub interface {
+	// Deliver sends m to every connection its targets name, at most once per
+	// connection even when several targets name the same one. m is owned by
+	// the hub after the call; m.ID and m.Accepted are already set.
+	Deliver(m *Message) (Result, error)
+	// User lists the user's connections cluster-wide; an empty slice means
+	// the user is not connected.
+	User(id string) ([]ConnInfo, error)
+	// Room describes a room cluster-wide; an unknown room is all zeros.
+	Room(room string) (RoomInfo, error)
+	// Stats returns a JSON-encodable snapshot for GET /v1/stats.
+	Stats() (any, error)
+	// KickConnection closes one connection with close code 4001 and reason,
+	// and returns how many it closed (0 = not found).
+	KickConnection(id, reason string) (int, error)
+	// KickUser closes every connection of the user, as KickConnection does.
+	KickUser(id, reason string) (int, error)
+	// Online returns which of users have no connection anywhere, in the
+	// order given; an empty result means all are connected.
+	Online(users []string) (offline []string, err error)
+	// JoinRoom subscribes every connection of users to room and returns how
+	// many connections that touched. users are distinct and were all online
+	// when Online was asked just before.
+	JoinRoom(room string, users []string) (connections int, err error)
+	// LeaveRoom is the reverse of JoinRoom.
+	LeaveRoom(room string, users []string) (connections int, err error)
+}
+
+// Result is what Deliver reports.
+type Result struct {
+	// Delivered is how many connections on this node were written to.
+	Delivered int
+	// Forwarded is how many other nodes the message was forwarded to.
+	Forwarded int
+	// OfflineUsers are the targeted users with no connection anywhere.
+	OfflineUsers []string
+}
+
+// ConnInfo describes one connection for presence queries.
+type ConnInfo struct {
+	ID     string    `json:"id"`
+	User   string    `json:"user"`
+	Node   string    `json:"node"`
+	Remote string    `json:"remote"`
+	Device string    `json:"device"`
+	Since  time.Time `json:"since"` // encoded as RFC 3339 with nanoseconds
+	Rooms  []string  `json:"rooms"`
+}
+
+// RoomInfo describes one room cluster-wide.
+type RoomInfo struct {
+	Room        string         `json:"room"`
+	Members     int            `json:"members"`     // distinct users
+	Connections int            `json:"connections"` // subscribed connections
+	Nodes       map[string]int `json:"nodes"`       // node -> connections there
+}

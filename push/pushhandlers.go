@@ -1,0 +1,244 @@
+package push
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+	"unicode/utf8"
+)
+
+// pushRequest is the body of POST /v1/push and one element of a batch. Data
+// and DataBase64 stay raw so the payload is copied at most once on its way
+// into Message.Data.
+type pushRequest struct {
+	To         Target          `json:"to"`
+	Data       json.RawMessage `json:"data"`
+	DataBase64 json.RawMessage `json:"data_base64"`
+}
+
+// pushFields and batchFields name the accepted fields in unknown-field errors.
+const (
+	pushFields  = "to (users, connections, rooms, all), data, data_base64"
+	batchFields = "messages"
+)
+
+type batchRequest struct {
+	Messages []json.RawMessage `json:"messages"`
+}
+
+func (a *API) handlePush(w http.ResponseWriter, r *http.Request) int {
+	var req pushRequest
+	if e := a.decodeJSON(w, r, &req, pushFields, false); e != nil {
+		return a.failErr(w, e)
+	}
+	m, e := a.message(&req)
+	if e != nil {
+		return a.failErr(w, e)
+	}
+	res, e := a.deliver(m)
+	if e != nil {
+		return a.failErr(w, e)
+	}
+	bp := bufPool.Get().(*[]byte)
+	b := appendResult((*bp)[:0], m.ID, &res)
+	status := writeRaw(w, http.StatusAccepted, b)
+	*bp = b
+	bufPool.Put(bp)
+	return status
+}
+
+// handleBatch validates every message first, then delivers the valid ones
+// in order. Invalid messages get their own error in results; only a body
+// that is not a JSON object with a "messages" array fails as a whole.
+func (a *API) handleBatch(w http.ResponseWriter, r *http.Request) int {
+	var req batchRequest
+	if e := a.decodeJSON(w, r, &req, batchFields, false); e != nil {
+		return a.failErr(w, e)
+	}
+	switch n := len(req.Messages); {
+	case n == 0:
+		return a.failErr(w, badRequest("messages must hold at least one message"))
+	case n > a.maxBatch:
+		return a.failErr(w, badRequest("messages holds %d messages, the limit is %d", n, a.maxBatch))
+	}
+	msgs := make([]*Message, len(req.Messages))
+	errs := make([]*apiError, len(req.Messages))
+	for i, raw := range req.Messages {
+		var pr pushRequest
+		e := decodeRaw(raw, &pr, pushFields)
+		if e == nil {
+			msgs[i], e = a.message(&pr)
+		}
+		if e != nil {
+			e.msg = "messages[" + strconv.Itoa(i) + "]: " + e.msg
+			a.m.errors[e.reason].Inc()
+			errs[i] = e
+		}
+	}
+	b := append([]byte(nil), `{"results":[`...)
+	for i, m := range msgs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if m != nil {
+			res, e := a.deliver(m)
+			if e != nil {
+				e.msg = "messages[" + strconv.Itoa(i) + "]: " + e.msg
+				a.m.errors[e.reason].Inc()
+				errs[i] = e
+			} else {
+				b = appendResult(b, m.ID, &res)
+				continue
+			}
+		}
+		b = appendError(b, errs[i])
+	}
+	b = append(b, "]}"...)
+	return writeRaw(w, http.StatusOK, b)
+}
+
+// deliver stamps m and hands it to the hub.
+func (a *API) deliver(m *Message) (Result, *apiError) {
+	m.ID = a.nextID()
+	m.Accepted = time.Now().UnixNano()
+	a.m.countAccepted(m)
+	id := m.ID // m belongs to the hub once Deliver is called
+	res, err := a.hub.Deliver(m)
+	if err != nil {
+		return res, a.hubError("deliver "+id, err)
+	}
+	a.m.recipients.Add(res.Delivered)
+	return res, nil
+}
+
+func appendResult(b []byte, id string, res *Result) []byte {
+	b = append(b, `{"id":`...)
+	b = appendJSONString(b, id)
+	b = append(b, `,"delivered":`...)
+	b = strconv.AppendInt(b, int64(res.Delivered), 10)
+	b = append(b, `,"forwarded":`...)
+	b = strconv.AppendInt(b, int64(res.Forwarded), 10)
+	if len(res.OfflineUsers) > 0 {
+		b = append(b, `,"offline_users":`...)
+		b = appendJSONStrings(b, res.OfflineUsers)
+	}
+	return append(b, '}')
+}
+
+// message validates req completely and builds the Message; nothing reaches
+// the hub unless this succeeds.
+func (a *API) message(req *pushRequest) (*Message, *apiError) {
+	if e := a.checkTarget(&req.To); e != nil {
+		return nil, e
+	}
+	data, b64 := present(req.Data), present(req.DataBase64)
+	m := &Message{To: req.To}
+	switch {
+	case data != nil && b64 != nil:
+		return nil, badRequest("give exactly one of data and data_base64, not both")
+	case data == nil && b64 == nil:
+		return nil, badRequest("one of data (text message) or data_base64 (binary message) is required")
+	case data != nil:
+		if !utf8.Valid(data) {
+			return nil, badRequest("data is not valid UTF-8; send binary payloads as data_base64")
+		}
+		if data[0] != '"' {
+			// Any other JSON value is sent as its JSON text, as given.
+			m.Data = data
+			break
+		}
+		if bytes.IndexByte(data, '\\') < 0 {
+			// No escapes: the characters between the quotes are the message.
+			m.Data = data[1 : len(data)-1]
+			break
+		}
+		var s string
+		if err := json.Unmarshal(data, &s); err != nil {
+			return nil, badRequest("data: %v", err) // the decoder already checked it
+		}
+		m.Data = []byte(s)
+	default:
+		if b64[0] != '"' {
+			return nil, badRequest("data_base64 must be a JSON string holding base64")
+		}
+		enc := b64[1 : len(b64)-1]
+		if bytes.IndexByte(enc, '\\') >= 0 { // "\/" is a legal JSON escape of '/'
+			var s string
+			if err := json.Unmarshal(b64, &s); err != nil {
+				return nil, badRequest("data_base64: %v", err)
+			}
+			enc = []byte(s)
+		}
+		codec := base64.StdEncoding
+		if len(enc)%4 != 0 {
+			codec = base64.RawStdEncoding // padding is optional
+		}
+		buf := make([]byte, codec.DecodedLen(len(enc)))
+		n, err := codec.Decode(buf, enc)
+		if err != nil {
+			var ce base64.CorruptInputError
+			if errors.As(err, &ce) {
+				return nil, badRequest("data_base64 is not valid standard base64 (RFC 4648) at character %d", int64(ce))
+			}
+			return nil, badRequest("data_base64 is not valid base64: %v", err)
+		}
+		m.Data = buf[:n]
+		m.Binary = true
+	}
+	return m, nil
+}
+
+// present returns the trimmed raw value, or nil when it is absent or JSON
+// null (null is treated as absent, the usual JSON convention).
+func present(raw json.RawMessage) []byte {
+	raw = bytes.TrimSpace(raw)
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil
+	}
+	return raw
+}
+
+// checkTarget validates a message's targets.
+func (a *API) checkTarget(t *Target) *apiError {
+	n := len(t.Users) + len(t.Connections) + len(t.Rooms)
+	if n == 0 && !t.All {
+		return badRequest("to must name at least one of users, connections, rooms, all")
+	}
+	if n > a.maxTargets {
+		return badRequest("to names %d users, connections and rooms, the limit is %d", n, a.maxTargets)
+	}
+	if e := checkIDs("to.users", t.Users); e != nil {
+		return e
+	}
+	if e := checkIDs("to.connections", t.Connections); e != nil {
+		return e
+	}
+	return checkIDs("to.rooms", t.Rooms)
+}
+
+func checkIDs(field string, ids []string) *apiError {
+	for i, id := range ids {
+		if e := checkID(field, i, id); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func checkID(field string, i int, id string) *apiError {
+	where := field
+	if i >= 0 {
+		where += "[" + strconv.Itoa(i) + "]"
+	}
+	switch {
+	case id == "":
+		return badRequest("%s is empty", where)
+	case len(id) > maxIDLen:
+		return badRequest("%s is %d bytes long, the limit is %d", where, len(id), maxIDLen)
+	}
+	return nil
+}
