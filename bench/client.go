@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -14,7 +15,8 @@ import (
 
 // OpenSpec tells one worker which connections to open. Connection i (a
 // global index, so reports and user ids agree across workers) goes to
-// Targets[i%len(Targets)] from SourceIPs[(i/len(Targets))%len(SourceIPs)]
+// Targets[i%len(Targets)] from SourceIPs[i%len(SourceIPs)], source port
+// 1024+(PortBase+i/len(SourceIPs))%64512,
 // and authenticates as user UserPrefix+strconv.Itoa(i/ConnsPerUser).
 type OpenSpec struct {
 	Targets      []string      `json:"targets"`
@@ -32,6 +34,9 @@ type OpenSpec struct {
 	// not overrun. Zero means 512.
 	MaxInflight      int           `json:"max_inflight"`
 	HandshakeTimeout time.Duration `json:"handshake_timeout"`
+	// PortBase offsets the explicit source ports (see openOne) so that
+	// consecutive runs do not reuse ports still in TIME_WAIT.
+	PortBase int `json:"port_base"`
 	// PingInterval is how often each open connection sends its own ping so
 	// the server's idle timeout never fires during long holds.
 	PingInterval time.Duration `json:"ping_interval"`
@@ -189,6 +194,8 @@ func sockaddr(ip net.IP, port int) unix.Sockaddr {
 
 // run drives the loop until stop is closed. Every iteration is bounded: at
 // most 256 events, at most 1000 new connections, one sweep chunk.
+var coalesce, _ = time.ParseDuration(os.Getenv("BENCH_COALESCE"))
+
 func (l *eloop) run(stop <-chan struct{}) {
 	for {
 		select {
@@ -214,6 +221,9 @@ func (l *eloop) run(stop <-chan struct{}) {
 			if fd < len(l.conns) && l.conns[fd] != nil {
 				l.handle(l.conns[fd], ev.Events)
 			}
+		}
+		if n > 0 && n < 32 && coalesce > 0 {
+			time.Sleep(coalesce)
 		}
 		now := time.Now().UnixNano()
 		if !l.done.Load() {
@@ -289,17 +299,12 @@ func (l *eloop) openOne(idx int, now int64) {
 	}
 	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 	if len(l.srcs) > 0 {
-		// Defer the port choice to connect() so each (source, target) pair
-		// gets the whole ephemeral range instead of one port per bind.
-		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
-		if err := unix.Bind(fd, l.srcs[(idx/len(l.targets))%len(l.srcs)]); err != nil {
-			unix.Close(fd)
-			l.fail("bind_" + errnoReason(err))
+		fd, err = l.bindConnect(fd, idx, t)
+		if err != nil {
+			l.fail(errnoReason(err))
 			return
 		}
-	}
-	err = unix.Connect(fd, t.sa)
-	if err != nil && !errors.Is(err, unix.EINPROGRESS) {
+	} else if err := unix.Connect(fd, t.sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
 		unix.Close(fd)
 		l.fail(errnoReason(err))
 		return
@@ -316,6 +321,62 @@ func (l *eloop) openOne(idx int, now int64) {
 	// The token is minted when TCP is up so a refused connect costs no HMAC.
 	l.conns[fd] = &conn{fd: fd, state: stConnecting, startNs: now, idx: idx}
 	l.inflight.Add(1)
+}
+
+// Source ports bench assigns itself: the whole unprivileged range.
+const portLo, portSpan = 1024, 65536 - 1024
+
+// bindConnect binds fd to this connection's source address and starts the
+// connect. It picks the source port itself, unique per (source address,
+// connection), because letting connect() choose makes the kernel scan the
+// ephemeral range (__inet_hash_connect) and the connect rate collapses as
+// the range fills. If that port is taken (a listener, TIME_WAIT from an
+// earlier run) it falls back once to a fresh socket and a kernel-chosen port.
+// On failure fd is closed.
+func (l *eloop) bindConnect(fd, idx int, t *target) (int, error) {
+	// (source, port) is unique per connection: source idx%S, port idx/S.
+	src := l.srcs[idx%len(l.srcs)]
+	port := portLo + (l.spec.PortBase+idx/len(l.srcs))%portSpan
+	var sa unix.Sockaddr
+	switch a := src.(type) {
+	case *unix.SockaddrInet4:
+		c := *a
+		c.Port = port
+		sa = &c
+	case *unix.SockaddrInet6:
+		c := *a
+		c.Port = port
+		sa = &c
+	}
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	err := unix.Bind(fd, sa)
+	if err == nil {
+		err = unix.Connect(fd, t.sa)
+		if err == nil || errors.Is(err, unix.EINPROGRESS) {
+			return fd, nil
+		}
+	}
+	unix.Close(fd)
+	if !errors.Is(err, unix.EADDRINUSE) && !errors.Is(err, unix.EADDRNOTAVAIL) {
+		return -1, err
+	}
+	fd, err = unix.Socket(t.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
+	// Defer the port choice to connect() so the pair (source, target) gets
+	// the whole ephemeral range.
+	_ = unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+	if err := unix.Bind(fd, src); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Connect(fd, t.sa); err != nil && !errors.Is(err, unix.EINPROGRESS) {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
 func (l *eloop) handle(c *conn, ev uint32) {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"os"
 	"sort"
 	"strings"
@@ -183,11 +184,15 @@ func (r *runner) planWorkers() (int, error) {
 		return 0, fmt.Errorf("open files limit: %d connections need %d worker processes at %d files each; raise the hard RLIMIT_NOFILE (ulimit -n)\n%s",
 			r.o.Conns, w, perProc, limitAdvice())
 	}
-	ports := ephemeralPorts()
-	pairs := max(1, len(r.o.SourceIPs)) * len(uniq(r.o.Targets))
-	if budget := ports * pairs; r.o.Conns > budget {
-		r.limit("ephemeral ports: " + fmt.Sprintf("%d connections but only %d ports x %d (source, target) pairs = %d; add --source-ips or targets",
-			r.o.Conns, ports, pairs, budget))
+	// With source addresses bench assigns ports itself from the whole
+	// unprivileged range; without, the kernel's ephemeral range per target.
+	budget, what := ephemeralPorts()*len(uniq(r.o.Targets)), "ephemeral ports x targets"
+	if n := len(r.o.SourceIPs); n > 0 {
+		budget, what = portSpan*n, fmt.Sprintf("%d ports x %d source addresses", portSpan, n)
+	}
+	if r.o.Conns > budget {
+		r.limit(fmt.Sprintf("ephemeral ports: %s connections but only %s = %s; add --source-ips",
+			commas(int64(r.o.Conns)), what, commas(int64(budget))))
 	}
 	if int64(r.o.Conns) > 2*int64(w)*int64(perProc) {
 		r.limit("open files")
@@ -228,13 +233,16 @@ func (r *runner) openAll() error {
 	n, w := r.o.Conns, len(r.p.workers)
 	chunk := (n + w - 1) / w
 	startOpen := time.Now()
+	// A random port offset per run keeps ports an earlier run left in
+	// TIME_WAIT out of the way.
+	portBase := rand.IntN(portSpan)
 	_, err := r.p.each(func(i int) workerCmd {
 		first := min(i*chunk, n)
 		return workerCmd{Op: "open", Open: &OpenSpec{
 			Targets: r.o.Targets, SourceIPs: r.o.SourceIPs,
 			First: first, Count: min(chunk, n-first),
 			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", TokenSecret: r.o.TokenSecret,
-			Rate: r.o.Rate / float64(w), HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
+			Rate: r.o.Rate / float64(w), PortBase: portBase, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
 		}}
 	})
 	if err != nil {

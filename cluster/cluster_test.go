@@ -146,7 +146,7 @@ func TestRoutePropagation(t *testing.T) {
 // until then.
 func TestRouteSnapshotForLateJoiner(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
-	for i := range 5000 {
+	for i := range 20000 { // several 64 KiB snapshot chunks
 		nodes[0].SetLocalUser("u"+strconv.Itoa(i), true)
 	}
 	nodes[0].SetLocalRoom("r", true)
@@ -155,8 +155,8 @@ func TestRouteSnapshotForLateJoiner(t *testing.T) {
 	waitFor(t, 10*time.Second, "late joiner synced", func() bool {
 		return len(late.NodesForUsers([]string{"nobody"})) == 0
 	})
-	if got := late.NodesForUsers([]string{"u4999"}); !slices.Equal(got, []string{"node0"}) {
-		t.Fatalf("NodesForUsers(u4999) = %v", got)
+	if got := late.NodesForUsers([]string{"u19999"}); !slices.Equal(got, []string{"node0"}) {
+		t.Fatalf("NodesForUsers(u19999) = %v", got)
 	}
 	if got := late.NodesForRooms([]string{"r"}); !slices.Equal(got, []string{"node0"}) {
 		t.Fatalf("NodesForRooms(r) = %v", got)
@@ -401,5 +401,49 @@ func TestSingleNode(t *testing.T) {
 	}
 	if err := c.Leave(time.Second); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestRouteResyncAfterLinkLoss: when a link carrying a table breaks, the
+// receiver treats the sender as unsure until the sender reconnects and sends
+// a fresh snapshot.
+func TestRouteResyncAfterLinkLoss(t *testing.T) {
+	nodes := startCluster(t, 2, nil)
+	a, b := nodes[0], nodes[1]
+	a.SetLocalUser("u", true)
+	waitFor(t, 5*time.Second, "route", func() bool {
+		return slices.Equal(b.NodesForUsers([]string{"u"}), []string{"node0"}) && len(b.NodesForUsers([]string{"x"})) == 0
+	})
+	retries := a.m.forwardRetries.Get()
+	b.closeInboundFrom("node0")
+	waitFor(t, 5*time.Second, "writer noticed the closed link", func() bool { return a.m.forwardRetries.Get() > retries })
+	waitFor(t, 5*time.Second, "resynced", func() bool {
+		return len(b.NodesForUsers([]string{"x"})) == 0 && slices.Equal(b.NodesForUsers([]string{"u"}), []string{"node0"})
+	})
+}
+
+// TestRouteDeltaOverflowFallsBackToSnapshot: a delta that does not fit the
+// peer queue is replaced by a snapshot, so nothing is lost.
+func TestRouteDeltaOverflowFallsBackToSnapshot(t *testing.T) {
+	nodes := startCluster(t, 2, func(i int, cfg *Config) { cfg.QueueBytes = 4 << 10 })
+	a, b := nodes[0], nodes[1]
+	waitSynced(t, nodes)
+	const n = 3000 // one flush of this many ops is far over 4 KiB
+	for i := range n {
+		a.SetLocalUser("user-"+strconv.Itoa(i), true)
+	}
+	waitFor(t, 5*time.Second, "all users routed", func() bool {
+		for _, i := range []int{0, n / 2, n - 1} {
+			if !slices.Equal(b.NodesForUsers([]string{"user-" + strconv.Itoa(i)}), []string{"node0"}) {
+				return false
+			}
+		}
+		return true
+	})
+	b.remote.mu.RLock()
+	got := len(b.remote.nodes["node0"].users)
+	b.remote.mu.RUnlock()
+	if got != n {
+		t.Fatalf("b knows %d users of a, want %d", got, n)
 	}
 }

@@ -1,17 +1,22 @@
 package cluster
 
 import (
+	"errors"
 	"encoding/binary"
 	"net"
 	"sync"
 	"time"
 )
 
+var errLinkClosed = errors.New("cluster: forwarding link closed by peer")
+
 const (
 	minBackoff = 50 * time.Millisecond
 	maxBackoff = 5 * time.Second
-	// retainBytes is the largest write buffer a peer keeps between batches.
+	// retainBytes is the largest buffer a peer keeps while idle.
 	retainBytes = 1 << 20
+	// idleShrink is how long a writer must be idle before it frees them.
+	idleShrink = time.Second
 )
 
 // peer is the outbound side of one forwarding link: a bounded queue of
@@ -157,7 +162,19 @@ func (p *peer) run() {
 			p.needSnap = true // every link starts with the full route table
 			p.mu.Unlock()
 			backoff = minBackoff
-			err = p.writeLoop(conn)
+			// The listener never sends after the handshake, so a read
+			// returning means the link is gone (peer closed it, e.g. it
+			// thought we were dead). Without this an idle writer would
+			// not notice, and the peer would treat our table as unsure.
+			broken := make(chan struct{})
+			p.c.wg.Add(1)
+			go func() {
+				defer p.c.wg.Done()
+				var b [1]byte
+				_, _ = conn.Read(b[:])
+				close(broken)
+			}()
+			err = p.writeLoop(conn, broken)
 			_ = conn.Close()
 			p.mu.Lock()
 			p.conn = nil
@@ -199,13 +216,32 @@ func (p *peer) backoff(d time.Duration) bool {
 }
 
 // writeLoop writes batches until an error, close, or drained.
-func (p *peer) writeLoop(conn net.Conn) error {
+func (p *peer) writeLoop(conn net.Conn, broken <-chan struct{}) error {
 	var snapBuf []byte
+	idle := time.NewTimer(idleShrink)
+	defer idle.Stop()
 	for {
 		p.mu.Lock()
 		for !p.closed && !p.needSnap && len(p.pending) == 0 && !p.draining {
 			p.mu.Unlock()
-			<-p.wake
+			idle.Reset(idleShrink)
+			select {
+			case <-p.wake:
+			case <-broken:
+				return errLinkClosed
+			case <-idle.C:
+				// Idle for a while: give back a burst's buffers. While
+				// busy they are kept (each bounded by QueueBytes) so
+				// batching does not reallocate.
+				p.mu.Lock()
+				if cap(p.spare) > retainBytes {
+					p.spare = nil
+				}
+				if cap(p.pending) > retainBytes && len(p.pending) == 0 {
+					p.pending = nil
+				}
+				p.mu.Unlock()
+			}
 			p.mu.Lock()
 		}
 		if p.closed || (p.draining && !p.needSnap && len(p.pending) == 0) {
@@ -237,11 +273,9 @@ func (p *peer) writeLoop(conn net.Conn) error {
 			}
 			p.c.m.forwardMessages.Add(msgs)
 		}
-		if cap(buf) <= retainBytes {
-			p.mu.Lock()
-			p.spare = buf[:0]
-			p.mu.Unlock()
-		}
+		p.mu.Lock()
+		p.spare = buf[:0]
+		p.mu.Unlock()
 	}
 }
 

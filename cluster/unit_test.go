@@ -142,6 +142,9 @@ func TestHandshake(t *testing.T) {
 			errc <- err
 		}()
 		cerr := clientHandshake(a, clientKey, "me")
+		if cerr != nil {
+			a.Close() // a refused client hangs up
+		}
 		serr := <-errc
 		if (cerr == nil) != wantOK || (serr == nil) != wantOK {
 			t.Fatalf("client err %v, server err %v, want ok=%v", cerr, serr, wantOK)

@@ -58,6 +58,9 @@ const commands = {
   async expect({ text, timeoutMs }) {
     await page.locator('#messages li', { hasText: text }).first().waitFor({ timeout: timeoutMs });
   },
+  async expectLog({ text, timeoutMs }) {
+    await page.locator('#log li', { hasText: text }).first().waitFor({ timeout: timeoutMs });
+  },
   async push({ text, target = 'user', timeoutMs }) {
     await page.selectOption('#push-target', target, { timeout: timeoutMs });
     await page.fill('#push-text', text, { timeout: timeoutMs });

@@ -54,6 +54,8 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 
 	srv.stop(t)
 	drv.do(t, map[string]any{"cmd": "status", "not": "open"})
+	// A draining node says "going away", which the client answers by reconnecting.
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "close code=1001"})
 	srv = startServer(t, bin, srv.clientAddr, srv.apiAddr)
 	drv.do(t, map[string]any{"cmd": "status", "is": "open", "timeoutMs": 20000})
 
@@ -335,7 +337,7 @@ func (d *driver) do(t *testing.T, cmd map[string]any) {
 		if !r.OK {
 			t.Fatalf("browser: %s failed: %s\npage: %s", line, r.Error, r.Page)
 		}
-		t.Logf("browser: %s ok in %v", line, time.Since(start).Round(time.Millisecond))
+		t.Logf("browser: %s ok in %v", cmd["cmd"], time.Since(start).Round(time.Millisecond))
 	case <-time.After(timeout):
 		t.Fatalf("browser driver: no reply to %s within %v", line, timeout)
 	}

@@ -90,7 +90,10 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 // frames handles every complete frame in buf[*off:].
 func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 	sh := c.sh
-	for *off < len(buf) {
+	// Call Next until it reports n == 0, even with nothing left: that call returns the
+	// reassembly buffer of a just-finished message to its pool, so an idle connection
+	// holds none.
+	for {
 		n, ev, err := c.parser.Next(buf[*off:])
 		if err != nil {
 			ce, _ := err.(*wsproto.CloseError)
@@ -151,7 +154,6 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 			return gnet.Close
 		}
 	}
-	return gnet.None
 }
 
 // writeOwn writes a frame the loop built for c (pong, echo). It reports false when c

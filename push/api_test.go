@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -475,4 +476,53 @@ func TestHubErrors(t *testing.T) {
 	if res["status"] != float64(500) || !strings.HasSuffix(res["error"].(string), ": boom") || !strings.HasPrefix(res["error"].(string), "messages[0]: deliver n1-") {
 		t.Fatalf("batch hub error result %v", res)
 	}
+}
+
+func TestConcurrentPushes(t *testing.T) {
+	e := newEnv(t, nil)
+	const workers, each = 8, 25
+	var wg sync.WaitGroup
+	errs := make(chan string, workers*each)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < each; i++ {
+				resp, err := http.DefaultClient.Do(mustRequest(e.srv.URL, `{"to":{"users":["42"]},"data":"c"}`))
+				if err != nil {
+					errs <- err.Error()
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusAccepted {
+					errs <- resp.Status
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for msg := range errs {
+		t.Error(msg)
+	}
+	seen := map[string]bool{}
+	for _, m := range e.hub.Delivered() {
+		if seen[m.ID] {
+			t.Fatalf("duplicate id %q", m.ID)
+		}
+		seen[m.ID] = true
+	}
+	if len(seen) != workers*each {
+		t.Fatalf("hub got %d distinct messages, want %d", len(seen), workers*each)
+	}
+}
+
+func mustRequest(base, body string) *http.Request {
+	req, err := http.NewRequest("POST", base+"/v1/push", strings.NewReader(body))
+	if err != nil {
+		panic(err)
+	}
+	req.Header.Set("Authorization", "Bearer key-two")
+	return req
 }
