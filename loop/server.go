@@ -58,14 +58,14 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:     c,
-		reg:     newRegistry(),
-		clock:   newClock(),
-		pump:    make(chan *shard, 1024),
-		booted:  make(chan error, 1),
+		cfg:      c,
+		reg:      newRegistry(),
+		clock:    newClock(),
+		pump:     make(chan *shard, 1024),
+		booted:   make(chan error, 1),
 		bootedOK: make(chan struct{}),
-		runDone: make(chan struct{}),
-		done:    make(chan struct{}),
+		runDone:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	s.handshakeTicks = ticksOf(c.HandshakeTimeout)
 	s.pingTicks = ticksOf(c.PingInterval)

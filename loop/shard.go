@@ -21,7 +21,7 @@ type shard struct {
 	scheduled bool // a drain task is queued or running, or the pump holds one
 
 	// owned by the loop
-	conns    []*Conn                      // every connection, handshaking ones too
+	conns    []*Conn                       // every connection, handshaking ones too
 	rooms    map[string]map[*Conn]struct{} // room -> members on this loop
 	cur      *job                          // job being delivered in chunks
 	snap     []*Conn                       // recipients of cur, taken when it starts

@@ -540,5 +540,7 @@ func (h *hub) room(op byte, room string, users []string) (int, error) {
 	return n, nil
 }
 
-func (h *hub) JoinRoom(room string, users []string) (int, error)  { return h.room(opJoin, room, users) }
-func (h *hub) LeaveRoom(room string, users []string) (int, error) { return h.room(opLeave, room, users) }
+func (h *hub) JoinRoom(room string, users []string) (int, error) { return h.room(opJoin, room, users) }
+func (h *hub) LeaveRoom(room string, users []string) (int, error) {
+	return h.room(opLeave, room, users)
+}

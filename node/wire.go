@@ -20,14 +20,14 @@ const (
 
 // Query operations.
 const (
-	opUser       byte = 'u' // body: user id            -> []push.ConnInfo
-	opRoom       byte = 'r' // body: room               -> roomAnswer
-	opStats      byte = 's' // body: empty              -> nodeStats
-	opKickConn   byte = 'k' // body: kickBody           -> int
-	opKickUser   byte = 'K' // body: kickBody           -> int
-	opOnline     byte = 'o' // body: []string users     -> []string offline here
-	opJoin       byte = 'j' // body: roomBody           -> int
-	opLeave      byte = 'l' // body: roomBody           -> int
+	opUser     byte = 'u' // body: user id            -> []push.ConnInfo
+	opRoom     byte = 'r' // body: room               -> roomAnswer
+	opStats    byte = 's' // body: empty              -> nodeStats
+	opKickConn byte = 'k' // body: kickBody           -> int
+	opKickUser byte = 'K' // body: kickBody           -> int
+	opOnline   byte = 'o' // body: []string users     -> []string offline here
+	opJoin     byte = 'j' // body: roomBody           -> int
+	opLeave    byte = 'l' // body: roomBody           -> int
 )
 
 func appendQuery(dst []byte, id uint64, op byte, body []byte) []byte {
