@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -194,8 +193,6 @@ func sockaddr(ip net.IP, port int) unix.Sockaddr {
 
 // run drives the loop until stop is closed. Every iteration is bounded: at
 // most 256 events, at most 1000 new connections, one sweep chunk.
-var coalesce, _ = time.ParseDuration(os.Getenv("BENCH_COALESCE"))
-
 func (l *eloop) run(stop <-chan struct{}) {
 	for {
 		select {
@@ -221,9 +218,6 @@ func (l *eloop) run(stop <-chan struct{}) {
 			if fd < len(l.conns) && l.conns[fd] != nil {
 				l.handle(l.conns[fd], ev.Events)
 			}
-		}
-		if n > 0 && n < 32 && coalesce > 0 {
-			time.Sleep(coalesce)
 		}
 		now := time.Now().UnixNano()
 		if !l.done.Load() {

@@ -97,6 +97,7 @@ type PushResult struct {
 	Pushes             int64            `json:"pushes"` // accepted by the API
 	Errors             map[string]int64 `json:"errors"`
 	BacklogSkipped     int64            `json:"backlog_skipped"` // open loop: schedule slots no caller could take
+	APIDelivered       int64            `json:"api_delivered"`   // sum of the API's node-local "delivered"
 	ExpectedDeliveries int64            `json:"expected_deliveries"`
 	Received           int64            `json:"received"`
 	Missing            int64            `json:"missing"`

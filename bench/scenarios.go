@@ -371,6 +371,15 @@ func (r *runner) push() {
 			res.Errors[k] += v
 		}
 	}
+	res.APIDelivered = res.ExpectedDeliveries
+	// In a cluster the API's "delivered" counts only the answering node's
+	// connections, so the expectation comes from what bench itself holds:
+	// every user has ConnsPerUser connections when all are open.
+	if c := r.rep.Connect; c.Failed == 0 && c.Dropped == 0 && c.OpenAtEnd == int64(o.Conns) {
+		res.ExpectedDeliveries = res.Pushes * int64(o.ConnsPerUser)
+	} else {
+		r.note("some connections are not open: expected deliveries are the API's node-local \"delivered\" sum")
+	}
 	res.BacklogSkipped = backlog.Load()
 	coord1, _ := selfUsage()
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -60,11 +61,42 @@ func BenchmarkRouteSnapshot(b *testing.B) {
 				start := time.Now()
 				j := startNode(b, testConfig(fmt.Sprintf("joiner-%d", i), seed.GossipAddr()))
 				waitFor(b, 60*time.Second, "snapshot installed", func() bool {
-					return len(j.AliveNodes()) == 1 && len(j.NodesForUsers([]string{"nobody"})) == 0
+					return slices.Contains(j.AliveNodes(), "seed") && !slices.Contains(j.NodesForUsers([]string{"nobody"}), "seed")
 				})
 				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/sync")
-				j.Kill()
+				_ = j.Leave(time.Second)
 			}
 		})
+	}
+}
+
+// BenchmarkLocalSnapshotLock measures how long a snapshot holds the local
+// table lock (SetLocalUser waits that long while a peer connects).
+func BenchmarkLocalSnapshotLock(b *testing.B) {
+	l := newLocalRoutes()
+	for i := range 1_000_000 {
+		l.set(false, "user-"+strconv.Itoa(i), true)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.snapshot()
+	}
+}
+
+// BenchmarkSetLocalUser is the per-connect cost paid on an event loop.
+func BenchmarkSetLocalUser(b *testing.B) {
+	l := newLocalRoutes()
+	names := make([]string, 1<<16)
+	for i := range names {
+		names[i] = "user-" + strconv.Itoa(i)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		l.set(false, names[i&(len(names)-1)], i&(len(names)) == 0)
+		if i%1024 == 0 {
+			l.takeDelta(nil, 1)
+		}
 	}
 }

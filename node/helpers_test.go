@@ -118,7 +118,25 @@ func read(t testing.TB, c *websocket.Conn, timeout time.Duration) (int, string) 
 	return typ, string(b)
 }
 
-// silent asserts that c receives no data message within d.
+// settled pushes a marker to every connection on n and asserts that the next message
+// each of cs receives is that marker: nothing else was delivered to them before it.
+// (gorilla's connections cannot be read again after a read timeout, so absence is
+// proven with a marker rather than a timeout.)
+func settled(t testing.TB, n *Node, cs ...*websocket.Conn) {
+	t.Helper()
+	marker := fmt.Sprintf("marker-%d", time.Now().UnixNano())
+	if r := doPush(t, n, `{"to":{"all":true},"data":"`+marker+`"}`); r.Status != 202 {
+		t.Fatalf("marker push: %d %s", r.Status, r.Raw)
+	}
+	for i, c := range cs {
+		if _, m := read(t, c, 2*time.Second); m != marker {
+			t.Fatalf("connection %d received %q, want nothing before the marker", i, m)
+		}
+	}
+}
+
+// silent asserts that c receives no data message within d. It must be the last read
+// on c.
 func silent(t testing.TB, c *websocket.Conn, d time.Duration) {
 	t.Helper()
 	c.SetReadDeadline(time.Now().Add(d))
