@@ -111,9 +111,17 @@ func TestConnectFake(t *testing.T) {
 	jp, hp := filepath.Join(dir, "r.json"), filepath.Join(dir, "r.html")
 	out := runBench(t, "connect", "--target", n.wsAddr, "--api", n.apiAddr, "--token-secret", "sec",
 		"--conns", "300", "--rate", "3000", "--duration", "1500ms", "--workers", "2", "--source-ips", "127.0.0.2-127.0.0.4",
-		"--json", jp, "--html", hp)
+		"--ping-interval", "300ms", "--json", jp, "--html", hp)
 	rep := readReport(t, jp)
 	checkConnect(t, rep, 300)
+	// Every client answered the server's ping, and kept itself alive with
+	// its own pings during the 1.5 s hold (one per 300 ms, swept each second).
+	if got := n.pongs.Load(); got != 300 {
+		t.Errorf("server got %d pongs to its pings, want 300", got)
+	}
+	if got := n.pings.Load(); got < 300 {
+		t.Errorf("server got %d client pings during the hold, want at least 300", got)
+	}
 	if rep.Connect.OpenAtEnd != 300 || rep.Connect.Dropped != 0 {
 		t.Errorf("after hold: open %d dropped %d (%v)", rep.Connect.OpenAtEnd, rep.Connect.Dropped, rep.Connect.Drops)
 	}

@@ -28,6 +28,8 @@ type fakeNode struct {
 	conns map[*websocket.Conn]string
 
 	pushes atomic.Int64
+	pings  atomic.Int64 // pings clients sent
+	pongs  atomic.Int64 // pongs clients answered
 }
 
 func startFakeNode(t *testing.T, secret, key string) *fakeNode {
@@ -80,6 +82,16 @@ func (n *fakeNode) serveWS(w http.ResponseWriter, r *http.Request) {
 	n.mu.Lock()
 	n.conns[c] = sub
 	n.mu.Unlock()
+	c.SetPingHandler(func(data string) error {
+		n.pings.Add(1)
+		return c.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(time.Second))
+	})
+	c.SetPongHandler(func(data string) error {
+		if data == "hi" {
+			n.pongs.Add(1)
+		}
+		return nil
+	})
 	// Ping right away so the test sees the client answer with a pong.
 	_ = c.WriteControl(websocket.PingMessage, []byte("hi"), time.Now().Add(time.Second))
 	for {

@@ -50,6 +50,8 @@ type Cluster struct {
 	peers   map[string]*peer
 	closing bool
 
+	lastRefusedLog atomic.Int64 // unix nanos of the last refused-link log line
+
 	inMu       sync.Mutex
 	inbound    map[uint64]inboundConn
 	inClosed   bool

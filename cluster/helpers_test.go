@@ -3,10 +3,10 @@ package cluster
 import (
 	"bufio"
 	"encoding/binary"
-	"net"
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"runtime"
 	"slices"

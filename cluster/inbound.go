@@ -8,7 +8,10 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"time"
 )
+
+const refusedLogEvery = 10 * time.Second
 
 // acceptLoop serves the forwarding listener until it is closed.
 func (c *Cluster) acceptLoop() {
@@ -61,7 +64,14 @@ func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
 	name, err := serverHandshake(conn, br, c.fwdKey)
 	if err != nil {
 		c.m.handshakeFailures.Inc()
-		c.log.Warn("cluster: refused forwarding link", "remote", conn.RemoteAddr().String(), "err", err)
+		// Counted always, logged at most every refusedLogEvery so a port
+		// scan or a misconfigured peer cannot flood the log.
+		now := time.Now().UnixNano()
+		last := c.lastRefusedLog.Load()
+		if now-last > int64(refusedLogEvery) && c.lastRefusedLog.CompareAndSwap(last, now) {
+			c.log.Warn("cluster: refused forwarding link (wrong cluster key or name?)",
+				"remote", conn.RemoteAddr().String(), "err", err)
+		}
 		return
 	}
 	c.inMu.Lock()

@@ -1,8 +1,8 @@
 package cluster
 
 import (
-	"errors"
 	"encoding/binary"
+	"errors"
 	"net"
 	"sync"
 	"time"

@@ -138,7 +138,6 @@ func TestHandshake(t *testing.T) {
 			if err == nil && name != "me" {
 				err = errors.New("wrong name " + name)
 			}
-			b.Close()
 			errc <- err
 		}()
 		cerr := clientHandshake(a, clientKey, "me")
