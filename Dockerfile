@@ -31,8 +31,8 @@ USER 65532:65532
 # 8080 WebSocket clients (public), 8081 API + /metrics + /demo/ (keep private),
 # 7946 gossip (memberlist uses TCP and UDP), 7947 push forwarding between nodes (TCP).
 EXPOSE 8080/tcp 8081/tcp 7946/tcp 7946/udp 7947/tcp
-# The binary probes itself: distroless has no shell or curl. It honours
-# LONGLINK_API_ADDR, so moving the API port needs no change here.
+# The binary probes itself: distroless has no shell or curl. It reads the port from
+# LONGLINK_API_ADDR, so move the API port with that variable rather than --api-addr.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
     CMD ["/longlink", "healthcheck", "--timeout", "3s"]
 # SIGTERM starts a graceful drain (close 1001 to every client, wait --drain-timeout).

@@ -4,6 +4,7 @@
 //
 //	longlink [serve] [flags]   run a gateway node (the default)
 //	longlink token --user 42   mint a client token for testing
+//	longlink client ...        connect as a client and print messages
 //	longlink bench ...         the bundled load generator
 //	longlink healthcheck       exit 0 if the node's /healthz answers (container probes)
 package main
@@ -50,6 +51,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return bench.Main(args, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stderr)
+	case "client":
+		return client(args, stdout, stderr)
 	case "help":
 		usage(stderr)
 		return 0
@@ -63,6 +66,7 @@ func usage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   longlink [serve] [flags]     run a gateway node (see longlink serve -h)
   longlink token --user ID     mint a client token (see longlink token -h)
+  longlink client --user ID    connect and print every message (a quick test client)
   longlink bench SCENARIO      load-test a node or cluster (see longlink bench --help)
   longlink healthcheck         probe a node's /healthz (container health checks)
 `)
@@ -181,7 +185,7 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	}
 	if devSecret || devKey {
 		tok, _ := auth.Mint([]byte(o.tokenSecret), "42", nil, 24*time.Hour)
-		fmt.Fprintf(w, "\nTry it:\n  websocat 'ws://%s/ws?token=%s'\n"+
+		fmt.Fprintf(w, "\nTry it (two terminals):\n  go run . client --url ws://%s/ws --token %s\n"+
 			"  curl -H 'Authorization: Bearer %s' -d '{\"to\":{\"users\":[\"42\"]},\"data\":\"hello\"}' http://%s/v1/push\n\n",
 			hostFor(client), tok, o.apiKeys[0], hostFor(api))
 	}

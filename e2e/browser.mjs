@@ -26,7 +26,13 @@ const browser = await chromium.launch({
 });
 const page = await browser.newPage();
 page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
-page.on('pageerror', (e) => console.error(`[page error] ${e.message}`));
+// An uncaught exception in the page's scripts fails the next command: the page may
+// look fine while its state machine is broken.
+const exceptions = [];
+page.on('pageerror', (e) => {
+  exceptions.push(e.message);
+  console.error(`[page exception] ${e.message}`);
+});
 
 // statusText reads #status; pages that have not loaded yet count as ''.
 const statusText = () => page.locator('#status').textContent({ timeout: 1000 }).catch(() => '');
@@ -102,6 +108,7 @@ for await (const line of rl) {
   }
   try {
     const extra = await fn({ timeoutMs: 10000, ...cmd });
+    if (exceptions.length > 0) throw new Error(`page threw: ${exceptions.join('; ')}`);
     reply({ ok: true, ...extra });
   } catch (err) {
     reply({ ok: false, error: err.message.split('\n')[0], page: await snapshot() });

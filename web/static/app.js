@@ -6,6 +6,7 @@ import { LongLink } from './longlink.js';
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const MAX_ROWS = 200; // keep the DOM small on a long-running page
+const LOOPBACK = /^(127\.\d+\.\d+\.\d+|localhost|\[::1\])$/;
 
 const cfg = await loadConfig();
 let link = null;
@@ -35,11 +36,18 @@ async function loadConfig() {
   return res.json();
 }
 
-// usableURL replaces a wildcard or empty listen host (0.0.0.0, [::], ":8080") with the
-// page's own host name, so a node listening on all interfaces still gives a dialable URL.
+// usableURL makes a configured URL dialable from this browser: a wildcard or empty
+// listen host (0.0.0.0, [::], ":8080") becomes the page's own host name, and so does a
+// loopback host when the page itself was not loaded over loopback (the node printed
+// 127.0.0.1 but the browser is on another machine).
 function usableURL(raw) {
   if (!raw) return '';
-  return raw.replace(/^(wss?|https?):\/\/(0\.0\.0\.0|\[::\]|)(?=:\d+|\/|$)/, (_, scheme) => `${scheme}://${location.hostname}`);
+  const m = /^(wss?|https?):\/\/(\[[^\]]*\]|[^/:]*)(.*)$/.exec(raw);
+  if (!m) return raw;
+  const [, scheme, host, rest] = m;
+  const wildcard = host === '' || host === '0.0.0.0' || host === '[::]';
+  const foreignLoopback = LOOPBACK.test(host) && !LOOPBACK.test(location.hostname);
+  return wildcard || foreignLoopback ? `${scheme}://${location.host.replace(/:\d+$/, '')}${rest}` : raw;
 }
 
 function numberParam(name) {
