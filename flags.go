@@ -91,14 +91,14 @@ var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluste
 func serveFlags() (*serveOptions, *flag.FlagSet) {
 	o := &serveOptions{clientAddrs: listFlag{":8080"}}
 	fs := flag.NewFlagSet("longlink serve", flag.ContinueOnError)
-	fs.StringVar(&o.configFile, "config", "", "optional config file: one `name = value` per line, names as the flags (lowest precedence)")
+	fs.StringVar(&o.configFile, "config", "", "optional config file: one \"name = value\" per line, names as the flags (lowest precedence)")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 
 	fs.Var(&setList{l: &o.clientAddrs}, "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
 	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port announced to the cluster for GET /v1/endpoint (default: the first --client-addr)")
 	fs.StringVar(&o.apiAddr, "api-addr", ":8081", "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
-	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as `Authorization: Bearer KEY`; repeat for several (default: a random development key, printed)")
+	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as \"Authorization: Bearer KEY\"; repeat for several (default: a random development key, printed)")
 	fs.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
 
 	fs.IntVar(&o.loops, "loops", 0, "event loops (default: one per CPU)")
