@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -21,6 +22,9 @@ import (
 
 	"longlink/auth"
 )
+
+// prodFlags configure a node as in production: fixed secrets, so no dev tokens.
+var prodFlags = []string{"--token-secret", tokenSecret, "--api-key", apiKey}
 
 const (
 	tokenSecret    = "e2e-token-secret-0123456789abcdef"
@@ -36,7 +40,7 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	chromium := requireTools(t)
 	bin := buildBinary(t)
 
-	srv := startServerOnFreePorts(t, bin)
+	srv := startServerOnFreePorts(t, bin, prodFlags...)
 	drv := startDriver(t, chromium, "http://"+srv.apiAddr+"/demo/?minBackoffMs=100&maxBackoffMs=1000")
 
 	// The node runs with --token-secret, so it mints no dev tokens: paste one, as a
@@ -46,6 +50,9 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	drv.do(t, map[string]any{"cmd": "open", "user": "42", "token": tok, "timeoutMs": 20000})
+	// The node agrees: one connection, one user (docs/metrics.md).
+	srv.waitMetric(t, "longlink_connections", 1)
+	srv.waitMetric(t, "longlink_users", 1)
 
 	nonce := time.Now().UnixNano()
 	first := fmt.Sprintf("hello-e2e-1-%d", nonce)
@@ -56,8 +63,9 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	drv.do(t, map[string]any{"cmd": "status", "not": "open"})
 	// A draining node says "going away", which the client answers by reconnecting.
 	drv.do(t, map[string]any{"cmd": "expectLog", "text": "close code=1001"})
-	srv = startServer(t, bin, srv.clientAddr, srv.apiAddr)
+	srv = startServer(t, bin, srv.clientAddr, srv.apiAddr, prodFlags...)
 	drv.do(t, map[string]any{"cmd": "status", "is": "open", "timeoutMs": 20000})
+	srv.waitMetric(t, "longlink_connections", 1)
 
 	second := fmt.Sprintf("hello-e2e-2-%d", nonce)
 	srv.push(t, `{"to":{"all":true},"data":"`+second+`"}`)
@@ -66,6 +74,28 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	third := fmt.Sprintf("hello-e2e-3-%d", nonce)
 	drv.do(t, map[string]any{"cmd": "push", "text": third, "target": "user"})
 	drv.do(t, map[string]any{"cmd": "expect", "text": third})
+}
+
+// TestBrowserDevMode runs a node the way a newcomer does, with no secrets: the page
+// fetches dev tokens from /demo/token, finds the node through GET /v1/endpoint
+// (cross-origin, so CORS must allow it) and pushes through the same-origin proxy.
+func TestBrowserDevMode(t *testing.T) {
+	chromium := requireTools(t)
+	bin := buildBinary(t)
+
+	srv := startServerOnFreePorts(t, bin)
+	drv := startDriver(t, chromium, "http://"+srv.apiAddr+"/demo/?user=7")
+	drv.do(t, map[string]any{"cmd": "open", "user": "7", "timeoutMs": 20000})
+	srv.waitMetric(t, "longlink_connections", 1)
+
+	nonce := time.Now().UnixNano()
+	toUser := fmt.Sprintf("dev-user-%d", nonce)
+	drv.do(t, map[string]any{"cmd": "push", "text": toUser, "target": "user"})
+	drv.do(t, map[string]any{"cmd": "expect", "text": toUser})
+	toAll := fmt.Sprintf("dev-all-%d", nonce)
+	drv.do(t, map[string]any{"cmd": "push", "text": toAll, "target": "all"})
+	drv.do(t, map[string]any{"cmd": "expect", "text": toAll})
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "open ws://" + srv.clientAddr + "/ws"})
 }
 
 // requireTools returns the Chromium path, or skips (fails under LONGLINK_E2E=1) with
@@ -96,20 +126,44 @@ func requireTools(t *testing.T) string {
 	return chromium
 }
 
+// The binary is built once per test run and removed by TestMain.
+var (
+	buildOnce sync.Once
+	buildDir  string
+	builtBin  string
+	buildErr  error
+)
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if buildDir != "" {
+		os.RemoveAll(buildDir)
+	}
+	os.Exit(code)
+}
+
 func buildBinary(t *testing.T) string {
 	t.Helper()
 	if bin := os.Getenv("LONGLINK_E2E_BINARY"); bin != "" {
 		return bin
 	}
-	bin := filepath.Join(t.TempDir(), "longlink")
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, ".")
-	cmd.Dir = ".." // the module root, where main.go lives
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
+	buildOnce.Do(func() {
+		if buildDir, buildErr = os.MkdirTemp("", "longlink-e2e-"); buildErr != nil {
+			return
+		}
+		builtBin = filepath.Join(buildDir, "longlink")
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", builtBin, ".")
+		cmd.Dir = ".." // the module root, where main.go lives
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
 	}
-	return bin
+	return builtBin
 }
 
 // server is one running `longlink serve` process.
@@ -133,11 +187,11 @@ func freeAddr(t *testing.T) string {
 
 // startServerOnFreePorts retries with new ports: a port found free can be taken by
 // another process before the server binds it.
-func startServerOnFreePorts(t *testing.T, bin string) *server {
+func startServerOnFreePorts(t *testing.T, bin string, flags ...string) *server {
 	t.Helper()
 	var lastErr error
 	for range 3 {
-		s, err := tryStartServer(t, bin, freeAddr(t), freeAddr(t))
+		s, err := tryStartServer(t, bin, freeAddr(t), freeAddr(t), flags)
 		if err == nil {
 			return s
 		}
@@ -148,11 +202,11 @@ func startServerOnFreePorts(t *testing.T, bin string) *server {
 }
 
 // startServer restarts on fixed ports; a just-closed port can take a moment to free up.
-func startServer(t *testing.T, bin, clientAddr, apiAddr string) *server {
+func startServer(t *testing.T, bin, clientAddr, apiAddr string, flags ...string) *server {
 	t.Helper()
 	var lastErr error
 	for range 3 {
-		s, err := tryStartServer(t, bin, clientAddr, apiAddr)
+		s, err := tryStartServer(t, bin, clientAddr, apiAddr, flags)
 		if err == nil {
 			return s
 		}
@@ -162,16 +216,11 @@ func startServer(t *testing.T, bin, clientAddr, apiAddr string) *server {
 	return nil
 }
 
-func tryStartServer(t *testing.T, bin, clientAddr, apiAddr string) (*server, error) {
+func tryStartServer(t *testing.T, bin, clientAddr, apiAddr string, flags []string) (*server, error) {
 	t.Helper()
 	s := &server{clientAddr: clientAddr, apiAddr: apiAddr, out: &syncBuffer{}, exited: make(chan struct{})}
-	s.cmd = exec.Command(bin, "serve",
-		"--client-addr", clientAddr,
-		"--api-addr", apiAddr,
-		"--gossip-addr", "127.0.0.1:0",
-		"--token-secret", tokenSecret,
-		"--api-key", apiKey,
-	)
+	args := []string{"serve", "--client-addr", clientAddr, "--api-addr", apiAddr, "--gossip-addr", "127.0.0.1:0"}
+	s.cmd = exec.Command(bin, append(args, flags...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
 	if err := s.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
@@ -252,6 +301,34 @@ func (s *server) push(t *testing.T, body string) {
 	resp, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusAccepted {
 		t.Fatalf("POST /v1/push %s: status %d, body %s", body, res.StatusCode, resp)
+	}
+}
+
+// waitMetric polls /metrics until the unlabelled series name equals want.
+func (s *server) waitMetric(t *testing.T, name string, want float64) {
+	t.Helper()
+	var last string
+	err := poll(10*time.Second, s.exited, func() bool {
+		res, err := http.Get("http://" + s.apiAddr + "/metrics")
+		if err != nil {
+			last = err.Error()
+			return false
+		}
+		defer res.Body.Close()
+		sc := bufio.NewScanner(res.Body)
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			if len(f) == 2 && f[0] == name {
+				last = f[1]
+				v, err := strconv.ParseFloat(f[1], 64)
+				return err == nil && v == want
+			}
+		}
+		last = "series missing"
+		return false
+	})
+	if err != nil {
+		t.Fatalf("metric %s: want %v, last saw %s: %v", name, want, last, err)
 	}
 }
 

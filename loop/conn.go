@@ -36,6 +36,7 @@ type Conn struct {
 	// owned by the loop
 	parser   wsproto.Parser
 	idx      int32  // position in sh.conns
+	pend     int32  // 1 + index in sh.pending while frames wait for this drain's flush
 	state    uint8  //
 	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
 	deadline uint32 // handshake or close deadline in ticks; 0 = none

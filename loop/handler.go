@@ -30,6 +30,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	now := s.clock.ticks()
 	c.lastSeen = now
 	c.deadline = now + s.handshakeTicks
+	c.since = time.Now().UnixNano() // connect time; the handshake duration is measured from it
 	gc.SetContext(c)
 	sh.addConn(c)
 	s.m.handshaking.Add(1)
@@ -279,7 +280,6 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if len(c.device) > maxDevice {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
 	}
-	c.since = time.Now().UnixNano()
 	c.expires = s.clock.tickAt(id.Expires)
 	c.gc.Write(wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol))
 	if c.state == stateClosed {

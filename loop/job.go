@@ -125,7 +125,7 @@ func (sh *shard) step(budget int) int {
 	end := min(sh.cursor+budget, len(sh.snap))
 	written := 0
 	for _, c := range sh.snap[sh.cursor:end] {
-		if sh.writeFrame(c, j.frame, j.seq) {
+		if sh.queueFrame(c, j.frame, j.seq) {
 			written++
 		}
 	}
@@ -148,20 +148,4 @@ func (sh *shard) step(budget int) int {
 		j.finish(sh, 0)
 	}
 	return max(tried, 1)
-}
-
-// writeFrame writes a shared, pre-encoded frame to c. gnet writes it straight to the
-// socket when nothing is queued, so the payload is not copied; only what the kernel
-// refuses is copied into c's outbound buffer, which MaxOutbound bounds.
-func (sh *shard) writeFrame(c *Conn, frame []byte, seq uint64) bool {
-	if c.state != stateOpen || c.seq == seq {
-		return false
-	}
-	c.seq = seq
-	if c.gc.OutboundBuffered()+len(frame) > sh.srv.cfg.MaxOutbound {
-		sh.srv.slowConsumer(c)
-		return false
-	}
-	_, err := c.gc.Write(frame)
-	return err == nil
 }

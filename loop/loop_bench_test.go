@@ -102,8 +102,8 @@ func BenchmarkUnicast(b *testing.B) {
 	}
 }
 
-// BenchmarkWriteFrame is the per-recipient hot path: the shared frame written to one
-// connection. It must not allocate.
+// BenchmarkWriteFrame is the per-recipient hot path: the shared frame queued for one
+// connection and flushed with one write. It must not allocate.
 func BenchmarkWriteFrame(b *testing.B) {
 	s := startServer(b, nil)
 	bc := openBenchClients(b, s, 1, 1)
@@ -124,7 +124,8 @@ func BenchmarkWriteFrame(b *testing.B) {
 		runtime.ReadMemStats(&m0)
 		b.ResetTimer()
 		for i := 0; i < b.N; i++ {
-			c.sh.writeFrame(c, frame, uint64(i+1))
+			c.sh.queueFrame(c, frame, uint64(i+1))
+			c.sh.flush()
 		}
 		b.StopTimer()
 		runtime.ReadMemStats(&m1)

@@ -27,7 +27,9 @@ type shard struct {
 	snap     []*Conn                       // recipients of cur, taken when it starts
 	cursor   int
 	sweepPos int
-	scratch  []byte // frames built on the loop (pong, echo, close)
+	scratch  []byte         // frames built on the loop (pong, echo, close)
+	pending  []pendingWrite // frames queued in this drain call, one entry per connection
+	npending int
 	drainFn  gnet.Runnable
 	sweepFn  gnet.Runnable
 
@@ -154,13 +156,18 @@ func (sh *shard) abandon() {
 const chunkWrites = 1024
 
 // drain runs queued jobs in order on the loop, at most chunkWrites writes per call.
+// Frames for one connection within a call leave in one write (see queueFrame).
 func (sh *shard) drain() {
 	budget := chunkWrites
 	for budget > 0 {
 		if sh.cur == nil {
 			j := sh.pop()
 			if j == nil {
+				sh.flush()
 				return
+			}
+			if j.kind != jobDeliver {
+				sh.flush() // messages accepted before a close or room change go first
 			}
 			if !sh.start(j) {
 				continue // finished at once (room ops, kicks, empty deliveries)
@@ -168,8 +175,64 @@ func (sh *shard) drain() {
 		}
 		budget -= sh.step(budget)
 	}
+	sh.flush()
 	// Out of budget with work left: let the loop serve its sockets first. Executing
 	// from the loop itself would run the task again before polling, so the pump
 	// goroutine schedules it.
 	sh.srv.pump <- sh
+}
+
+// pendingWrite gathers the frames one connection gets in one drain call.
+type pendingWrite struct {
+	c      *Conn
+	frames [][]byte
+	bytes  int
+}
+
+// queueFrame adds a shared, pre-encoded frame to c's pending writes, once per job
+// (seq). It enforces MaxOutbound counting what gnet already holds for c.
+func (sh *shard) queueFrame(c *Conn, frame []byte, seq uint64) bool {
+	if c.state != stateOpen || c.seq == seq {
+		return false
+	}
+	c.seq = seq
+	if c.pend == 0 {
+		if sh.npending == len(sh.pending) {
+			sh.pending = append(sh.pending, pendingWrite{})
+		}
+		p := &sh.pending[sh.npending]
+		p.c, p.frames, p.bytes = c, p.frames[:0], 0
+		sh.npending++
+		c.pend = int32(sh.npending)
+	}
+	p := &sh.pending[c.pend-1]
+	if c.gc.OutboundBuffered()+p.bytes+len(frame) > sh.srv.cfg.MaxOutbound {
+		sh.srv.slowConsumer(c) // flush skips it: its state is closed
+		return false
+	}
+	p.frames = append(p.frames, frame)
+	p.bytes += len(frame)
+	return true
+}
+
+// flush writes every pending frame: one write(2) for a single frame, one writev(2)
+// for several. gnet sends straight to the socket when nothing is queued for it, so
+// the shared frame bytes are not copied; only what the kernel refuses is copied into
+// the connection's outbound buffer, which MaxOutbound bounds.
+func (sh *shard) flush() {
+	for i := 0; i < sh.npending; i++ {
+		p := &sh.pending[i]
+		c := p.c
+		c.pend = 0
+		if c.state == stateOpen {
+			if len(p.frames) == 1 {
+				c.gc.Write(p.frames[0])
+			} else {
+				c.gc.Writev(p.frames)
+			}
+		}
+		clear(p.frames) // drop references to frames so they can be collected
+		p.c = nil
+	}
+	sh.npending = 0
 }
