@@ -73,6 +73,7 @@ type serveOptions struct {
 	drainTimeout     time.Duration
 	echo             bool
 	demo             bool
+	demoPush         bool
 
 	join            listFlag
 	gossipAddr      string
@@ -95,7 +96,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 
 	fs.Var(&setList{l: &o.clientAddrs}, "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
-	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port announced to the cluster for GET /v1/endpoint (default: the first --client-addr)")
+	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port (or a full URL such as wss://ws.example.com/ws behind TLS) that GET /v1/endpoint hands to clients (default: the first --client-addr)")
 	fs.StringVar(&o.apiAddr, "api-addr", ":8081", "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
 	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as \"Authorization: Bearer KEY\"; repeat for several (default: a random development key, printed)")
@@ -114,6 +115,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close after close 1001")
 	fs.BoolVar(&o.echo, "echo", false, "send every client data message back to its connection (conformance tests)")
 	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at /demo/ on the API address")
+	fs.BoolVar(&o.demoPush, "demo-push", false, "let the demo page send pushes with the node's API key (always on when the key is a generated development key)")
 
 	fs.Var(&setList{l: &o.join}, "join", "peers to join: host:port list or a DNS name resolving to several peers")
 	fs.StringVar(&o.gossipAddr, "gossip-addr", ":7946", "gossip bind address (memberlist, TCP and UDP)")

@@ -127,12 +127,17 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	if o.demo {
 		client := hostFor(n.ClientAddrs()[0])
-		h, err := web.NewHandler(web.Config{
+		wc := web.Config{
 			ClientURL:   "ws://" + client + "/ws",
 			EndpointURL: "http://" + client + "/v1/endpoint",
 			DevToken:    devTokenFunc(devSecret, []byte(o.tokenSecret)),
-			Push:        n.PushJSON,
-		})
+		}
+		// The page's push form sends with the node's API key, so anyone who reaches the
+		// API port could push: only in development, when the key was generated.
+		if devKey || o.demoPush {
+			wc.Push = n.PushJSON
+		}
+		h, err := web.NewHandler(wc)
 		if err != nil {
 			fmt.Fprintf(stderr, "longlink: demo page: %v\n", err)
 			return 2

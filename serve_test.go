@@ -3,7 +3,6 @@ package main
 import (
 	"bufio"
 	"encoding/json"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -136,5 +135,4 @@ func TestServeBinary(t *testing.T) {
 	if code, _ := get("/healthz"); code != 0 {
 		t.Fatalf("healthz still answers after exit: %d", code)
 	}
-	fmt.Sprint()
 }

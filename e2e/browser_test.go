@@ -24,7 +24,8 @@ import (
 )
 
 // prodFlags configure a node as in production: fixed secrets, so no dev tokens.
-var prodFlags = []string{"--token-secret", tokenSecret, "--api-key", apiKey}
+// --demo-push enables the page's push form, off by default once an API key is set.
+var prodFlags = []string{"--token-secret", tokenSecret, "--api-key", apiKey, "--demo-push"}
 
 const (
 	tokenSecret    = "e2e-token-secret-0123456789abcdef"

@@ -91,8 +91,17 @@ func (n *Node) endpoint() []byte {
 			}
 		}
 	}
-	b, _ := json.Marshal(map[string]string{"endpoint": "ws://" + best + "/ws", "node": bestName})
+	b, _ := json.Marshal(map[string]string{"endpoint": endpointURL(best), "node": bestName})
 	return b
+}
+
+// endpointURL turns an advertised client address into a URL. A full URL (wss://... behind
+// a TLS terminator) is used as it is.
+func endpointURL(addr string) string {
+	if strings.Contains(addr, "://") {
+		return addr
+	}
+	return "ws://" + addr + "/ws"
 }
 
 // requireKey guards handlers outside push's /v1/ tree with the same API keys.
