@@ -1,0 +1,152 @@
+package node
+
+import (
+	"bufio"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// documentedMetrics returns every longlink_* name in docs/metrics.md tables.
+func documentedMetrics(t *testing.T) []string {
+	t.Helper()
+	b, err := os.ReadFile("../docs/metrics.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	var names []string
+	for _, m := range regexp.MustCompile("`(longlink_[a-z_]+)`").FindAllStringSubmatch(string(b), -1) {
+		if !seen[m[1]] {
+			seen[m[1]] = true
+			names = append(names, m[1])
+		}
+	}
+	if len(names) < 30 {
+		t.Fatalf("only %d metrics found in docs/metrics.md", len(names))
+	}
+	return names
+}
+
+// families sums every series of each metric family (histograms by _count).
+func families(t *testing.T, n *Node) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		name := line[:strings.IndexAny(line, "{ ")]
+		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+		switch {
+		case strings.HasSuffix(name, "_bucket"), strings.HasSuffix(name, "_sum"):
+			continue
+		case strings.HasSuffix(name, "_count"):
+			name = strings.TrimSuffix(name, "_count")
+		}
+		out[name] += v
+	}
+	return out
+}
+
+// TestEveryDocumentedMetricMoves checks that each metric in docs/metrics.md is
+// exported and changes when its event happens.
+func TestEveryDocumentedMetricMoves(t *testing.T) {
+	ns := startCluster(t, 2, func(i int, c *Config) {
+		c.MaxConnsPerUser = 1
+		c.MaxOutbound = 32 << 10
+	})
+	a, b := ns[0], ns[1]
+	before := families(t, a)
+
+	// Connections, rooms, handshakes, frames, closes, evictions.
+	c1 := dial(t, a, "m1", "room-m")
+	c1.WriteControl(websocket.PingMessage, []byte("p"), time.Now().Add(time.Second))
+	m1 := dial(t, a, "m1", "room-m") // evicts c1 (max 1 per user)
+	expectCloseCode(t, c1, 4000, "")
+	if _, resp, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token=bad", nil); err == nil || resp.StatusCode != 401 {
+		t.Fatal("bad token accepted")
+	}
+	remote := dial(t, b, "m2", "room-m")
+	waitRoutes(t, ns, "m2", b)
+
+	// Pushes of every kind, an API error, cross-node forwarding.
+	doPush(t, a, `{"to":{"users":["m1","m2"]},"data":"u"}`)
+	doPush(t, a, `{"to":{"rooms":["room-m"]},"data":"r"}`)
+	doPush(t, a, `{"to":{"connections":["`+a.Loop().UserConnections("m1")[0].ID+`"]},"data":"c"}`)
+	doPush(t, a, `{"to":{"all":true},"data":"a"}`)
+	doPush(t, a, `{"to":{}}`)
+	for _, want := range []string{"u", "r", "a"} { // not "c": that connection is on a
+		if _, m := read(t, remote, 2*time.Second); m != want {
+			t.Fatalf("remote got %q, want %q", m, want)
+		}
+	}
+
+	// A push posted to b for a user on a is received by a.
+	doPush(t, b, `{"to":{"users":["m1"]},"data":"from-b"}`)
+	for _, want := range []string{"u", "r", "c", "a", "from-b"} {
+		if _, m := read(t, m1, 2*time.Second); m != want {
+			t.Fatalf("m1 got %q, want %q", m, want)
+		}
+	}
+
+	// A slow consumer: a raw client that never reads.
+	slow, _, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+mint(t, "slowpoke"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer slow.Close()
+	big := `{"to":{"users":["slowpoke"]},"data":"` + strings.Repeat("x", 60000) + `"}`
+	for i := 0; i < 500 && families(t, a)["longlink_slow_consumer_closes_total"] == before["longlink_slow_consumer_closes_total"]; i++ {
+		doPush(t, a, big)
+	}
+
+	// Cluster link failures: a stranger on the forwarding port fails the handshake;
+	// killing node b makes a's link to it fail and retry.
+	fwd := a.Cluster().ForwardAddr()
+	if nc, err := net.Dial("tcp", fwd); err == nil {
+		nc.Write([]byte("not a longlink peer, just noise............................"))
+		io.Copy(io.Discard, nc)
+		nc.Close()
+	}
+	b.Kill()
+	for i := 0; i < 20; i++ {
+		doPush(t, a, `{"to":{"all":true},"data":"after-kill"}`)
+		time.Sleep(20 * time.Millisecond)
+	}
+	waitFor(t, 10*time.Second, "b detected dead", func() bool { return len(a.Cluster().AliveNodes()) == 0 })
+
+	after := families(t, a)
+	// Gauges that are back to their old value by now are checked for presence only.
+	presenceOnly := map[string]bool{
+		"longlink_handshaking_connections": true, // 0 again once handshakes finish
+	}
+	for _, name := range documentedMetrics(t) {
+		_, ok := after[name]
+		if !ok {
+			t.Errorf("%s is documented but not exported", name)
+			continue
+		}
+		if presenceOnly[name] {
+			continue
+		}
+		if after[name] == before[name] {
+			t.Errorf("%s did not move (%v -> %v)", name, before[name], after[name])
+		}
+	}
+}
