@@ -135,6 +135,10 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	// Gauges that are back to their old value by now are checked for presence only.
 	presenceOnly := map[string]bool{
 		"longlink_handshaking_connections": true, // 0 again once handshakes finish
+		"longlink_cluster_members":         true, // alive+dead is still 2: checked by state below
+	}
+	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
+		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)
 	}
 	for _, name := range documentedMetrics(t) {
 		_, ok := after[name]
