@@ -155,7 +155,7 @@ func durUs(us float64) string {
 	return fmt.Sprintf("%.3gµs", us)
 }
 
-var htmlTmpl = template.Must(template.New("r").Parse(`<!doctype html>
+var htmlTmpl = template.Must(template.New("r").Funcs(template.FuncMap{"commas": commas, "int64f": func(f float64) int64 { return int64(f) }}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>longlink bench {{.R.Scenario}} — {{.R.StartedAt.Format "2006-01-02 15:04"}}</title>
 <style>
@@ -173,7 +173,7 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto}
 {{if .R.Limits}}<h2>Limits in the way</h2><div class="warn"><ul>{{range .R.Limits}}<li>{{.}}</li>{{end}}</ul><pre>{{.R.Advice}}</pre></div>{{end}}
 <h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 {{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>bench CPU/msg</th></tr>
-{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{.Received}} / {{.Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{printf "%.0f" .RecipientsPerS}}</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
+{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
 <h2>Charts</h2>
 {{range .Charts}}{{.}}{{end}}
 <h2>Environment</h2><table>{{range .Env}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>

@@ -192,4 +192,3 @@ func TestRealCluster(t *testing.T) {
 		t.Errorf("server sample over the cluster: %+v", rep.Server.AfterOpen)
 	}
 }
-

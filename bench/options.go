@@ -38,6 +38,7 @@ type Options struct {
 	HandshakeTimeout time.Duration `json:"handshake_timeout_ns"`
 	PingInterval     time.Duration `json:"ping_interval_ns"`
 	RoundTimeout     time.Duration `json:"round_timeout_ns"`
+	BatchWait        time.Duration `json:"batch_wait_ns"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -154,6 +155,7 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "give up on a connection not upgraded after this long")
 	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "each client pings this often to stay alive")
 	fs.DurationVar(&o.RoundTimeout, "round-timeout", 30*time.Second, "broadcast: wait at most this long for a round; push: for the last deliveries")
+	fs.DurationVar(&o.BatchWait, "batch-wait", 100*time.Microsecond, "after a wake-up with few events, clients wait this long to read more per wake-up (less CPU; receipt times may be late by up to this; 0 disables)")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }
@@ -199,6 +201,9 @@ func (o *Options) finish(set map[string]bool) error {
 	}
 	if !set["duration"] && o.Scenario != "broadcast" {
 		o.Duration = 10 * time.Second
+	}
+	if o.BatchWait < 0 || o.BatchWait > 10*time.Millisecond {
+		return errors.New("--batch-wait must be between 0 and 10ms")
 	}
 	if o.Rate < 0 || o.PushRate < 0 || o.Duration < 0 || o.Size < 0 || o.Size > 1<<20 {
 		return errors.New("--rate, --push-rate, --duration must not be negative; --size at most 1 MiB")

@@ -242,7 +242,7 @@ func (r *runner) openAll() error {
 			Targets: r.o.Targets, SourceIPs: r.o.SourceIPs,
 			First: first, Count: min(chunk, n-first),
 			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", TokenSecret: r.o.TokenSecret,
-			Rate: r.o.Rate / float64(w), PortBase: portBase, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
+			Rate: r.o.Rate / float64(w), PortBase: portBase, BatchWait: r.o.BatchWait, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
 		}}
 	})
 	if err != nil {
@@ -339,8 +339,10 @@ func (r *runner) fillConnect(st []WorkerStats) {
 	}
 	c.Handshake, c.TCPConnect = hs.Summary(), tcp.Summary()
 	r.rep.Hists["handshake"] = hs.Bins()
-	for reason := range c.Failures {
-		if l := limitFor(reason); l != "" {
+	for reason, n := range c.Failures {
+		// A stray failure is reported by reason but only a pattern (1% of
+		// the connections, or 1,000) is called a limit in the way.
+		if l := limitFor(reason); l != "" && (n*100 >= c.Requested || n >= 1000) {
 			r.limit(l)
 		}
 	}

@@ -1,16 +1,12 @@
 package bench
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"net"
-	"net/http"
 	"os"
 	"os/signal"
 	"strconv"
@@ -59,8 +55,12 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		stderr = &syncWriter{w: stderr}
 	}
 	r := &runner{o: o, stdout: stdout, stderr: stderr, tty: isTerminal(stdout), t0: time.Now(), ctx: ctx}
+	env := collectEnv()
+	if o.BatchWait > 0 {
+		env.ClockSource += fmt.Sprintf("; receipt may be stamped up to %v late (--batch-wait)", o.BatchWait)
+	}
 	r.rep = &Report{Tool: "longlink bench", Scenario: o.Scenario, StartedAt: r.t0.UTC(), Options: o,
-		Env: collectEnv(), Hists: map[string][]HistBin{}, Limits: []string{}, Notes: []string{}}
+		Env: env, Hists: map[string][]HistBin{}, Limits: []string{}, Notes: []string{}}
 	w, err := r.planWorkers()
 	if err != nil {
 		return err
@@ -147,54 +147,6 @@ func (r *runner) clientCPU(st []WorkerStats) int64 {
 	return workerCPU(st)
 }
 
-// apiClient is shared by the API callers: keep-alive connections, one per
-// caller per node, no compression.
-func apiClient(callers int) *http.Client {
-	return &http.Client{
-		Timeout: 30 * time.Second,
-		Transport: &http.Transport{
-			Proxy:               nil,
-			DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-			MaxIdleConns:        callers * 4,
-			MaxIdleConnsPerHost: callers + 4,
-			IdleConnTimeout:     90 * time.Second,
-			DisableCompression:  true,
-		},
-	}
-}
-
-type pushAnswer struct {
-	Delivered int64 `json:"delivered"`
-}
-
-// pushOnce posts body to api and returns how many recipients the node
-// reported, or a reason for the failure.
-func pushOnce(ctx context.Context, c *http.Client, api, key string, body []byte) (int64, string) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+api+"/v1/push", bytes.NewReader(body))
-	if err != nil {
-		return 0, "request"
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := c.Do(req)
-	if err != nil {
-		if ctx.Err() != nil {
-			return 0, "cancelled"
-		}
-		return 0, "transport"
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-	if resp.StatusCode != http.StatusAccepted && resp.StatusCode != http.StatusOK {
-		return 0, "http_" + strconv.Itoa(resp.StatusCode)
-	}
-	var a pushAnswer
-	if err := json.Unmarshal(b, &a); err != nil {
-		return 0, "bad_answer"
-	}
-	return a.Delivered, ""
-}
-
 // appendBody builds {"to":{...},"data":"<stamp>:<seq>[pad]"}; user < 0 means all.
 func appendBody(b []byte, user int, stamp int64, seq uint64, size int) []byte {
 	if user < 0 {
@@ -217,8 +169,11 @@ func appendBody(b []byte, user int, stamp int64, seq uint64, size int) []byte {
 func (r *runner) broadcast() {
 	res := &BroadcastResult{}
 	r.rep.Broadcast = res
-	c := apiClient(1)
-	defer c.CloseIdleConnections()
+	conns := make([]*apiConn, len(r.o.APIs))
+	for i, a := range r.o.APIs {
+		conns[i] = newAPIConn(a, r.o.APIKey)
+		defer conns[i].close()
+	}
 	var all Histogram
 	var body []byte
 	for round := 1; round <= r.o.Rounds && r.ctx.Err() == nil; round++ {
@@ -233,13 +188,17 @@ func (r *runner) broadcast() {
 		cpu0 := r.clientCPU(before)
 		stamp := time.Now().UnixNano()
 		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size)
-		api := r.o.APIs[(round-1)%len(r.o.APIs)]
-		delivered, reason := pushOnce(r.ctx, c, api, r.o.APIKey, body)
+		ac := conns[(round-1)%len(conns)]
+		api := ac.addr
+		delivered, reason := ac.push(r.ctx, body)
 		br := BroadcastRound{Round: round, Expected: expected, Delivered: delivered, API: api}
 		if reason != "" {
 			br.Error = reason
 			res.Rounds = append(res.Rounds, br)
-			r.note(fmt.Sprintf("round %d: push failed: %s", round, reason))
+			if ac.lastErr != nil {
+				reason += ": " + ac.lastErr.Error()
+			}
+			r.note(fmt.Sprintf("round %d: push to %s failed: %s", round, api, reason))
 			continue
 		}
 		var st []WorkerStats
@@ -295,8 +254,6 @@ func (r *runner) push() {
 	base := sum(before, func(w *WorkerStats) int64 { return w.Received })
 	cpu0 := r.clientCPU(before)
 	coord0, _ := selfUsage()
-	c := apiClient(o.Callers)
-	defer c.CloseIdleConnections()
 	ctx, cancel := context.WithTimeout(r.ctx, o.Duration)
 	defer cancel()
 
@@ -325,6 +282,11 @@ func (r *runner) push() {
 			res := &results[i]
 			res.errs = map[string]int64{}
 			rng := rand.New(rand.NewPCG(uint64(t0.UnixNano()), uint64(i)))
+			conns := make([]*apiConn, len(o.APIs))
+			for k, a := range o.APIs {
+				conns[k] = newAPIConn(a, o.APIKey)
+				defer conns[k].close()
+			}
 			var body []byte
 			seq := uint64(i) << 40
 			for ctx.Err() == nil {
@@ -340,12 +302,12 @@ func (r *runner) push() {
 				}
 				seq++
 				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size)
-				api := o.APIs[rng.IntN(len(o.APIs))]
+				ac := conns[rng.IntN(len(conns))]
 				t := time.Now()
 				// The request runs under the run's context, not the phase
 				// deadline: a push already sent is allowed to finish so its
 				// deliveries are counted on both sides.
-				d, reason := pushOnce(r.ctx, c, api, o.APIKey, body)
+				d, reason := ac.push(r.ctx, body)
 				if reason == "cancelled" {
 					return
 				}

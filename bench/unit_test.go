@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bufio"
 	"bytes"
 	"math/rand/v2"
 	"net"
@@ -205,4 +206,32 @@ func freeAddr(t *testing.T) string {
 	a := l.Addr().String()
 	l.Close()
 	return a
+}
+
+func TestReadResponse(t *testing.T) {
+	f := func(raw string, wantStatus int, wantBody string, wantClose, wantErr bool) {
+		t.Helper()
+		st, body, cl, err := readResponse(bufio.NewReader(strings.NewReader(raw)))
+		if (err != nil) != wantErr {
+			t.Fatalf("%q: err %v", raw, err)
+		}
+		if err == nil && (st != wantStatus || string(body) != wantBody || cl != wantClose) {
+			t.Errorf("%q: status %d body %q close %v", raw, st, body, cl)
+		}
+	}
+	f("HTTP/1.1 202 Accepted\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{\"id\":\"a\",\"delivered\":10}\n", 202, "{\"id\":\"a\",\"delivered\":10}\n", false, false)
+	f("HTTP/1.1 401 Unauthorized\r\nConnection: close\r\nContent-Length: 2\r\n\r\nno", 401, "no", true, false)
+	f("HTTP/1.1 202 Accepted\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n3\r\nabc\r\n0\r\n\r\n", 202, "helloabc", false, false)
+	f("HTTP/1.1 202 Accepted\r\n\r\n", 0, "", false, true)
+	f("garbage\r\n\r\n", 0, "", false, true)
+	f("HTTP/1.1 202 Accepted\r\nContent-Length: 10\r\n\r\nshort", 0, "", false, true)
+
+	for in, want := range map[string]int64{`{"id":"x","delivered":42,"forwarded":1}`: 42, `{"delivered": 0}`: 0} {
+		if got, ok := jsonInt([]byte(in), `"delivered":`); !ok || got != want {
+			t.Errorf("jsonInt(%s) = %d,%v", in, got, ok)
+		}
+	}
+	if _, ok := jsonInt([]byte(`{"error":"x"}`), `"delivered":`); ok {
+		t.Error("jsonInt found a missing key")
+	}
 }
