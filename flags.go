@@ -82,6 +82,7 @@ type serveOptions struct {
 	clusterName     string
 	clusterKey      string
 
+	pprof     bool
 	logFormat string
 	logLevel  string
 }
@@ -124,6 +125,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.StringVar(&o.clusterName, "cluster-name", "longlink", "cluster name; nodes with another name never merge")
 	fs.StringVar(&o.clusterKey, "cluster-key", "", "gossip encryption and forwarding key (16, 24 or 32 bytes raw or base64, or any passphrase)")
 
+	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
@@ -260,6 +262,7 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		ForwardAddr:      o.forwardAddr,
 		ClusterName:      o.clusterName,
 		ClusterKey:       o.clusterKey,
+		Pprof:            o.pprof,
 		Logger:           log,
 	}, nil
 }

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"github.com/panjf2000/gnet/v2"
+	"net/netip"
 
 	"longlink/wsproto"
 )
@@ -25,9 +26,9 @@ const maxDevice = 96
 // second group belongs to the owning loop. rooms is guarded by the registry shard of
 // the connection's user.
 type Conn struct {
-	id     string
+	num    uint64 // the id is "<NodeID>.<num in base 36>", built when asked for
 	user   string
-	remote string
+	remote netip.AddrPort
 	device string
 	since  int64 // unix nanoseconds
 	sh     *shard
@@ -52,4 +53,4 @@ func (c *Conn) evicting() bool { return c.evicted }
 func (c *Conn) markEvicting()  { c.evicted = true }
 
 // ID is the cluster-unique connection id.
-func (c *Conn) ID() string { return c.id }
+func (c *Conn) ID() string { return c.sh.srv.connID(c.num) }

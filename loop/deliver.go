@@ -2,7 +2,6 @@ package loop
 
 import (
 	"context"
-	"strings"
 	"time"
 
 	"longlink/wsproto"
@@ -64,11 +63,10 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, er
 			conns = s.reg.userConns(conns, u)
 		}
 		for _, id := range t.Connections {
-			if !strings.HasPrefix(id, s.cfg.NodeID+".") {
-				continue
-			}
-			if c := s.reg.conn(id); c != nil {
-				conns = append(conns, c)
+			if num, ok := s.connNum(id); ok {
+				if c := s.reg.conn(num); c != nil {
+					conns = append(conns, c)
+				}
 			}
 		}
 		for _, c := range conns {
@@ -132,7 +130,11 @@ func (s *Server) wait(ctx context.Context, d *delivery) (int, error) {
 // KickConnection closes the connection with id (if it is on this node) with close code
 // CloseKicked and reason. It returns how many it closed (0 or 1).
 func (s *Server) KickConnection(ctx context.Context, id, reason string) (int, error) {
-	c := s.reg.conn(id)
+	num, ok := s.connNum(id)
+	if !ok {
+		return 0, nil
+	}
+	c := s.reg.conn(num)
 	if c == nil {
 		return 0, nil
 	}

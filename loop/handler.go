@@ -1,6 +1,8 @@
 package loop
 
 import (
+	"net"
+	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -127,7 +129,7 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 					return gnet.None
 				}
 			} else if s.cfg.OnMessage != nil {
-				s.cfg.OnMessage(c.id, c.user, ev.Kind == wsproto.KindBinary, ev.Payload)
+				s.cfg.OnMessage(c.ID(), c.user, ev.Kind == wsproto.KindBinary, ev.Payload)
 			}
 		case wsproto.KindPing:
 			if c.state != stateOpen {
@@ -273,7 +275,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		return n, s.reject(c, "unauthorized", &wsproto.HTTPError{Status: st, Reason: aerr.Reason, Header: hdr})
 	}
 	// Upgrade.
-	c.id = s.cfg.NodeID + "." + strconv.FormatUint(s.connSeq.Add(1), 36)
+	c.num = s.connSeq.Add(1)
 	c.user = id.User
 	c.remote = remoteOf(c, &req)
 	c.device = req.UserAgent
@@ -334,11 +336,25 @@ func tokenOf(req *wsproto.Request) (token, protocol string) {
 	return token, protocol
 }
 
-func remoteOf(c *Conn, req *wsproto.Request) string {
-	if a := c.gc.RemoteAddr(); a != nil {
-		return a.String()
+func remoteOf(c *Conn, req *wsproto.Request) netip.AddrPort {
+	if a, ok := c.gc.RemoteAddr().(*net.TCPAddr); ok {
+		return a.AddrPort()
 	}
-	return ""
+	return netip.AddrPort{}
+}
+
+// connID formats a connection number as its cluster-unique id.
+func (s *Server) connID(num uint64) string {
+	return s.cfg.NodeID + "." + strconv.FormatUint(num, 36)
+}
+
+// connNum parses an id of this node back into its number.
+func (s *Server) connNum(id string) (uint64, bool) {
+	if len(id) <= len(s.cfg.NodeID)+1 || id[:len(s.cfg.NodeID)] != s.cfg.NodeID || id[len(s.cfg.NodeID)] != '.' {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(id[len(s.cfg.NodeID)+1:], 36, 64)
+	return n, err == nil
 }
 
 // publish adds an upgraded connection to the registry and the loop's room index, and

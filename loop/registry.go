@@ -13,6 +13,7 @@ import (
 type registry struct {
 	seed   maphash.Seed
 	users  [regShards]userShard
+	ids    [regShards]idShard
 	rooms  [regShards]roomShard
 	nUsers atomic.Int64
 	nRooms atomic.Int64
@@ -23,7 +24,13 @@ const regShards = 64
 type userShard struct {
 	mu    sync.Mutex
 	users map[string]*session
-	conns map[string]*Conn // by id; a connection lives in its user's shard
+}
+
+// idShard finds connections by number (kicks, connection targets). Numbers are
+// sequential, so num % regShards spreads them evenly.
+type idShard struct {
+	mu    sync.Mutex
+	conns map[uint64]*Conn
 }
 
 // session is one user's presence on this node.
@@ -46,7 +53,7 @@ func newRegistry() *registry {
 	r := &registry{seed: maphash.MakeSeed()}
 	for i := range r.users {
 		r.users[i].users = make(map[string]*session)
-		r.users[i].conns = make(map[string]*Conn)
+		r.ids[i].conns = make(map[uint64]*Conn)
 		r.rooms[i].rooms = make(map[string]*roomCount)
 	}
 	return r
@@ -89,7 +96,10 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 		}
 	}
 	s.conns = append(s.conns, c)
-	us.conns[c.id] = c
+	ids := &r.ids[c.num%regShards]
+	ids.mu.Lock()
+	ids.conns[c.num] = c
+	ids.mu.Unlock()
 	rooms := make([]string, 0, len(tokenRooms)+len(s.rooms))
 	for _, room := range tokenRooms {
 		if !slices.Contains(rooms, room) {
@@ -117,13 +127,18 @@ func (r *registry) remove(c *Conn) (goneUser bool, goneRooms []string) {
 	us.mu.Lock()
 	defer us.mu.Unlock()
 	s := us.users[c.user]
-	if s == nil || us.conns[c.id] != c {
+	i := -1
+	if s != nil {
+		i = slices.Index(s.conns, c)
+	}
+	if i < 0 {
 		return false, nil
 	}
-	delete(us.conns, c.id)
-	if i := slices.Index(s.conns, c); i >= 0 {
-		s.conns = slices.Delete(s.conns, i, i+1)
-	}
+	s.conns = slices.Delete(s.conns, i, i+1)
+	ids := &r.ids[c.num%regShards]
+	ids.mu.Lock()
+	delete(ids.conns, c.num)
+	ids.mu.Unlock()
 	for _, room := range c.rooms {
 		if r.roomRemove(room, c.user) {
 			goneRooms = append(goneRooms, room)
@@ -177,20 +192,13 @@ func (r *registry) roomRemove(room, user string) bool {
 	return false
 }
 
-// conn returns the connection with id, if it is here.
-func (r *registry) conn(id string) *Conn {
-	// The id does not say its user, so look in every shard. Kicks and connection
-	// targets are rare next to user targets; 64 uncontended map lookups are cheap.
-	for i := range r.users {
-		us := &r.users[i]
-		us.mu.Lock()
-		c := us.conns[id]
-		us.mu.Unlock()
-		if c != nil {
-			return c
-		}
-	}
-	return nil
+// conn returns the connection with number num, if it is here.
+func (r *registry) conn(num uint64) *Conn {
+	ids := &r.ids[num%regShards]
+	ids.mu.Lock()
+	c := ids.conns[num]
+	ids.mu.Unlock()
+	return c
 }
 
 // userConns appends the user's connections to dst.
@@ -221,7 +229,11 @@ func (r *registry) userInfo(user string) []ConnInfo {
 	}
 	out := make([]ConnInfo, 0, len(s.conns))
 	for _, c := range s.conns {
-		out = append(out, ConnInfo{ID: c.id, User: c.user, Remote: c.remote, Device: c.device,
+		remote := ""
+		if c.remote.IsValid() {
+			remote = c.remote.String()
+		}
+		out = append(out, ConnInfo{ID: c.ID(), User: c.user, Remote: remote, Device: c.device,
 			Since: c.since, Rooms: slices.Clone(c.rooms)})
 	}
 	return out

@@ -6,6 +6,7 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"net/http"
+	"net/http/pprof"
 	"sort"
 	"strings"
 
@@ -23,6 +24,11 @@ func (n *Node) mux() http.Handler {
 		writeJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
 	})
 	m.HandleFunc("GET /readyz", n.serveReady)
+	if n.cfg.Pprof {
+		m.Handle("GET /debug/pprof/", n.requireKey(http.HandlerFunc(pprof.Index)))
+		m.Handle("GET /debug/pprof/profile", n.requireKey(http.HandlerFunc(pprof.Profile)))
+		m.Handle("GET /debug/pprof/trace", n.requireKey(http.HandlerFunc(pprof.Trace)))
+	}
 	for pattern, h := range n.cfg.Extra {
 		m.Handle(pattern, h)
 	}

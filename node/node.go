@@ -74,6 +74,9 @@ type Config struct {
 	// QueryTimeout bounds cluster-wide presence queries. Default 2s.
 	QueryTimeout time.Duration
 
+	// Pprof serves Go's profiler at /debug/pprof/ on the API port (API key required).
+	Pprof bool
+
 	// Extra mounts more handlers on the API mux (the demo page). Patterns must not
 	// collide with /v1/, /metrics, /healthz, /readyz.
 	Extra map[string]http.Handler
