@@ -172,8 +172,8 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto}
 <div class="cards">{{range .Cards}}<div class="card"><div class="big">{{.V}}</div>{{.K}}</div>{{end}}</div>
 {{if .R.Limits}}<h2>Limits in the way</h2><div class="warn"><ul>{{range .R.Limits}}<li>{{.}}</li>{{end}}</ul><pre>{{.R.Advice}}</pre></div>{{end}}
 <h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
-{{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>bench CPU/msg</th></tr>
-{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
+{{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>server CPU/recipient</th><th>bench CPU/msg</th></tr>
+{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{printf "%.2f" .ServerCPUPerRecipientUs}} µs</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
 <h2>Charts</h2>
 {{range .Charts}}{{.}}{{end}}
 <h2>Environment</h2><table>{{range .Env}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>

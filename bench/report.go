@@ -61,6 +61,9 @@ type ServerResult struct {
 	End              ServerSample `json:"end"`
 	RSSPerConnBytes  float64      `json:"rss_per_conn_bytes"`
 	HeapPerConnBytes float64      `json:"heap_per_conn_bytes"`
+	// CPUPerConnUs is the nodes' CPU (process_cpu_seconds_total) spent while the
+	// connections opened, per connection: accept, handshake, token check.
+	CPUPerConnUs float64 `json:"cpu_per_conn_us"`
 }
 
 // BroadcastRound is one push to everyone. Times are from the API call.
@@ -76,8 +79,10 @@ type BroadcastRound struct {
 	LastMs            float64 `json:"last_ms"`
 	RecipientsPerS    float64 `json:"recipients_per_s"`
 	ClientCPUPerMsgUs float64 `json:"client_cpu_per_msg_us"`
-	TimedOut          bool    `json:"timed_out"`
-	Error             string  `json:"error,omitempty"`
+	// ServerCPUPerRecipientUs is the nodes' CPU during the round per recipient.
+	ServerCPUPerRecipientUs float64 `json:"server_cpu_per_recipient_us"`
+	TimedOut                bool    `json:"timed_out"`
+	Error                   string  `json:"error,omitempty"`
 }
 
 // BroadcastResult lists the rounds and the latency over all of them.
@@ -107,6 +112,10 @@ type PushResult struct {
 	APILatency         LatencySummary   `json:"api_latency"` // HTTP round trip
 	ClientCPUPerMsgUs  float64          `json:"client_cpu_per_msg_us"`
 	CallerCPUPerPushUs float64          `json:"caller_cpu_per_push_us"`
+	// ServerCPUS is the nodes' CPU during the push phase; per push it includes the
+	// API request and every delivery of that push.
+	ServerCPUS         float64 `json:"server_cpu_s"`
+	ServerCPUPerPushUs float64 `json:"server_cpu_per_push_us"`
 }
 
 // ClientOverhead is what bench itself cost.
@@ -204,6 +213,7 @@ func printSummary(w io.Writer, rep *Report) {
 		row("server memory", fmt.Sprintf("RSS %s -> %s (%.0f B/conn); heap %s -> %s (%.0f B/conn); %d node(s)",
 			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), s.RSSPerConnBytes,
 			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), s.HeapPerConnBytes, s.AfterOpen.Nodes))
+		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (accept, handshake, token)", s.CPUPerConnUs))
 	} else {
 		row("server memory", "not measured (no --api answered /metrics)")
 	}
@@ -213,8 +223,8 @@ func printSummary(w io.Writer, rep *Report) {
 				row(fmt.Sprintf("round %d", r.Round), "push failed: "+r.Error)
 				continue
 			}
-			row(fmt.Sprintf("round %d", r.Round), fmt.Sprintf("%s/%s received  first %.1f  p50 %.1f  p99 %.1f  last %.1f ms  %s recipients/s  %.2f µs client CPU/msg",
-				commas(r.Received), commas(r.Expected), r.FirstMs, r.P50Ms, r.P99Ms, r.LastMs, commas(int64(r.RecipientsPerS)), r.ClientCPUPerMsgUs))
+			row(fmt.Sprintf("round %d", r.Round), fmt.Sprintf("%s/%s received  first %.1f  p50 %.1f  p99 %.1f  last %.1f ms  %s recipients/s  server %.2f µs CPU/recipient  bench %.2f µs CPU/msg",
+				commas(r.Received), commas(r.Expected), r.FirstMs, r.P50Ms, r.P99Ms, r.LastMs, commas(int64(r.RecipientsPerS)), r.ServerCPUPerRecipientUs, r.ClientCPUPerMsgUs))
 		}
 		row("delivery (all)", latRow(b.Latency))
 	}
@@ -228,6 +238,7 @@ func printSummary(w io.Writer, rep *Report) {
 		row("deliveries", fmt.Sprintf("%s of %s expected (%s/s), missing %s", commas(p.Received), commas(p.ExpectedDeliveries), commas(int64(p.DeliveriesPerS)), commas(p.Missing)))
 		row("end-to-end", latRow(p.Latency))
 		row("API call", latRow(p.APILatency))
+		row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %d deliveries)", p.ServerCPUS, p.ServerCPUPerPushUs, p.ConnsPerUser))
 		row("bench CPU", fmt.Sprintf("%.2f µs per message received, %.1f µs per push sent", p.ClientCPUPerMsgUs, p.CallerCPUPerPushUs))
 	}
 	cl := rep.Client

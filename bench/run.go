@@ -313,6 +313,7 @@ func (r *runner) measureServer(open int64) {
 	if sv.Available && open > 0 {
 		sv.RSSPerConnBytes = (s.RSSBytes - sv.Before.RSSBytes) / float64(open)
 		sv.HeapPerConnBytes = (s.HeapBytes - sv.Before.HeapBytes) / float64(open)
+		sv.CPUPerConnUs = (s.CPUSeconds - sv.Before.CPUSeconds) * 1e6 / float64(open)
 	}
 }
 

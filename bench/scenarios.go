@@ -186,6 +186,7 @@ func (r *runner) broadcast() {
 		base := sum(before, func(w *WorkerStats) int64 { return w.Received })
 		expected := sum(before, func(w *WorkerStats) int64 { return w.Open })
 		cpu0 := r.clientCPU(before)
+		srv0 := scrape(r.ctx, r.o.APIs).CPUSeconds
 		stamp := time.Now().UnixNano()
 		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size)
 		ac := conns[(round-1)%len(conns)]
@@ -206,6 +207,7 @@ func (r *runner) broadcast() {
 			st, err = r.p.stats(false, false)
 			return err != nil || sum(st, func(w *WorkerStats) int64 { return w.Received })-base >= expected
 		})
+		srv1 := scrape(r.ctx, r.o.APIs).CPUSeconds
 		full, err := r.p.stats(true, true)
 		if err != nil {
 			r.note(fmt.Sprintf("round %d: %v", round, err))
@@ -224,6 +226,7 @@ func (r *runner) broadcast() {
 		}
 		if br.Received > 0 {
 			br.ClientCPUPerMsgUs = float64(r.clientCPU(full)-cpu0) / 1e3 / float64(br.Received)
+			br.ServerCPUPerRecipientUs = (srv1 - srv0) * 1e6 / float64(br.Received)
 		}
 		res.Rounds = append(res.Rounds, br)
 		r.logf("round %d: %s/%s received, first %.1f ms, p50 %.1f ms, p99 %.1f ms, last %.1f ms, %s recipients/s",
@@ -254,6 +257,7 @@ func (r *runner) push() {
 	base := sum(before, func(w *WorkerStats) int64 { return w.Received })
 	cpu0 := r.clientCPU(before)
 	coord0, _ := selfUsage()
+	srv0 := scrape(r.ctx, o.APIs).CPUSeconds
 	ctx, cancel := context.WithTimeout(r.ctx, o.Duration)
 	defer cancel()
 
@@ -324,6 +328,7 @@ func (r *runner) push() {
 	}
 	wg.Wait()
 	elapsed := time.Since(t0)
+	res.ServerCPUS = scrape(r.ctx, o.APIs).CPUSeconds - srv0
 	var apiH Histogram
 	for i := range results {
 		apiH.Merge(&results[i].api)
@@ -365,6 +370,9 @@ func (r *runner) push() {
 	res.Received = sum(full, func(w *WorkerStats) int64 { return w.Received }) - base
 	res.Missing = max(0, res.ExpectedDeliveries-res.Received)
 	res.PushesPerS = float64(res.Pushes) / res.DurationS
+	if res.Pushes > 0 {
+		res.ServerCPUPerPushUs = res.ServerCPUS * 1e6 / float64(res.Pushes)
+	}
 	res.DeliveriesPerS = float64(res.Received) / res.DurationS
 	res.Latency = lat.Summary()
 	res.APILatency = apiH.Summary()
