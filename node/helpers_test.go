@@ -7,10 +7,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"longlink/internal/testutil"
 	"net/http"
 	"net/url"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -26,23 +26,7 @@ const (
 	testKey    = "test-api-key"
 )
 
-func TestMain(m *testing.M) {
-	before := runtime.NumGoroutine()
-	code := m.Run()
-	if code == 0 {
-		// Every node a test started is shut down; give exiting goroutines a moment.
-		deadline := time.Now().Add(10 * time.Second)
-		for runtime.NumGoroutine() > before+20 && time.Now().Before(deadline) {
-			time.Sleep(50 * time.Millisecond)
-		}
-		if n := runtime.NumGoroutine(); n > before+20 {
-			buf := make([]byte, 1<<20)
-			fmt.Fprintf(os.Stderr, "goroutine leak: %d before, %d after\n%s", before, n, buf[:runtime.Stack(buf, true)])
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 20)) }
 
 // startNode starts a real node on loopback port 0 and stops it when the test ends.
 func startNode(t testing.TB, mod func(*Config)) *Node {
@@ -180,13 +164,7 @@ func doPush(t testing.TB, n *Node, body string) apiResp {
 
 func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %v waiting for %s", d, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, d, what, cond)
 }
 
 // scrape returns the value of one metric line from /metrics (-1 if absent).

@@ -1,0 +1,45 @@
+// Package testutil holds the helpers the integration tests of several packages share:
+// a goroutine-leak check for TestMain and a condition poller. It is imported only
+// from _test.go files.
+package testutil
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"testing"
+	"time"
+)
+
+// Main runs the tests and then fails the run if more than slack goroutines are left
+// than were running before, after giving stopped servers up to ten seconds to
+// finish. Call it from TestMain: os.Exit(testutil.Main(m, 10)).
+func Main(m *testing.M, slack int) int {
+	before := runtime.NumGoroutine()
+	code := m.Run()
+	if code != 0 {
+		return code
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for runtime.NumGoroutine() > before+slack && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := runtime.NumGoroutine(); n > before+slack {
+		buf := make([]byte, 1<<20)
+		fmt.Fprintf(os.Stderr, "goroutine leak: %d before, %d after\n%s\n", before, n, buf[:runtime.Stack(buf, true)])
+		return 1
+	}
+	return 0
+}
+
+// WaitFor polls cond every few milliseconds until it holds, failing the test after d.
+func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
