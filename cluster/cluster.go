@@ -33,6 +33,7 @@ type Cluster struct {
 	ln           net.Listener
 	fwdKey       []byte
 	fwdAdvertise atomic.Value // string: forward address put in the meta
+	joined       atomic.Bool  // the initial or a background join reached a peer (or none was asked)
 	epoch        uint64       // random per process: route history identity
 	m            *clusterMetrics
 	local        *localRoutes
@@ -128,9 +129,19 @@ func New(cfg Config) (*Cluster, error) {
 			c.log.Warn("cluster: no peer reachable, retrying in background", "join", cfg.Join, "err", err)
 			c.wg.Add(1)
 			go c.joinLoop()
+		} else {
+			c.joined.Store(true)
 		}
+	} else {
+		c.joined.Store(true)
 	}
 	return c, nil
+}
+
+// Joined reports whether the node is part of a cluster: it was given no peers, or it
+// reached at least one of them, or a peer has joined it since.
+func (c *Cluster) Joined() bool {
+	return c.joined.Load() || len(c.AliveNodes()) > 0
 }
 
 func (c *Cluster) memberlistConfig(gossipKey []byte) (*memberlist.Config, error) {
@@ -422,6 +433,7 @@ func (c *Cluster) joinLoop() {
 		}
 		n, err := c.ml.Join(c.cfg.Join)
 		if n > 0 {
+			c.joined.Store(true)
 			c.log.Info("cluster: joined", "peers", n)
 			return
 		}

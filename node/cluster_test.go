@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,28 @@ func TestClusterWrongKeyRefused(t *testing.T) {
 	time.Sleep(2 * time.Second) // give it time to (fail to) join
 	if len(ns[0].Cluster().AliveNodes()) != 0 || len(bad.Cluster().AliveNodes()) != 0 {
 		t.Fatalf("nodes with different keys merged: %v / %v", ns[0].Cluster().AliveNodes(), bad.Cluster().AliveNodes())
+	}
+}
+
+func TestReadyzWaitsForJoin(t *testing.T) {
+	// A peer address nobody listens on: the node runs, but is not ready.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := ln.Addr().String()
+	ln.Close()
+	lonely := startNode(t, func(c *Config) { c.NodeName = "lonely"; c.Join = []string{dead} })
+	if r := call(t, lonely, "GET", "/readyz", ""); r.Status != 503 || r.Body["status"] != "joining" {
+		t.Fatalf("readyz before join: %d %s", r.Status, r.Raw)
+	}
+	// Once a peer joins it, it is part of a cluster and ready.
+	startNode(t, func(c *Config) { c.NodeName = "friend"; c.Join = []string{lonely.GossipAddr()} })
+	waitFor(t, 10*time.Second, "ready after a peer joined", func() bool {
+		return call(t, lonely, "GET", "/readyz", "").Status == 200
+	})
+	alone := startNode(t, func(c *Config) { c.NodeName = "alone" })
+	if r := call(t, alone, "GET", "/readyz", ""); r.Status != 200 {
+		t.Fatalf("a node without --join: %d %s", r.Status, r.Raw)
 	}
 }

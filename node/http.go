@@ -41,8 +41,9 @@ func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
 	metrics.WriteProcessMetrics(w)
 }
 
-// serveReady is 200 only while the node listens, has a cluster, and is not draining,
-// so load balancers stop sending clients before the drain closes them.
+// serveReady is 200 only while the node listens, has joined its cluster (when given
+// peers) and is not draining, so load balancers send clients only where pushes reach
+// them and stop before the drain closes them.
 func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 	status, code := "ready", 200
 	switch {
@@ -50,6 +51,10 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 		status, code = "draining", 503
 	case !n.ready.Load():
 		status, code = "starting", 503
+	case !n.cluster.Joined():
+		// --join named peers and none has answered yet: clients sent here now would
+		// miss pushes posted elsewhere.
+		status, code = "joining", 503
 	}
 	writeJSON(w, code, map[string]any{"status": status, "node": n.cfg.NodeName})
 }

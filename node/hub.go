@@ -29,6 +29,8 @@ type hub struct {
 	waiting map[uint64]chan []byte // query id -> answer
 
 	forwardDrops *metrics.Counter
+	queryDrops   *metrics.Counter
+	answering    chan struct{} // bounds concurrent answers to peers' queries
 	closed       chan struct{}
 	closeOnce    sync.Once
 }
@@ -38,11 +40,16 @@ func newHub(n *Node) *hub {
 		n:            n,
 		waiting:      map[uint64]chan []byte{},
 		forwardDrops: n.set.NewCounter(`longlink_push_errors_total{reason="forward_overloaded"}`),
+		queryDrops:   n.set.NewCounter(`longlink_cluster_query_drops_total`),
+		answering:    make(chan struct{}, maxAnswering),
 		closed:       make(chan struct{}),
 	}
 }
 
 func (h *hub) close() { h.closeOnce.Do(func() { close(h.closed) }) }
+
+// maxAnswering bounds the goroutines answering peers' presence and kick queries.
+const maxAnswering = 256
 
 // statusError carries an HTTP status to the push API.
 type statusError struct {
@@ -184,7 +191,17 @@ func (h *hub) onMessage(from string, payload []byte) {
 		// Queries may wait on this node's loops; answer off the receive goroutine so
 		// pushes from the same peer keep flowing.
 		body = slices.Clone(body)
-		go h.answer(from, id, op, body)
+		select {
+		case h.answering <- struct{}{}:
+			go func() {
+				defer func() { <-h.answering }()
+				h.answer(from, id, op, body)
+			}()
+		default:
+			// More queries in flight than a node should ever see: drop this one; the
+			// asker answers its caller with 503 after its timeout.
+			h.queryDrops.Inc()
+		}
 	case wireResponse:
 		id, body, err := parseResponse(payload[1:])
 		if err != nil {
