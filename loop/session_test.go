@@ -275,3 +275,17 @@ func itoa(i int) string {
 	}
 	return string(b)
 }
+
+func TestTokenExpiryClosesWith4003(t *testing.T) {
+	s := startServer(t, func(c *Config) {
+		c.Authenticate = func(token string) (Identity, *AuthError) {
+			return Identity{User: "u1", Expires: time.Now().Add(300 * time.Millisecond)}, nil
+		}
+	})
+	c := rawDial(t, s, "u1")
+	start := time.Now()
+	reason := c.expectClose(t, CloseTokenExpired)
+	if d := time.Since(start); d > 3*time.Second || !strings.Contains(reason, "expired") {
+		t.Fatalf("closed after %v with %q", d, reason)
+	}
+}

@@ -2,8 +2,11 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -201,5 +204,44 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 	alone := startNode(t, func(c *Config) { c.NodeName = "alone" })
 	if r := call(t, alone, "GET", "/readyz", ""); r.Status != 200 {
 		t.Fatalf("a node without --join: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestEndpointAndCapacity: GET /v1/endpoint on the client port names the least
+// loaded live node, and a node at its --max-conns refuses with 503 naming it.
+func TestEndpointAndCapacity(t *testing.T) {
+	ns := startCluster(t, 2, func(i int, c *Config) {
+		if i == 0 {
+			c.MaxConns = 1
+		}
+	})
+	a, b := ns[0], ns[1]
+	dial(t, a, "first")
+	endpoint := func() string {
+		resp, err := http.Get("http://" + a.ClientAddrs()[0] + "/v1/endpoint")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var e map[string]string
+		json.NewDecoder(resp.Body).Decode(&e)
+		if resp.Header.Get("Access-Control-Allow-Origin") != "*" {
+			t.Errorf("no CORS header on /v1/endpoint")
+		}
+		return e["endpoint"]
+	}
+	want := "ws://" + b.ClientAddrs()[0] + "/ws"
+	waitFor(t, 10*time.Second, "endpoint to name the idle node", func() bool { return endpoint() == want })
+
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+mint(t, "second"), nil)
+	if err == nil || resp == nil || resp.StatusCode != 503 {
+		t.Fatalf("over capacity: %v %v", err, resp)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	if !strings.Contains(string(body), b.ClientAddrs()[0]) {
+		t.Fatalf("503 body %q does not name the other node", body)
+	}
+	if got := scrape(t, a, `longlink_handshake_failures_total{reason="over_capacity"}`); got != 1 {
+		t.Fatalf("over_capacity failures = %v", got)
 	}
 }
