@@ -51,7 +51,7 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 		status, code = "draining", 503
 	case !n.ready.Load():
 		status, code = "starting", 503
-	case !n.cluster.Joined():
+	case !n.Cluster().Joined():
 		// --join named peers and none has answered yet: clients sent here now would
 		// miss pushes posted elsewhere.
 		status, code = "joining", 503
@@ -71,7 +71,7 @@ type memberJSON struct {
 }
 
 func (n *Node) serveCluster(w http.ResponseWriter, r *http.Request) {
-	ms := n.cluster.Members()
+	ms := n.Cluster().Members()
 	out := make([]memberJSON, 0, len(ms))
 	for _, m := range ms {
 		if m.Self {
@@ -92,8 +92,8 @@ func (n *Node) endpoint() []byte {
 	if n.draining.Load() {
 		bestConns = int(^uint(0) >> 1)
 	}
-	if n.cluster != nil {
-		for _, m := range n.cluster.Members() {
+	if n.Cluster() != nil {
+		for _, m := range n.Cluster().Members() {
 			if m.Self || m.State != "alive" || m.Draining || m.ClientAddr == "" {
 				continue
 			}

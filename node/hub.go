@@ -72,7 +72,7 @@ func hubErr(err error) error {
 
 // presence is loop's OnPresence: it keeps the cluster's routing table current.
 func (h *hub) presence(kind loop.PresenceKind, name string, present bool) {
-	c := h.n.cluster
+	c := h.n.Cluster()
 	if c == nil {
 		return // Start announces everything once the cluster exists
 	}
@@ -95,7 +95,7 @@ func (h *hub) Deliver(m *push.Message) (push.Result, error) {
 	if len(peers) > 0 {
 		payload := m.AppendBinary([]byte{wirePush})
 		for _, p := range peers {
-			if err := h.n.cluster.Send(p, payload); err == nil {
+			if err := h.n.Cluster().Send(p, payload); err == nil {
 				res.Forwarded++
 			}
 		}
@@ -118,7 +118,7 @@ func (h *hub) Deliver(m *push.Message) (push.Result, error) {
 // nodes named by connection ids, and the nodes the routing table says (or cannot rule
 // out) hold the users and rooms.
 func (h *hub) peersFor(t push.Target) []string {
-	c := h.n.cluster
+	c := h.n.Cluster()
 	if c == nil {
 		return nil
 	}
@@ -157,12 +157,12 @@ func nodeOfConn(id string) string {
 // anywhere else. A user the table cannot rule out counts as online.
 func (h *hub) offlineByTable(users []string) []string {
 	local := h.n.loop.Offline(users)
-	if len(local) == 0 || h.n.cluster == nil {
+	if len(local) == 0 || h.n.Cluster() == nil {
 		return local
 	}
 	var out []string
 	for _, u := range local {
-		if len(h.n.cluster.NodesForUsers([]string{u})) == 0 {
+		if len(h.n.Cluster().NodesForUsers([]string{u})) == 0 {
 			out = append(out, u)
 		}
 	}
@@ -258,7 +258,7 @@ func (h *hub) ask(peers []string, op byte, body []byte) (map[string][]byte, []st
 		h.waiting[id] = ch
 		h.mu.Unlock()
 		ids = append(ids, id)
-		if err := h.n.cluster.Send(p, appendQuery(nil, id, op, body)); err != nil {
+		if err := h.n.Cluster().Send(p, appendQuery(nil, id, op, body)); err != nil {
 			continue
 		}
 		go func(p string) {
@@ -346,14 +346,14 @@ func (h *hub) answer(from string, id uint64, op byte, body []byte) {
 	if err != nil {
 		panic("BUG: node: cannot encode query answer: " + err.Error())
 	}
-	h.n.cluster.Send(from, appendResponse(nil, id, b))
+	h.n.Cluster().Send(from, appendResponse(nil, id, b))
 }
 
 func (h *hub) alivePeers() []string {
-	if h.n.cluster == nil {
+	if h.n.Cluster() == nil {
 		return nil
 	}
-	return h.n.cluster.AliveNodes()
+	return h.n.Cluster().AliveNodes()
 }
 
 func (h *hub) localUser(id string) []push.ConnInfo {
@@ -370,8 +370,8 @@ func (h *hub) localUser(id string) []push.ConnInfo {
 func (h *hub) User(id string) ([]push.ConnInfo, error) {
 	out := h.localUser(id)
 	var peers []string
-	if h.n.cluster != nil {
-		peers = h.n.cluster.NodesForUsers([]string{id})
+	if h.n.Cluster() != nil {
+		peers = h.n.Cluster().NodesForUsers([]string{id})
 	}
 	answers, missing := h.ask(peers, opUser, []byte(id))
 	for _, b := range answers {
@@ -404,8 +404,8 @@ func (h *hub) Room(room string) (push.RoomInfo, error) {
 	}
 	add(h.n.cfg.NodeName, roomAnswer{Members: local.Users, Connections: local.Connections})
 	var peers []string
-	if h.n.cluster != nil {
-		peers = h.n.cluster.NodesForRooms([]string{room})
+	if h.n.Cluster() != nil {
+		peers = h.n.Cluster().NodesForRooms([]string{room})
 	}
 	answers, _ := h.ask(peers, opRoom, []byte(room))
 	for p, b := range answers {
@@ -497,8 +497,8 @@ func (h *hub) KickConnection(id, reason string) (int, error) {
 
 func (h *hub) KickUser(id, reason string) (int, error) {
 	var peers []string
-	if h.n.cluster != nil {
-		peers = h.n.cluster.NodesForUsers([]string{id})
+	if h.n.Cluster() != nil {
+		peers = h.n.Cluster().NodesForUsers([]string{id})
 	}
 	return h.kick(opKickUser, id, reason, peers)
 }
@@ -506,10 +506,10 @@ func (h *hub) KickUser(id, reason string) (int, error) {
 // Online asks the nodes that may hold users which of them they do not hold.
 func (h *hub) Online(users []string) ([]string, error) {
 	offline := h.n.loop.Offline(users)
-	if len(offline) == 0 || h.n.cluster == nil {
+	if len(offline) == 0 || h.n.Cluster() == nil {
 		return offline, nil
 	}
-	peers := h.n.cluster.NodesForUsers(offline)
+	peers := h.n.Cluster().NodesForUsers(offline)
 	body, _ := json.Marshal(offline)
 	answers, missing := h.ask(peers, opOnline, body)
 	if len(missing) > 0 {
@@ -540,8 +540,8 @@ func (h *hub) room(op byte, room string, users []string) (int, error) {
 		return n, hubErr(err)
 	}
 	var peers []string
-	if h.n.cluster != nil {
-		peers = h.n.cluster.NodesForUsers(users)
+	if h.n.Cluster() != nil {
+		peers = h.n.Cluster().NodesForUsers(users)
 	}
 	body, _ := json.Marshal(roomBody{Room: room, Users: users})
 	answers, missing := h.ask(peers, op, body)

@@ -94,7 +94,9 @@ type Node struct {
 	set     *metrics.Set
 	verify  *auth.Verifier
 	loop    *loop.Server
-	cluster *cluster.Cluster
+	// cluster is set once in Start, after the loops run: loops read it (presence,
+	// endpoint) concurrently, hence the atomic pointer.
+	clusterP atomic.Pointer[cluster.Cluster]
 	api     *push.API
 	http    *http.Server
 	apiLn   net.Listener
@@ -208,7 +210,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("cannot listen on API address %s: %w", n.cfg.APIAddr, err)
 	}
 	n.apiLn = ln
-	n.cluster, err = cluster.New(cluster.Config{
+	cl, err := cluster.New(cluster.Config{
 		NodeName:        n.cfg.NodeName,
 		GossipAddr:      n.cfg.GossipAddr,
 		GossipAdvertise: n.cfg.GossipAdvertise,
@@ -228,13 +230,16 @@ func (n *Node) Start() error {
 		n.loop.Stop(context.Background())
 		return fmt.Errorf("cannot start cluster: %w", err)
 	}
-	// Presence that arrived before the cluster existed (none: nothing could connect
-	// before Start returned, but a client may have raced the cluster start).
+	n.clusterP.Store(cl)
+	// Clients may connect between the loops starting and the cluster existing; their
+	// presence was not announced, so announce what is here now. A user who leaves in
+	// between may be announced present a moment too long: peers then forward to this
+	// node for nothing, which is the safe side (send rather than drop).
 	for _, u := range n.loop.LocalUsers() {
-		n.cluster.SetLocalUser(u, true)
+		n.Cluster().SetLocalUser(u, true)
 	}
 	for _, r := range n.loop.LocalRooms() {
-		n.cluster.SetLocalRoom(r, true)
+		n.Cluster().SetLocalRoom(r, true)
 	}
 	n.http = &http.Server{
 		Handler:           n.mux(),
@@ -272,7 +277,7 @@ func (n *Node) metaLoop() {
 		case <-t.C:
 			if c := n.loop.Connections(); c != last {
 				last = c
-				n.cluster.UpdateMeta()
+				n.Cluster().UpdateMeta()
 			}
 		}
 	}
@@ -302,13 +307,13 @@ func (n *Node) APIAddr() string {
 }
 
 // GossipAddr is the bound gossip address.
-func (n *Node) GossipAddr() string { return n.cluster.GossipAddr() }
+func (n *Node) GossipAddr() string { return n.Cluster().GossipAddr() }
 
 // Loop exposes the client server (tests, stats).
 func (n *Node) Loop() *loop.Server { return n.loop }
 
-// Cluster exposes membership (tests).
-func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
+// Cluster exposes membership (nil before Start).
+func (n *Node) Cluster() *cluster.Cluster { return n.clusterP.Load() }
 
 func (n *Node) clientAdvertise() string {
 	if n.cfg.ClientAdvertise != "" {
@@ -324,8 +329,8 @@ func (n *Node) clientAdvertise() string {
 	}
 	if host == "" || host == "0.0.0.0" || host == "::" {
 		host = "127.0.0.1"
-		if n.cluster != nil {
-			if h, _, err := net.SplitHostPort(n.cluster.GossipAddr()); err == nil && h != "" {
+		if n.Cluster() != nil {
+			if h, _, err := net.SplitHostPort(n.Cluster().GossipAddr()); err == nil && h != "" {
 				host = h
 			}
 		}
@@ -340,9 +345,9 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 	n.stopOnce.Do(func() {
 		n.ready.Store(false)
 		n.draining.Store(true)
-		if n.cluster != nil {
-			n.cluster.UpdateMeta()
-			if err := n.cluster.Leave(2 * time.Second); err != nil {
+		if n.Cluster() != nil {
+			n.Cluster().UpdateMeta()
+			if err := n.Cluster().Leave(2 * time.Second); err != nil {
 				n.log.Warn("leaving the cluster", "err", err)
 			}
 		}
@@ -368,8 +373,8 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 func (n *Node) Kill() {
 	n.stopOnce.Do(func() {
 		n.ready.Store(false)
-		if n.cluster != nil {
-			n.cluster.Kill()
+		if n.Cluster() != nil {
+			n.Cluster().Kill()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		n.loop.Stop(ctx)
