@@ -38,7 +38,7 @@ func TestMain(m *testing.M) {
 }
 
 // runBench runs Main with args and returns stdout, failing on a non-zero exit.
-func runBench(t *testing.T, args ...string) string {
+func runBench(t testing.TB, args ...string) string {
 	t.Helper()
 	var out, errb bytes.Buffer
 	if code := Main(args, &out, &errb); code != 0 {
@@ -47,7 +47,7 @@ func runBench(t *testing.T, args ...string) string {
 	return out.String()
 }
 
-func readReport(t *testing.T, path string) *Report {
+func readReport(t testing.TB, path string) *Report {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -22,7 +22,7 @@ var (
 	buildDir  string
 )
 
-func longlinkBinary(t *testing.T) string {
+func longlinkBinary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
 		buildDir, buildErr = os.MkdirTemp("", "longlink-bench-it")
@@ -54,7 +54,7 @@ type realNode struct {
 // startRealNode starts `longlink serve` on free loopback ports. Free ports
 // are found by binding :0 and closing, which can race with other processes,
 // so start-up is retried a few times.
-func startRealNode(t *testing.T, join string) *realNode {
+func startRealNode(t testing.TB, join string) *realNode {
 	t.Helper()
 	bin := longlinkBinary(t)
 	var lastLog string
