@@ -78,4 +78,3 @@ func BenchmarkScenarioIQIYI(b *testing.B) {
 		})
 	}
 }
-
