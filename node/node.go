@@ -89,18 +89,18 @@ type Config struct {
 
 // Node is one running gateway.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	set     *metrics.Set
-	verify  *auth.Verifier
-	loop    *loop.Server
+	cfg    Config
+	log    *slog.Logger
+	set    *metrics.Set
+	verify *auth.Verifier
+	loop   *loop.Server
 	// cluster is set once in Start, after the loops run: loops read it (presence,
 	// endpoint) concurrently, hence the atomic pointer.
 	clusterP atomic.Pointer[cluster.Cluster]
-	api     *push.API
-	http    *http.Server
-	apiLn   net.Listener
-	hub     *hub
+	api      *push.API
+	http     *http.Server
+	apiLn    net.Listener
+	hub      *hub
 
 	ready    atomic.Bool
 	draining atomic.Bool
