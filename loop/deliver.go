@@ -100,7 +100,7 @@ func (s *Server) enqueueAll(jobs []*job) error {
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
 	for _, j := range jobs {
-		if !j.shard(s).hasRoom(1) {
+		if !j.target.hasSpace(1) {
 			s.m.overloaded.Inc()
 			return ErrOverloaded
 		}
@@ -113,7 +113,7 @@ func (s *Server) enqueueAll(jobs []*job) error {
 		}
 	}
 	for _, j := range jobs {
-		j.shard(s).enqueue(j)
+		j.target.enqueue(j)
 	}
 	return nil
 }

@@ -277,7 +277,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	// Upgrade.
 	c.num = s.connSeq.Add(1)
 	c.user = id.User
-	c.remote = remoteOf(c, &req)
+	c.remote = remoteOf(c)
 	c.device = req.UserAgent
 	if len(c.device) > maxDevice {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
@@ -336,7 +336,9 @@ func tokenOf(req *wsproto.Request) (token, protocol string) {
 	return token, protocol
 }
 
-func remoteOf(c *Conn, req *wsproto.Request) netip.AddrPort {
+// remoteOf is the peer address. X-Forwarded-For is not trusted: a gateway behind a
+// proxy sees the proxy, as operators expect unless they configure trust explicitly.
+func remoteOf(c *Conn) netip.AddrPort {
 	if a, ok := c.gc.RemoteAddr().(*net.TCPAddr); ok {
 		return a.AddrPort()
 	}

@@ -31,8 +31,6 @@ type job struct {
 	target *shard // the loop this job is for
 }
 
-func (j *job) shard(s *Server) *shard { return j.target }
-
 // delivery tracks one Deliver call across loops.
 type delivery struct {
 	pending  atomic.Int32

@@ -92,7 +92,7 @@ func (sh *shard) leaveRoom(room string, c *Conn) {
 }
 
 // enqueue appends jobs to the inbox and makes sure a drain task will run. The caller
-// holds srv.deliverMu and has checked room with hasRoom.
+// holds srv.deliverMu and has checked space with hasSpace.
 func (sh *shard) enqueue(j *job) {
 	sh.mu.Lock()
 	sh.queue = append(sh.queue, j)
@@ -104,7 +104,7 @@ func (sh *shard) enqueue(j *job) {
 	}
 }
 
-func (sh *shard) hasRoom(n int) bool {
+func (sh *shard) hasSpace(n int) bool {
 	sh.mu.Lock()
 	ok := len(sh.queue)-sh.head+n <= sh.srv.cfg.MaxQueue
 	sh.mu.Unlock()
