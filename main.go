@@ -174,8 +174,12 @@ func devTokenFunc(dev bool, secret []byte) func(string) (string, error) {
 func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey bool) {
 	client := n.ClientAddrs()[0]
 	api := n.APIAddr()
-	fmt.Fprintf(w, "longlink node %q\n  clients: ws://%s/ws\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  gossip:  %s\n",
-		n.Name(), strings.Join(n.ClientAddrs(), ", ws://"), api, n.GossipAddr())
+	var clients []string
+	for _, a := range n.ClientAddrs() {
+		clients = append(clients, "ws://"+hostFor(a)+"/ws")
+	}
+	fmt.Fprintf(w, "longlink node %q\n  clients: %s\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  gossip:  %s\n",
+		n.Name(), strings.Join(clients, ", "), hostFor(api), n.GossipAddr())
 	if o.demo {
 		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
 	}

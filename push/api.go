@@ -197,7 +197,10 @@ var (
 )
 
 // checkContentType accepts an absent Content-Type and application/json with
-// any parameters (charset=utf-8), and returns 0 or the status it wrote.
+// any parameters (charset=utf-8), and returns 0 or the status it wrote. It also
+// accepts application/x-www-form-urlencoded, which is what `curl -d` sends when no
+// type is given: the body is still parsed as JSON, so a pasted curl line works and a
+// real form body gets a 400 that says the JSON is invalid.
 func (a *API) checkContentType(w http.ResponseWriter, r *http.Request) int {
 	ct := r.Header.Get("Content-Type")
 	if ct == "" {
@@ -206,7 +209,8 @@ func (a *API) checkContentType(w http.ResponseWriter, r *http.Request) int {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	if strings.EqualFold(strings.TrimSpace(ct), "application/json") {
+	ct = strings.TrimSpace(ct)
+	if strings.EqualFold(ct, "application/json") || strings.EqualFold(ct, "application/x-www-form-urlencoded") {
 		return 0
 	}
 	return a.fail(w, http.StatusUnsupportedMediaType, reasonBadRequest,

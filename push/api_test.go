@@ -526,3 +526,16 @@ func mustRequest(base, body string) *http.Request {
 	req.Header.Set("Authorization", "Bearer key-two")
 	return req
 }
+
+// TestCurlDefaultContentType: `curl -d` sends application/x-www-form-urlencoded; the
+// body is parsed as JSON all the same, and a real form body is a JSON error.
+func TestCurlDefaultContentType(t *testing.T) {
+	e := newEnv(t, nil)
+	form := "application/x-www-form-urlencoded"
+	if r := e.do("POST", "/v1/push", `{"to":{"users":["42"]},"data":"hello"}`, "Content-Type", form); r.status != 202 {
+		t.Fatalf("JSON sent as curl's default type: %d", r.status)
+	}
+	if r := e.do("POST", "/v1/push", `to=42&data=hello`, "Content-Type", form); r.status != 400 {
+		t.Fatalf("a real form body: %d", r.status)
+	}
+}
