@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"math"
 	"sync/atomic"
 	"time"
 )
@@ -45,6 +46,9 @@ func (c *clock) tickAt(t time.Time) uint32 {
 	d := t.Sub(c.start)
 	if d <= 0 {
 		return 1
+	}
+	if d/clockTick >= math.MaxUint32-1 {
+		return 0 // beyond what 32-bit ticks hold (13 years): treat as never
 	}
 	return uint32(d/clockTick) + 1
 }

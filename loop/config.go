@@ -57,11 +57,15 @@ type Config struct {
 	// MaxMessage is the largest reassembled client message in bytes. Zero means 1 MiB.
 	MaxMessage int
 	// MaxOutbound is how many bytes may wait for one connection before it is closed as
-	// a slow consumer. Zero means 512 KiB.
+	// a slow consumer. Zero means 512 KiB. A frame is always accepted when nothing is
+	// waiting, so a single message larger than the bound still goes out.
 	MaxOutbound int
 	// MaxQueue bounds the jobs waiting in one loop's inbox; Deliver fails with
 	// ErrOverloaded beyond it. Zero means 65536.
 	MaxQueue int
+	// MaxQueueBytes bounds the frame bytes waiting in one loop's inbox (a frame shared
+	// by several loops counts in each). Zero means 64 MiB.
+	MaxQueueBytes int64
 	// MaxRequestBytes caps the HTTP upgrade request head. Zero means 8 KiB.
 	MaxRequestBytes int
 
@@ -83,7 +87,9 @@ type Config struct {
 	OnMessage func(connID, user string, binary bool, payload []byte)
 	// OnPresence is called when a user gets its first connection on this node
 	// (present=true) or loses its last one, and likewise for rooms. It runs on a loop or
-	// API goroutine with no lock held and must not block.
+	// API goroutine while the registry lock that decided the change is held, so events
+	// for one name arrive in order; it must be quick, must not block and must not call
+	// back into the Server.
 	OnPresence func(kind PresenceKind, name string, present bool)
 
 	// Metrics is the set metrics are registered in. Nil: the default set.
@@ -138,6 +144,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxQueue <= 0 {
 		cfg.MaxQueue = 65536
+	}
+	if cfg.MaxQueueBytes <= 0 {
+		cfg.MaxQueueBytes = 64 << 20
 	}
 	if cfg.MaxRequestBytes <= 0 {
 		cfg.MaxRequestBytes = wsproto.DefaultMaxRequestBytes

@@ -2,7 +2,6 @@ package loop
 
 import (
 	"context"
-	"time"
 
 	"longlink/wsproto"
 )
@@ -34,12 +33,41 @@ func PrepareFrame(binary bool, payload []byte) []byte {
 // frame must not be modified afterwards. Messages are written to each connection in
 // the order Deliver was called.
 func (s *Server) Deliver(ctx context.Context, frame []byte, t Targets, accepted int64) (int, error) {
-	d := &delivery{accepted: accepted, done: make(chan struct{})}
-	queued, err := s.enqueueDelivery(frame, t, d)
-	if err != nil || !queued {
+	p, err := s.Submit(frame, t, accepted)
+	if err != nil {
 		return 0, err
 	}
-	return s.wait(ctx, d)
+	return p.Wait(ctx)
+}
+
+// Pending is a delivery queued by Submit.
+type Pending struct {
+	s *Server
+	d *delivery // nil: nothing to deliver here
+}
+
+// Submit queues a delivery like Deliver but returns at once; Wait gives the count.
+// It fails (ErrOverloaded, ErrStopped) before anything is queued, so a caller can
+// queue locally first and forward to peers only once that succeeded.
+func (s *Server) Submit(frame []byte, t Targets, accepted int64) (*Pending, error) {
+	d := &delivery{accepted: accepted, done: make(chan struct{})}
+	queued, err := s.enqueueDelivery(frame, t, d)
+	if err != nil {
+		return nil, err
+	}
+	if !queued {
+		d = nil
+	}
+	return &Pending{s: s, d: d}, nil
+}
+
+// Wait returns how many connections the delivery was written to, once every loop
+// has processed it or ctx ends.
+func (p *Pending) Wait(ctx context.Context) (int, error) {
+	if p.d == nil {
+		return 0, nil
+	}
+	return p.s.wait(ctx, p.d)
 }
 
 // Enqueue is Deliver without waiting: the message is queued on every loop, in order,
@@ -85,7 +113,7 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, er
 	if len(jobs) == 0 {
 		return false, nil
 	}
-	if err := s.enqueueAll(jobs); err != nil {
+	if err := s.enqueueAll(jobs, false); err != nil {
 		return false, err
 	}
 	return true, nil
@@ -95,14 +123,21 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, er
 func (s *Server) mayHaveRooms(sh *shard) bool { return sh.nConns.Load() > 0 }
 
 // enqueueAll queues one job per shard atomically: either every job is queued, in the
-// same position relative to other Deliver calls on every loop, or none is.
-func (s *Server) enqueueAll(jobs []*job) error {
+// same position relative to other Deliver calls on every loop, or none is. With
+// force, the inbox bounds are not checked: room and close jobs are bounded by the
+// connections they name and must not be lost once the registry has changed.
+func (s *Server) enqueueAll(jobs []*job, force bool) error {
 	s.deliverMu.Lock()
 	defer s.deliverMu.Unlock()
-	for _, j := range jobs {
-		if !j.target.hasSpace(1) {
-			s.m.overloaded.Inc()
-			return ErrOverloaded
+	if s.stopped.Load() {
+		return ErrStopped
+	}
+	if !force {
+		for _, j := range jobs {
+			if !j.target.hasSpace(len(j.frame)) {
+				s.m.overloaded.Inc()
+				return ErrOverloaded
+			}
 		}
 	}
 	s.seq++
@@ -156,7 +191,7 @@ func (s *Server) closeConns(ctx context.Context, conns []*Conn, reason string) (
 	d := &delivery{done: make(chan struct{})}
 	if err := s.enqueueAll(s.jobsByShard(conns, func(cs []*Conn) *job {
 		return &job{kind: jobClose, conns: cs, code: CloseKicked, reason: reason, d: d}
-	})); err != nil {
+	}), true); err != nil {
 		return 0, err
 	}
 	return s.wait(ctx, d)
@@ -184,19 +219,13 @@ func (s *Server) jobsByShard(conns []*Conn, mk func([]*Conn) *job) []*job {
 // users join it too. It returns how many connections joined and the users that have no
 // connection here (nothing is changed for them).
 func (s *Server) JoinRoom(ctx context.Context, room string, users []string) (int, []string, error) {
-	joined, missing, newRoom := s.reg.join(room, users)
-	if newRoom && s.cfg.OnPresence != nil {
-		s.cfg.OnPresence(PresenceRoom, room, true)
-	}
+	joined, missing := s.reg.join(room, users)
 	return s.roomJobs(ctx, jobJoin, room, joined, missing)
 }
 
 // LeaveRoom takes users' connections on this node out of room.
 func (s *Server) LeaveRoom(ctx context.Context, room string, users []string) (int, []string, error) {
-	left, missing, gone := s.reg.leave(room, users)
-	if gone && s.cfg.OnPresence != nil {
-		s.cfg.OnPresence(PresenceRoom, room, false)
-	}
+	left, missing := s.reg.leave(room, users)
 	return s.roomJobs(ctx, jobLeave, room, left, missing)
 }
 
@@ -206,19 +235,12 @@ func (s *Server) roomJobs(ctx context.Context, kind jobKind, room string, conns 
 	}
 	d := &delivery{done: make(chan struct{})}
 	// Room index changes go through the inbox so a push accepted after JoinRoom returns
-	// is ordered after the join on every loop. A full inbox must not lose the change
-	// already made in the registry, so room jobs wait for space instead of failing.
+	// is ordered after the join on every loop. The registry has already changed, so the
+	// jobs are queued whatever the inbox holds (they are bounded by the connections);
+	// if ctx ends first the change still completes on the loops.
 	jobs := s.jobsByShard(conns, func(cs []*Conn) *job { return &job{kind: kind, room: room, conns: cs, d: d} })
-	for {
-		err := s.enqueueAll(jobs)
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return 0, missing, ctx.Err()
-		case <-time.After(time.Millisecond):
-		}
+	if err := s.enqueueAll(jobs, true); err != nil {
+		return 0, missing, err
 	}
 	n, err := s.wait(ctx, d)
 	return n, missing, err

@@ -51,6 +51,7 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		s.m.handshaking.Add(-1)
 	case stateOpen, stateClosing:
 		s.m.open.Add(-1)
+		sh.nOpen.Add(-1)
 		s.unpublish(c)
 	}
 	c.state = stateClosed
@@ -82,6 +83,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			return action
 		}
 		off = n
+		if c.state == stateClosed {
+			return gnet.None // writing the 101 failed and gnet closed the socket
+		}
 	}
 	action := s.frames(c, buf, &off)
 	if off > 0 && c.state != stateClosed {
@@ -159,10 +163,17 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 	}
 }
 
+// overBound reports whether a frame of n bytes would push a connection with waiting
+// bytes already queued past max. Nothing waiting means the frame is accepted whatever
+// its size: the bound is about clients that do not read, not about message size.
+func overBound(waiting, n, max int) bool {
+	return waiting > 0 && waiting+n > max
+}
+
 // writeOwn writes a frame the loop built for c (pong, echo). It reports false when c
 // was closed by the write or as a slow consumer.
 func (s *Server) writeOwn(c *Conn, frame []byte) bool {
-	if c.gc.OutboundBuffered()+len(frame) > s.cfg.MaxOutbound {
+	if overBound(c.gc.OutboundBuffered(), len(frame), s.cfg.MaxOutbound) {
 		s.slowConsumer(c)
 		return false
 	}
@@ -179,9 +190,9 @@ func (s *Server) writeOwn(c *Conn, frame []byte) bool {
 func (s *Server) sendClose(c *Conn, code uint16, reason string) {
 	sh := c.sh
 	sh.scratch = wsproto.AppendClose(sh.scratch[:0], code, reason)
-	s.m.closeCode(code)
-	if c.gc.OutboundBuffered()+len(sh.scratch) <= s.cfg.MaxOutbound {
+	if !overBound(c.gc.OutboundBuffered(), len(sh.scratch), s.cfg.MaxOutbound) {
 		c.gc.Write(sh.scratch)
+		s.m.closeCode(code)
 	}
 }
 
@@ -291,6 +302,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	c.deadline = s.clock.ticks() + s.pingTicks
 	s.m.handshaking.Add(-1)
 	s.m.open.Add(1)
+	c.sh.nOpen.Add(1)
 	s.m.handshakes.Inc()
 	s.m.handshakeTime.Observe(float64(time.Now().UnixNano()-c.since) / 1e9)
 	s.publish(c, id.Rooms)
@@ -362,25 +374,13 @@ func (s *Server) connNum(id string) (uint64, bool) {
 // publish adds an upgraded connection to the registry and the loop's room index, and
 // evicts the user's oldest connection when the user is over MaxConnsPerUser.
 func (s *Server) publish(c *Conn, tokenRooms []string) {
-	evict, newUser, newRooms := s.reg.add(c, tokenRooms, s.cfg.MaxConnsPerUser)
-	us := s.reg.userShard(c.user)
-	us.mu.Lock()
-	rooms := append([]string(nil), c.rooms...)
-	us.mu.Unlock()
+	evict, rooms := s.reg.add(c, tokenRooms, s.cfg.MaxConnsPerUser)
 	for _, room := range rooms {
 		c.sh.joinRoom(room, c)
 	}
 	if evict != nil {
 		s.m.evictions.Inc()
 		s.closeOn(evict, CloseReplaced, "replaced: too many connections for this user")
-	}
-	if p := s.cfg.OnPresence; p != nil {
-		if newUser {
-			p(PresenceUser, c.user, true)
-		}
-		for _, r := range newRooms {
-			p(PresenceRoom, r, true)
-		}
 	}
 }
 
@@ -392,15 +392,7 @@ func (s *Server) unpublish(c *Conn) {
 	for _, room := range rooms {
 		c.sh.leaveRoom(room, c)
 	}
-	goneUser, goneRooms := s.reg.remove(c)
-	if p := s.cfg.OnPresence; p != nil {
-		if goneUser {
-			p(PresenceUser, c.user, false)
-		}
-		for _, r := range goneRooms {
-			p(PresenceRoom, r, false)
-		}
-	}
+	s.reg.remove(c)
 }
 
 // closeOn closes c with code on its own loop, through that loop's inbox so it is

@@ -40,6 +40,11 @@ type delivery struct {
 }
 
 func (j *job) finish(sh *shard, written int) {
+	if len(j.frame) > 0 {
+		sh.mu.Lock()
+		sh.bytes -= int64(len(j.frame))
+		sh.mu.Unlock()
+	}
 	d := j.d
 	if d == nil {
 		return
@@ -84,6 +89,7 @@ func (sh *shard) start(j *job) bool {
 		for _, c := range append(sh.snap[:0], sh.conns...) {
 			switch c.state {
 			case stateHandshake:
+				sh.srv.m.handshakeFailure("draining")
 				sh.srv.closeNow(c)
 			case stateOpen:
 				sh.startClose(c, j.code, j.reason)

@@ -63,7 +63,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		i := i
 		set.NewGauge(fmt.Sprintf(`longlink_loop_connections{loop="%d"}`, i), func() float64 {
 			if l := s.shardList(); i < len(l) {
-				return float64(l[i].nConns.Load())
+				return float64(l[i].nOpen.Load())
 			}
 			return 0
 		})

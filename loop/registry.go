@@ -11,6 +11,11 @@ import (
 // connections, and room counts. It is sharded so connects on different loops rarely
 // contend. It changes on connect, disconnect and room changes, never per message.
 type registry struct {
+	// presence is Config.OnPresence (nil: none). It is called with the lock that
+	// decided the change still held, so the events for one user (or room) reach it
+	// in the order the changes happened, whichever loops or API calls made them.
+	presence func(kind PresenceKind, name string, present bool)
+
 	seed   maphash.Seed
 	users  [regShards]userShard
 	ids    [regShards]idShard
@@ -49,8 +54,8 @@ type roomCount struct {
 	members map[string]int // user -> connections of that user in the room
 }
 
-func newRegistry() *registry {
-	r := &registry{seed: maphash.MakeSeed()}
+func newRegistry(presence func(PresenceKind, string, bool)) *registry {
+	r := &registry{seed: maphash.MakeSeed(), presence: presence}
 	for i := range r.users {
 		r.users[i].users = make(map[string]*session)
 		r.ids[i].conns = make(map[uint64]*Conn)
@@ -68,9 +73,8 @@ func (r *registry) roomShard(room string) *roomShard {
 }
 
 // add publishes c under its user with its initial rooms. It returns the connection to
-// evict (the user's oldest, when the user is at max), and which rooms became present
-// on this node and whether the user did.
-func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Conn, newUser bool, newRooms []string) {
+// evict (the user's oldest, when the user is at max) and c's rooms.
+func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Conn, rooms []string) {
 	us := r.userShard(c.user)
 	us.mu.Lock()
 	s := us.users[c.user]
@@ -78,7 +82,9 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 		s = &session{}
 		us.users[c.user] = s
 		r.nUsers.Add(1)
-		newUser = true
+		if r.presence != nil {
+			r.presence(PresenceUser, c.user, true)
+		}
 	}
 	live := 0
 	for _, o := range s.conns {
@@ -100,7 +106,7 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 	ids.mu.Lock()
 	ids.conns[c.num] = c
 	ids.mu.Unlock()
-	rooms := make([]string, 0, len(tokenRooms)+len(s.rooms))
+	rooms = make([]string, 0, len(tokenRooms)+len(s.rooms))
 	for _, room := range tokenRooms {
 		if !slices.Contains(rooms, room) {
 			rooms = append(rooms, room)
@@ -113,16 +119,14 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 	}
 	c.rooms = rooms
 	for _, room := range rooms {
-		if r.roomAdd(room, c.user) {
-			newRooms = append(newRooms, room)
-		}
+		r.roomAdd(room, c.user)
 	}
 	us.mu.Unlock()
-	return evict, newUser, newRooms
+	return evict, slices.Clone(rooms)
 }
 
-// remove unpublishes c. It reports whether the user and which rooms left this node.
-func (r *registry) remove(c *Conn) (goneUser bool, goneRooms []string) {
+// remove unpublishes c.
+func (r *registry) remove(c *Conn) {
 	us := r.userShard(c.user)
 	us.mu.Lock()
 	defer us.mu.Unlock()
@@ -132,7 +136,7 @@ func (r *registry) remove(c *Conn) (goneUser bool, goneRooms []string) {
 		i = slices.Index(s.conns, c)
 	}
 	if i < 0 {
-		return false, nil
+		return
 	}
 	s.conns = slices.Delete(s.conns, i, i+1)
 	ids := &r.ids[c.num%regShards]
@@ -140,39 +144,39 @@ func (r *registry) remove(c *Conn) (goneUser bool, goneRooms []string) {
 	delete(ids.conns, c.num)
 	ids.mu.Unlock()
 	for _, room := range c.rooms {
-		if r.roomRemove(room, c.user) {
-			goneRooms = append(goneRooms, room)
-		}
+		r.roomRemove(room, c.user)
 	}
 	c.rooms = nil
 	if len(s.conns) == 0 {
 		delete(us.users, c.user)
 		r.nUsers.Add(-1)
-		goneUser = true
+		if r.presence != nil {
+			r.presence(PresenceUser, c.user, false)
+		}
 	}
-	return goneUser, goneRooms
 }
 
-// roomAdd counts one more connection of user in room; true if the room is new here.
-// Called with the user's shard lock held (lock order: user shard, then room shard).
-func (r *registry) roomAdd(room, user string) bool {
+// roomAdd counts one more connection of user in room. Called with the user's shard
+// lock held (lock order: user shard, then room shard, then whatever presence takes).
+func (r *registry) roomAdd(room, user string) {
 	rs := r.roomShard(room)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
 	rc := rs.rooms[room]
-	created := rc == nil
-	if created {
+	if rc == nil {
 		rc = &roomCount{members: make(map[string]int)}
 		rs.rooms[room] = rc
 		r.nRooms.Add(1)
+		if r.presence != nil {
+			r.presence(PresenceRoom, room, true)
+		}
 	}
 	rc.conns++
 	rc.members[user]++
-	return created
 }
 
-// roomRemove is roomAdd's inverse; true if the room is now empty here.
-func (r *registry) roomRemove(room, user string) bool {
+// roomRemove is roomAdd's inverse.
+func (r *registry) roomRemove(room, user string) {
 	rs := r.roomShard(room)
 	rs.mu.Lock()
 	defer rs.mu.Unlock()
@@ -187,9 +191,10 @@ func (r *registry) roomRemove(room, user string) bool {
 	if rc.conns == 0 {
 		delete(rs.rooms, room)
 		r.nRooms.Add(-1)
-		return true
+		if r.presence != nil {
+			r.presence(PresenceRoom, room, false)
+		}
 	}
-	return false
 }
 
 // conn returns the connection with number num, if it is here.
@@ -264,9 +269,8 @@ func (r *registry) roomInfo(room string, withUsers bool) RoomInfo {
 }
 
 // join adds room to each user's session and connections. It returns the connections
-// that newly joined (for the loops' indexes), users not connected here, and whether
-// the room became present on this node.
-func (r *registry) join(room string, users []string) (joined []*Conn, missing []string, newRoom bool) {
+// that newly joined (for the loops' indexes) and the users not connected here.
+func (r *registry) join(room string, users []string) (joined []*Conn, missing []string) {
 	for _, u := range users {
 		us := r.userShard(u)
 		us.mu.Lock()
@@ -285,18 +289,16 @@ func (r *registry) join(room string, users []string) (joined []*Conn, missing []
 				continue
 			}
 			c.rooms = append(c.rooms, room)
-			if r.roomAdd(room, u) {
-				newRoom = true
-			}
+			r.roomAdd(room, u)
 			joined = append(joined, c)
 		}
 		us.mu.Unlock()
 	}
-	return joined, missing, newRoom
+	return joined, missing
 }
 
 // leave is join's inverse.
-func (r *registry) leave(room string, users []string) (left []*Conn, missing []string, goneRoom bool) {
+func (r *registry) leave(room string, users []string) (left []*Conn, missing []string) {
 	for _, u := range users {
 		us := r.userShard(u)
 		us.mu.Lock()
@@ -313,14 +315,12 @@ func (r *registry) leave(room string, users []string) (left []*Conn, missing []s
 				continue
 			}
 			c.rooms = slices.Delete(c.rooms, i, i+1)
-			if r.roomRemove(room, u) {
-				goneRoom = true
-			}
+			r.roomRemove(room, u)
 			left = append(left, c)
 		}
 		us.mu.Unlock()
 	}
-	return left, missing, goneRoom
+	return left, missing
 }
 
 // online reports which of users have no connection here.

@@ -32,6 +32,7 @@ type Server struct {
 
 	connSeq  atomic.Uint64
 	draining atomic.Bool
+	stopped  atomic.Bool // set by Stop under deliverMu: nothing is queued after it
 	pump     chan *shard // drains that ran out of budget, to re-schedule off-loop
 
 	eng      gnet.Engine
@@ -41,14 +42,16 @@ type Server struct {
 	runDone  chan struct{}
 	runErr   error
 	stopOnce sync.Once
-	done     chan struct{} // closed by Stop: ends the pump
+	doneOnce sync.Once
+	done     chan struct{} // closed by Stop (or a failed Start): ends the pump
 }
 
 // ErrOverloaded is returned by Deliver and the room and kick calls when a loop's inbox
 // is full; nothing was queued anywhere.
 var ErrOverloaded = errors.New("loop: delivery queue full")
 
-// ErrStopped is returned once the server is shutting down.
+// ErrStopped is returned by Deliver, Submit, Enqueue and the room and kick calls once
+// Stop has begun.
 var ErrStopped = errors.New("loop: server stopped")
 
 // New validates cfg and prepares a server; Start binds it.
@@ -59,7 +62,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{
 		cfg:      c,
-		reg:      newRegistry(),
+		reg:      newRegistry(c.OnPresence),
 		clock:    newClock(),
 		pump:     make(chan *shard, 1024),
 		booted:   make(chan error, 1),
@@ -111,10 +114,10 @@ func (s *Server) Start() error {
 		if err == nil {
 			err = errors.New("loop: engine stopped during start")
 		}
-		close(s.done)
+		s.closeDone()
 		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.cfg.Addrs, ","), err)
 	case <-time.After(10 * time.Second):
-		close(s.done)
+		s.closeDone()
 		return errors.New("loop: engine did not boot within 10s")
 	case <-s.bootOK():
 		return nil
@@ -235,20 +238,32 @@ func (s *Server) Stop(ctx context.Context) error {
 	var err error
 	s.stopOnce.Do(func() {
 		s.draining.Store(true)
+		s.deliverMu.Lock()
+		s.stopped.Store(true) // no job is queued after this
+		s.deliverMu.Unlock()
 		if s.eng.Validate() == nil {
 			err = s.eng.Stop(ctx)
 		}
+		loopsDone := false
 		select {
 		case <-s.runDone:
+			loopsDone = true
 		case <-ctx.Done():
 			if err == nil {
 				err = ctx.Err()
 			}
 		}
-		close(s.done)
+		s.closeDone()
 		for _, sh := range s.shardList() {
-			sh.abandon()
+			sh.abandonQueued()
+			if loopsDone && sh.cur != nil {
+				// The loops have exited, so their state is ours now.
+				sh.cur.finish(sh, 0)
+				sh.cur = nil
+			}
 		}
 	})
 	return err
 }
+
+func (s *Server) closeDone() { s.doneOnce.Do(func() { close(s.done) }) }

@@ -18,7 +18,8 @@ type shard struct {
 	mu        sync.Mutex
 	queue     []*job // FIFO; queue[head:] are waiting
 	head      int
-	scheduled bool // a drain task is queued or running, or the pump holds one
+	scheduled bool  // a drain task is queued or running, or the pump holds one
+	bytes     int64 // frame bytes of queued and running delivery jobs
 
 	// owned by the loop
 	conns    []*Conn                       // every connection, handshaking ones too
@@ -34,7 +35,8 @@ type shard struct {
 	sweepFn  gnet.Runnable
 
 	// read by scrapes
-	nConns    atomic.Int64
+	nConns    atomic.Int64 // every connection, handshaking ones too
+	nOpen     atomic.Int64 // upgraded connections (longlink_loop_connections)
 	framesIn  atomic.Uint64
 	framesOut atomic.Uint64
 	bytesIn   atomic.Uint64
@@ -96,6 +98,7 @@ func (sh *shard) leaveRoom(room string, c *Conn) {
 func (sh *shard) enqueue(j *job) {
 	sh.mu.Lock()
 	sh.queue = append(sh.queue, j)
+	sh.bytes += int64(len(j.frame))
 	start := !sh.scheduled
 	sh.scheduled = true
 	sh.mu.Unlock()
@@ -104,9 +107,10 @@ func (sh *shard) enqueue(j *job) {
 	}
 }
 
+// hasSpace reports whether one more job carrying a frame of n bytes fits the inbox.
 func (sh *shard) hasSpace(n int) bool {
 	sh.mu.Lock()
-	ok := len(sh.queue)-sh.head+n <= sh.srv.cfg.MaxQueue
+	ok := len(sh.queue)-sh.head+1 <= sh.srv.cfg.MaxQueue && sh.bytes+int64(n) <= sh.srv.cfg.MaxQueueBytes
 	sh.mu.Unlock()
 	return ok
 }
@@ -114,8 +118,9 @@ func (sh *shard) hasSpace(n int) bool {
 func (sh *shard) schedule() {
 	if err := sh.el.Execute(context.Background(), sh.drainFn); err != nil {
 		// The engine is shutting down: nothing will run on this loop again. Finish the
-		// queued jobs as undelivered so no caller waits forever.
-		sh.abandon()
+		// queued jobs as undelivered so no caller waits forever. (The job the loop may
+		// be in the middle of is the loop's; Stop finishes it once the loops exit.)
+		sh.abandonQueued()
 	}
 }
 
@@ -140,13 +145,11 @@ func (sh *shard) pop() *job {
 	return j
 }
 
-func (sh *shard) abandon() {
+// abandonQueued finishes every queued job as undelivered. It touches only the inbox,
+// so any goroutine may call it.
+func (sh *shard) abandonQueued() {
 	for j := sh.pop(); j != nil; j = sh.pop() {
 		j.finish(sh, 0)
-	}
-	if sh.cur != nil {
-		sh.cur.finish(sh, 0)
-		sh.cur = nil
 	}
 }
 
@@ -206,7 +209,7 @@ func (sh *shard) queueFrame(c *Conn, frame []byte, seq uint64) bool {
 		c.pend = int32(sh.npending)
 	}
 	p := &sh.pending[c.pend-1]
-	if c.gc.OutboundBuffered()+p.bytes+len(frame) > sh.srv.cfg.MaxOutbound {
+	if overBound(c.gc.OutboundBuffered()+p.bytes, len(frame), sh.srv.cfg.MaxOutbound) {
 		sh.srv.slowConsumer(c) // flush skips it: its state is closed
 		return false
 	}

@@ -43,11 +43,12 @@ func (sh *shard) sweep() {
 				s.sendClose(c, wsproto.CloseGoingAway, "idle timeout")
 				s.closeNow(c)
 				sh.sweepPos--
-			case now >= c.deadline:
+			case now >= c.deadline && now-c.lastSeen >= s.pingTicks:
+				// Ping only a connection that has been silent a whole interval, and
+				// move the deadline only when a ping goes out, so a client busy just
+				// before the deadline is pinged as soon as it falls silent.
 				c.deadline = now + s.pingTicks
-				if now-c.lastSeen >= s.pingTicks {
-					s.writeOwn(c, wsproto.PingFrame)
-				}
+				s.writeOwn(c, wsproto.PingFrame)
 			}
 		}
 	}

@@ -31,6 +31,7 @@ type hub struct {
 	forwardDrops *metrics.Counter
 	queryDrops   *metrics.Counter
 	answering    chan struct{} // bounds concurrent answers to peers' queries
+	answers      sync.WaitGroup
 	closed       chan struct{}
 	closeOnce    sync.Once
 }
@@ -64,6 +65,8 @@ func hubErr(err error) error {
 	switch {
 	case errors.Is(err, loop.ErrOverloaded):
 		return &statusError{503, "gateway overloaded: delivery queue full, retry later"}
+	case errors.Is(err, loop.ErrStopped):
+		return &statusError{503, "node is shutting down; retry on another node"}
 	case errors.Is(err, context.DeadlineExceeded):
 		return &statusError{504, "delivery did not finish in time"}
 	}
@@ -87,12 +90,22 @@ func toTargets(t push.Target) loop.Targets {
 	return loop.Targets{All: t.All, Users: t.Users, Connections: t.Connections, Rooms: t.Rooms}
 }
 
-// Deliver forwards m to the peers that may hold a recipient, then writes it locally.
-// Forwarding first lets peers work while this node writes.
+// Deliver queues m on the local loops, forwards it to the peers that may hold a
+// recipient, then waits for the local writes. Queuing locally first means a push
+// refused here (overloaded, stopping) is refused before any peer has it, so the
+// caller's retry cannot duplicate it; forwarding before waiting lets peers work while
+// this node writes.
 func (h *hub) Deliver(m *push.Message) (push.Result, error) {
 	var res push.Result
-	peers := h.peersFor(m.To)
-	if len(peers) > 0 {
+	if h.n.draining.Load() {
+		return res, &statusError{503, "node is shutting down; retry on another node"}
+	}
+	frame := loop.PrepareFrame(m.Binary, m.Data)
+	pending, err := h.n.loop.Submit(frame, toTargets(m.To), m.Accepted)
+	if err != nil {
+		return res, hubErr(err)
+	}
+	if peers := h.peersFor(m.To); len(peers) > 0 {
 		payload := m.AppendBinary([]byte{wirePush})
 		for _, p := range peers {
 			if err := h.n.Cluster().Send(p, payload); err == nil {
@@ -100,10 +113,9 @@ func (h *hub) Deliver(m *push.Message) (push.Result, error) {
 			}
 		}
 	}
-	frame := loop.PrepareFrame(m.Binary, m.Data)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	n, err := h.n.loop.Deliver(ctx, frame, toTargets(m.To), m.Accepted)
+	n, err := pending.Wait(ctx)
 	res.Delivered = n
 	if err != nil {
 		return res, hubErr(err)
@@ -193,8 +205,9 @@ func (h *hub) onMessage(from string, payload []byte) {
 		body = slices.Clone(body)
 		select {
 		case h.answering <- struct{}{}:
+			h.answers.Add(1)
 			go func() {
-				defer func() { <-h.answering }()
+				defer func() { <-h.answering; h.answers.Done() }()
 				h.answer(from, id, op, body)
 			}()
 		default:
@@ -251,16 +264,22 @@ func (h *hub) ask(peers []string, op byte, body []byte) (map[string][]byte, []st
 	}
 	replies := make(chan reply, len(peers))
 	var ids []uint64
+	sent := 0
 	for _, p := range peers {
 		id := h.qid.Add(1)
 		ch := make(chan []byte, 1)
 		h.mu.Lock()
 		h.waiting[id] = ch
 		h.mu.Unlock()
-		ids = append(ids, id)
 		if err := h.n.Cluster().Send(p, appendQuery(nil, id, op, body)); err != nil {
+			// Never sent, so never answered: do not wait for it.
+			h.mu.Lock()
+			delete(h.waiting, id)
+			h.mu.Unlock()
 			continue
 		}
+		ids = append(ids, id)
+		sent++
 		go func(p string) {
 			select {
 			case b := <-ch:
@@ -272,7 +291,7 @@ func (h *hub) ask(peers []string, op byte, body []byte) (map[string][]byte, []st
 	}
 	timeout := time.After(h.n.cfg.QueryTimeout)
 collect:
-	for len(answers) < len(peers) {
+	for len(answers) < sent {
 		select {
 		case r := <-replies:
 			answers[r.peer] = r.body

@@ -364,6 +364,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 			cancel3()
 		}
 		n.hub.close()
+		n.hub.answers.Wait()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -384,6 +385,7 @@ func (n *Node) Kill() {
 			n.http.Close()
 		}
 		n.hub.close()
+		n.hub.answers.Wait()
 		n.bg.Wait()
 	})
 }

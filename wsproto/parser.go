@@ -31,7 +31,7 @@ type Event struct {
 // It is not safe for concurrent use: one per connection, owned by that connection's
 // loop. It holds no buffer while no fragmented message is in progress: a pooled
 // buffer is borrowed only during reassembly and returned on the Next call after the
-// message completes, on error, and on Reset. The struct is 24 bytes.
+// message completes, on error, and on Reset. The struct is 32 bytes.
 type Parser struct {
 	// MaxMessage is the largest frame or reassembled message, in bytes, accepted
 	// before failing with CloseTooBig. Zero means DefaultMaxMessage (1 MiB).
@@ -41,6 +41,15 @@ type Parser struct {
 	op   Kind    // KindText/KindBinary while a fragmented message is in progress
 	done bool    // buf holds a completed message handed out by the last Next call
 	utf8 UTF8    // incremental validator for a fragmented text message
+
+	// The part of a text frame that has arrived is checked before the rest does, so
+	// an invalid sequence fails at once (Autobahn 6.4.x "fail fast") rather than when
+	// the frame completes. The bytes are unmasked into a copy, never in place: gnet
+	// may offer a partial frame again from a fresh copy of its buffer. partialDone
+	// bytes of the partial payload are checked, leaving partialUTF8; each byte is
+	// checked once however the frame trickles in.
+	partialDone uint32
+	partialUTF8 UTF8
 }
 
 // msgPool holds reassembly buffers. Buffers that grew past maxPooledCap are left to
@@ -70,6 +79,7 @@ func (p *Parser) Reset() {
 	p.release()
 	p.op = KindNone
 	p.utf8.Reset()
+	p.partialDone = 0
 }
 
 // InProgress reports whether a fragmented message is being reassembled.
@@ -177,8 +187,14 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 	// length is now <= MaxMessage (an int) or <= 125, so the sum cannot overflow.
 	end := hdr + 4 + int(length)
 	if len(buf) < end {
+		if (op == ws.OpText || op == ws.OpContinuation && p.op == KindText) && len(buf) > hdr+4 {
+			if !p.checkPartial(op, buf[hdr+4:], [4]byte(buf[hdr:hdr+4])) {
+				return p.fail(CloseInvalidPayload, errBadUTF8)
+			}
+		}
 		return 0, Event{}, nil
 	}
+	p.partialDone = 0
 	payload := buf[hdr+4 : end]
 	unmask(payload, [4]byte(buf[hdr:hdr+4]))
 
@@ -237,6 +253,29 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 		return p.fail(CloseInvalidPayload, errCloseReason)
 	}
 	return end, Event{Kind: KindClose, Payload: payload, CloseCode: code, CloseReason: payload[2:]}, nil
+}
+
+// checkPartial validates the newly arrived part of an incomplete text frame's
+// payload. avail is the masked payload that has arrived so far.
+func (p *Parser) checkPartial(op ws.OpCode, avail []byte, key [4]byte) bool {
+	if p.partialDone == 0 {
+		if op == ws.OpText {
+			p.partialUTF8.Reset()
+		} else {
+			p.partialUTF8 = p.utf8 // continue from the message so far
+		}
+	}
+	var tmp [256]byte
+	for off := int(p.partialDone); off < len(avail); {
+		n := copy(tmp[:], avail[off:])
+		ws.Cipher(tmp[:n], key, off)
+		if !p.partialUTF8.Feed(tmp[:n]) {
+			return false
+		}
+		off += n
+	}
+	p.partialDone = uint32(len(avail))
+	return true
 }
 
 // begin starts reassembly of a fragmented message with its first fragment.
