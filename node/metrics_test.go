@@ -98,6 +98,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	}
 
 	// A push posted to b for a user on a is received by a.
+	waitRoutes(t, ns, "m1", a)
 	doPush(t, b, `{"to":{"users":["m1"]},"data":"from-b"}`)
 	for _, want := range []string{"u", "r", "c", "a", "from-b"} {
 		if _, m := read(t, m1, 2*time.Second); m != want {
@@ -125,11 +126,16 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		nc.Close()
 	}
 	b.Kill()
-	for i := 0; i < 20; i++ {
+	for i := 0; i < 20; i++ { // pushes to b while a has not noticed: the link breaks and is retried
 		doPush(t, a, `{"to":{"all":true},"data":"after-kill"}`)
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 	waitFor(t, 10*time.Second, "b detected dead", func() bool { return len(a.Cluster().AliveNodes()) == 0 })
+	// Whether those pushes failed depends on when a saw the link break; a forward to
+	// a peer that is gone by the time it is sent always fails and is counted.
+	if err := a.Cluster().Send(b.Name(), []byte("x")); err == nil {
+		t.Fatal("Send to a dead peer succeeded")
+	}
 
 	after := families(t, a)
 	// Gauges that are back to their old value by now are checked for presence only.
