@@ -48,7 +48,7 @@ type tokenClaims struct {
 
 // Verifier checks tokens against one HS256 secret.
 type Verifier struct {
-	secret []byte
+	key    *hmacKey
 	parser *jwt.Parser
 }
 
@@ -59,7 +59,7 @@ func NewVerifier(secret []byte) (*Verifier, error) {
 		return nil, fmt.Errorf("auth: token secret is %d bytes; want at least 16", len(secret))
 	}
 	return &Verifier{
-		secret: append([]byte(nil), secret...),
+		key: newHMACKey(append([]byte(nil), secret...)),
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{"HS256"}),
 			jwt.WithExpirationRequired(),
@@ -74,7 +74,7 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 		return Claims{}, ErrMissing
 	}
 	var tc tokenClaims
-	_, err := v.parser.ParseWithClaims(token, &tc, v.key)
+	_, err := v.parser.ParseWithClaims(token, &tc, v.keyFor)
 	if err != nil {
 		return Claims{}, classify(err)
 	}
@@ -99,8 +99,8 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	return c, nil
 }
 
-func (v *Verifier) key(t *jwt.Token) (any, error) {
-	return v.secret, nil
+func (v *Verifier) keyFor(t *jwt.Token) (any, error) {
+	return v.key, nil
 }
 
 func classify(err error) error {

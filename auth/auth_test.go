@@ -93,3 +93,31 @@ func BenchmarkVerify(b *testing.B) {
 		}
 	}
 }
+
+// TestVerifyConcurrent: the pooled HMAC states are safe to share between loops.
+func TestVerifyConcurrent(t *testing.T) {
+	v, _ := NewVerifier(secret)
+	good, _ := Mint(secret, "42", nil, time.Hour)
+	forged, _ := Mint([]byte("another-secret-of-32-bytes-long!"), "42", nil, time.Hour)
+	done := make(chan error, 8)
+	for g := 0; g < 8; g++ {
+		go func() {
+			for i := 0; i < 500; i++ {
+				if _, err := v.Verify(good); err != nil {
+					done <- err
+					return
+				}
+				if _, err := v.Verify(forged); !errors.Is(err, ErrSignature) {
+					done <- err
+					return
+				}
+			}
+			done <- nil
+		}()
+	}
+	for g := 0; g < 8; g++ {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

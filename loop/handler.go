@@ -294,7 +294,8 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
 	}
 	c.expires = s.clock.tickAt(id.Expires)
-	c.gc.Write(wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol))
+	c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
+	c.gc.Write(c.sh.scratch)
 	if c.state == stateClosed {
 		return n, gnet.None
 	}
@@ -311,7 +312,8 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 
 func (s *Server) reject(c *Conn, reason string, he *wsproto.HTTPError) gnet.Action {
 	s.m.handshakeFailure(reason)
-	c.gc.Write(wsproto.AppendHTTPError(c.sh.scratch[:0], he))
+	c.sh.scratch = wsproto.AppendHTTPError(c.sh.scratch[:0], he)
+	c.gc.Write(c.sh.scratch)
 	return gnet.Close
 }
 
