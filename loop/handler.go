@@ -1,6 +1,7 @@
 package loop
 
 import (
+	"context"
 	"net"
 	"net/netip"
 	"strconv"
@@ -409,7 +410,7 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	s := h.s
 	s.clock.advance()
 	for _, sh := range s.shardList() {
-		sh.el.Execute(nil, sh.sweepFn)
+		sh.el.Execute(context.Background(), sh.sweepFn)
 	}
 	return clockTick, gnet.None
 }
