@@ -115,7 +115,9 @@ const (
 	CloseKicked uint16 = 4001
 	// CloseTokenExpired: the token's exp passed; reconnect with a fresh token.
 	CloseTokenExpired uint16 = 4003
-	// CloseSlowConsumer: the client did not read fast enough (sent when possible).
+	// CloseSlowConsumer is reserved for a client that did not read fast enough. The
+	// gateway drops such a connection without a close frame, since its outbound
+	// buffer is already over the bound; clients that see 4008 should reconnect.
 	CloseSlowConsumer uint16 = 4008
 )
 

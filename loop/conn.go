@@ -49,8 +49,5 @@ type Conn struct {
 	evicted bool // chosen for eviction; no longer counts toward MaxConnsPerUser
 }
 
-func (c *Conn) evicting() bool { return c.evicted }
-func (c *Conn) markEvicting()  { c.evicted = true }
-
 // ID is the cluster-unique connection id.
 func (c *Conn) ID() string { return c.sh.srv.connID(c.num) }

@@ -42,23 +42,28 @@ func (s *Server) Deliver(ctx context.Context, frame []byte, t Targets, accepted 
 
 // Pending is a delivery queued by Submit.
 type Pending struct {
-	s *Server
-	d *delivery // nil: nothing to deliver here
+	s       *Server
+	d       *delivery // nil: nothing to deliver here
+	offline []string
 }
+
+// Offline returns the targeted users that had no connection on this node when the
+// delivery was queued.
+func (p *Pending) Offline() []string { return p.offline }
 
 // Submit queues a delivery like Deliver but returns at once; Wait gives the count.
 // It fails (ErrOverloaded, ErrStopped) before anything is queued, so a caller can
 // queue locally first and forward to peers only once that succeeded.
 func (s *Server) Submit(frame []byte, t Targets, accepted int64) (*Pending, error) {
 	d := &delivery{accepted: accepted, done: make(chan struct{})}
-	queued, err := s.enqueueDelivery(frame, t, d)
+	queued, offline, err := s.enqueueDelivery(frame, t, d)
 	if err != nil {
 		return nil, err
 	}
 	if !queued {
 		d = nil
 	}
-	return &Pending{s: s, d: d}, nil
+	return &Pending{s: s, d: d, offline: offline}, nil
 }
 
 // Wait returns how many connections the delivery was written to, once every loop
@@ -75,20 +80,25 @@ func (p *Pending) Wait(ctx context.Context) (int, error) {
 // stream is not held up by local writes.
 func (s *Server) Enqueue(frame []byte, t Targets, accepted int64) error {
 	d := &delivery{accepted: accepted, done: make(chan struct{})}
-	_, err := s.enqueueDelivery(frame, t, d)
+	_, _, err := s.enqueueDelivery(frame, t, d)
 	return err
 }
 
-func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, error) {
+// enqueueDelivery queues one job per loop with recipients. It also returns the users
+// among t.Users with no connection here, found while resolving them.
+func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued bool, offline []string, err error) {
 	shards := s.shardList()
 	if len(shards) == 0 {
-		return false, nil
+		return false, t.Users, nil
 	}
 	perShard := make([][]*Conn, len(shards))
 	if !t.All {
 		var conns []*Conn
 		for _, u := range t.Users {
-			conns = s.reg.userConns(conns, u)
+			n := len(conns)
+			if conns = s.reg.userConns(conns, u); len(conns) == n {
+				offline = append(offline, u)
+			}
 		}
 		for _, id := range t.Connections {
 			if num, ok := s.connNum(id); ok {
@@ -105,22 +115,20 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (bool, er
 	}
 	var jobs []*job
 	for i, sh := range shards {
-		if !t.All && len(perShard[i]) == 0 && (len(t.Rooms) == 0 || !s.mayHaveRooms(sh)) {
+		// A loop with no upgraded connection has no room members either.
+		if !t.All && len(perShard[i]) == 0 && (len(t.Rooms) == 0 || sh.nOpen.Load() == 0) {
 			continue
 		}
 		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh})
 	}
 	if len(jobs) == 0 {
-		return false, nil
+		return false, offline, nil
 	}
 	if err := s.enqueueAll(jobs, false); err != nil {
-		return false, err
+		return false, nil, err
 	}
-	return true, nil
+	return true, offline, nil
 }
-
-// mayHaveRooms is a cheap filter: a loop with no connections has no room members.
-func (s *Server) mayHaveRooms(sh *shard) bool { return sh.nConns.Load() > 0 }
 
 // enqueueAll queues one job per shard atomically: either every job is queued, in the
 // same position relative to other Deliver calls on every loop, or none is. With

@@ -88,15 +88,15 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 	}
 	live := 0
 	for _, o := range s.conns {
-		if !o.evicting() {
+		if !o.evicted {
 			live++
 		}
 	}
 	if live >= maxPerUser {
 		for _, o := range s.conns {
-			if !o.evicting() {
+			if !o.evicted {
 				evict = o
-				evict.markEvicting()
+				evict.evicted = true
 				break
 			}
 		}

@@ -38,9 +38,8 @@ type Server struct {
 	eng      gnet.Engine
 	addrs    []string
 	booted   chan error
-	bootedOK chan struct{}
+	bootedOK chan struct{} // closed by OnBoot once the real addresses are known
 	runDone  chan struct{}
-	runErr   error
 	stopOnce sync.Once
 	doneOnce sync.Once
 	done     chan struct{} // closed by Stop (or a failed Start): ends the pump
@@ -102,7 +101,6 @@ func (s *Server) Start() error {
 			gnet.WithWriteBufferCap(64<<10),
 			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
 		)
-		s.runErr = err
 		select {
 		case s.booted <- err:
 		default:
@@ -119,17 +117,9 @@ func (s *Server) Start() error {
 	case <-time.After(10 * time.Second):
 		s.closeDone()
 		return errors.New("loop: engine did not boot within 10s")
-	case <-s.bootOK():
+	case <-s.bootedOK:
 		return nil
 	}
-}
-
-// bootOK is closed by OnBoot once the real addresses are known.
-func (s *Server) bootOK() chan struct{} {
-	if s.bootedOK == nil {
-		panic("BUG: loop: bootedOK not made")
-	}
-	return s.bootedOK
 }
 
 // onBoot records the engine and resolves port-0 addresses to the real ports.
@@ -211,13 +201,11 @@ func (s *Server) Draining() bool { return s.draining.Load() }
 // they are gone or ctx ends. It returns the number of connections still open.
 func (s *Server) Drain(ctx context.Context) int {
 	s.draining.Store(true)
+	s.deliverMu.Lock()
 	for _, sh := range s.shardList() {
-		d := &delivery{done: make(chan struct{})}
-		d.pending.Store(1)
-		s.deliverMu.Lock()
-		sh.enqueue(&job{kind: jobDrain, code: 1001, reason: "server shutting down", d: d})
-		s.deliverMu.Unlock()
+		sh.enqueue(&job{kind: jobDrain, code: 1001, reason: "server shutting down"})
 	}
+	s.deliverMu.Unlock()
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for {

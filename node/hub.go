@@ -121,7 +121,7 @@ func (h *hub) Deliver(m *push.Message) (push.Result, error) {
 		return res, hubErr(err)
 	}
 	if len(m.To.Users) > 0 {
-		res.OfflineUsers = h.offlineByTable(m.To.Users)
+		res.OfflineUsers = h.offlineByTable(pending.Offline())
 	}
 	return res, nil
 }
@@ -165,10 +165,10 @@ func nodeOfConn(id string) string {
 	return id[:i]
 }
 
-// offlineByTable lists users connected neither here nor, per the routing table,
-// anywhere else. A user the table cannot rule out counts as online.
-func (h *hub) offlineByTable(users []string) []string {
-	local := h.n.loop.Offline(users)
+// offlineByTable narrows the users with no connection here (as Submit found them) to
+// those that, per the routing table, have none anywhere else. A user the table cannot
+// rule out counts as online.
+func (h *hub) offlineByTable(local []string) []string {
 	if len(local) == 0 || h.n.Cluster() == nil {
 		return local
 	}
