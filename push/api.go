@@ -66,6 +66,7 @@ type API struct {
 	seq        atomic.Uint64 // last message sequence; see nextID
 	keys       [][sha256.Size]byte
 	mux        *http.ServeMux
+	pushRoute  *routeMetrics // POST /v1/push, also counted by ServePush
 	m          apiMetrics
 }
 
@@ -165,15 +166,24 @@ func (a *API) nextID() string {
 // authenticate checks the bearer token and returns 0, or the status of the
 // error response it wrote.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) int {
-	h := r.Header.Get("Authorization")
+	if e, www := a.authError(r.Header.Get("Authorization")); e != nil {
+		w.Header()["Www-Authenticate"] = www
+		return a.failErr(w, e)
+	}
+	return 0
+}
+
+// authError checks an Authorization header value. On failure it returns the
+// error and the WWW-Authenticate value to answer with.
+func (a *API) authError(h string) (*apiError, []string) {
 	if h == "" {
-		w.Header()["Www-Authenticate"] = wwwAuthMissing
-		return a.fail(w, http.StatusUnauthorized, reasonUnauthorized, "missing Authorization header; send \"Authorization: Bearer <api key>\"")
+		return &apiError{status: http.StatusUnauthorized, reason: reasonUnauthorized,
+			msg: "missing Authorization header; send \"Authorization: Bearer <api key>\""}, wwwAuthMissing
 	}
 	const scheme = "Bearer "
 	if len(h) < len(scheme) || !strings.EqualFold(h[:len(scheme)], scheme) {
-		w.Header()["Www-Authenticate"] = wwwAuthMissing
-		return a.fail(w, http.StatusUnauthorized, reasonUnauthorized, "Authorization header must use the Bearer scheme: \"Authorization: Bearer <api key>\"")
+		return &apiError{status: http.StatusUnauthorized, reason: reasonUnauthorized,
+			msg: "Authorization header must use the Bearer scheme: \"Authorization: Bearer <api key>\""}, wwwAuthMissing
 	}
 	sum := sha256.Sum256([]byte(strings.TrimSpace(h[len(scheme):])))
 	ok := 0
@@ -182,10 +192,9 @@ func (a *API) authenticate(w http.ResponseWriter, r *http.Request) int {
 		ok |= subtle.ConstantTimeCompare(sum[:], a.keys[i][:])
 	}
 	if ok != 1 {
-		w.Header()["Www-Authenticate"] = wwwAuthInvalid
-		return a.fail(w, http.StatusUnauthorized, reasonUnauthorized, "invalid API key")
+		return &apiError{status: http.StatusUnauthorized, reason: reasonUnauthorized, msg: "invalid API key"}, wwwAuthInvalid
 	}
-	return 0
+	return nil, nil
 }
 
 // Header values are shared, never mutated slices, so setting them costs no
@@ -202,19 +211,26 @@ var (
 // type is given: the body is still parsed as JSON, so a pasted curl line works and a
 // real form body gets a 400 that says the JSON is invalid.
 func (a *API) checkContentType(w http.ResponseWriter, r *http.Request) int {
-	ct := r.Header.Get("Content-Type")
+	if e := contentTypeError(r.Header.Get("Content-Type")); e != nil {
+		return a.failErr(w, e)
+	}
+	return 0
+}
+
+func contentTypeError(header string) *apiError {
+	ct := header
 	if ct == "" {
-		return 0
+		return nil
 	}
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
 	ct = strings.TrimSpace(ct)
 	if strings.EqualFold(ct, "application/json") || strings.EqualFold(ct, "application/x-www-form-urlencoded") {
-		return 0
+		return nil
 	}
-	return a.fail(w, http.StatusUnsupportedMediaType, reasonBadRequest,
-		"Content-Type "+strconv.Quote(r.Header.Get("Content-Type"))+" is not supported; send application/json")
+	return &apiError{status: http.StatusUnsupportedMediaType, reason: reasonBadRequest,
+		msg: "Content-Type " + strconv.Quote(header) + " is not supported; send application/json"}
 }
 
 // bufPool holds response buffers; responses are small JSON documents.

@@ -31,23 +31,24 @@ type batchRequest struct {
 }
 
 func (a *API) handlePush(w http.ResponseWriter, r *http.Request) int {
-	var req pushRequest
-	if e := a.decodeJSON(w, r, &req, pushFields, false); e != nil {
-		return a.failErr(w, e)
-	}
-	m, e := a.message(&req)
-	if e != nil {
-		return a.failErr(w, e)
-	}
-	res, e := a.deliver(m)
-	if e != nil {
-		return a.failErr(w, e)
-	}
 	bp := bufPool.Get().(*[]byte)
-	b := appendResult((*bp)[:0], m.ID, &res)
-	status := writeRaw(w, http.StatusAccepted, b)
-	*bp = b
-	bufPool.Put(bp)
+	body, e := a.readBody(w, r, *bp)
+	var status int
+	var answer []byte
+	if e != nil {
+		status, answer = a.errorAnswer(e, body[len(body):])
+	} else {
+		// The answer goes after the body in the same buffer: both are small.
+		status, answer = a.pushBody(body, body[len(body):])
+	}
+	writeRaw(w, status, answer)
+	*bp = body[:0]
+	if cap(answer) > cap(body) {
+		*bp = answer[:0]
+	}
+	if cap(*bp) <= 64<<10 { // do not pin a buffer grown by one huge body
+		bufPool.Put(bp)
+	}
 	return status
 }
 

@@ -64,6 +64,7 @@ func (a *API) routes(set *metrics.Set) *http.ServeMux {
 			return a.fail(w, http.StatusMethodNotAllowed, reasonBadRequest, strings.Replace(msg, "%s", r.Method, 1))
 		}))
 	}
+	a.pushRoute = byPath["/v1/push"]
 	unmatched := newRouteMetrics(set, unmatchedRoute, http.StatusNotFound, http.StatusUnauthorized)
 	mux.Handle("/", a.wrap(unmatched, false, func(a *API, w http.ResponseWriter, r *http.Request) int {
 		return a.fail(w, http.StatusNotFound, reasonNotFound, "no route for "+r.Method+" "+r.URL.Path)
