@@ -155,17 +155,10 @@ func (n *Node) PushJSON(body []byte) (int, []byte) {
 	r, _ := http.NewRequest("POST", "/v1/push", bytes.NewReader(body))
 	r.Header.Set("Content-Type", "application/json")
 	r.Header.Set("Authorization", "Bearer "+n.cfg.APIKeys[0])
-	w := &memResponse{header: http.Header{}, code: 200}
+	w := &bufferedResponse{header: http.Header{}}
 	n.api.Handler().ServeHTTP(w, r)
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
 	return w.code, w.body.Bytes()
 }
-
-type memResponse struct {
-	header http.Header
-	code   int
-	body   bytes.Buffer
-}
-
-func (m *memResponse) Header() http.Header         { return m.header }
-func (m *memResponse) WriteHeader(code int)        { m.code = code }
-func (m *memResponse) Write(b []byte) (int, error) { return m.body.Write(b) }

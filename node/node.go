@@ -12,7 +12,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -98,7 +97,7 @@ type Node struct {
 	// endpoint) concurrently, hence the atomic pointer.
 	clusterP atomic.Pointer[cluster.Cluster]
 	api      *push.API
-	http     *http.Server
+	http     *apiServer
 	apiLn    net.Listener
 	hub      *hub
 
@@ -241,19 +240,11 @@ func (n *Node) Start() error {
 	for _, r := range n.loop.LocalRooms() {
 		n.Cluster().SetLocalRoom(r, true)
 	}
-	n.http = &http.Server{
-		Handler:           n.mux(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          slog.NewLogLogger(n.log.Handler(), slog.LevelDebug),
-	}
+	n.http = newAPIServer(n)
 	n.bg.Add(2)
 	go func() {
 		defer n.bg.Done()
-		if err := n.http.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		if err := n.http.serve(ln); err != nil {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
@@ -360,7 +351,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 		close(n.done)
 		if n.http != nil {
 			hctx, cancel3 := context.WithTimeout(context.Background(), 5*time.Second)
-			n.http.Shutdown(hctx)
+			n.http.shutdown(hctx)
 			cancel3()
 		}
 		n.hub.close()
@@ -382,7 +373,7 @@ func (n *Node) Kill() {
 		cancel()
 		close(n.done)
 		if n.http != nil {
-			n.http.Close()
+			n.http.kill()
 		}
 		n.hub.close()
 		n.hub.answers.Wait()
