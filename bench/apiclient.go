@@ -23,6 +23,9 @@ type apiConn struct {
 	conn net.Conn
 	br   *bufio.Reader
 	req  []byte
+	body []byte // response body, reused
+	// armed is the deadline set on conn (unix ns); 0 when none is set.
+	armed int64
 	// lastErr is the last transport error, for the report's notes.
 	lastErr error
 }
@@ -66,13 +69,9 @@ func (a *apiConn) roundTrip(ctx context.Context, body []byte) (int64, string, er
 		if err != nil {
 			return 0, "", err
 		}
-		a.conn, a.br = c, bufio.NewReaderSize(c, 4096)
+		a.conn, a.br, a.armed = c, bufio.NewReaderSize(c, 4096), 0
 	}
-	if dl, ok := ctx.Deadline(); ok {
-		_ = a.conn.SetDeadline(dl)
-	} else {
-		_ = a.conn.SetDeadline(time.Now().Add(30 * time.Second))
-	}
+	a.arm(ctx, time.Now())
 	r := append(a.req[:0], "POST /v1/push HTTP/1.1\r\nHost: "...)
 	r = append(r, a.addr...)
 	r = append(r, "\r\nAuthorization: Bearer "...)
@@ -85,9 +84,12 @@ func (a *apiConn) roundTrip(ctx context.Context, body []byte) (int64, string, er
 	if _, err := a.conn.Write(r); err != nil {
 		return 0, "", err
 	}
-	status, respBody, closeAfter, err := readResponse(a.br)
+	status, respBody, closeAfter, err := readResponse(a.br, a.body[:0])
 	if err != nil {
 		return 0, "", err
+	}
+	if cap(respBody) <= 64<<10 {
+		a.body = respBody // keep the buffer unless an odd answer made it large
 	}
 	if closeAfter {
 		a.close()
@@ -102,11 +104,37 @@ func (a *apiConn) roundTrip(ctx context.Context, body []byte) (int64, string, er
 	return d, "", nil
 }
 
+// callTimeout bounds one request; a call may get up to callTimeout and at
+// least callTimeout-rearmSlack before its connection's deadline passes.
+const (
+	callTimeout = 30 * time.Second
+	rearmSlack  = 10 * time.Second
+)
+
+// arm makes sure the connection's deadline bounds the coming call: at most
+// callTimeout from now, no later than ctx's deadline, and at least
+// callTimeout-rearmSlack away (or ctx's deadline). SetDeadline is runtime
+// timer work (a lock and a heap update) that callers paid on every push;
+// re-arming only when the deadline comes within the slack sets it about
+// once per rearmSlack per connection instead.
+func (a *apiConn) arm(ctx context.Context, now time.Time) {
+	want := now.Add(callTimeout).UnixNano()
+	if dl, ok := ctx.Deadline(); ok && dl.UnixNano() < want {
+		want = dl.UnixNano()
+	}
+	if a.armed != 0 && a.armed <= want && (a.armed == want || a.armed-now.UnixNano() >= int64(callTimeout-rearmSlack)) {
+		return
+	}
+	_ = a.conn.SetDeadline(time.Unix(0, want))
+	a.armed = want
+}
+
 var errBadResponse = errors.New("malformed HTTP response")
 
 // readResponse reads one HTTP/1.1 response with Content-Length or chunked
-// body (bounded to 1 MiB).
-func readResponse(br *bufio.Reader) (status int, body []byte, closeAfter bool, err error) {
+// body (bounded to 1 MiB). The body is appended to buf, which callers reuse
+// so that a push allocates nothing for its answer.
+func readResponse(br *bufio.Reader, buf []byte) (status int, body []byte, closeAfter bool, err error) {
 	line, err := br.ReadSlice('\n')
 	if err != nil {
 		return 0, nil, false, err
@@ -147,6 +175,7 @@ func readResponse(br *bufio.Reader) (status int, body []byte, closeAfter bool, e
 			closeAfter = bytes.EqualFold(v, []byte("close"))
 		}
 	}
+	body = buf[:0]
 	switch {
 	case chunked:
 		for n := 0; n < 1000; n++ {
@@ -169,7 +198,7 @@ func readResponse(br *bufio.Reader) (status int, body []byte, closeAfter bool, e
 		}
 		return 0, nil, false, errBadResponse
 	case length >= 0:
-		body = make([]byte, length)
+		body = append(body, make([]byte, length)...) // no allocation when buf has room
 		if _, err := io.ReadFull(br, body); err != nil {
 			return 0, nil, false, err
 		}

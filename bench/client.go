@@ -9,7 +9,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/golang-jwt/jwt/v5"
 	"golang.org/x/sys/unix"
 )
 
@@ -93,9 +92,9 @@ type eloop struct {
 	sweepAt    int
 	lastSweep  int64
 
-	tokUser int
-	tokStr  string
-	keys    jwtKey
+	tokUser int    // user whose token tok is; -1 for none
+	tok     []byte // aliases minter's buffer
+	minter  *jwtMinter
 
 	failures map[string]int64
 	drops    map[string]int64
@@ -117,8 +116,6 @@ type eloop struct {
 	pings     atomic.Int64
 	done      atomic.Bool
 }
-
-type jwtKey []byte
 
 func newLoop() (*eloop, error) {
 	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
@@ -173,7 +170,8 @@ func (l *eloop) setSpec(s OpenSpec) error {
 		l.srcs = append(l.srcs, sockaddr(ip, 0))
 	}
 	l.spec = s
-	l.keys = jwtKey(s.TokenSecret)
+	l.minter = newJWTMinter([]byte(s.TokenSecret), s.UserPrefix)
+	l.tokUser = -1
 	l.next = 0
 	l.lastRefill = time.Now().UnixNano()
 	l.tokens = 1
@@ -266,22 +264,15 @@ func (l *eloop) openSome(now int64) {
 	}
 }
 
-func (l *eloop) token(user int) (string, error) {
-	if user == l.tokUser {
-		return l.tokStr, nil
+// token returns user's token; consecutive connections of one user share it.
+// It aliases the minter's buffer, so it is valid until the next user's.
+func (l *eloop) token(user int) []byte {
+	if user != l.tokUser {
+		now := time.Now()
+		l.tok = l.minter.mint(user, now.Unix(), now.Add(l.spec.TokenTTL).Unix())
+		l.tokUser = user
 	}
-	now := time.Now()
-	claims := jwt.MapClaims{
-		"sub": l.spec.UserPrefix + strconv.Itoa(user),
-		"iat": now.Unix(),
-		"exp": now.Add(l.spec.TokenTTL).Unix(),
-	}
-	tok, err := jwt.NewWithClaims(jwt.SigningMethodHS256, claims).SignedString([]byte(l.keys))
-	if err != nil {
-		return "", fmt.Errorf("cannot sign token: %w", err)
-	}
-	l.tokUser, l.tokStr = user, tok
-	return tok, nil
+	return l.tok
 }
 
 func (l *eloop) fail(reason string) {
@@ -320,8 +311,12 @@ func (l *eloop) openOne(idx int, now int64) {
 		l.fail(errnoReason(err))
 		return
 	}
+	// Edge-triggered, registered once for the connection's life: EPOLLOUT
+	// reports the connect, EPOLLIN the answer and frames, and no
+	// EPOLL_CTL_MOD is needed in between. The price is that readable must
+	// drain the socket (see there).
 	if err := unix.EpollCtl(l.epfd, unix.EPOLL_CTL_ADD, fd, &unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP, Fd: int32(fd)}); err != nil {
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(fd)}); err != nil {
 		unix.Close(fd)
 		l.fail("epoll_" + errnoReason(err))
 		return
@@ -385,40 +380,53 @@ func (l *eloop) bindConnect(fd, idx int, t *target) (int, error) {
 	return -1, err
 }
 
+// readEvents are the events that mean there is something to read: data,
+// the peer's FIN, or an error that read reports.
+const readEvents = unix.EPOLLIN | unix.EPOLLHUP | unix.EPOLLERR | unix.EPOLLRDHUP
+
 func (l *eloop) handle(c *conn, ev uint32) {
 	if c.state == stConnecting {
 		if ev&(unix.EPOLLOUT|unix.EPOLLERR|unix.EPOLLHUP) == 0 {
 			return
 		}
-		soerr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
-		if err == nil && soerr != 0 {
-			err = unix.Errno(soerr)
+		// Writable without an error is a finished connect; SO_ERROR is
+		// asked only when the kernel flags a problem, for its reason.
+		if ev&(unix.EPOLLERR|unix.EPOLLHUP) != 0 {
+			soerr, err := unix.GetsockoptInt(c.fd, unix.SOL_SOCKET, unix.SO_ERROR)
+			if err == nil && soerr != 0 {
+				err = unix.Errno(soerr)
+			}
+			if err != nil {
+				l.closeConn(c, errnoReason(err))
+				return
+			}
 		}
-		if err != nil {
-			l.closeConn(c, errnoReason(err))
+		if !l.established(c) {
 			return
 		}
-		l.established(c)
-		return
+		// The server speaks only after the request, so this is normally
+		// clear; an edge already delivered will not come again.
+		if ev&readEvents == 0 {
+			return
+		}
 	}
-	if ev&(unix.EPOLLIN|unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0 {
-		l.readable(c)
+	// Open connections also see EPOLLOUT edges (ACKs freeing send space);
+	// those carry nothing to do.
+	if ev&readEvents != 0 {
+		l.readable(c, ev)
 	}
 }
 
-func (l *eloop) established(c *conn) {
+// established sends the upgrade request once TCP is up. It reports whether
+// c is still open.
+func (l *eloop) established(c *conn) bool {
 	now := time.Now().UnixNano()
 	c.tcpNs = now
 	idx := c.idx
 	c.lastPing = now
 	t := &l.targets[idx%len(l.targets)]
-	tok, err := l.token(idx / l.spec.ConnsPerUser)
-	if err != nil {
-		l.closeConn(c, "token")
-		return
-	}
-	l.upgrade = appendUpgrade(l.upgrade[:0], t.host, tok)
-	n, err := unix.Write(c.fd, l.upgrade)
+	l.upgrade = appendUpgrade(l.upgrade[:0], t.host, l.token(idx/l.spec.ConnsPerUser))
+	n, err := rawWrite(c.fd, l.upgrade)
 	if err != nil || n != len(l.upgrade) {
 		// A fresh socket's send buffer holds far more than one request, so a
 		// short write means the socket is already broken.
@@ -427,41 +435,69 @@ func (l *eloop) established(c *conn) {
 			reason = errnoReason(err)
 		}
 		l.closeConn(c, reason)
-		return
+		return false
 	}
 	c.state = stUpgrading
-	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{
-		Events: unix.EPOLLIN | unix.EPOLLRDHUP, Fd: int32(c.fd)})
+	return true
 }
 
-func (l *eloop) readable(c *conn) {
-	n, err := rawRead(c.fd, l.rbuf)
-	if err != nil {
-		if errors.Is(err, unix.EAGAIN) || errors.Is(err, unix.EINTR) {
+// maxReadsPerEvent bounds how long one busy connection holds the loop: 64
+// reads of 64 KiB. A connection that still has data after that is re-armed
+// so epoll reports it again after the others have had their turn.
+const maxReadsPerEvent = 64
+
+// readable reads what the socket holds. The registration is edge-triggered:
+// an edge is reported once, so everything must be read now. A short read
+// means the queue is empty (data arriving later raises a new edge), unless
+// the event also reported the peer's FIN or an error: then the FIN may sit
+// behind the data, so reading continues until EOF or EAGAIN.
+func (l *eloop) readable(c *conn, ev uint32) {
+	untilEOF := ev&(unix.EPOLLHUP|unix.EPOLLERR|unix.EPOLLRDHUP) != 0
+	for k := 0; k < maxReadsPerEvent; k++ {
+		n, err := rawRead(c.fd, l.rbuf)
+		if err != nil {
+			if errors.Is(err, unix.EAGAIN) {
+				return
+			}
+			if errors.Is(err, unix.EINTR) {
+				continue
+			}
+			l.closeConn(c, errnoReason(err))
 			return
 		}
-		l.closeConn(c, errnoReason(err))
-		return
-	}
-	if n == 0 {
-		l.closeConn(c, "eof")
-		return
-	}
-	now := time.Now().UnixNano()
-	data := l.rbuf[:n]
-	if c.state == stUpgrading {
-		if len(c.buf)+n > 16<<10 {
-			l.closeConn(c, "bad_response")
+		if n == 0 {
+			l.closeConn(c, "eof")
 			return
+		}
+		if !l.consume(c, l.rbuf[:n]) {
+			return
+		}
+		if n < len(l.rbuf) && !untilEOF {
+			return
+		}
+	}
+	// MOD re-evaluates readiness and queues a fresh edge if data remains.
+	_ = unix.EpollCtl(l.epfd, unix.EPOLL_CTL_MOD, c.fd, &unix.EpollEvent{
+		Events: unix.EPOLLIN | unix.EPOLLOUT | unix.EPOLLRDHUP | unix.EPOLLET, Fd: int32(c.fd)})
+}
+
+// consume handles data read from c: the upgrade answer, then frames. It
+// reports whether c is still open.
+func (l *eloop) consume(c *conn, data []byte) bool {
+	now := time.Now().UnixNano()
+	if c.state == stUpgrading {
+		if len(c.buf)+len(data) > 16<<10 {
+			l.closeConn(c, "bad_response")
+			return false
 		}
 		c.buf = append(c.buf, data...)
 		hl, reason, err := parseUpgradeResponse(c.buf)
 		if errors.Is(err, errIncomplete) {
-			return
+			return true
 		}
 		if err != nil {
 			l.closeConn(c, reason)
-			return
+			return false
 		}
 		rest := c.buf[hl:]
 		c.buf = nil
@@ -472,7 +508,7 @@ func (l *eloop) readable(c *conn) {
 		l.tcpHist.Record(c.tcpNs - c.startNs)
 		l.hsHist.Record(now - c.startNs)
 		if len(rest) == 0 {
-			return
+			return true
 		}
 		data = append([]byte(nil), rest...)
 	}
@@ -483,19 +519,18 @@ func (l *eloop) readable(c *conn) {
 	used, reason := l.frames(c, data, now)
 	if reason != "" {
 		l.closeConn(c, reason)
-		return
+		return false
 	}
 	if used == len(data) {
 		c.buf = nil
-		return
+		return true
 	}
 	// Keep only the partial frame, in a buffer of its own size: idle
 	// connections return to holding nothing once it completes.
 	c.buf = append([]byte(nil), data[used:]...)
+	return true
 }
 
-// frames handles every complete frame in data and returns the bytes used,
-// or a close reason.
 func (l *eloop) frames(c *conn, data []byte, now int64) (int, string) {
 	used := 0
 	for used < len(data) {
@@ -535,7 +570,7 @@ func (l *eloop) write(c *conn, op byte, payload []byte) {
 	l.wbuf = appendClientFrame(l.wbuf[:0], op, payload, [4]byte{byte(k), byte(k >> 8), byte(k >> 16), byte(k >> 24)})
 	// Control frames are tiny; if the send buffer is full the connection is
 	// already far behind and the server's idle logic will judge it.
-	_, _ = unix.Write(c.fd, l.wbuf)
+	_, _ = rawWrite(c.fd, l.wbuf)
 }
 
 // closeConn closes c; reason is a failure when the handshake had not
@@ -609,6 +644,19 @@ func (l *eloop) call(f func()) error {
 	case <-time.After(10 * time.Second):
 		return errors.New("event loop did not answer within 10s")
 	}
+}
+
+// rawWrite is write(2) without the runtime's syscall bookkeeping, like
+// rawRead: the socket is non-blocking and the loop's thread is its own.
+func rawWrite(fd int, p []byte) (int, error) {
+	if len(p) == 0 {
+		return 0, nil
+	}
+	n, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&p[0])), uintptr(len(p)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(n), nil
 }
 
 // rawRead is read(2) without the runtime's syscall bookkeeping: the socket

@@ -112,6 +112,70 @@ func collectEnv() Env {
 	return e
 }
 
+// cpuTimes is the machine-wide "cpu" line of /proc/stat: all cores summed,
+// in USER_HZ ticks (1/100 s on Linux).
+type cpuTimes struct {
+	ok                         bool
+	total, idle, iowait, steal uint64
+}
+
+// readCPUTimes reads /proc/stat. Steal is time the hypervisor ran something
+// else while this machine's vCPUs wanted to run: it lowers every rate bench
+// measures without showing in any process's CPU.
+func readCPUTimes() cpuTimes {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return cpuTimes{}
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	return parseCPULine(line)
+}
+
+// parseCPULine parses "cpu user nice system idle iowait irq softirq steal
+// guest guest_nice". Guest time is already inside user and nice, so the
+// total is the first eight values.
+func parseCPULine(line string) cpuTimes {
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return cpuTimes{}
+	}
+	var v [8]uint64
+	for i := range v {
+		n, err := strconv.ParseUint(f[i+1], 10, 64)
+		if err != nil {
+			return cpuTimes{}
+		}
+		v[i] = n
+	}
+	t := cpuTimes{ok: true, idle: v[3], iowait: v[4], steal: v[7]}
+	for _, n := range v {
+		t.total += n
+	}
+	return t
+}
+
+// HostCPU is how the whole machine's CPU time was spent while bench
+// measured (from the connection phase to the end of the scenario).
+type HostCPU struct {
+	Available bool    `json:"available"`
+	SpanS     float64 `json:"span_s"`
+	StealS    float64 `json:"steal_s"`   // summed over cores
+	StealPct  float64 `json:"steal_pct"` // of all CPU time in the span
+	BusyPct   float64 `json:"busy_pct"`  // not idle, iowait or steal
+}
+
+// hostCPU compares two readings taken span apart.
+func hostCPU(a, b cpuTimes, span time.Duration) HostCPU {
+	if !a.ok || !b.ok || b.total <= a.total {
+		return HostCPU{}
+	}
+	total := float64(b.total - a.total)
+	steal := float64(b.steal - a.steal)
+	idle := float64(b.idle-a.idle) + float64(b.iowait-a.iowait)
+	return HostCPU{Available: true, SpanS: span.Seconds(), StealS: steal / 100,
+		StealPct: steal * 100 / total, BusyPct: (total - idle - steal) * 100 / total}
+}
+
 // limitFor names the limit a failure reason points to, or "".
 func limitFor(reason string) string {
 	r := strings.TrimPrefix(reason, "bind_")

@@ -22,6 +22,7 @@ type Report struct {
 	Options   Options   `json:"options"`
 	Env       Env       `json:"env"`
 	Workers   int       `json:"workers"`
+	HostCPU   HostCPU   `json:"host_cpu"`
 
 	Connect   ConnectResult    `json:"connect"`
 	Server    ServerResult     `json:"server"`
@@ -201,6 +202,10 @@ func printSummary(w io.Writer, rep *Report) {
 	row := func(k, v string) { fmt.Fprintf(tw, "%s\t%s\n", k, v) }
 	e := rep.Env
 	row("machine", fmt.Sprintf("%s, %d cores, %s, %s, ulimit -n %d/%d", e.CPUModel, e.Cores, mib(float64(e.MemoryBytes)), e.Kernel, e.NoFileSoft, e.NoFileHard))
+	if h := rep.HostCPU; h.Available {
+		row("host CPU", fmt.Sprintf("host steal %.1f%% of CPU time during the run (%.1fs over %.1fs), machine busy %.0f%%",
+			h.StealPct, h.StealS, h.SpanS, h.BusyPct))
+	}
 	row("clients", fmt.Sprintf("%d worker(s), %d source address(es), targets %s", rep.Workers, max(1, len(rep.Options.SourceIPs)), strings.Join(rep.Options.Targets, " ")))
 	c := rep.Connect
 	row("connections", fmt.Sprintf("%s requested, %s opened, %s failed, %s dropped later, %s open at end",

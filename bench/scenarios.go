@@ -79,6 +79,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	r.startSampler()
+	cpuStart, tStart := readCPUTimes(), time.Now()
 	if err := r.openAll(); err != nil {
 		r.stopSampling()
 		r.p.kill()
@@ -110,6 +111,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 			r.push()
 		}
 	}
+	r.rep.HostCPU = hostCPU(cpuStart, readCPUTimes(), time.Since(tStart))
 	last, err := r.p.stats(true, false)
 	if err != nil {
 		r.note(fmt.Sprintf("final statistics: %v", err))

@@ -146,11 +146,22 @@ func TestParseUpgradeResponse(t *testing.T) {
 	if _, reason, _ := parseUpgradeResponse([]byte("HTTP/1.1 401 Unauthorized\r\nContent-Length: 3\r\n\r\nno\n")); reason != "http_401" {
 		t.Errorf("401: %q", reason)
 	}
+	// Header names match in any case; a value elsewhere does not count.
+	for _, name := range []string{"sec-websocket-accept:", "SEC-WEBSOCKET-ACCEPT:  "} {
+		v := strings.Replace(ok, "Sec-WebSocket-Accept: ", name, 1)
+		if _, reason, err := parseUpgradeResponse([]byte(v)); err != nil {
+			t.Errorf("%q: %q %v", name, reason, err)
+		}
+	}
+	hidden := strings.Replace(ok, "Sec-WebSocket-Accept: ", "X-Note: Sec-WebSocket-Accept: ", 1)
+	if _, reason, _ := parseUpgradeResponse([]byte(hidden)); reason != "bad_accept" {
+		t.Errorf("accept inside another header's value: %q", reason)
+	}
 	bad := strings.Replace(ok, string(wsAccept), "AAAA", 1)
 	if _, reason, _ := parseUpgradeResponse([]byte(bad)); reason != "bad_accept" {
 		t.Errorf("bad accept: %q", reason)
 	}
-	req := string(appendUpgrade(nil, "127.0.0.1:9", "TOK"))
+	req := string(appendUpgrade(nil, "127.0.0.1:9", []byte("TOK")))
 	if !strings.HasPrefix(req, "GET /ws?token=TOK HTTP/1.1\r\nHost: 127.0.0.1:9\r\n") || !strings.HasSuffix(req, "\r\n\r\n") {
 		t.Errorf("upgrade request: %q", req)
 	}
@@ -211,7 +222,7 @@ func freeAddr(t testing.TB) string {
 func TestReadResponse(t *testing.T) {
 	f := func(raw string, wantStatus int, wantBody string, wantClose, wantErr bool) {
 		t.Helper()
-		st, body, cl, err := readResponse(bufio.NewReader(strings.NewReader(raw)))
+		st, body, cl, err := readResponse(bufio.NewReader(strings.NewReader(raw)), nil)
 		if (err != nil) != wantErr {
 			t.Fatalf("%q: err %v", raw, err)
 		}
@@ -233,5 +244,24 @@ func TestReadResponse(t *testing.T) {
 	}
 	if _, ok := jsonInt([]byte(`{"error":"x"}`), `"delivered":`); ok {
 		t.Error("jsonInt found a missing key")
+	}
+}
+
+func TestHostCPUFromProcStat(t *testing.T) {
+	a := parseCPULine("cpu  280388 2505 161063 1048446 5850 0 48166 72280 0 0")
+	b := parseCPULine("cpu  280488 2505 161163 1048546 5850 0 48166 72330 11 0")
+	if !a.ok || !b.ok || a.steal != 72280 || a.total != 280388+2505+161063+1048446+5850+48166+72280 {
+		t.Fatalf("parsed %+v", a)
+	}
+	h := hostCPU(a, b, 2*time.Second)
+	// 350 ticks in all: 50 steal, 100 idle.
+	if !h.Available || h.StealS != 0.5 || h.StealPct < 14.28 || h.StealPct > 14.29 || h.BusyPct < 57.14 || h.BusyPct > 57.15 {
+		t.Fatalf("got %+v", h)
+	}
+	if parseCPULine("cpu0 1 2 3").ok || parseCPULine("intr 1 2 3 4 5 6 7 8 9").ok || hostCPU(a, cpuTimes{}, time.Second).Available {
+		t.Fatal("accepted a bad line")
+	}
+	if now := readCPUTimes(); !now.ok {
+		t.Fatal("cannot read /proc/stat on Linux")
 	}
 }

@@ -33,7 +33,7 @@ var wsAccept = func() []byte {
 }()
 
 // appendUpgrade appends the HTTP upgrade request for path ?token=.
-func appendUpgrade(b []byte, host, token string) []byte {
+func appendUpgrade(b []byte, host string, token []byte) []byte {
 	b = append(b, "GET /ws?token="...)
 	b = append(b, token...)
 	b = append(b, " HTTP/1.1\r\nHost: "...)
@@ -63,16 +63,33 @@ func parseUpgradeResponse(b []byte) (int, string, error) {
 	if !bytes.Equal(code, []byte("101")) {
 		return 0, "http_" + string(code), errors.New("upgrade refused")
 	}
-	i := bytes.Index(bytes.ToLower(head), []byte("\r\nsec-websocket-accept:"))
-	if i < 0 {
+	v, ok := headerValue(head, "sec-websocket-accept:")
+	if !ok {
 		return 0, "bad_accept", errors.New("no Sec-WebSocket-Accept")
 	}
-	v := head[i+len("\r\nsec-websocket-accept:"):]
 	v = v[:bytes.Index(v, []byte("\r\n"))]
 	if !bytes.Equal(bytes.TrimSpace(v), wsAccept) {
 		return 0, "bad_accept", errors.New("wrong Sec-WebSocket-Accept")
 	}
 	return end + 4, "", nil
+}
+
+// headerValue returns the rest of the line after name (lower case, with
+// the colon) in head, whose lines end in CRLF; names match in any case.
+// It compares in place rather than lower-casing a copy of the head for
+// every connection.
+func headerValue(head []byte, name string) ([]byte, bool) {
+	for len(head) > 0 {
+		i := bytes.Index(head, []byte("\r\n"))
+		if i < 0 {
+			return nil, false
+		}
+		head = head[i+2:]
+		if len(head) >= len(name) && bytes.EqualFold(head[:len(name)], []byte(name)) {
+			return head[len(name):], true
+		}
+	}
+	return nil, false
 }
 
 // frame is one decoded server frame; payload aliases the input.
