@@ -1,14 +1,10 @@
-// Package auth verifies and mints the client tokens the gateway accepts: HS256 JWTs
-// whose "sub" is the user id, with a required "exp" and an optional "rooms" claim.
-//
-// It owns no state beyond the secret; a Verifier is safe for concurrent use and is
-// called on the event loops during handshakes, so it does no I/O.
 package auth
 
 import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/golang-jwt/jwt/v5"
@@ -44,7 +40,18 @@ type Claims struct {
 type tokenClaims struct {
 	Rooms []string `json:"rooms,omitempty"`
 	jwt.RegisteredClaims
+
+	// dates backs ExpiresAt, NotBefore and IssuedAt when the fast path in
+	// claims_json.go decodes them, so a pooled tokenClaims decodes a token without
+	// allocating them. encoding/json ignores unexported fields.
+	dates [3]jwt.NumericDate
 }
+
+// claimsPool recycles the tokenClaims Verify decodes into: golang-jwt takes them as an
+// interface, so one would otherwise escape to the heap per handshake. Verify copies
+// out what it returns (the strings and the rooms slice are fresh allocations, the
+// expiry a time.Time value) before it puts the claims back.
+var claimsPool = sync.Pool{New: func() any { return new(tokenClaims) }}
 
 // Verifier checks tokens against one HS256 secret.
 type Verifier struct {
@@ -73,8 +80,12 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if token == "" {
 		return Claims{}, ErrMissing
 	}
-	var tc tokenClaims
-	_, err := v.parser.ParseWithClaims(token, &tc, v.keyFor)
+	tc := claimsPool.Get().(*tokenClaims)
+	defer func() {
+		*tc = tokenClaims{}
+		claimsPool.Put(tc)
+	}()
+	_, err := v.parser.ParseWithClaims(token, tc, v.keyFor)
 	if err != nil {
 		return Claims{}, classify(err)
 	}

@@ -17,12 +17,19 @@ import (
 // a connect storm leaves in the RSS.
 type hmacKey struct {
 	secret []byte
-	pool   sync.Pool // of hash.Hash
+	pool   sync.Pool // of *hmacState
+}
+
+// hmacState is a pooled HMAC with room for its sum: h.Sum is an interface call, so a
+// sum buffer on the stack would escape and cost an allocation per signature check.
+type hmacState struct {
+	h   hash.Hash
+	sum [sha256.Size]byte
 }
 
 func newHMACKey(secret []byte) *hmacKey {
 	k := &hmacKey{secret: secret}
-	k.pool.New = func() any { return hmac.New(sha256.New, k.secret) }
+	k.pool.New = func() any { return &hmacState{h: hmac.New(sha256.New, k.secret)} }
 	return k
 }
 
@@ -39,13 +46,12 @@ func (pooledHS256) Verify(signingString string, sig []byte, key any) error {
 	if !ok {
 		return jwt.SigningMethodHS256.Verify(signingString, sig, key)
 	}
-	h := k.pool.Get().(hash.Hash)
-	h.Reset()
+	st := k.pool.Get().(*hmacState)
+	st.h.Reset()
 	// hmac does not keep the bytes it is given, so the string is not copied.
-	h.Write(unsafe.Slice(unsafe.StringData(signingString), len(signingString)))
-	var sum [sha256.Size]byte
-	ok = hmac.Equal(sig, h.Sum(sum[:0]))
-	k.pool.Put(h)
+	st.h.Write(unsafe.Slice(unsafe.StringData(signingString), len(signingString)))
+	ok = hmac.Equal(sig, st.h.Sum(st.sum[:0]))
+	k.pool.Put(st)
 	if !ok {
 		return jwt.ErrSignatureInvalid
 	}
