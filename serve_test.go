@@ -29,26 +29,20 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// TestServeBinary runs the real binary: start, health, a push reaching a client,
-// readiness during the drain, close 1001 on SIGTERM, exit 0.
-func TestServeBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
+// startBinary builds and starts the real binary on free loopback ports and returns its
+// client and API addresses once it has printed its banner.
+func startBinary(t *testing.T, secret, key string) (client, api string, cmd *exec.Cmd) {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "longlink")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
-	const secret, key = "serve-test-secret-0123456789", "serve-test-key"
-	var client, api string
-	var cmd *exec.Cmd
-	var stdout io.ReadCloser
 	for attempt := 0; attempt < 5; attempt++ { // a free port can be taken before we bind it
 		client, api = freePort(t), freePort(t)
 		cmd = exec.Command(bin, "serve", "--client-addr", client, "--api-addr", api, "--gossip-addr", "127.0.0.1:0",
 			"--forward-addr", "127.0.0.1:0", "--drain-timeout", "2s", "--api-key", key)
 		cmd.Env = append(os.Environ(), "LONGLINK_TOKEN_SECRET="+secret)
-		stdout, _ = cmd.StdoutPipe()
+		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
@@ -56,14 +50,22 @@ func TestServeBinary(t *testing.T) {
 		sc := bufio.NewScanner(stdout)
 		if sc.Scan() && strings.HasPrefix(sc.Text(), "longlink node") {
 			go io.Copy(io.Discard, stdout)
-			break
+			return client, api, cmd
 		}
 		cmd.Wait()
-		cmd = nil
 	}
-	if cmd == nil {
-		t.Fatal("server did not start")
+	t.Fatal("server did not start")
+	return
+}
+
+// TestServeBinary runs the real binary: start, health, a push reaching a client,
+// readiness during the drain, close 1001 on SIGTERM, exit 0.
+func TestServeBinary(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short")
 	}
+	const secret, key = "serve-test-secret-0123456789", "serve-test-key"
+	client, api, cmd := startBinary(t, secret, key)
 	defer cmd.Process.Kill()
 
 	get := func(path string) (int, string) {

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"fmt"
+	"github.com/panjf2000/gnet/v2"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -56,6 +57,9 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.closesNone = set.NewCounter(`longlink_closes_total{code="none"}`)
 
 	set.NewGauge("longlink_connections", func() float64 { return float64(m.open.Load()) })
+	// Counted by the patched gnet acceptor (third_party/gnet/PATCHES.md) for the whole
+	// process; exported as a counter (it only grows).
+	set.NewGauge(`longlink_accept_rejected_total{reason="no_descriptors"}`, func() float64 { return float64(gnet.RejectedNoFD()) })
 	set.NewGauge("longlink_handshaking_connections", func() float64 { return float64(m.handshaking.Load()) })
 	set.NewGauge("longlink_users", func() float64 { return float64(s.reg.nUsers.Load()) })
 	set.NewGauge("longlink_rooms", func() float64 { return float64(s.reg.nRooms.Load()) })

@@ -15,6 +15,7 @@ import (
 	"unsafe"
 
 	"github.com/valyala/fasthttp"
+	"golang.org/x/sys/unix"
 )
 
 // apiServer serves the API port. POST /v1/push, the call services make thousands of
@@ -203,7 +204,9 @@ func (a *apiServer) connState(c net.Conn, s fasthttp.ConnState) {
 	}
 }
 
-func (a *apiServer) serve(ln net.Listener) error { return a.srv.Serve(ln) }
+func (a *apiServer) serve(ln net.Listener) error {
+	return a.srv.Serve(retryListener{Listener: ln, log: a.n.log})
+}
 
 // shutdown stops accepting, lets requests in flight finish until ctx ends, then
 // closes whatever connections are left.
@@ -226,4 +229,41 @@ func (a *apiServer) closeAll() {
 	for c := range a.conns {
 		c.Close()
 	}
+}
+
+// retryListener keeps the API port alive through accept errors that pass: out of file
+// descriptors (a node near its open-files limit with all its clients), kernel memory,
+// a connection aborted in the queue. fasthttp treats every error other than a timeout
+// as fatal and stops serving for good; net/http, and this wrapper, back off and retry.
+type retryListener struct {
+	net.Listener
+	log *slog.Logger
+}
+
+func (l retryListener) Accept() (net.Conn, error) {
+	var delay time.Duration
+	for {
+		c, err := l.Listener.Accept()
+		if err == nil || !retryable(err) {
+			return c, err
+		}
+		delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		if delay == time.Second || delay == 5*time.Millisecond {
+			l.log.Warn("API port cannot accept; retrying", "err", err, "in", delay)
+		}
+		time.Sleep(delay)
+	}
+}
+
+func retryable(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, e := range []error{unix.EMFILE, unix.ENFILE, unix.ENOBUFS, unix.ENOMEM, unix.ECONNABORTED, unix.EINTR} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
 }

@@ -3,11 +3,15 @@ package node
 import (
 	"bufio"
 	"encoding/json"
+	"errors"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -129,5 +133,49 @@ func TestAPIServerRequestsDoNotShareMemory(t *testing.T) {
 	}
 	if _, got := read(t, c, 2*time.Second); got != "to alpha" {
 		t.Fatalf("client got %q", got)
+	}
+}
+
+// flakyListener fails its first accepts with errs, then accepts from the real listener.
+type flakyListener struct {
+	net.Listener
+	errs []error
+}
+
+func (f *flakyListener) Accept() (net.Conn, error) {
+	if len(f.errs) > 0 {
+		err := f.errs[0]
+		f.errs = f.errs[1:]
+		return nil, err
+	}
+	return f.Listener.Accept()
+}
+
+// Running out of file descriptors must not stop the API port for good: the node
+// recovers as soon as descriptors are free again.
+func TestRetryListenerSurvivesEMFILE(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	emfile := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+	aborted := &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.ECONNABORTED)}
+	rl := retryListener{Listener: &flakyListener{Listener: ln, errs: []error{emfile, emfile, aborted}}, log: slog.New(slog.DiscardHandler)}
+	go func() {
+		c, err := net.Dial("tcp", ln.Addr().String())
+		if err == nil {
+			defer c.Close()
+			time.Sleep(time.Second)
+		}
+	}()
+	c, err := rl.Accept()
+	if err != nil {
+		t.Fatalf("Accept gave up: %v", err)
+	}
+	c.Close()
+	ln.Close()
+	if _, err := rl.Accept(); !errors.Is(err, net.ErrClosed) {
+		t.Fatalf("Accept on a closed listener: %v, want net.ErrClosed", err)
 	}
 }
