@@ -295,11 +295,6 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
 	}
 	c.expires = s.clock.tickAt(id.Expires)
-	c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
-	c.gc.Write(c.sh.scratch)
-	if c.state == stateClosed {
-		return n, gnet.None
-	}
 	c.state = stateOpen
 	c.deadline = s.clock.ticks() + s.pingTicks
 	s.m.handshaking.Add(-1)
@@ -307,7 +302,13 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	c.sh.nOpen.Add(1)
 	s.m.handshakes.Inc()
 	s.m.handshakeTime.Observe(float64(time.Now().UnixNano()-c.since) / 1e9)
+	// Registered before the 101 leaves: a client that has its 101 is reachable by
+	// pushes, and a second connection it opens next is newer in the per-user order,
+	// however long this loop is descheduled between the two steps. Deliveries and
+	// closes for c run on this loop after this callback, so nothing overtakes the 101.
 	s.publish(c, id.Rooms)
+	c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
+	c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
 	return n, gnet.None
 }
 
