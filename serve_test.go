@@ -68,15 +68,7 @@ func TestServeBinary(t *testing.T) {
 	client, api, cmd := startBinary(t, secret, key)
 	defer cmd.Process.Kill()
 
-	get := func(path string) (int, string) {
-		resp, err := http.Get("http://" + api + path)
-		if err != nil {
-			return 0, err.Error()
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
+	get := func(path string) (int, string) { return httpGet(api, path) }
 	if code, body := get("/healthz"); code != 200 {
 		t.Fatalf("healthz: %d %s", code, body)
 	}
