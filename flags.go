@@ -104,7 +104,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
 
 	fs.IntVar(&o.loops, "loops", 0, "event loops (default: one per CPU)")
-	fs.IntVar(&o.maxConns, "max-conns", 0, "connection cap for this node; over it clients get 503 with a hint where to go (0: no cap)")
+	fs.IntVar(&o.maxConns, "max-conns", 0, "connection cap for this node; over it clients get 503 with a hint where to go (0: the open-files limit less a reserve of 5%, 64 to 700, for API, cluster and logs; -1: no cap)")
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 10, "connections one user may hold on a node; the oldest is closed with 4000")
 	fs.IntVar(&o.maxMessage, "max-message", 1<<20, "largest client message in bytes, fragments reassembled (over it: close 1009)")
 	fs.IntVar(&o.maxOutbound, "max-outbound", 512<<10, "bytes that may wait for one slow client before it is closed as a slow consumer")

@@ -180,6 +180,9 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	}
 	fmt.Fprintf(w, "longlink node %q\n  clients: %s\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  gossip:  %s\n",
 		n.Name(), strings.Join(clients, ", "), hostFor(api), n.GossipAddr())
+	if m := n.Loop().MaxConns(); m > 0 {
+		fmt.Fprintf(w, "  max connections: %d (--max-conns)\n", m)
+	}
 	if o.demo {
 		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
 	}

@@ -4,10 +4,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"golang.org/x/sys/unix"
 
 	"longlink/wsproto"
 )
@@ -49,7 +51,9 @@ type Config struct {
 	Endpoint func() []byte
 
 	// MaxConns caps connections on this node; over it a new client gets 503 with the
-	// Endpoint hint. Zero: no cap.
+	// Endpoint hint. Zero: the open-files limit less a reserve for the API port, cluster
+	// links and logs (FDBudget), so a full node answers 503 instead of running out of
+	// descriptors. Negative: no cap.
 	MaxConns int
 	// MaxConnsPerUser is how many connections one user may hold on this node; the
 	// oldest is closed with CloseReplaced when a new one arrives. Zero means 10.
@@ -121,6 +125,21 @@ const (
 	CloseSlowConsumer uint16 = 4008
 )
 
+// FDBudget is the default connection cap for a process allowed limit open files: the
+// limit less a reserve for API callers, cluster links, listeners and logs of 5%,
+// at least 64 and at most 700 descriptors (20,000 files: 19,300 clients and room for
+// 600 API connections). Go raises the soft limit to the hard limit at start.
+func FDBudget(limit uint64) int {
+	if limit > math.MaxInt32 {
+		return math.MaxInt32 // "unlimited": no cap in practice
+	}
+	reserve := min(max(limit/20, 64), 700)
+	if limit <= reserve {
+		return 1
+	}
+	return int(limit - reserve)
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
 	if len(cfg.Addrs) == 0 {
@@ -134,6 +153,15 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.Authenticate == nil {
 		return cfg, errors.New("loop: Config.Authenticate is required")
+	}
+	switch {
+	case cfg.MaxConns == 0:
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
+			cfg.MaxConns = FDBudget(lim.Cur)
+		}
+	case cfg.MaxConns < 0:
+		cfg.MaxConns = 0 // no cap
 	}
 	if cfg.MaxConnsPerUser <= 0 {
 		cfg.MaxConnsPerUser = 10

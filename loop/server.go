@@ -188,6 +188,9 @@ func (s *Server) shardOf(el gnet.EventLoop) *shard {
 // excluded.
 func (s *Server) Connections() int { return int(s.m.open.Load()) }
 
+// MaxConns is the connection cap in force (0: none), after defaults.
+func (s *Server) MaxConns() int { return s.cfg.MaxConns }
+
 // Users is the exact number of users with at least one connection here.
 func (s *Server) Users() int { return int(s.reg.nUsers.Load()) }
 
