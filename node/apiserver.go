@@ -16,6 +16,8 @@ import (
 
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
+
+	"longlink/push"
 )
 
 // apiServer serves the API port. POST /v1/push, the call services make thousands of
@@ -70,12 +72,10 @@ func (a *apiServer) push(ctx *fasthttp.RequestCtx) {
 	bp := answerPool.Get().(*[]byte)
 	status, www, answer := a.n.api.ServePush(b2s(h.Peek("Authorization")), b2s(h.ContentType()),
 		ctx.PostBody(), (*bp)[:0])
-	ctx.SetStatusCode(status)
-	ctx.Response.Header.SetContentType("application/json")
+	writeAnswer(ctx, status, answer) // copied: the answer buffer goes back to the pool now
 	if www != "" {
 		ctx.Response.Header.Set("WWW-Authenticate", www)
 	}
-	ctx.SetBody(answer) // copied: the answer buffer goes back to the pool now
 	*bp = answer
 	answerPool.Put(bp)
 }
@@ -90,9 +90,7 @@ func (a *apiServer) serveMux(ctx *fasthttp.RequestCtx) {
 	uri := string(ctx.RequestURI())
 	u, err := url.ParseRequestURI(uri)
 	if err != nil {
-		ctx.SetStatusCode(http.StatusBadRequest)
-		ctx.Response.Header.SetContentType("application/json")
-		ctx.Response.SetBodyString(`{"error":` + strconv.Quote("malformed request target: "+err.Error()) + `,"status":400}`)
+		writeAnswer(ctx, http.StatusBadRequest, push.AppendError(nil, http.StatusBadRequest, "malformed request target: "+err.Error()))
 		return
 	}
 	body := bytes.Clone(ctx.PostBody())
@@ -169,10 +167,8 @@ func (a *apiServer) requestError(ctx *fasthttp.RequestCtx, err error) {
 	var small *fasthttp.ErrSmallBuffer
 	switch {
 	case errors.Is(err, fasthttp.ErrBodyTooLarge):
-		s, body := a.n.api.TooLarge(nil)
-		ctx.SetStatusCode(s)
-		ctx.Response.Header.SetContentType("application/json")
-		ctx.Response.SetBodyRaw(body)
+		status, body := a.n.api.TooLarge(nil)
+		writeAnswer(ctx, status, body)
 		return
 	case errors.As(err, &small) || errors.Is(err, fasthttp.ErrSmallReadBuffer):
 		status, msg = http.StatusRequestHeaderFieldsTooLarge,
@@ -180,9 +176,14 @@ func (a *apiServer) requestError(ctx *fasthttp.RequestCtx, err error) {
 	case isTimeout(err):
 		status, msg = http.StatusRequestTimeout, "request not received in time"
 	}
+	writeAnswer(ctx, status, push.AppendError(nil, status, msg))
+}
+
+// writeAnswer sets a JSON answer; body is copied, so it may be a pooled buffer.
+func writeAnswer(ctx *fasthttp.RequestCtx, status int, body []byte) {
 	ctx.SetStatusCode(status)
 	ctx.Response.Header.SetContentType("application/json")
-	ctx.Response.SetBodyString(`{"error":` + strconv.Quote(msg) + `,"status":` + strconv.Itoa(status) + `}`)
+	ctx.SetBody(body)
 }
 
 func isTimeout(err error) bool {

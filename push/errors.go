@@ -33,13 +33,18 @@ func (a *API) fail(w http.ResponseWriter, status, reason int, msg string) int {
 }
 
 func (a *API) failErr(w http.ResponseWriter, e *apiError) int {
-	a.m.errors[e.reason].Inc()
 	bp := bufPool.Get().(*[]byte)
-	b := appendError((*bp)[:0], e)
-	status := writeRaw(w, e.status, b)
+	status, b := a.errorAnswer(e, (*bp)[:0])
+	writeRaw(w, status, b)
 	*bp = b
 	bufPool.Put(bp)
 	return status
+}
+
+// AppendError appends the API's JSON error body, {"error":msg,"status":status}, to b,
+// for answers the HTTP server gives before a request reaches the API.
+func AppendError(b []byte, status int, msg string) []byte {
+	return appendError(b, &apiError{status: status, msg: msg})
 }
 
 func appendError(b []byte, e *apiError) []byte {
@@ -71,37 +76,52 @@ func (a *API) hubError(op string, err error) *apiError {
 	return &apiError{status: status, reason: reasonHub, msg: op + ": " + err.Error()}
 }
 
-// decodeJSON decodes exactly one JSON value from the request body into v,
-// rejecting unknown fields, trailing data and bodies over the limit.
+// decodeJSON reads the request body (up to the limit) and decodes exactly one
+// JSON value from it into v, rejecting unknown fields and trailing data.
 // allowEmpty lets an empty body leave v untouched (DELETE with no body).
 // fields lists the accepted field names for the unknown-field error, which
 // encoding/json reports without a position.
 func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any, fields string, allowEmpty bool) *apiError {
-	if r.ContentLength > a.maxBody {
-		return a.tooLarge()
+	body, e := a.readBody(w, r)
+	if e != nil {
+		return e
 	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, a.maxBody))
+	if allowEmpty && len(bytes.TrimSpace(body)) == 0 {
+		return nil
+	}
+	return decodeBody(body, v, fields)
+}
+
+// readBody reads r's body, up to the body limit.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, *apiError) {
+	if r.ContentLength > a.maxBody {
+		return nil, a.tooLarge()
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, a.maxBody))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return nil, a.tooLarge()
+		}
+		return nil, badRequest("cannot read the request body: %v", err)
+	}
+	return body, nil
+}
+
+// decodeBody decodes exactly one JSON value from body into v: no unknown
+// fields, nothing but whitespace after it. Batch elements use it too.
+func decodeBody(body []byte, v any, fields string) *apiError {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
 		if err == io.EOF {
-			if allowEmpty {
-				return nil
-			}
 			return badRequest("request body is empty; expected a JSON object")
 		}
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return a.tooLarge()
-		}
-		return jsonError(err, r.ContentLength, fields)
+		return jsonError(err, int64(len(body)), fields)
 	}
 	// One value only: "{...} {...}" or "{...} x" is a mistake worth naming.
 	end := dec.InputOffset()
 	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return a.tooLarge()
-		}
 		return badRequest("unexpected data after the JSON object, which ends at byte offset %d", end)
 	}
 	return nil
@@ -110,16 +130,6 @@ func (a *API) decodeJSON(w http.ResponseWriter, r *http.Request, v any, fields s
 func (a *API) tooLarge() *apiError {
 	return &apiError{status: http.StatusRequestEntityTooLarge, reason: reasonTooLarge,
 		msg: "request body is larger than " + strconv.FormatInt(a.maxBody, 10) + " bytes"}
-}
-
-// decodeRaw is decodeJSON for one batch element already in memory.
-func decodeRaw(raw []byte, v any, fields string) *apiError {
-	dec := json.NewDecoder(bytes.NewReader(raw))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return jsonError(err, int64(len(raw)), fields)
-	}
-	return nil
 }
 
 // jsonError turns an encoding/json error into a 400 naming the field or the

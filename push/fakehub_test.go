@@ -1,6 +1,7 @@
 package push
 
 import (
+	"bytes"
 	"errors"
 	"net/http"
 	"slices"
@@ -57,7 +58,9 @@ func (h *fakeHub) Deliver(m *Message) (Result, error) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.delivered = append(h.delivered, m)
+	kept := *m // the Hub contract: m.Data may alias a reused request buffer
+	kept.Data = bytes.Clone(m.Data)
+	h.delivered = append(h.delivered, &kept)
 	res := h.result
 	for _, u := range m.To.Users {
 		if _, ok := h.online[u]; !ok {

@@ -12,8 +12,10 @@ import "time"
 // (4xx or 5xx) and its message; any other error is answered with 500.
 type Hub interface {
 	// Deliver sends m to every connection its targets name, at most once per
-	// connection even when several targets name the same one. m is owned by
-	// the hub after the call; m.ID and m.Accepted are already set.
+	// connection even when several targets name the same one. m.ID and
+	// m.Accepted are already set. m.Data may alias the caller's request buffer,
+	// which is reused once Deliver returns: copy what outlives the call (the
+	// node encodes the frame and the forwarded message before returning).
 	Deliver(m *Message) (Result, error)
 	// User lists the user's connections cluster-wide; an empty slice means
 	// the user is not connected.

@@ -31,25 +31,12 @@ type batchRequest struct {
 }
 
 func (a *API) handlePush(w http.ResponseWriter, r *http.Request) int {
-	bp := bufPool.Get().(*[]byte)
-	body, e := a.readBody(w, r, *bp)
-	var status int
-	var answer []byte
+	body, e := a.readBody(w, r)
 	if e != nil {
-		status, answer = a.errorAnswer(e, body[len(body):])
-	} else {
-		// The answer goes after the body in the same buffer: both are small.
-		status, answer = a.pushBody(body, body[len(body):])
+		return a.failErr(w, e)
 	}
-	writeRaw(w, status, answer)
-	*bp = body[:0]
-	if cap(answer) > cap(body) {
-		*bp = answer[:0]
-	}
-	if cap(*bp) <= 64<<10 { // do not pin a buffer grown by one huge body
-		bufPool.Put(bp)
-	}
-	return status
+	status, answer := a.pushBody(body, nil)
+	return writeRaw(w, status, answer)
 }
 
 // handleBatch validates every message first, then delivers the valid ones
@@ -70,7 +57,7 @@ func (a *API) handleBatch(w http.ResponseWriter, r *http.Request) int {
 	errs := make([]*apiError, len(req.Messages))
 	for i, raw := range req.Messages {
 		var pr pushRequest
-		e := decodeRaw(raw, &pr, pushFields)
+		e := decodeBody(raw, &pr, pushFields)
 		if e == nil {
 			msgs[i], e = a.message(&pr)
 		}
