@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"sort"
 	"strings"
 	"time"
 
+	"longlink/cluster"
 	"longlink/node"
 )
 
@@ -75,12 +77,13 @@ type serveOptions struct {
 	demo             bool
 	demoPush         bool
 
-	join            listFlag
-	gossipAddr      string
-	gossipAdvertise string
-	forwardAddr     string
-	clusterName     string
-	clusterKey      string
+	join             listFlag
+	gossipAddr       string
+	gossipAdvertise  string
+	forwardAddr      string
+	clusterName      string
+	clusterKey       string
+	clusterMaxRoutes int
 
 	pprof     bool
 	logFormat string
@@ -118,12 +121,13 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at /demo/ on the API address")
 	fs.BoolVar(&o.demoPush, "demo-push", false, "let the demo page send pushes with the node's API key (always on when the key is a generated development key)")
 
-	fs.Var(&setList{l: &o.join}, "join", "peers to join: host:port list or a DNS name resolving to several peers")
-	fs.StringVar(&o.gossipAddr, "gossip-addr", ":7946", "gossip bind address (memberlist, TCP and UDP)")
+	fs.Var(&setList{l: &o.join}, "join", "peers to join: host:port list or a DNS name resolving to several peers (starts clustering)")
+	fs.StringVar(&o.gossipAddr, "gossip-addr", "", "gossip bind address, memberlist TCP and UDP (starts clustering; default :7946 with --join, none without: a standalone node opens no cluster port)")
 	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address peers should use (default: derived from --gossip-addr)")
 	fs.StringVar(&o.forwardAddr, "forward-addr", "", "address for push forwarding between nodes (default: gossip port + 1)")
 	fs.StringVar(&o.clusterName, "cluster-name", "longlink", "cluster name; nodes with another name never merge")
-	fs.StringVar(&o.clusterKey, "cluster-key", "", "gossip encryption and forwarding key (16, 24 or 32 bytes raw or base64, or any passphrase)")
+	fs.StringVar(&o.clusterKey, "cluster-key", "", "cluster secret: base64 of 16, 24 or 32 random bytes (longlink keygen prints one); encrypts gossip and authenticates forwarding; required unless the cluster listens on loopback only")
+	fs.IntVar(&o.clusterMaxRoutes, "cluster-max-routes", 1<<20, "users plus rooms one peer may advertise; a peer over it is disconnected and treated as holding everyone")
 
 	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -237,6 +241,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if len(o.clientAddrs) == 0 {
 		return node.Config{}, errors.New("--client-addr: at least one address is required")
 	}
+	if err := o.checkCluster(log); err != nil {
+		return node.Config{}, err
+	}
 	return node.Config{
 		NodeName:         o.nodeName,
 		ClientAddrs:      o.clientAddrs,
@@ -262,7 +269,68 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		ForwardAddr:      o.forwardAddr,
 		ClusterName:      o.clusterName,
 		ClusterKey:       o.clusterKey,
+		ClusterMaxRoutes: o.clusterMaxRoutes,
 		Pprof:            o.pprof,
 		Logger:           log,
 	}, nil
+}
+
+// checkCluster validates the cluster flags with errors that name them. A node
+// clusters only when asked (--join or --gossip-addr), and one that listens for
+// peers beyond loopback must have a real key: gossip and forwarding are then
+// authenticated, and no process that lacks the key can join, push or kick.
+func (o *serveOptions) checkCluster(log *slog.Logger) error {
+	if _, err := cluster.ParseKey(o.clusterKey); err != nil {
+		return fmt.Errorf("--cluster-key: %w", err)
+	}
+	if o.clusterMaxRoutes < 1 {
+		return fmt.Errorf("--cluster-max-routes %d: must be at least 1", o.clusterMaxRoutes)
+	}
+	gossip := o.gossipAddr
+	if gossip == "" && len(o.join) > 0 {
+		gossip = ":7946"
+	}
+	if gossip == "" {
+		const off = "%s %q: clustering is off (give --join or --gossip-addr to start it)"
+		switch {
+		case o.forwardAddr != "":
+			return fmt.Errorf(off, "--forward-addr", o.forwardAddr)
+		case o.gossipAdvertise != "":
+			return fmt.Errorf(off, "--gossip-advertise", o.gossipAdvertise)
+		}
+		return nil
+	}
+	forward := o.forwardAddr
+	if forward == "" {
+		host, _, _ := net.SplitHostPort(gossip)
+		forward = net.JoinHostPort(host, "0") // only the host matters here
+	}
+	if o.clusterKey == "" {
+		if cluster.KeyRequired(gossip, forward) {
+			return fmt.Errorf("--cluster-key is required: the node would listen for peers on gossip %q and forwarding %q, "+
+				"reachable from other hosts; set --cluster-key \"$(longlink keygen)\" (the same on every node), "+
+				"or use loopback addresses (--gossip-addr 127.0.0.1:7946) for a development cluster on one host", gossip, forward)
+		}
+		log.Warn("no --cluster-key: a loopback development cluster; any process on this host can join it")
+	}
+	return nil
+}
+
+// listenFlags maps node.ListenError fields to the flags that set them.
+var listenFlags = map[string]string{
+	"ClientAddrs": "--client-addr",
+	"APIAddr":     "--api-addr",
+	"GossipAddr":  "--gossip-addr",
+	"ForwardAddr": "--forward-addr",
+}
+
+// startError words a start failure for an operator: which flag to change.
+func startError(err error) string {
+	le, ok := errors.AsType[*node.ListenError](err)
+	if !ok {
+		return err.Error()
+	}
+	return fmt.Sprintf("cannot listen on %s (%s): %v; choose another address with %s "+
+		"(several nodes on one host each need their own --client-addr, --api-addr, --gossip-addr and --forward-addr)",
+		le.Addr, listenFlags[le.Field], le.Err, listenFlags[le.Field])
 }

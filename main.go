@@ -7,6 +7,7 @@
 //	longlink client ...        connect as a client and print messages
 //	longlink bench ...         the bundled load generator
 //	longlink healthcheck       exit 0 if the node's /healthz answers (container probes)
+//	longlink keygen            print a fresh random --cluster-key
 package main
 
 import (
@@ -29,6 +30,7 @@ import (
 
 	"longlink/auth"
 	"longlink/bench"
+	"longlink/cluster"
 	"longlink/node"
 	"longlink/web"
 )
@@ -51,6 +53,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return bench.Main(args, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(args, stderr)
+	case "keygen":
+		return keygen(args, stdout, stderr)
 	case "client":
 		return client(args, stdout, stderr)
 	case "help":
@@ -69,6 +73,7 @@ func usage(w io.Writer) {
   longlink client --user ID    connect and print every message (a quick test client)
   longlink bench SCENARIO      load-test a node or cluster (see longlink bench --help)
   longlink healthcheck         probe a node's /healthz (container health checks)
+  longlink keygen              print a fresh --cluster-key
 `)
 }
 
@@ -122,7 +127,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := n.Start(); err != nil {
-		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		fmt.Fprintf(stderr, "longlink: %s\n", startError(err))
 		return 1
 	}
 	if o.demo {
@@ -178,8 +183,12 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	for _, a := range n.ClientAddrs() {
 		clients = append(clients, "ws://"+hostFor(a)+"/ws")
 	}
-	fmt.Fprintf(w, "longlink node %q\n  clients: %s\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  gossip:  %s\n",
-		n.Name(), strings.Join(clients, ", "), hostFor(api), n.GossipAddr())
+	gossip := "off (standalone; --join or --gossip-addr starts clustering)"
+	if n.Clustered() {
+		gossip = n.GossipAddr() + ", forwarding " + n.Cluster().ForwardAddr()
+	}
+	fmt.Fprintf(w, "longlink node %q\n  clients: %s\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  cluster: %s\n",
+		n.Name(), strings.Join(clients, ", "), hostFor(api), gossip)
 	if m := n.Loop().MaxConns(); m > 0 {
 		fmt.Fprintf(w, "  max connections: %d (--max-conns)\n", m)
 	}
@@ -301,4 +310,21 @@ func newLogger(format, level string, w io.Writer) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func keygen(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		fmt.Fprint(stderr, "Usage: longlink keygen\n\nPrints a fresh random cluster key (base64 of 32 bytes) for --cluster-key.\n")
+		if args[0] == "-h" || args[0] == "--help" {
+			return 0
+		}
+		return 2
+	}
+	k, err := cluster.NewKey()
+	if err != nil {
+		fmt.Fprintf(stderr, "longlink: %v\n", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, k)
+	return 0
 }

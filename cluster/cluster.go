@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hashicorp/go-sockaddr"
 	"github.com/hashicorp/memberlist"
 )
 
@@ -53,10 +54,12 @@ type Cluster struct {
 
 	lastRefusedLog atomic.Int64 // unix nanos of the last refused-link log line
 
-	inMu       sync.Mutex
-	inbound    map[uint64]inboundConn
-	inClosed   bool
-	nextConnID uint64
+	inMu         sync.Mutex
+	inbound      map[uint64]inboundConn
+	unauthed     int            // inbound connections still in the handshake
+	unauthedByIP map[string]int // the same, per remote address
+	inClosed     bool
+	nextConnID   uint64
 }
 
 // New validates cfg, starts memberlist and the forwarding listener and joins
@@ -74,7 +77,10 @@ func New(cfg Config) (*Cluster, error) {
 	if _, err := rand.Read(eb[:]); err != nil {
 		return nil, fmt.Errorf("cluster: cannot generate epoch: %w", err)
 	}
-	gossipKey := GossipKey(cfg.ClusterKey)
+	gossipKey, _ := ParseKey(cfg.ClusterKey) // validated by withDefaults
+	if cfg.ClusterKey == "" {
+		cfg.Logger.Warn("cluster: no cluster key: gossip is not encrypted and any process on this host can join; loopback development only")
+	}
 	c := &Cluster{
 		cfg:       cfg,
 		log:       cfg.Logger,
@@ -87,13 +93,15 @@ func New(cfg Config) (*Cluster, error) {
 		members:   map[string]*memberInfo{},
 		peers:     map[string]*peer{},
 		inbound:   map[uint64]inboundConn{},
+
+		unauthedByIP: map[string]int{},
 	}
 	c.alive.Store(&[]string{})
 	c.fwdAdvertise.Store("")
 
 	c.ln, err = net.Listen("tcp", cfg.ForwardAddr)
 	if err != nil {
-		return nil, fmt.Errorf("cluster: cannot listen on ForwardAddr %q: %w", cfg.ForwardAddr, err)
+		return nil, &ListenError{Field: "ForwardAddr", Addr: cfg.ForwardAddr, Err: err}
 	}
 	mlc, err := c.memberlistConfig(gossipKey)
 	if err != nil {
@@ -105,7 +113,7 @@ func New(cfg Config) (*Cluster, error) {
 	if err != nil {
 		_ = c.ln.Close()
 		c.m.close()
-		return nil, fmt.Errorf("cluster: cannot start memberlist on %q: %w", cfg.GossipAddr, err)
+		return nil, &ListenError{Field: "GossipAddr", Addr: cfg.GossipAddr, Err: err}
 	}
 	// The forward host defaults to the gossip advertise IP, which memberlist
 	// may only know now (it picks a private IP for an unspecified bind).
@@ -141,6 +149,9 @@ func New(cfg Config) (*Cluster, error) {
 // Joined reports whether the node is part of a cluster: it was given no peers, or it
 // reached at least one of them, or a peer has joined it since.
 func (c *Cluster) Joined() bool {
+	if c == nil {
+		return true
+	}
 	return c.joined.Load() || len(c.AliveNodes()) > 0
 }
 
@@ -165,6 +176,15 @@ func (c *Cluster) memberlistConfig(gossipKey []byte) (*memberlist.Config, error)
 			ip = ips[0]
 		}
 		mlc.AdvertiseAddr, mlc.AdvertisePort = ip.String(), aport
+	} else if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		// memberlist advertises a private IP for an unspecified bind and
+		// fails on a host that has none (a laptop on loopback only, some
+		// containers). Pick the address here so such a host still works.
+		addr, err := advertiseIP()
+		if err != nil {
+			return nil, err
+		}
+		mlc.AdvertiseAddr = addr
 	}
 	// The label keeps clusters apart: memberlist drops packets and streams
 	// whose label differs, so two clusters never merge.
@@ -192,7 +212,12 @@ func (c *Cluster) memberlistConfig(gossipKey []byte) (*memberlist.Config, error)
 func (c *Cluster) Name() string { return c.cfg.NodeName }
 
 // GossipAddr is the advertised gossip host:port (the real port if bound to 0).
-func (c *Cluster) GossipAddr() string { return c.ml.LocalNode().Address() }
+func (c *Cluster) GossipAddr() string {
+	if c == nil {
+		return ""
+	}
+	return c.ml.LocalNode().Address()
+}
 
 // ForwardAddr is the advertised forwarding host:port.
 func (c *Cluster) ForwardAddr() string { return c.fwdAdvertise.Load().(string) }
@@ -200,6 +225,9 @@ func (c *Cluster) ForwardAddr() string { return c.fwdAdvertise.Load().(string) }
 // Members lists known nodes sorted by name, this one included. Dead and left
 // nodes are listed for forgetAfter.
 func (c *Cluster) Members() []Member {
+	if c == nil {
+		return nil
+	}
 	now := time.Now()
 	c.memMu.RLock()
 	out := make([]Member, 0, len(c.members))
@@ -230,13 +258,21 @@ func (c *Cluster) Members() []Member {
 
 // AliveNodes returns the sorted names of live peers (alive or suspect),
 // excluding this node. The slice must not be modified.
-func (c *Cluster) AliveNodes() []string { return *c.alive.Load() }
+func (c *Cluster) AliveNodes() []string {
+	if c == nil {
+		return nil
+	}
+	return *c.alive.Load()
+}
 
 // Send queues a copy of payload for node. It never blocks; it fails if node
 // is not a live peer, the payload is too large, or node's queue is full.
 // Every failure is counted in longlink_cluster_forward_failures_total.
 func (c *Cluster) Send(node string, payload []byte) error {
-	if len(payload)+frameHeader > min(c.cfg.QueueBytes, maxFrame) {
+	if c == nil {
+		return ErrUnknownNode
+	}
+	if len(payload)+frameHeader > min(c.cfg.QueueBytes, c.cfg.MaxFrame) {
 		c.m.forwardFailures.Inc()
 		return ErrTooLarge
 	}
@@ -253,7 +289,10 @@ func (c *Cluster) Send(node string, payload []byte) error {
 // Broadcast queues payload once for every live peer and returns how many
 // peers accepted it.
 func (c *Cluster) Broadcast(payload []byte) int {
-	if len(payload)+frameHeader > min(c.cfg.QueueBytes, maxFrame) {
+	if c == nil {
+		return 0
+	}
+	if len(payload)+frameHeader > min(c.cfg.QueueBytes, c.cfg.MaxFrame) {
 		c.m.forwardFailures.Inc()
 		return 0
 	}
@@ -271,26 +310,43 @@ func (c *Cluster) Broadcast(payload []byte) int {
 // SetLocalUser records that user got its first (present) or lost its last
 // connection on this node. Cheap and non-blocking: peers learn it within
 // about flushInterval plus one network hop.
-func (c *Cluster) SetLocalUser(user string, present bool) { c.local.set(false, user, present) }
+func (c *Cluster) SetLocalUser(user string, present bool) {
+	if c != nil {
+		c.local.set(false, user, present)
+	}
+}
 
 // SetLocalRoom records that this node got its first member of room or lost
 // its last one.
-func (c *Cluster) SetLocalRoom(room string, present bool) { c.local.set(true, room, present) }
+func (c *Cluster) SetLocalRoom(room string, present bool) {
+	if c != nil {
+		c.local.set(true, room, present)
+	}
+}
 
 // NodesForUsers returns the live peers (not self) holding any of users, plus
 // every live peer whose table is not known yet: send to all of them.
 func (c *Cluster) NodesForUsers(users []string) []string {
+	if c == nil {
+		return nil
+	}
 	return c.remote.nodesFor(false, users, *c.alive.Load())
 }
 
 // NodesForRooms is NodesForUsers for rooms.
 func (c *Cluster) NodesForRooms(rooms []string) []string {
+	if c == nil {
+		return nil
+	}
 	return c.remote.nodesFor(true, rooms, *c.alive.Load())
 }
 
 // UpdateMeta re-gossips this node's meta (Config.Meta) at most once per
 // metaMinInterval; calls in between are merged.
 func (c *Cluster) UpdateMeta() {
+	if c == nil {
+		return
+	}
 	select {
 	case c.metaDirty <- struct{}{}:
 	default:
@@ -300,6 +356,9 @@ func (c *Cluster) UpdateMeta() {
 // Leave tells the peers this node is leaving, flushes the forwarding queues
 // and shuts down, all within about timeout.
 func (c *Cluster) Leave(timeout time.Duration) error {
+	if c == nil {
+		return nil
+	}
 	err := ErrClosed
 	c.closeOnce.Do(func() {
 		deadline := time.Now().Add(timeout)
@@ -318,6 +377,9 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 
 // Kill stops without telling anyone, like a crash (tests).
 func (c *Cluster) Kill() {
+	if c == nil {
+		return
+	}
 	c.closeOnce.Do(c.shutdown)
 }
 
@@ -456,3 +518,37 @@ func (c *Cluster) dialPeer(addr string) (net.Conn, error) {
 }
 
 func (c *Cluster) sleep(d time.Duration) <-chan time.Time { return time.After(d) }
+
+// advertiseIP picks the address to advertise for an unspecified bind: a
+// private IP as memberlist would, else any global unicast address, else
+// loopback (only peers on this host can reach it, which is all a host with
+// only a loopback interface can have).
+func advertiseIP() (string, error) {
+	if ip, err := sockaddr.GetPrivateIP(); err == nil && ip != "" {
+		return ip, nil
+	}
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return "", fmt.Errorf("cluster: cannot list interface addresses to advertise (set GossipAdvertise): %w", err)
+	}
+	for _, a := range addrs {
+		if ipn, ok := a.(*net.IPNet); ok && ipn.IP.IsGlobalUnicast() {
+			return ipn.IP.String(), nil
+		}
+	}
+	return "127.0.0.1", nil
+}
+
+// ListenError is a failure to bind one of the cluster's addresses; Field
+// names the Config field to change.
+type ListenError struct {
+	Field string // GossipAddr or ForwardAddr
+	Addr  string
+	Err   error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("cluster: cannot listen on %s %q: %v", e.Field, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }

@@ -43,12 +43,34 @@ type Config struct {
 	// streams with another label are dropped) and it is mixed into the
 	// forwarding key. Empty means "longlink".
 	ClusterName string
-	// ClusterKey enables gossip encryption and authenticates forwarding
-	// links. Base64 of 16/24/32 bytes, or a raw string of 16/24/32 bytes, or
-	// any other passphrase (then SHA-256 of it is the 32-byte key). Empty
-	// means no encryption, and forwarding links are authenticated with a key
-	// derived from the cluster name only, which is NOT a security boundary.
+	// ClusterKey is the cluster's shared secret, base64 (standard encoding)
+	// of 16, 24 or 32 random bytes (`longlink keygen` prints one). It
+	// encrypts and authenticates gossip (memberlist's AES-GCM keyring) and
+	// authenticates forwarding links. Required unless every listener is on
+	// loopback (see KeyRequired): a node reachable from other hosts never
+	// runs without one. Empty (loopback only) means no gossip encryption and
+	// a forwarding key derived from the cluster name, which anyone on this
+	// host can compute: a development setup, not a security boundary.
 	ClusterKey string
+	// MaxFrame bounds one frame on an inbound forwarding link in bytes; a
+	// peer that announces a longer one is disconnected. The buffer for a
+	// frame grows with the bytes that arrive, never by what a header
+	// announces. Zero means 8 MiB; it must exceed the largest message the
+	// node forwards (the node sets it from its API body limit).
+	MaxFrame int
+	// MaxPeerRoutes bounds the route table one peer may advertise (users
+	// plus rooms it holds). A snapshot or delta that would exceed it closes
+	// the link and is counted; the peer then counts as holding everything
+	// ("unsure": messages are sent to it rather than dropped). Names are at
+	// most maxRouteName bytes. Zero means 1,048,576: a node rarely holds
+	// more than one user per connection, and a full table costs 60 MiB with
+	// 10-byte names, 330 MiB at the longest.
+	MaxPeerRoutes int
+	// MaxInbound bounds the inbound forwarding connections that have not
+	// yet proved the cluster key; more are closed at once and counted.
+	// Authenticated links are bounded by the members (one per peer). Zero
+	// means 64.
+	MaxInbound int
 	// Meta returns what this node advertises. Called by memberlist; must be
 	// cheap and must not call Cluster methods. Nil advertises nothing.
 	Meta func() NodeMeta
@@ -104,9 +126,12 @@ const (
 	defaultProbe        = time.Second
 	defaultSyncInterval = 10 * time.Second
 	defaultQueueBytes   = 16 << 20
-	// maxFrame bounds one frame on a forwarding link (the receiver allocates
-	// up to this much for one message).
-	maxFrame = 64 << 20
+	defaultMaxFrame     = 8 << 20
+	defaultMaxRoutes    = 1 << 20
+	defaultMaxInbound   = 64
+	// maxFrameLimit is the largest MaxFrame accepted: the length field is 32
+	// bits and no message of ours comes near it.
+	maxFrameLimit = 1 << 30
 )
 
 // withDefaults validates cfg and fills in defaults. Errors name the field.
@@ -169,6 +194,30 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.QueueBytes == 0 {
 		cfg.QueueBytes = defaultQueueBytes
 	}
+	if cfg.MaxFrame < 0 || cfg.MaxFrame > maxFrameLimit || (cfg.MaxFrame > 0 && cfg.MaxFrame < 64<<10) {
+		return cfg, fmt.Errorf("cluster: MaxFrame %d must be 0 or between 64 KiB and 1 GiB", cfg.MaxFrame)
+	}
+	if cfg.MaxFrame == 0 {
+		cfg.MaxFrame = defaultMaxFrame
+	}
+	if cfg.MaxPeerRoutes < 0 {
+		return cfg, fmt.Errorf("cluster: MaxPeerRoutes %d must not be negative", cfg.MaxPeerRoutes)
+	}
+	if cfg.MaxPeerRoutes == 0 {
+		cfg.MaxPeerRoutes = defaultMaxRoutes
+	}
+	if cfg.MaxInbound < 0 {
+		return cfg, fmt.Errorf("cluster: MaxInbound %d must not be negative", cfg.MaxInbound)
+	}
+	if cfg.MaxInbound == 0 {
+		cfg.MaxInbound = defaultMaxInbound
+	}
+	if _, err := ParseKey(cfg.ClusterKey); err != nil {
+		return cfg, fmt.Errorf("cluster: ClusterKey: %w", err)
+	}
+	if cfg.ClusterKey == "" && KeyRequired(cfg.GossipAddr, cfg.ForwardAddr) {
+		return cfg, fmt.Errorf("cluster: %w (GossipAddr %q, ForwardAddr %q)", ErrKeyRequired, cfg.GossipAddr, cfg.ForwardAddr)
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -187,25 +236,53 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-// GossipKey turns a --cluster-key value into a memberlist SecretKey:
-// base64 of 16/24/32 bytes is decoded; a raw string of 16/24/32 bytes is
-// used as is; anything else is a passphrase hashed with SHA-256 (32 bytes).
-// Empty returns nil (no encryption).
-func GossipKey(s string) []byte {
+// ParseKey decodes a ClusterKey: standard base64 of exactly 16, 24 or 32
+// bytes (AES-128, -192 or -256). Empty returns nil (no key). Passphrases and
+// short keys are refused: a key is only as strong as its randomness, and a
+// typed word is not random.
+func ParseKey(s string) ([]byte, error) {
 	if s == "" {
-		return nil
+		return nil, nil
 	}
-	if b, err := base64.StdEncoding.DecodeString(s); err == nil && validAESLen(len(b)) {
-		return b
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		return nil, fmt.Errorf("%w: not base64 (generate one with `longlink keygen`)", ErrBadKey)
 	}
-	if validAESLen(len(s)) {
-		return []byte(s)
+	if !validAESLen(len(b)) {
+		return nil, fmt.Errorf("%w: %d bytes, want 16, 24 or 32 (generate one with `longlink keygen`)", ErrBadKey, len(b))
 	}
-	sum := sha256.Sum256([]byte(s))
-	return sum[:]
+	return b, nil
+}
+
+// NewKey returns a fresh random 32-byte key in the form ParseKey takes.
+func NewKey() (string, error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("cluster: cannot read random bytes: %w", err)
+	}
+	return base64.StdEncoding.EncodeToString(b), nil
 }
 
 func validAESLen(n int) bool { return n == 16 || n == 24 || n == 32 }
+
+// KeyRequired reports whether a node listening on these addresses must have
+// a cluster key: true unless both bind hosts are loopback addresses (or
+// "localhost"). An empty or unspecified host listens on every interface.
+func KeyRequired(gossipAddr, forwardAddr string) bool {
+	return !loopbackBind(gossipAddr) || !loopbackBind(forwardAddr)
+}
+
+func loopbackBind(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
 
 // forwardKey is the HMAC key that authenticates forwarding links. It mixes the
 // cluster name with the gossip key so two clusters sharing a key still refuse
@@ -225,4 +302,6 @@ var (
 	ErrQueueFull   = errors.New("cluster: peer queue full")
 	ErrTooLarge    = errors.New("cluster: message too large")
 	ErrClosed      = errors.New("cluster: closed")
+	ErrBadKey      = errors.New("cluster: invalid cluster key")
+	ErrKeyRequired = errors.New("a cluster key is required to listen for peers beyond loopback")
 )

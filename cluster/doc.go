@@ -9,6 +9,9 @@
 // Concurrency and lifetime contract:
 //
 //   - Every exported method of *Cluster is safe for concurrent use.
+//   - A nil *Cluster is a standalone node (no cluster was asked for): Joined
+//     is true, the peer and member queries return nothing, SetLocal*,
+//     UpdateMeta, Leave and Kill do nothing. Callers need no nil checks.
 //   - SetLocalUser and SetLocalRoom are called from event loops at connect rate:
 //     they take one short mutex and append to a pending delta; a flusher
 //     goroutine ships the deltas every flushInterval. They never block on I/O.

@@ -39,6 +39,12 @@ func never(t testing.TB, d time.Duration, what string, cond func() bool) {
 
 var quietLogger = slog.New(slog.NewTextHandler(io.Discard, nil))
 
+// Cluster keys for tests (base64 of 32 bytes).
+const (
+	testKey  = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE="
+	otherKey = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktb3Q="
+)
+
 // testConfig is a fast-probing loopback node.
 func testConfig(name string, join ...string) Config {
 	return Config{
@@ -47,7 +53,7 @@ func testConfig(name string, join ...string) Config {
 		ForwardAddr:  "127.0.0.1:0",
 		Join:         join,
 		ClusterName:  "test",
-		ClusterKey:   "test-passphrase",
+		ClusterKey:   testKey,
 		Probe:        200 * time.Millisecond,
 		SyncInterval: time.Second,
 		Logger:       quietLogger,

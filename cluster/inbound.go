@@ -7,11 +7,24 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"sync/atomic"
 	"time"
 )
 
-const refusedLogEvery = 10 * time.Second
+const (
+	refusedLogEvery = 10 * time.Second
+	// maxUnauthedPerIP bounds the handshakes one remote address may have
+	// under way (a node dials each peer once; reconnects are sequential).
+	maxUnauthedPerIP = 16
+)
+
+func remoteIP(conn net.Conn) string {
+	if a, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
+		return a.IP.String()
+	}
+	return conn.RemoteAddr().String()
+}
 
 // acceptLoop serves the forwarding listener until it is closed.
 func (c *Cluster) acceptLoop() {
@@ -38,6 +51,19 @@ func (c *Cluster) acceptLoop() {
 			_ = conn.Close()
 			continue
 		}
+		ip := remoteIP(conn)
+		if c.unauthed >= c.cfg.MaxInbound || c.unauthedByIP[ip] >= maxUnauthedPerIP {
+			// A flood of connections that never prove the key must not
+			// hold descriptors and goroutines: over the bound, close at
+			// once. Real members retry with backoff; the per-address bound
+			// keeps one stranger from taking every slot.
+			c.inMu.Unlock()
+			_ = conn.Close()
+			c.m.inboundRejected.Inc()
+			continue
+		}
+		c.unauthed++
+		c.unauthedByIP[ip]++
 		id := atomic.AddUint64(&c.nextConnID, 1)
 		c.inbound[id] = inboundConn{conn: conn}
 		c.wg.Add(1)
@@ -60,8 +86,16 @@ func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
 		delete(c.inbound, id)
 		c.inMu.Unlock()
 	}()
-	br := bufio.NewReaderSize(conn, 64<<10)
+	// Small until the key is proved: a stranger's connection costs little.
+	br := bufio.NewReaderSize(conn, 512)
 	name, err := serverHandshake(conn, br, c.fwdKey)
+	ip := remoteIP(conn)
+	c.inMu.Lock()
+	c.unauthed--
+	if c.unauthedByIP[ip]--; c.unauthedByIP[ip] <= 0 {
+		delete(c.unauthedByIP, ip)
+	}
+	c.inMu.Unlock()
 	if err != nil {
 		c.m.handshakeFailures.Inc()
 		// Counted always, logged at most every refusedLogEvery so a port
@@ -79,7 +113,14 @@ func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
 	c.inMu.Unlock()
 	defer c.remote.linkClosed(name, id)
 
-	err = c.readFrames(id, name, br)
+	if br.Buffered() > 0 {
+		err = fmt.Errorf("%w: frames sent before the handshake finished", errHandshake)
+	} else {
+		err = c.readFrames(id, name, bufio.NewReaderSize(conn, 64<<10))
+	}
+	if errors.Is(err, errRouteLimit) || errors.Is(err, errFrameTooLarge) {
+		c.m.linkLimitCloses.Inc()
+	}
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 		// Protocol errors are worth a line; resets are ordinary and counted
 		// by the sender.
@@ -88,6 +129,26 @@ func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
 			c.log.Warn("cluster: closing forwarding link", "from", name, "err", err)
 		}
 	}
+}
+
+var errFrameTooLarge = errors.New("cluster: frame over MaxFrame")
+
+// readBody reads size bytes into buf's backing array, growing it by what
+// arrives (at most doubling) rather than by what a header announces, so a
+// peer that announces a huge frame and stalls holds little memory.
+func readBody(r io.Reader, buf []byte, size int) ([]byte, error) {
+	buf = buf[:0]
+	for len(buf) < size {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, min(max(cap(buf), 4<<10), size-len(buf)))
+		}
+		n, err := io.ReadFull(r, buf[len(buf):min(cap(buf), size)])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return buf, err
+		}
+	}
+	return buf, nil
 }
 
 // readFrames is the receive loop of one link. The frame buffer is reused:
@@ -101,15 +162,15 @@ func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader) error {
 			return err
 		}
 		n := binary.BigEndian.Uint32(hdr[:4])
-		if n == 0 || n > maxFrame {
-			return fmt.Errorf("frame length %d out of range", n)
+		if n == 0 {
+			return fmt.Errorf("%w: empty frame", errRouteFrame)
 		}
-		size := int(n) - 1
-		if cap(buf) < size {
-			buf = make([]byte, size)
+		if int64(n) > int64(c.cfg.MaxFrame) {
+			return fmt.Errorf("%w: %d bytes, limit %d", errFrameTooLarge, n, c.cfg.MaxFrame)
 		}
-		body := buf[:size]
-		if _, err := io.ReadFull(br, body); err != nil {
+		body, err := readBody(br, buf, int(n)-1)
+		buf = body
+		if err != nil {
 			return err
 		}
 		switch hdr[4] {
@@ -132,7 +193,7 @@ func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader) error {
 			if k <= 0 {
 				return errRouteFrame
 			}
-			staging = newRemoteNode(binary.BigEndian.Uint64(body), seq)
+			staging = newRemoteNode(binary.BigEndian.Uint64(body), seq, c.cfg.MaxPeerRoutes)
 		case kindSnapChunk:
 			if staging == nil {
 				return errRouteFrame
@@ -153,7 +214,7 @@ func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader) error {
 		default:
 			return fmt.Errorf("unknown frame kind %d", hdr[4])
 		}
-		if cap(buf) > 1<<20 && size < 4<<10 {
+		if cap(buf) > 1<<20 && len(body) < 4<<10 {
 			buf = make([]byte, 0, 4<<10) // do not pin a burst's buffer
 		}
 	}

@@ -17,6 +17,8 @@ type clusterMetrics struct {
 	received          *metrics.Counter
 	routeUpdates      *metrics.Counter
 	handshakeFailures *metrics.Counter
+	inboundRejected   *metrics.Counter
+	linkLimitCloses   *metrics.Counter
 }
 
 func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
@@ -49,6 +51,8 @@ func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
 	m.received = counter("longlink_cluster_received_messages_total")
 	m.routeUpdates = counter("longlink_cluster_route_updates_total")
 	m.handshakeFailures = counter("longlink_cluster_handshake_failures_total")
+	m.inboundRejected = counter("longlink_cluster_inbound_rejected_total")
+	m.linkLimitCloses = counter("longlink_cluster_link_limit_closes_total")
 	return m
 }
 

@@ -30,6 +30,9 @@ const (
 	// maxPendingOps bounds the unflushed local delta; past it the delta is
 	// discarded and every peer gets a snapshot instead.
 	maxPendingBytes = 4 << 20
+	// maxRouteName bounds one user id or room name in a route table: the
+	// longest id the API accepts (push's maxIDLen).
+	maxRouteName = 256
 	// snapChunkBytes is the target size of one snapshot chunk frame.
 	snapChunkBytes = 64 << 10
 )
@@ -140,13 +143,15 @@ type remoteNode struct {
 	users      map[string]struct{}
 	rooms      map[string]struct{}
 	connID     uint64 // link that delivered the snapshot; 0 = not synced
+	max        int    // Config.MaxPeerRoutes: users plus rooms
 }
 
-func newRemoteNode(epoch, seq uint64) *remoteNode {
-	return &remoteNode{epoch: epoch, seq: seq, users: map[string]struct{}{}, rooms: map[string]struct{}{}}
+func newRemoteNode(epoch, seq uint64, max int) *remoteNode {
+	return &remoteNode{epoch: epoch, seq: seq, max: max, users: map[string]struct{}{}, rooms: map[string]struct{}{}}
 }
 
 var (
+	errRouteLimit  = errors.New("cluster: peer route table over MaxPeerRoutes")
 	errRouteFrame  = errors.New("cluster: malformed route frame")
 	errRouteGap    = errors.New("cluster: route delta gap")
 	errRouteNoSnap = errors.New("cluster: route delta without snapshot")
@@ -156,11 +161,13 @@ var (
 func (rn *remoteNode) applyOps(b []byte, skip uint64) (applied int, err error) {
 	for len(b) > 0 {
 		op := b[0]
-		name, rest, ok := readString(b[1:])
-		if !ok {
+		// The length is checked before the name is copied out.
+		l, k := binary.Uvarint(b[1:])
+		if k <= 0 || l == 0 || l > maxRouteName || uint64(len(b)-1-k) < l || op&^(opPresent|opRoom) != 0 {
 			return applied, errRouteFrame
 		}
-		b = rest
+		nameB := b[1+k : 1+k+int(l)]
+		b = b[1+k+int(l):]
 		if skip > 0 {
 			skip--
 			continue
@@ -170,9 +177,14 @@ func (rn *remoteNode) applyOps(b []byte, skip uint64) (applied int, err error) {
 			m = rn.rooms
 		}
 		if op&opPresent != 0 {
-			m[name] = struct{}{}
+			if _, have := m[string(nameB)]; !have {
+				if len(rn.users)+len(rn.rooms) >= rn.max {
+					return applied, errRouteLimit
+				}
+				m[string(nameB)] = struct{}{}
+			}
 		} else {
-			delete(m, name)
+			delete(m, string(nameB))
 		}
 		applied++
 	}

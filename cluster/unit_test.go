@@ -2,7 +2,6 @@ package cluster
 
 import (
 	"bytes"
-	"crypto/sha256"
 	"encoding/base64"
 	"errors"
 	"net"
@@ -10,20 +9,73 @@ import (
 	"testing"
 )
 
-func TestGossipKey(t *testing.T) {
-	f := func(in string, want []byte) {
+func TestParseKey(t *testing.T) {
+	ok := func(in string, want []byte) {
 		t.Helper()
-		if got := GossipKey(in); !bytes.Equal(got, want) {
-			t.Fatalf("GossipKey(%q) = %x, want %x", in, got, want)
+		got, err := ParseKey(in)
+		if err != nil || !bytes.Equal(got, want) {
+			t.Fatalf("ParseKey(%q) = %x, %v; want %x", in, got, err, want)
 		}
 	}
-	raw32 := bytes.Repeat([]byte{7}, 32)
-	f("", nil)
-	f(base64.StdEncoding.EncodeToString(raw32), raw32)
-	f(base64.StdEncoding.EncodeToString(raw32[:16]), raw32[:16])
-	f("0123456789abcdef", []byte("0123456789abcdef")) // raw 16 bytes (not base64 of 16/24/32)
-	sum := sha256.Sum256([]byte("correct horse"))
-	f("correct horse", sum[:])
+	bad := func(in string) {
+		t.Helper()
+		if got, err := ParseKey(in); !errors.Is(err, ErrBadKey) {
+			t.Fatalf("ParseKey(%q) = %x, %v; want ErrBadKey", in, got, err)
+		}
+	}
+	raw := bytes.Repeat([]byte{7}, 32)
+	ok("", nil)
+	for _, n := range []int{16, 24, 32} {
+		ok(base64.StdEncoding.EncodeToString(raw[:n]), raw[:n])
+	}
+	bad("a")                                               // finding 6: one letter was accepted
+	bad("0123456789abcdef")                                // 16 raw bytes: not base64 of a key
+	bad("correct horse battery staple")                    // passphrases are refused
+	bad(base64.StdEncoding.EncodeToString(raw[:15]))       // too short
+	bad(base64.StdEncoding.EncodeToString(raw[:31]))       // not an AES length
+	bad("REPLACE-ME-cluster-key-32-bytes-or-a-passphrase") // the shipped example value
+	k, err := NewKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, err := ParseKey(k); err != nil || len(b) != 32 {
+		t.Fatalf("NewKey %q does not parse: %v", k, err)
+	}
+	if k2, _ := NewKey(); k2 == k {
+		t.Fatal("NewKey repeated a key")
+	}
+}
+
+func TestKeyRequired(t *testing.T) {
+	f := func(gossip, forward string, want bool) {
+		t.Helper()
+		if got := KeyRequired(gossip, forward); got != want {
+			t.Fatalf("KeyRequired(%q, %q) = %v, want %v", gossip, forward, got, want)
+		}
+	}
+	f("127.0.0.1:7946", "127.0.0.1:7947", false)
+	f("127.0.0.5:0", "[::1]:0", false)
+	f("localhost:7946", "localhost:7947", false)
+	f(":7946", "127.0.0.1:7947", true)
+	f("0.0.0.0:7946", "0.0.0.0:7947", true)
+	f("[::]:7946", "[::1]:7947", true)
+	f("127.0.0.1:7946", ":7947", true)
+	f("10.0.0.1:7946", "10.0.0.1:7947", true)
+	f("garbage", "127.0.0.1:1", true)
+
+	// New refuses to listen beyond loopback without a key, naming the field.
+	_, err := New(Config{GossipAddr: ":0", Logger: quietLogger})
+	if !errors.Is(err, ErrKeyRequired) || !strings.Contains(err.Error(), "GossipAddr") {
+		t.Fatalf("New without key on :0: %v", err)
+	}
+	_, err = New(Config{GossipAddr: "127.0.0.1:0", ForwardAddr: "0.0.0.0:0", Logger: quietLogger})
+	if !errors.Is(err, ErrKeyRequired) {
+		t.Fatalf("New without key, forwarding on 0.0.0.0: %v", err)
+	}
+	_, err = New(Config{GossipAddr: "127.0.0.1:0", ClusterKey: "a", Logger: quietLogger})
+	if !errors.Is(err, ErrBadKey) || !strings.Contains(err.Error(), "ClusterKey") {
+		t.Fatalf("New with key %q: %v", "a", err)
+	}
 }
 
 func TestConfigValidation(t *testing.T) {
@@ -39,11 +91,12 @@ func TestConfigValidation(t *testing.T) {
 			t.Fatalf("New(%+v) accepted an invalid config", cfg)
 		}
 	}
-	cfg, err := Config{GossipAddr: "10.1.2.3:7000"}.withDefaults()
+	cfg, err := Config{GossipAddr: "10.1.2.3:7000", ClusterKey: testKey}.withDefaults()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.ForwardAddr != "10.1.2.3:7001" || cfg.ClusterName != "longlink" || cfg.QueueBytes != 16<<20 || cfg.NodeName == "" {
+	if cfg.ForwardAddr != "10.1.2.3:7001" || cfg.ClusterName != "longlink" || cfg.QueueBytes != 16<<20 || cfg.NodeName == "" ||
+		cfg.MaxFrame != 8<<20 || cfg.MaxPeerRoutes != 1<<20 || cfg.MaxInbound != 64 {
 		t.Fatalf("defaults: %+v", cfg)
 	}
 }
@@ -98,7 +151,7 @@ func TestRouteDeltas(t *testing.T) {
 	if _, err := rr.applyDelta("n", conn, first); !errors.Is(err, errRouteNoSnap) {
 		t.Fatalf("delta before snapshot: %v", err)
 	}
-	rn := newRemoteNode(epoch, 1) // snapshot covered op 1 only
+	rn := newRemoteNode(epoch, 1, 100) // snapshot covered op 1 only
 	rn.users["a"] = struct{}{}
 	rr.install("n", conn, rn)
 	if n, err := rr.applyDelta("n", conn, first); err != nil || n != 1 {
@@ -126,7 +179,7 @@ func TestRouteDeltas(t *testing.T) {
 }
 
 func TestHandshake(t *testing.T) {
-	key := forwardKey("c", GossipKey("k"))
+	key := forwardKey("c", []byte("k"))
 	f := func(clientKey []byte, wantOK bool) {
 		t.Helper()
 		a, b := net.Pipe()
@@ -150,6 +203,6 @@ func TestHandshake(t *testing.T) {
 		}
 	}
 	f(key, true)
-	f(forwardKey("c", GossipKey("other")), false)
-	f(forwardKey("d", GossipKey("k")), false)
+	f(forwardKey("c", []byte("other")), false)
+	f(forwardKey("d", []byte("k")), false)
 }

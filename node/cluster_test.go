@@ -14,6 +14,12 @@ import (
 	"github.com/gorilla/websocket"
 )
 
+// Cluster keys for tests (base64 of 32 bytes).
+const (
+	testClusterKey  = "dGVzdC1rZXktdGVzdC1rZXktdGVzdC1rZXktdGVzdCE="
+	otherClusterKey = "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktb3Q="
+)
+
 // startCluster starts k nodes on loopback that join the first one.
 func startCluster(t *testing.T, k int, mod func(i int, c *Config)) []*Node {
 	t.Helper()
@@ -21,7 +27,7 @@ func startCluster(t *testing.T, k int, mod func(i int, c *Config)) []*Node {
 	for i := 0; i < k; i++ {
 		n := startNode(t, func(c *Config) {
 			c.NodeName = fmt.Sprintf("n%d", i+1)
-			c.ClusterKey = "cluster-test-key"
+			c.ClusterKey = testClusterKey
 			c.SyncInterval = time.Second
 			if i > 0 {
 				c.Join = []string{nodes[0].GossipAddr()}
@@ -138,7 +144,7 @@ func TestClusterLateJoinLeaveAndKill(t *testing.T) {
 	// A late joiner.
 	late := startNode(t, func(c *Config) {
 		c.NodeName = "late"
-		c.ClusterKey = "cluster-test-key"
+		c.ClusterKey = testClusterKey
 		c.Join = []string{ns[1].GossipAddr()}
 	})
 	waitFor(t, 10*time.Second, "late joined", func() bool { return len(ns[0].Cluster().AliveNodes()) == 2 })
@@ -175,7 +181,7 @@ func TestClusterWrongKeyRefused(t *testing.T) {
 	ns := startCluster(t, 1, nil)
 	bad := startNode(t, func(c *Config) {
 		c.NodeName = "intruder"
-		c.ClusterKey = "another-key"
+		c.ClusterKey = otherClusterKey
 		c.Join = []string{ns[0].GossipAddr()}
 	})
 	time.Sleep(2 * time.Second) // give it time to (fail to) join

@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/cluster"
 )
 
 // mux serves the API port: /v1/ (push), /metrics, /healthz, /readyz, GET /v1/cluster
@@ -72,6 +74,9 @@ type memberJSON struct {
 
 func (n *Node) serveCluster(w http.ResponseWriter, r *http.Request) {
 	ms := n.Cluster().Members()
+	if !n.Clustered() {
+		ms = []cluster.Member{{Name: n.cfg.NodeName, State: "alive", ClientAddr: n.clientAdvertise(), APIAddr: n.APIAddr(), Self: true}}
+	}
 	out := make([]memberJSON, 0, len(ms))
 	for _, m := range ms {
 		if m.Self {

@@ -12,13 +12,16 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -59,14 +62,17 @@ type Config struct {
 	DrainTimeout time.Duration
 	Echo         bool
 
-	// Cluster. With no Join the node runs alone (gossip still listens so others may
-	// join it).
+	// Cluster. With neither Join nor GossipAddr the node runs standalone and opens
+	// no cluster port. GossipAddr defaults to ":7946" when Join is given; a node
+	// that listens for peers beyond loopback needs ClusterKey (cluster.KeyRequired).
 	Join            []string
-	GossipAddr      string // default ":7946"
+	GossipAddr      string
 	GossipAdvertise string
 	ForwardAddr     string
 	ClusterName     string
 	ClusterKey      string
+	// ClusterMaxRoutes bounds one peer's route table (cluster.Config.MaxPeerRoutes).
+	ClusterMaxRoutes int
 	// Probe and SyncInterval tune failure detection and full-state sync (tests).
 	Probe        time.Duration
 	SyncInterval time.Duration
@@ -132,6 +138,9 @@ func New(cfg Config) (*Node, error) {
 	}
 	if cfg.QueryTimeout <= 0 {
 		cfg.QueryTimeout = 2 * time.Second
+	}
+	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
+		cfg.GossipAddr = ":7946"
 	}
 	v, err := auth.NewVerifier(cfg.TokenSecret)
 	if err != nil {
@@ -201,14 +210,21 @@ func (n *Node) authenticate(token string) (loop.Identity, *loop.AuthError) {
 // Start binds the client port, joins the cluster and serves the API.
 func (n *Node) Start() error {
 	if err := n.loop.Start(); err != nil {
+		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRNOTAVAIL) {
+			return &ListenError{Field: "ClientAddrs", Addr: strings.Join(n.cfg.ClientAddrs, ","), Err: err}
+		}
 		return err
 	}
 	ln, err := net.Listen("tcp", n.cfg.APIAddr)
 	if err != nil {
 		n.loop.Stop(context.Background())
-		return fmt.Errorf("cannot listen on API address %s: %w", n.cfg.APIAddr, err)
+		return &ListenError{Field: "APIAddr", Addr: n.cfg.APIAddr, Err: err}
 	}
 	n.apiLn = ln
+	if !n.Clustered() {
+		n.startAPI(ln)
+		return nil
+	}
 	cl, err := cluster.New(cluster.Config{
 		NodeName:        n.cfg.NodeName,
 		GossipAddr:      n.cfg.GossipAddr,
@@ -217,16 +233,22 @@ func (n *Node) Start() error {
 		Join:            n.cfg.Join,
 		ClusterName:     n.cfg.ClusterName,
 		ClusterKey:      n.cfg.ClusterKey,
-		Meta:            n.meta,
-		OnMessage:       n.hub.onMessage,
-		Probe:           n.cfg.Probe,
-		SyncInterval:    n.cfg.SyncInterval,
-		Logger:          n.log,
-		Metrics:         n.set,
+		MaxPeerRoutes:   n.cfg.ClusterMaxRoutes,
+		// A forwarded push is the API body plus a small header.
+		MaxFrame:     max(8<<20, int(min(n.cfg.MaxBodyBytes, 1<<29))+64<<10),
+		Meta:         n.meta,
+		OnMessage:    n.hub.onMessage,
+		Probe:        n.cfg.Probe,
+		SyncInterval: n.cfg.SyncInterval,
+		Logger:       n.log,
+		Metrics:      n.set,
 	})
 	if err != nil {
 		ln.Close()
 		n.loop.Stop(context.Background())
+		if le, ok := errors.AsType[*cluster.ListenError](err); ok {
+			return &ListenError{Field: le.Field, Addr: le.Addr, Err: le.Err}
+		}
 		return fmt.Errorf("cannot start cluster: %w", err)
 	}
 	n.clusterP.Store(cl)
@@ -240,20 +262,42 @@ func (n *Node) Start() error {
 	for _, r := range n.loop.LocalRooms() {
 		n.Cluster().SetLocalRoom(r, true)
 	}
+	n.bg.Add(1)
+	go func() {
+		defer n.bg.Done()
+		n.metaLoop()
+	}()
+	n.startAPI(ln)
+	return nil
+}
+
+// ListenError is a failure to bind one of the node's addresses. Field names the
+// Config field to change: ClientAddrs, APIAddr, GossipAddr or ForwardAddr.
+type ListenError struct {
+	Field string
+	Addr  string
+	Err   error
+}
+
+func (e *ListenError) Error() string {
+	return fmt.Sprintf("cannot listen on %s %q: %v", e.Field, e.Addr, e.Err)
+}
+
+func (e *ListenError) Unwrap() error { return e.Err }
+
+// Clustered reports whether the node was asked to join or accept peers.
+func (n *Node) Clustered() bool { return n.cfg.GossipAddr != "" }
+
+func (n *Node) startAPI(ln net.Listener) {
 	n.http = newAPIServer(n)
-	n.bg.Add(2)
+	n.bg.Add(1)
 	go func() {
 		defer n.bg.Done()
 		if err := n.http.serve(ln); err != nil {
 			n.log.Error("API server stopped", "err", err)
 		}
 	}()
-	go func() {
-		defer n.bg.Done()
-		n.metaLoop()
-	}()
 	n.ready.Store(true)
-	return nil
 }
 
 // metaLoop re-gossips the connection count so /v1/endpoint picks the least loaded.
