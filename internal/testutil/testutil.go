@@ -4,6 +4,7 @@
 package testutil
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"runtime"
@@ -19,6 +20,9 @@ func Main(m *testing.M, slack int) int {
 	code := m.Run()
 	if code != 0 {
 		return code
+	}
+	if f := flag.Lookup("test.fuzz"); f != nil && f.Value.String() != "" {
+		return code // the fuzzing engine leaves its own goroutines running
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for runtime.NumGoroutine() > before+slack && time.Now().Before(deadline) {
