@@ -237,6 +237,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if len(o.clientAddrs) == 0 {
 		return node.Config{}, errors.New("--client-addr: at least one address is required")
 	}
+	if err := o.checkSecrets(); err != nil {
+		return node.Config{}, err
+	}
 	return node.Config{
 		NodeName:         o.nodeName,
 		ClientAddrs:      o.clientAddrs,
