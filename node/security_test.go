@@ -3,6 +3,7 @@ package node
 import (
 	"net/http"
 	"net/url"
+	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
+	"golang.org/x/sys/unix"
 )
 
 // Security review, issue 10: tokens whose time claims are not checked as
@@ -57,4 +59,27 @@ func TestHandshakeRefusesBadTimeClaims(t *testing.T) {
 	f("iat as a string", jwt.MapClaims{"sub": "42", "exp": exp, "iat": strconv.FormatInt(now.Unix(), 10)}, 401)
 	f("exp as a bool", jwt.MapClaims{"sub": "42", "exp": true}, 401)
 	f("exp as an object", jwt.MapClaims{"sub": "42", "exp": map[string]any{"n": exp}}, 401)
+}
+
+// Security review, issue 10: /metrics lacked process_open_fds and process_max_fds
+// (VictoriaMetrics/metrics writes them only from WriteFDMetrics), so the
+// descriptor alert could never fire and the dashboard's descriptor panel was empty.
+func TestMetricsHaveDescriptorCounts(t *testing.T) {
+	n := startNode(t, nil)
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	max, open := scrape(t, n, "process_max_fds"), scrape(t, n, "process_open_fds")
+	if max != float64(lim.Cur) {
+		t.Errorf("process_max_fds = %v, want the soft RLIMIT_NOFILE %d", max, lim.Cur)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	// The node's listeners, loops and the scrape's own connection are open.
+	if open < 5 || open > float64(len(ents)+20) {
+		t.Errorf("process_open_fds = %v, want between 5 and about %d", open, len(ents))
+	}
 }
