@@ -58,6 +58,9 @@ type serveOptions struct {
 	clientAddrs     listFlag
 	clientAdvertise string
 	apiAddr         string
+	apiMaxConns     int
+	apiIdleTimeout  time.Duration
+	apiReadTimeout  time.Duration
 	tokenSecret     string
 	apiKeys         listFlag
 	nodeName        string
@@ -102,6 +105,9 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.Var(&setList{l: &o.clientAddrs}, "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
 	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port (or a full URL such as wss://ws.example.com/ws behind TLS) that GET /v1/endpoint hands to clients (default: the first --client-addr)")
 	fs.StringVar(&o.apiAddr, "api-addr", ":8081", "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
+	fs.IntVar(&o.apiMaxConns, "api-max-conns", 0, "connection cap for the API port; over it a new connection gets a JSON 503 and is closed (0: the reserve --max-conns leaves, less 64, 32 to 1024; -1: no cap)")
+	fs.DurationVar(&o.apiIdleTimeout, "api-idle-timeout", 60*time.Second, "close an API keep-alive connection that sends no request for this long")
+	fs.DurationVar(&o.apiReadTimeout, "api-read-timeout", 30*time.Second, "close an API connection whose first byte, or a whole request once it began, takes longer than this (408)")
 	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
 	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as \"Authorization: Bearer KEY\"; repeat for several (default: a random development key, printed)")
 	fs.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
@@ -241,6 +247,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if len(o.clientAddrs) == 0 {
 		return node.Config{}, errors.New("--client-addr: at least one address is required")
 	}
+	if err := o.checkSecrets(); err != nil {
+		return node.Config{}, err
+	}
 	if err := o.checkCluster(log); err != nil {
 		return node.Config{}, err
 	}
@@ -249,6 +258,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		ClientAddrs:      o.clientAddrs,
 		ClientAdvertise:  o.clientAdvertise,
 		APIAddr:          o.apiAddr,
+		APIMaxConns:      o.apiMaxConns,
+		APIIdleTimeout:   o.apiIdleTimeout,
+		APIReadTimeout:   o.apiReadTimeout,
 		TokenSecret:      []byte(o.tokenSecret),
 		APIKeys:          o.apiKeys,
 		Loops:            o.loops,

@@ -192,6 +192,9 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	if m := n.Loop().MaxConns(); m > 0 {
 		fmt.Fprintf(w, "  max connections: %d (--max-conns)\n", m)
 	}
+	if m := n.APIMaxConns(); m > 0 {
+		fmt.Fprintf(w, "  max API connections: %d (--api-max-conns)\n", m)
+	}
 	if o.demo {
 		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
 	}

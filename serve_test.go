@@ -29,9 +29,9 @@ func freePort(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-// startBinary builds and starts the real binary on free loopback ports and returns its
-// client and API addresses once it has printed its banner.
-func startBinary(t *testing.T, secret, key string) (client, api string, cmd *exec.Cmd) {
+// startBinary builds and starts the real binary on free loopback ports, with extra
+// flags, and returns its client and API addresses once it has printed its banner.
+func startBinary(t *testing.T, secret, key string, extra ...string) (client, api string, cmd *exec.Cmd) {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "longlink")
 	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
@@ -41,6 +41,7 @@ func startBinary(t *testing.T, secret, key string) (client, api string, cmd *exe
 		client, api = freePort(t), freePort(t)
 		cmd = exec.Command(bin, "serve", "--client-addr", client, "--api-addr", api, "--gossip-addr", "127.0.0.1:0",
 			"--forward-addr", "127.0.0.1:0", "--drain-timeout", "2s", "--api-key", key)
+		cmd.Args = append(cmd.Args, extra...)
 		cmd.Env = append(os.Environ(), "LONGLINK_TOKEN_SECRET="+secret)
 		stdout, _ := cmd.StdoutPipe()
 		cmd.Stderr = os.Stderr

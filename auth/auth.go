@@ -23,6 +23,12 @@ var (
 	ErrSubject   = errors.New("auth: token has no sub claim")
 )
 
+// Leeway is the clock skew allowed between the service that mints tokens and the
+// gateway, the same for every time claim: a token is refused once exp is more than
+// Leeway in the past, and while nbf or iat is more than Leeway in the future. It is
+// small on purpose: each second of it lets an expired token in for a second more.
+const Leeway = 5 * time.Second
+
 // MaxUserID bounds the user id length so a hostile token cannot make the gateway hold
 // large keys in its session tables.
 const MaxUserID = 128
@@ -70,7 +76,11 @@ func NewVerifier(secret []byte) (*Verifier, error) {
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{"HS256"}),
 			jwt.WithExpirationRequired(),
-			jwt.WithLeeway(5*time.Second),
+			// golang-jwt checks iat only when asked; docs/protocol.md promises it is
+			// checked, and a future iat means a minting clock is wrong or a token
+			// was forged with a valid key for later use.
+			jwt.WithIssuedAt(),
+			jwt.WithLeeway(Leeway),
 		),
 	}, nil
 }

@@ -45,6 +45,17 @@ func TestVerify(t *testing.T) {
 	none := b64([]byte(`{"alg":"none","typ":"JWT"}`)) + "." +
 		b64([]byte(`{"sub":"42","exp":`+itoa(time.Now().Add(time.Hour).Unix())+`}`)) + "."
 	longSub, _ := Mint(secret, strings.Repeat("x", MaxUserID), nil, time.Hour)
+	exp := time.Now().Add(time.Hour).Unix()
+	signed := func(c jwt.MapClaims) string {
+		tok, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, c).SignedString(secret)
+		return tok
+	}
+	futureIat := signed(jwt.MapClaims{"sub": "42", "exp": exp, "iat": time.Now().Add(Leeway + time.Minute).Unix()})
+	futureNbf := signed(jwt.MapClaims{"sub": "42", "exp": exp, "nbf": time.Now().Add(Leeway + time.Minute).Unix()})
+	stringExp := signed(jwt.MapClaims{"sub": "42", "exp": itoa(exp)})
+	stringNbf := signed(jwt.MapClaims{"sub": "42", "exp": exp, "nbf": itoa(time.Now().Unix())})
+	stringIat := signed(jwt.MapClaims{"sub": "42", "exp": exp, "iat": itoa(time.Now().Unix())})
+	iatInLeeway := signed(jwt.MapClaims{"sub": "42", "exp": exp, "iat": time.Now().Add(Leeway / 2).Unix()})
 
 	f := func(name, token string, want error) {
 		t.Helper()
@@ -62,6 +73,14 @@ func TestVerify(t *testing.T) {
 	f("alg none", none, ErrAlgorithm)
 	f("HS512", hs512, ErrAlgorithm)
 	f("truncated signature", good[:len(good)-4], ErrSignature)
+	f("iat in the future", futureIat, ErrNotYet)
+	f("nbf in the future", futureNbf, ErrNotYet)
+	f("exp as a string", stringExp, ErrMalformed)
+	f("nbf as a string", stringNbf, ErrMalformed)
+	f("iat as a string", stringIat, ErrMalformed)
+	if _, err := v.Verify(iatInLeeway); err != nil {
+		t.Errorf("iat within the leeway: %v", err)
+	}
 	if _, err := v.Verify(longSub); err != nil {
 		t.Errorf("sub of exactly MaxUserID bytes: %v", err)
 	}

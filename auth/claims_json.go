@@ -1,7 +1,9 @@
 package auth
 
 import (
+	"bytes"
 	"encoding/json"
+	"errors"
 	"time"
 	"unicode/utf8"
 
@@ -19,7 +21,9 @@ type plainClaims tokenClaims
 // integer dates and an array of plain strings for rooms. Anything else (escapes,
 // fractions, nulls, nested values, keys that only differ in case from a claim name)
 // is decoded by encoding/json from the same bytes, so the result is always the one
-// encoding/json gives; FuzzClaimsUnmarshal checks that.
+// encoding/json gives, with one deliberate difference: a time claim that is not a
+// JSON number (or null) is an error (errDateNotNumber). FuzzClaimsUnmarshal checks
+// both.
 //
 // The fast path writes to tc only after the whole input is accepted, so a fallback
 // starts from tc as the caller passed it.
@@ -29,7 +33,47 @@ func (tc *tokenClaims) UnmarshalJSON(data []byte) error {
 		f.commit(tc)
 		return nil
 	}
+	if err := checkDateTypes(data); err != nil {
+		return err
+	}
 	return json.Unmarshal(data, (*plainClaims)(tc))
+}
+
+// errDateNotNumber refuses a time claim that is not a JSON number. RFC 7519 defines
+// NumericDate as a number, but NumericDate.UnmarshalJSON decodes through json.Number,
+// which also takes a string holding one ("exp":"1700000000"): a token that other
+// verifiers refuse would pass here.
+var errDateNotNumber = errors.New("auth: exp, nbf and iat must be JSON numbers")
+
+// dateTypes has the JSON names of tokenClaims' dates, so encoding/json matches keys
+// to them exactly as it does when decoding tokenClaims (exact name, else case-folded)
+// and calls dateType.UnmarshalJSON for every occurrence, duplicates included.
+type dateTypes struct {
+	Exp dateType `json:"exp"`
+	Nbf dateType `json:"nbf"`
+	Iat dateType `json:"iat"`
+}
+
+type dateType struct{}
+
+// UnmarshalJSON accepts a number, or null (which leaves the claim unset).
+func (dateType) UnmarshalJSON(b []byte) error {
+	if len(b) > 0 && (b[0] == '-' || (b[0] >= '0' && b[0] <= '9') || bytes.Equal(b, []byte("null"))) {
+		return nil
+	}
+	return errDateNotNumber
+}
+
+// checkDateTypes returns errDateNotNumber if data is a JSON object with a time claim
+// that is not a number. Anything else (invalid JSON, not an object) is left to the
+// real decode, so its error is encoding/json's own. The fast path never needs this:
+// it accepts only digits for dates.
+func checkDateTypes(data []byte) error {
+	var d dateTypes
+	if err := json.Unmarshal(data, &d); errors.Is(err, errDateNotNumber) {
+		return err
+	}
+	return nil
 }
 
 // Bits of fastClaims.seen: which claims the input set.

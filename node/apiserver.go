@@ -14,9 +14,11 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/VictoriaMetrics/metrics"
 	"github.com/valyala/fasthttp"
 	"golang.org/x/sys/unix"
 
+	"longlink/loop"
 	"longlink/push"
 )
 
@@ -28,11 +30,16 @@ import (
 // push on a 2-core box, as much as two deliveries.
 //
 // conns is guarded by mu and tracks open connections so Kill and a timed-out Shutdown
-// can close keep-alive connections that fasthttp's graceful shutdown would leave open.
+// can close keep-alive connections that fasthttp's graceful shutdown would leave open,
+// and so the accept loop can enforce Config.APIMaxConns.
 type apiServer struct {
 	srv *fasthttp.Server
 	n   *Node
 	mux http.Handler
+
+	// busy is the whole HTTP answer a connection over the cap gets.
+	busy     []byte
+	rejected *metrics.Counter
 
 	mu    sync.Mutex
 	conns map[net.Conn]struct{}
@@ -41,8 +48,41 @@ type apiServer struct {
 // apiReadBuffer bounds the request line and headers, as http.Server's MaxHeaderBytes did.
 const apiReadBuffer = 16 << 10
 
+// APIConnBudget is the default cap on API connections for a process allowed limit
+// open files. The client cap (loop.FDBudget) leaves a reserve of the limit for API
+// callers, cluster links, listeners and logs; the API may use that reserve less 64
+// descriptors kept for the rest, or half of it if the reserve is under 128, and at
+// most 1024: 636 at 14,000 files or more (room for the 600 callers of the push
+// benchmark), 32 at 1,280 or fewer.
+func APIConnBudget(limit uint64) int {
+	reserve := int(min(limit-min(uint64(loop.FDBudget(limit)), limit), 1<<20))
+	return min(max(reserve-64, reserve/2, 1), 1024)
+}
+
+// apiDefaults fills the API port's settings; New calls it.
+func (c *Config) apiDefaults() {
+	switch {
+	case c.APIMaxConns == 0:
+		var lim unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
+			c.APIMaxConns = APIConnBudget(lim.Cur)
+		}
+	case c.APIMaxConns < 0:
+		c.APIMaxConns = 0 // no cap
+	}
+	if c.APIIdleTimeout <= 0 {
+		c.APIIdleTimeout = 60 * time.Second
+	}
+	if c.APIReadTimeout <= 0 {
+		c.APIReadTimeout = 30 * time.Second
+	}
+}
+
 func newAPIServer(n *Node) *apiServer {
 	a := &apiServer{n: n, mux: n.mux(), conns: make(map[net.Conn]struct{})}
+	a.busy = busyAnswer(n.cfg.APIMaxConns)
+	a.rejected = n.set.NewCounter(`longlink_api_rejected_total{reason="max_conns"}`)
+	n.set.NewGauge(`longlink_api_connections`, func() float64 { return float64(a.open()) })
 	a.srv = &fasthttp.Server{
 		Handler: func(ctx *fasthttp.RequestCtx) {
 			if ctx.IsPost() && string(ctx.Request.URI().PathOriginal()) == "/v1/push" {
@@ -53,9 +93,9 @@ func newAPIServer(n *Node) *apiServer {
 		},
 		ErrorHandler:                 a.requestError,
 		ReadBufferSize:               apiReadBuffer,
-		ReadTimeout:                  30 * time.Second,
+		ReadTimeout:                  n.cfg.APIReadTimeout,
 		WriteTimeout:                 30 * time.Second,
-		IdleTimeout:                  120 * time.Second,
+		IdleTimeout:                  n.cfg.APIIdleTimeout,
 		MaxRequestBodySize:           int(n.api.MaxBodyBytes()),
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -204,8 +244,58 @@ func (a *apiServer) connState(c net.Conn, s fasthttp.ConnState) {
 	}
 }
 
+// APIMaxConns is the API port's connection cap in effect; 0 means none.
+func (n *Node) APIMaxConns() int { return n.cfg.APIMaxConns }
+
+// open is the number of API connections accepted and not yet closed.
+func (a *apiServer) open() int {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return len(a.conns)
+}
+
 func (a *apiServer) serve(ln net.Listener) error {
-	return a.srv.Serve(retryListener{Listener: ln, log: a.n.log})
+	return a.srv.Serve(&capListener{Listener: retryListener{Listener: ln, log: a.n.log}, a: a})
+}
+
+// busyAnswer is the HTTP answer for a connection over the cap: a JSON 503 like every
+// other API error. fasthttp's own Concurrency limit answers in text/plain and cannot
+// be changed, so the cap is enforced at accept instead.
+func busyAnswer(limit int) []byte {
+	body := push.AppendError(nil, http.StatusServiceUnavailable, "the API port has "+strconv.Itoa(limit)+
+		" connections open, its cap; reuse keep-alive connections or retry later")
+	b := []byte("HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: application/json\r\n" +
+		"Retry-After: 1\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n")
+	return append(b, body...)
+}
+
+// capListener turns away connections over Config.APIMaxConns as they are accepted.
+// fasthttp calls Accept from one goroutine and registers each connection (connState,
+// StateNew) before it calls Accept again, so the count seen here includes every
+// connection accepted before. A refused connection costs its descriptor only while
+// the answer is written, which never waits: a new socket's send buffer is empty.
+type capListener struct {
+	net.Listener
+	a       *apiServer
+	lastLog time.Time // accept goroutine only
+}
+
+func (l *capListener) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil || l.a.n.cfg.APIMaxConns <= 0 || l.a.open() < l.a.n.cfg.APIMaxConns {
+			return c, err
+		}
+		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+		c.Write(l.a.busy)
+		c.Close()
+		l.a.rejected.Inc()
+		if time.Since(l.lastLog) > time.Minute {
+			l.lastLog = time.Now()
+			l.a.n.log.Warn("API port at its connection cap; refusing new connections with 503 (counted in longlink_api_rejected_total)",
+				"max_conns", l.a.n.cfg.APIMaxConns)
+		}
+	}
 }
 
 // shutdown stops accepting, lets requests in flight finish until ctx ends, then

@@ -146,6 +146,8 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		"longlink_cluster_members":           true, // alive+dead is still 2: checked by state below
 		"longlink_cluster_query_drops_total": true, // needs 256 concurrent peer queries
 		"longlink_accept_rejected_total":     true, // needs the open-files limit: TestAcceptSurvivesFDExhaustion
+		"longlink_api_rejected_total":        true, // needs the API cap: TestAPIConnectionCap
+		"longlink_api_connections":           true, // the scrapes' own keep-alive connection: TestAPIConnectionCap
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)

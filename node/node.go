@@ -44,6 +44,17 @@ type Config struct {
 	ClientAdvertise string
 	// APIAddr is the internal API listen address. Default ":8081".
 	APIAddr string
+	// APIMaxConns caps the connections open on the API port; over it a new connection
+	// gets a JSON 503 and is closed. Zero: APIConnBudget of the open-files limit, a
+	// share of the descriptors MaxConns leaves free. Negative: no cap.
+	APIMaxConns int
+	// APIIdleTimeout closes a keep-alive API connection that sends no request for
+	// this long. Zero: 60s.
+	APIIdleTimeout time.Duration
+	// APIReadTimeout bounds the wait for a new connection's first byte and the
+	// reading of each request (headers and body) once its first byte arrived, so
+	// silent and slow connections go. Zero: 30s.
+	APIReadTimeout time.Duration
 
 	TokenSecret []byte   // HS256 secret for client tokens (>= 16 bytes). Required.
 	APIKeys     []string // bearer keys for the API. Required.
@@ -142,6 +153,7 @@ func New(cfg Config) (*Node, error) {
 	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
 		cfg.GossipAddr = ":7946"
 	}
+	cfg.apiDefaults()
 	v, err := auth.NewVerifier(cfg.TokenSecret)
 	if err != nil {
 		return nil, fmt.Errorf("node: token secret: %w", err)
