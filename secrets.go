@@ -35,7 +35,7 @@ func (o *serveOptions) checkSecrets() error {
 		}
 	}
 	if isPlaceholder(o.clusterKey) {
-		refuse("cluster-key", "openssl rand -base64 32")
+		refuse("cluster-key", "longlink keygen (or openssl rand -base64 32)")
 	}
 	return errors.Join(errs...)
 }
