@@ -36,8 +36,10 @@ type Config struct {
 	Addrs []string
 	// Loops is the number of event loops. Zero means runtime.GOMAXPROCS(0).
 	Loops int
-	// NodeID prefixes every connection id ("<NodeID>.<hex>") so ids are unique across a
-	// cluster and name the node that holds them. Required.
+	// NodeID prefixes every connection id ("<NodeID>.<incarnation>-<n>") so ids are
+	// unique across a cluster and name the node that holds them. Required. The
+	// incarnation is chosen by New (see Server.Incarnation), so a node restarted under
+	// the same NodeID never hands out an id it gave out before.
 	NodeID string
 
 	// Authenticate turns a token into an identity. It runs on an event loop, so it must

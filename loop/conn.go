@@ -26,7 +26,7 @@ const maxDevice = 96
 // second group belongs to the owning loop. rooms is guarded by the registry shard of
 // the connection's user.
 type Conn struct {
-	num    uint64 // the id is "<NodeID>.<num in base 36>", built when asked for
+	num    uint64 // the id is Server.idPrefix + num in base 36, built when asked for
 	user   string
 	remote netip.AddrPort
 	device string

@@ -361,17 +361,21 @@ func remoteOf(c *Conn) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// connID formats a connection number as its cluster-unique id.
+// connID formats a connection number as its cluster-unique id,
+// "<NodeID>.<incarnation>-<num>" (the last two in base 36). The part after the last
+// '.' holds no '.', so the cluster still finds the node as everything before it.
 func (s *Server) connID(num uint64) string {
-	return s.cfg.NodeID + "." + strconv.FormatUint(num, 36)
+	return s.idPrefix + strconv.FormatUint(num, 36)
 }
 
-// connNum parses an id of this node back into its number.
+// connNum parses an id of this run of the node back into its number. An id from an
+// earlier run (another incarnation) or another node is not ours: false.
 func (s *Server) connNum(id string) (uint64, bool) {
-	if len(id) <= len(s.cfg.NodeID)+1 || id[:len(s.cfg.NodeID)] != s.cfg.NodeID || id[len(s.cfg.NodeID)] != '.' {
+	rest, ok := strings.CutPrefix(id, s.idPrefix)
+	if !ok || rest == "" {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(id[len(s.cfg.NodeID)+1:], 36, 64)
+	n, err := strconv.ParseUint(rest, 36, 64)
 	return n, err == nil
 }
 
