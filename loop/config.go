@@ -62,6 +62,12 @@ type Config struct {
 	MaxConnsPerUser int
 	// MaxMessage is the largest reassembled client message in bytes. Zero means 1 MiB.
 	MaxMessage int
+	// MaxPendingBytes bounds the bytes all connections together may hold for messages
+	// they have not finished sending (fragmented, or a frame whose payload is still
+	// arriving). A connection whose unfinished message would go over it is closed with
+	// 1013 (Try Again Later). Each connection holds what it sent, rounded up to 8 KiB
+	// (wsproto.ChunkSize). Zero means 256 MiB.
+	MaxPendingBytes int64
 	// MaxOutbound is how many bytes may wait for one connection before it is closed as
 	// a slow consumer. Zero means 512 KiB. A frame is always accepted when nothing is
 	// waiting, so a single message larger than the bound still goes out.
@@ -170,6 +176,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = 1 << 20
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 256 << 20
 	}
 	if cfg.MaxOutbound <= 0 {
 		cfg.MaxOutbound = 512 << 10

@@ -39,6 +39,7 @@ type Conn struct {
 	idx      int32  // position in sh.conns
 	pend     int32  // 1 + index in sh.pending while frames wait for this drain's flush
 	state    uint8  //
+	kept     uint16 // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
 	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
 	deadline uint32 // handshake or close deadline in ticks; 0 = none
 	expires  uint32 // token expiry in ticks; 0 = none

@@ -17,13 +17,15 @@ type serverMetrics struct {
 	open        atomic.Int64 // upgraded connections, exact
 	handshaking atomic.Int64
 
-	handshakes      *metrics.Counter
-	failures        map[string]*metrics.Counter
-	evictions       *metrics.Counter
-	slowConsumers   *metrics.Counter
-	overloaded      *metrics.Counter
-	handshakeTime   *promhist.Histogram
-	deliveryLatency *promhist.Histogram
+	handshakes    *metrics.Counter
+	failures      map[string]*metrics.Counter
+	evictions     *metrics.Counter
+	slowConsumers *metrics.Counter
+	// connections closed with 1013 because MaxPendingBytes was used up
+	pendingBudgetCloses *metrics.Counter
+	overloaded          *metrics.Counter
+	handshakeTime       *promhist.Histogram
+	deliveryLatency     *promhist.Histogram
 
 	// closes holds a counter per code in knownCloseCodes. It is written only in
 	// newServerMetrics and read-only afterwards, so loops read it without a lock.
@@ -52,6 +54,8 @@ func newServerMetrics(s *Server) *serverMetrics {
 	}
 	m.evictions = set.NewCounter("longlink_evictions_total")
 	m.slowConsumers = set.NewCounter("longlink_slow_consumer_closes_total")
+	m.pendingBudgetCloses = set.NewCounter("longlink_pending_budget_closes_total")
+	set.NewGauge("longlink_pending_bytes", func() float64 { return float64(s.pending.Held()) })
 	m.overloaded = set.NewCounter(`longlink_push_errors_total{reason="overloaded"}`)
 	m.handshakeTime = promhist.New(set, "longlink_handshake_duration_seconds", "", promhist.DefaultBuckets)
 	m.deliveryLatency = promhist.New(set, "longlink_delivery_duration_seconds", "", promhist.DefaultBuckets)

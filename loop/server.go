@@ -13,6 +13,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"longlink/wsproto"
 )
 
 // Server is the client-facing side of one node.
@@ -21,6 +23,8 @@ type Server struct {
 	reg   *registry
 	clock *clock
 	m     *serverMetrics
+	// pending is charged by every connection's parser for its unfinished message.
+	pending *wsproto.Budget
 
 	// Tick counts derived from cfg once.
 	handshakeTicks, pingTicks, idleTicks, closeTicks uint32
@@ -68,6 +72,7 @@ func New(cfg Config) (*Server, error) {
 		cfg:      c,
 		reg:      newRegistry(c.OnPresence),
 		clock:    newClock(),
+		pending:  wsproto.NewBudget(c.MaxPendingBytes),
 		pump:     make(chan *shard, 1024),
 		booted:   make(chan error, 1),
 		bootedOK: make(chan struct{}),
