@@ -28,5 +28,6 @@
 // each loop sweeps a slice of its connections on every tick to send pings and enforce
 // the handshake and idle timeouts. Unfinished messages are charged to one node-wide
 // wsproto.Budget (Config.MaxPendingBytes); a client that would exceed it is closed with
-// 1013.
+// 1013, and once a lot of it is given back OnTick returns the memory to the OS
+// (reclaim.go).
 package loop

@@ -428,5 +428,6 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, sh := range s.shardList() {
 		sh.el.Execute(context.Background(), sh.sweepFn)
 	}
+	s.reclaim.tick(s.pending, time.Now())
 	return clockTick, gnet.None
 }

@@ -4,10 +4,12 @@ package loop
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"runtime"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -204,4 +206,36 @@ func TestPendingBudgetCloses1013(t *testing.T) {
 	}
 	first.Close()
 	waitFor(t, 5*time.Second, "budget given back", func() bool { return s.pending.Held() == 0 })
+}
+
+// Finding 3: memory held for clients that left stayed with the process. Once the
+// pending bytes fall far from their peak, the ticker returns memory to the OS, once.
+func TestReclaimAfterPendingDrop(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.MaxConnsPerUser = 1000 })
+	var freed atomic.Int32
+	s.reclaim.min = 1 << 20
+	s.reclaim.free = func() { freed.Add(1) }
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+	})
+	cs := attack(t, s, 4, 600_000)
+	waitFor(t, 5*time.Second, "attack held", func() bool { return s.pending.Held() >= 4*600_000 })
+	// Two clock advances later, a whole OnTick (which samples the peak) ran after the
+	// bytes were held.
+	t0 := s.clock.ticks()
+	waitFor(t, 5*time.Second, "a tick", func() bool { return s.clock.ticks() > t0 })
+	t1 := s.clock.ticks()
+	waitFor(t, 5*time.Second, "another tick", func() bool { return s.clock.ticks() > t1 })
+	if freed.Load() != 0 {
+		t.Fatal("reclaimed while the bytes were still held")
+	}
+	for _, c := range cs {
+		c.Close()
+	}
+	waitFor(t, 5*time.Second, "reclaim after the attackers left", func() bool { return freed.Load() == 1 })
 }

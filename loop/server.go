@@ -25,6 +25,7 @@ type Server struct {
 	m     *serverMetrics
 	// pending is charged by every connection's parser for its unfinished message.
 	pending *wsproto.Budget
+	reclaim reclaimer // owned by OnTick
 
 	// Tick counts derived from cfg once.
 	handshakeTicks, pingTicks, idleTicks, closeTicks uint32
@@ -80,6 +81,7 @@ func New(cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 	}
 	s.idPrefix = c.NodeID + "." + strconv.FormatUint(nextIncarnation(), 36) + "-"
+	s.reclaim = newReclaimer(c.MaxPendingBytes)
 	s.handshakeTicks = ticksOf(c.HandshakeTimeout)
 	s.pingTicks = ticksOf(c.PingInterval)
 	s.idleTicks = ticksOf(c.IdleTimeout)
