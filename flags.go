@@ -70,6 +70,7 @@ type serveOptions struct {
 	maxConnsPerUser  int
 	maxMessage       int
 	maxOutbound      int
+	maxPendingBytes  int64
 	maxBody          int64
 	allowedOrigins   listFlag
 	handshakeTimeout time.Duration
@@ -117,6 +118,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 10, "connections one user may hold on a node; the oldest is closed with 4000")
 	fs.IntVar(&o.maxMessage, "max-message", 1<<20, "largest client message in bytes, fragments reassembled (over it: close 1009)")
 	fs.IntVar(&o.maxOutbound, "max-outbound", 512<<10, "bytes that may wait for one slow client before it is closed as a slow consumer")
+	fs.Int64Var(&o.maxPendingBytes, "max-pending-bytes", 0, "bytes all clients together may hold in messages they have not finished sending; a client that would go over is closed with 1013 (0: 256 MiB)")
 	fs.Int64Var(&o.maxBody, "max-body", 1<<20, "largest API request body in bytes (over it: 413)")
 	fs.Var(&setList{l: &o.allowedOrigins}, "allowed-origins", "Origin values allowed to connect, comma-separated (default: any)")
 	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "drop clients that have not finished the WebSocket handshake within this")
@@ -268,6 +270,7 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 		MaxConnsPerUser:  o.maxConnsPerUser,
 		MaxMessage:       o.maxMessage,
 		MaxOutbound:      o.maxOutbound,
+		MaxPendingBytes:  o.maxPendingBytes,
 		MaxBodyBytes:     o.maxBody,
 		AllowedOrigins:   o.allowedOrigins,
 		HandshakeTimeout: o.handshakeTimeout,

@@ -36,8 +36,10 @@ type Config struct {
 	Addrs []string
 	// Loops is the number of event loops. Zero means runtime.GOMAXPROCS(0).
 	Loops int
-	// NodeID prefixes every connection id ("<NodeID>.<hex>") so ids are unique across a
-	// cluster and name the node that holds them. Required.
+	// NodeID prefixes every connection id ("<NodeID>.<incarnation>-<n>") so ids are
+	// unique across a cluster and name the node that holds them. Required. The
+	// incarnation is chosen by New (see Server.Incarnation), so a node restarted under
+	// the same NodeID never hands out an id it gave out before.
 	NodeID string
 
 	// Authenticate turns a token into an identity. It runs on an event loop, so it must
@@ -60,6 +62,12 @@ type Config struct {
 	MaxConnsPerUser int
 	// MaxMessage is the largest reassembled client message in bytes. Zero means 1 MiB.
 	MaxMessage int
+	// MaxPendingBytes bounds the bytes all connections together may hold for messages
+	// they have not finished sending (fragmented, or a frame whose payload is still
+	// arriving). A connection whose unfinished message would go over it is closed with
+	// 1013 (Try Again Later). Each connection holds what it sent, rounded up to 8 KiB
+	// (wsproto.ChunkSize). Zero means 256 MiB.
+	MaxPendingBytes int64
 	// MaxOutbound is how many bytes may wait for one connection before it is closed as
 	// a slow consumer. Zero means 512 KiB. A frame is always accepted when nothing is
 	// waiting, so a single message larger than the bound still goes out.
@@ -168,6 +176,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxMessage <= 0 {
 		cfg.MaxMessage = 1 << 20
+	}
+	if cfg.MaxPendingBytes <= 0 {
+		cfg.MaxPendingBytes = 256 << 20
 	}
 	if cfg.MaxOutbound <= 0 {
 		cfg.MaxOutbound = 512 << 10

@@ -26,7 +26,7 @@ const maxDevice = 96
 // second group belongs to the owning loop. rooms is guarded by the registry shard of
 // the connection's user.
 type Conn struct {
-	num    uint64 // the id is "<NodeID>.<num in base 36>", built when asked for
+	num    uint64 // the id is Server.idPrefix + num in base 36, built when asked for
 	user   string
 	remote netip.AddrPort
 	device string
@@ -39,6 +39,7 @@ type Conn struct {
 	idx      int32  // position in sh.conns
 	pend     int32  // 1 + index in sh.pending while frames wait for this drain's flush
 	state    uint8  //
+	kept     uint16 // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
 	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
 	deadline uint32 // handshake or close deadline in ticks; 0 = none
 	expires  uint32 // token expiry in ticks; 0 = none

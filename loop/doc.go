@@ -24,7 +24,10 @@
 // # Costs
 //
 // An idle connection holds no read or write buffer (gnet's buffers are released when
-// empty, the parser borrows a pooled buffer only during reassembly) and no timer: each
-// loop sweeps a slice of its connections on every tick to send pings and enforce the
-// handshake and idle timeouts.
+// empty, the parser borrows chunks only while a message is unfinished) and no timer:
+// each loop sweeps a slice of its connections on every tick to send pings and enforce
+// the handshake and idle timeouts. Unfinished messages are charged to one node-wide
+// wsproto.Budget (Config.MaxPendingBytes); a client that would exceed it is closed with
+// 1013, and once a lot of it is given back OnTick returns the memory to the OS
+// (reclaim.go).
 package loop

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"context"
+	"math"
 	"net"
 	"net/netip"
 	"strconv"
@@ -30,6 +31,7 @@ func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	sh := s.shardOf(gc.EventLoop())
 	c := &Conn{gc: gc, sh: sh, state: stateHandshake}
 	c.parser.MaxMessage = s.cfg.MaxMessage
+	c.parser.Budget = s.pending
 	now := s.clock.ticks()
 	c.lastSeen = now
 	c.deadline = now + s.handshakeTicks
@@ -73,7 +75,6 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	c.lastSeen = s.clock.ticks()
-	c.sh.bytesIn.Add(uint64(len(buf)))
 	off := 0
 	if c.state == stateHandshake {
 		n, action := s.handshake(c, buf)
@@ -88,9 +89,16 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 			return gnet.None // writing the 101 failed and gnet closed the socket
 		}
 	}
+	// Bytes left undiscarded last time (a frame header, a control frame) are offered
+	// again; count each byte once.
+	c.sh.bytesIn.Add(uint64(len(buf) - off - int(c.kept)))
 	action := s.frames(c, buf, &off)
-	if off > 0 && c.state != stateClosed {
-		gc.Discard(off)
+	if c.state != stateClosed {
+		if off > 0 {
+			gc.Discard(off)
+		}
+		// The parser leaves at most a header or a control frame (131 bytes) behind.
+		c.kept = uint16(min(len(buf)-off, math.MaxUint16))
 	}
 	return action
 }
@@ -108,6 +116,9 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 			code, reason := uint16(wsproto.CloseProtocolError), err.Error()
 			if ce != nil {
 				code, reason = ce.Code, ce.Reason
+			}
+			if code == wsproto.CloseTryAgainLater {
+				s.m.pendingBudgetCloses.Inc()
 			}
 			*off = len(buf)
 			if c.state == stateOpen {
@@ -361,17 +372,21 @@ func remoteOf(c *Conn) netip.AddrPort {
 	return netip.AddrPort{}
 }
 
-// connID formats a connection number as its cluster-unique id.
+// connID formats a connection number as its cluster-unique id,
+// "<NodeID>.<incarnation>-<num>" (the last two in base 36). The part after the last
+// '.' holds no '.', so the cluster still finds the node as everything before it.
 func (s *Server) connID(num uint64) string {
-	return s.cfg.NodeID + "." + strconv.FormatUint(num, 36)
+	return s.idPrefix + strconv.FormatUint(num, 36)
 }
 
-// connNum parses an id of this node back into its number.
+// connNum parses an id of this run of the node back into its number. An id from an
+// earlier run (another incarnation) or another node is not ours: false.
 func (s *Server) connNum(id string) (uint64, bool) {
-	if len(id) <= len(s.cfg.NodeID)+1 || id[:len(s.cfg.NodeID)] != s.cfg.NodeID || id[len(s.cfg.NodeID)] != '.' {
+	rest, ok := strings.CutPrefix(id, s.idPrefix)
+	if !ok || rest == "" {
 		return 0, false
 	}
-	n, err := strconv.ParseUint(id[len(s.cfg.NodeID)+1:], 36, 64)
+	n, err := strconv.ParseUint(rest, 36, 64)
 	return n, err == nil
 }
 
@@ -413,5 +428,6 @@ func (h *handler) OnTick() (time.Duration, gnet.Action) {
 	for _, sh := range s.shardList() {
 		sh.el.Execute(context.Background(), sh.sweepFn)
 	}
+	s.reclaim.tick(s.pending, time.Now())
 	return clockTick, gnet.None
 }

@@ -29,6 +29,22 @@ func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 10)) }
 // startServer starts a real loop.Server on a loopback port with token auth.
 func startServer(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
+	s := newTestServer(t, mod)
+	if err := s.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		s.Stop(ctx)
+	})
+	return s
+}
+
+// newTestServer is startServer without the Start, for tests that set unexported
+// fields first.
+func newTestServer(t testing.TB, mod func(*Config)) *Server {
+	t.Helper()
 	v, err := auth.NewVerifier([]byte(testSecret))
 	if err != nil {
 		t.Fatal(err)
@@ -54,14 +70,6 @@ func startServer(t testing.TB, mod func(*Config)) *Server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Stop(ctx)
-	})
 	return s
 }
 

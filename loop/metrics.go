@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"github.com/panjf2000/gnet/v2"
 	"strconv"
-	"sync"
 	"sync/atomic"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -18,36 +17,45 @@ type serverMetrics struct {
 	open        atomic.Int64 // upgraded connections, exact
 	handshaking atomic.Int64
 
-	handshakes      *metrics.Counter
-	failures        map[string]*metrics.Counter
-	evictions       *metrics.Counter
-	slowConsumers   *metrics.Counter
-	overloaded      *metrics.Counter
-	handshakeTime   *promhist.Histogram
-	deliveryLatency *promhist.Histogram
+	handshakes    *metrics.Counter
+	failures      map[string]*metrics.Counter
+	evictions     *metrics.Counter
+	slowConsumers *metrics.Counter
+	// connections closed with 1013 because MaxPendingBytes was used up
+	pendingBudgetCloses *metrics.Counter
+	overloaded          *metrics.Counter
+	handshakeTime       *promhist.Histogram
+	deliveryLatency     *promhist.Histogram
 
-	set        *metrics.Set
-	closesMu   sync.Mutex
-	closes     map[uint16]*metrics.Counter
-	closesNone *metrics.Counter
+	// closes holds a counter per code in knownCloseCodes. It is written only in
+	// newServerMetrics and read-only afterwards, so loops read it without a lock.
+	// Every other code a client may echo (3000-4999 are all valid) is counted under
+	// closesOther: a series per code would let clients create metric series at will.
+	closes      map[uint16]*metrics.Counter
+	closesOther *metrics.Counter
+	closesNone  *metrics.Counter
 }
 
 // handshakeReasons are the failure reasons counted; each counter exists from the start
 // so dashboards see zeros rather than gaps.
 var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining"}
 
-// knownCloseCodes are pre-created so the common codes never take the lock.
-var knownCloseCodes = []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, CloseReplaced, CloseKicked, CloseTokenExpired}
+// knownCloseCodes are the codes counted under their own label: those the server
+// sends, and those well-behaved clients send (which it echoes). All are created at
+// start; any other code counts as "other".
+var knownCloseCodes = []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014, CloseReplaced, CloseKicked, CloseTokenExpired}
 
 func newServerMetrics(s *Server) *serverMetrics {
 	set := s.cfg.Metrics
-	m := &serverMetrics{set: set, failures: map[string]*metrics.Counter{}, closes: map[uint16]*metrics.Counter{}}
+	m := &serverMetrics{failures: map[string]*metrics.Counter{}, closes: map[uint16]*metrics.Counter{}}
 	m.handshakes = set.NewCounter("longlink_handshakes_total")
 	for _, r := range handshakeReasons {
 		m.failures[r] = set.NewCounter(`longlink_handshake_failures_total{reason="` + r + `"}`)
 	}
 	m.evictions = set.NewCounter("longlink_evictions_total")
 	m.slowConsumers = set.NewCounter("longlink_slow_consumer_closes_total")
+	m.pendingBudgetCloses = set.NewCounter("longlink_pending_budget_closes_total")
+	set.NewGauge("longlink_pending_bytes", func() float64 { return float64(s.pending.Held()) })
 	m.overloaded = set.NewCounter(`longlink_push_errors_total{reason="overloaded"}`)
 	m.handshakeTime = promhist.New(set, "longlink_handshake_duration_seconds", "", promhist.DefaultBuckets)
 	m.deliveryLatency = promhist.New(set, "longlink_delivery_duration_seconds", "", promhist.DefaultBuckets)
@@ -55,6 +63,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 		m.closes[code] = set.NewCounter(`longlink_closes_total{code="` + strconv.Itoa(int(code)) + `"}`)
 	}
 	m.closesNone = set.NewCounter(`longlink_closes_total{code="none"}`)
+	m.closesOther = set.NewCounter(`longlink_closes_total{code="other"}`)
 
 	set.NewGauge("longlink_connections", func() float64 { return float64(m.open.Load()) })
 	// Counted by the patched gnet acceptor (third_party/gnet/PATCHES.md) for the whole
@@ -98,7 +107,7 @@ func (m *serverMetrics) handshakeFailure(reason string) {
 }
 
 // closeCode counts a close the server initiated or echoed; 0 means the socket was
-// dropped without a close frame.
+// dropped without a close frame. It is called from every loop and takes no lock.
 func (m *serverMetrics) closeCode(code uint16) {
 	if code == 0 {
 		m.closesNone.Inc()
@@ -108,14 +117,5 @@ func (m *serverMetrics) closeCode(code uint16) {
 		c.Inc()
 		return
 	}
-	m.closesMu.Lock()
-	c := m.closes[code]
-	if c == nil {
-		// Echoed peer codes are bounded to the valid range 1000-4999, so this map
-		// stays small even under hostile clients.
-		c = m.set.GetOrCreateCounter(`longlink_closes_total{code="` + strconv.Itoa(int(code)) + `"}`)
-		m.closes[code] = c
-	}
-	m.closesMu.Unlock()
-	c.Inc()
+	m.closesOther.Inc()
 }

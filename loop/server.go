@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
+
+	"longlink/wsproto"
 )
 
 // Server is the client-facing side of one node.
@@ -20,6 +23,9 @@ type Server struct {
 	reg   *registry
 	clock *clock
 	m     *serverMetrics
+	// pending is charged by every connection's parser for its unfinished message.
+	pending *wsproto.Budget
+	reclaim reclaimer // owned by OnTick
 
 	// Tick counts derived from cfg once.
 	handshakeTicks, pingTicks, idleTicks, closeTicks uint32
@@ -30,6 +36,10 @@ type Server struct {
 	deliverMu sync.Mutex // orders jobs identically on every loop
 	seq       uint64     // guarded by deliverMu
 
+	// Connection ids are idPrefix ("<NodeID>.<incarnation>-") and connSeq in base 36.
+	// connSeq restarts at 1 with every process, so the incarnation is what keeps a
+	// restarted node from reusing an old client's id.
+	idPrefix string
 	connSeq  atomic.Uint64
 	draining atomic.Bool
 	stopped  atomic.Bool // set by Stop under deliverMu: nothing is queued after it
@@ -63,12 +73,15 @@ func New(cfg Config) (*Server, error) {
 		cfg:      c,
 		reg:      newRegistry(c.OnPresence),
 		clock:    newClock(),
+		pending:  wsproto.NewBudget(c.MaxPendingBytes),
 		pump:     make(chan *shard, 1024),
 		booted:   make(chan error, 1),
 		bootedOK: make(chan struct{}),
 		runDone:  make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	s.idPrefix = c.NodeID + "." + strconv.FormatUint(nextIncarnation(), 36) + "-"
+	s.reclaim = newReclaimer(c.MaxPendingBytes)
 	s.handshakeTicks = ticksOf(c.HandshakeTimeout)
 	s.pingTicks = ticksOf(c.PingInterval)
 	s.idleTicks = ticksOf(c.IdleTimeout)
@@ -255,6 +268,32 @@ func (s *Server) Stop(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+// lastIncarnation is the incarnation given to the latest Server of this process.
+var lastIncarnation atomic.Uint64
+
+// nextIncarnation numbers a Server by its start time in milliseconds, bumped past the
+// previous Server of this process when two start in the same millisecond (tests, or
+// a node restarted in-process). Start times make incarnations grow across restarts,
+// so ids of one node never repeat as long as its clock does not step back past an
+// earlier start; they also sort by start, which tells an operator which run of the
+// node an id came from.
+func nextIncarnation() uint64 {
+	now := uint64(time.Now().UnixMilli())
+	for {
+		last := lastIncarnation.Load()
+		inc := max(now, last+1)
+		if lastIncarnation.CompareAndSwap(last, inc) {
+			return inc
+		}
+	}
+}
+
+// Incarnation is the part of connection ids that names this run of the node: the
+// text between "<NodeID>." and "-<n>".
+func (s *Server) Incarnation() string {
+	return s.idPrefix[len(s.cfg.NodeID)+1 : len(s.idPrefix)-1]
 }
 
 func (s *Server) closeDone() { s.doneOnce.Do(func() { close(s.done) }) }

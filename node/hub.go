@@ -156,7 +156,7 @@ func (h *hub) peersFor(t push.Target) []string {
 	return slices.Compact(peers)
 }
 
-// nodeOfConn returns the node prefix of a connection id ("<node>.<seq>").
+// nodeOfConn returns the node prefix of a connection id ("<node>.<incarnation>-<seq>").
 func nodeOfConn(id string) string {
 	i := strings.LastIndexByte(id, '.')
 	if i <= 0 {

@@ -70,6 +70,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	ns := startCluster(t, 2, func(i int, c *Config) {
 		c.MaxConnsPerUser = 1
 		c.MaxOutbound = 32 << 10
+		c.MaxPendingBytes = 64 << 10
 	})
 	a, b := ns[0], ns[1]
 	before := families(t, a)
@@ -105,6 +106,15 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 			t.Fatalf("m1 got %q, want %q", m, want)
 		}
 	}
+
+	// Unfinished messages: one client keeps part of a large frame (pending bytes stay
+	// up), a second needs more than the budget has left and is closed with 1013.
+	hdr := []byte{0x82, 0xFF, 0, 0, 0, 0, 0, 0x0F, 0xFF, 0xFF, 1, 2, 3, 4} // 1 MiB-1, masked
+	holder := dial(t, a, "holder")
+	holder.NetConn().Write(append(hdr, make([]byte, 10000)...))
+	waitFor(t, 5*time.Second, "pending bytes", func() bool { return scrape(t, a, "longlink_pending_bytes") > 0 })
+	dial(t, a, "greedy").NetConn().Write(append(hdr, make([]byte, 64000)...))
+	waitFor(t, 5*time.Second, "budget close", func() bool { return scrape(t, a, "longlink_pending_budget_closes_total") == 1 })
 
 	// A slow consumer: a raw client that never reads.
 	slow, _, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+mint(t, "slowpoke"), nil)

@@ -64,6 +64,7 @@ type Config struct {
 	MaxConnsPerUser  int
 	MaxMessage       int
 	MaxOutbound      int
+	MaxPendingBytes  int64 // all clients' unfinished messages together; see loop.Config
 	MaxBodyBytes     int64
 	AllowedOrigins   []string
 	HandshakeTimeout time.Duration
@@ -175,6 +176,7 @@ func New(cfg Config) (*Node, error) {
 		MaxConnsPerUser:  cfg.MaxConnsPerUser,
 		MaxMessage:       cfg.MaxMessage,
 		MaxOutbound:      cfg.MaxOutbound,
+		MaxPendingBytes:  cfg.MaxPendingBytes,
 		HandshakeTimeout: cfg.HandshakeTimeout,
 		PingInterval:     cfg.PingInterval,
 		IdleTimeout:      cfg.IdleTimeout,

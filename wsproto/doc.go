@@ -14,14 +14,18 @@
 //
 // # Concurrency and lifetime
 //
-// Functions are safe for concurrent use. A Parser is not: one per connection,
-// used only by the loop that owns the connection. Event.Payload and
+// Functions are safe for concurrent use, a Budget included. A Parser is not: one
+// per connection, used only by the loop that owns the connection. Event.Payload and
 // Event.CloseReason alias the bytes passed to Parser.Next (unmasked in place) or
-// the parser's pooled reassembly buffer: they are valid only until the next Next
-// or Reset call, so copy what must outlive that. A Parser holds no buffer while no
-// fragmented message is in progress; the pooled buffer goes back on the Next call
-// after its message completes (the loop calls Next until it returns n == 0), on
-// error, and on Reset (call it when the connection closes).
+// the parser's reassembly chunks: they are valid only until the next Next or Reset
+// call, so copy what must outlive that. A Parser holds no memory while no message
+// is in progress. A fragmented message, or a frame whose payload is still arriving,
+// is moved out of the caller's buffer into ChunkSize chunks as it arrives (so the
+// caller discards it and never copies it again), charged to the Parser's Budget,
+// and the chunks go back on the Next call after the message completes (the loop
+// calls Next until it returns n == 0), on error, and on Reset (call it when the
+// connection closes). What a connection holds is what it sent, rounded up to a
+// chunk; never what a frame header announces.
 //
 // # Close codes
 //
@@ -41,4 +45,6 @@
 //   - CloseTooBig (1009): a frame or reassembled message over Parser.MaxMessage,
 //     detected from the header before the payload is buffered.
 //   - CloseInternalError (1011): the server failed unexpectedly.
+//   - CloseTryAgainLater (1013): the node-wide Budget for unfinished messages is
+//     used up; the client may retry later (elsewhere).
 package wsproto

@@ -59,6 +59,7 @@ const (
 	ClosePolicyViolation uint16 = 1008
 	CloseTooBig          uint16 = 1009
 	CloseInternalError   uint16 = 1011
+	CloseTryAgainLater   uint16 = 1013
 )
 
 // ValidCloseCode reports whether code may appear in a close frame (RFC 6455 §7.4):

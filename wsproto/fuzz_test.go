@@ -89,7 +89,8 @@ func genStream(seed uint64) []byte {
 }
 
 // FuzzParserSplit checks that feeding a stream in arbitrary pieces decodes exactly
-// what a one-shot feed decodes: same events, same error, same bytes consumed. The
+// what a one-shot feed decodes: same events, same error, and without an error the
+// same bytes consumed. The
 // stream is either generated from seed or taken raw from the fuzzer; cuts gives
 // the piece sizes (empty: byte by byte).
 func FuzzParserSplit(f *testing.F) {
@@ -114,12 +115,15 @@ func FuzzParserSplit(f *testing.F) {
 		for _, copyPerAttempt := range []bool{false, true} {
 			p := Parser{MaxMessage: maxMsg}
 			evs, code, used := feedSplit(&p, bytes.Clone(stream), chunks, copyPerAttempt)
-			if code != wantCode || used != wantUsed || !slices.Equal(evs, wantEvs) {
+			// On error the bytes consumed may differ: a split feed takes a partial
+			// frame's header (and what arrived of it) before failing inside it. The
+			// connection is closed either way.
+			if code != wantCode || (code == 0 && used != wantUsed) || !slices.Equal(evs, wantEvs) {
 				t.Fatalf("copy=%v split feed differs:\n got %v code %d used %d\nwant %v code %d used %d",
 					copyPerAttempt, evs, code, used, wantEvs, wantCode, wantUsed)
 			}
 			p.Reset()
-			if p.buf != nil {
+			if p.asm != nil {
 				t.Fatal("buffer kept after Reset")
 			}
 		}

@@ -2,7 +2,6 @@ package wsproto
 
 import (
 	"encoding/binary"
-	"sync"
 
 	"github.com/gobwas/ws"
 )
@@ -29,61 +28,55 @@ type Event struct {
 // Parser decodes client-to-server frames incrementally. The zero value is ready.
 //
 // It is not safe for concurrent use: one per connection, owned by that connection's
-// loop. It holds no buffer while no fragmented message is in progress: a pooled
-// buffer is borrowed only during reassembly and returned on the Next call after the
-// message completes, on error, and on Reset. The struct is 32 bytes.
+// loop. A complete unfragmented frame is decoded in place, in the caller's buffer.
+// Anything else, a fragmented message or a frame whose payload has not all arrived,
+// is moved into the parser's own reassembly chunks as it arrives (unmasked and
+// UTF-8-checked on the way), and Next reports those bytes consumed so the caller can
+// discard them: the caller never has to keep, or offer again, more than a frame
+// header or a control frame (at most 131 bytes). The chunks are held only while a
+// message is in progress; they go back on the Next call after the message completes,
+// on error, and on Reset. The struct is 32 bytes.
 type Parser struct {
 	// MaxMessage is the largest frame or reassembled message, in bytes, accepted
 	// before failing with CloseTooBig. Zero means DefaultMaxMessage (1 MiB).
 	MaxMessage int
+	// Budget, if set, is charged for the chunks this parser holds; when it is
+	// exhausted, Next fails with CloseTryAgainLater. Nil: no limit beyond MaxMessage.
+	Budget *Budget
 
-	buf  *[]byte // reassembly buffer from msgPool; nil unless fragmenting or done
-	op   Kind    // KindText/KindBinary while a fragmented message is in progress
-	done bool    // buf holds a completed message handed out by the last Next call
-	utf8 UTF8    // incremental validator for a fragmented text message
-
-	// The part of a text frame that has arrived is checked before the rest does, so
-	// an invalid sequence fails at once (Autobahn 6.4.x "fail fast") rather than when
-	// the frame completes. The bytes are unmasked into a copy, never in place: gnet
-	// may offer a partial frame again from a fresh copy of its buffer. partialDone
-	// bytes of the partial payload are checked, leaving partialUTF8; each byte is
-	// checked once however the frame trickles in.
-	partialDone uint32
-	partialUTF8 UTF8
+	asm  *assembly // the message in progress, or the one just handed out; nil otherwise
+	op   Kind      // KindText/KindBinary while a message is in progress in asm
+	done bool      // asm holds a completed message handed out by the last Next call
+	utf8 UTF8      // incremental validator for the text message in asm
 }
 
-// msgPool holds reassembly buffers. Buffers that grew past maxPooledCap are left to
-// the GC so one large message does not pin memory in the pool forever.
-var msgPool = sync.Pool{New: func() any {
-	b := make([]byte, 0, 4096)
-	return &b
-}}
-
-const maxPooledCap = 64 << 10
-
 func (p *Parser) release() {
-	if p.buf == nil {
-		return
+	if p.asm != nil {
+		p.asm.release(p.Budget)
+		p.asm = nil
 	}
-	if cap(*p.buf) <= maxPooledCap {
-		*p.buf = (*p.buf)[:0]
-		msgPool.Put(p.buf)
-	}
-	p.buf = nil
 	p.done = false
 }
 
-// Reset drops any partial message and returns the pooled buffer. Call on connection
-// close; the parser is then ready for a new stream.
+// Reset drops any partial message and returns its chunks. Call on connection close;
+// the parser is then ready for a new stream.
 func (p *Parser) Reset() {
 	p.release()
 	p.op = KindNone
 	p.utf8.Reset()
-	p.partialDone = 0
 }
 
-// InProgress reports whether a fragmented message is being reassembled.
+// InProgress reports whether a message is being reassembled: fragmented, or a
+// frame whose payload is still arriving.
 func (p *Parser) InProgress() bool { return p.op != KindNone }
+
+// Held is the number of bytes this parser holds in reassembly chunks.
+func (p *Parser) Held() int {
+	if p.asm == nil {
+		return 0
+	}
+	return len(p.asm.chunks) * ChunkSize
+}
 
 func (p *Parser) fail(code uint16, reason string) (int, Event, error) {
 	p.Reset()
@@ -105,26 +98,32 @@ const (
 	errCloseLen1       = "close frame payload of 1 byte"
 	errCloseCode       = "invalid close code"
 	errCloseReason     = "invalid UTF-8 in close reason"
+	errBudget          = "server busy: too many unfinished messages; retry later"
 )
 
-// Next decodes at most one frame from the start of buf.
+// Next decodes at most one frame, or the next piece of one, from the start of buf.
 //
-//   - n == 0, err == nil: buf holds no complete frame yet; call again with more
-//     bytes (same start). buf was not modified.
+//   - n == 0, err == nil: buf holds nothing usable yet (less than a frame header, or
+//     part of a control frame); call again with more bytes (same start). buf was not
+//     modified.
 //   - n > 0: n bytes were consumed (the caller discards them). ev.Kind == KindNone
-//     means a non-final fragment was absorbed; otherwise ev is a complete message or
-//     control frame.
+//     means they went into the message in progress (a non-final fragment, or part of
+//     a frame's payload); otherwise ev is a complete message or control frame.
 //   - err is a *CloseError: stop reading, send a close frame with its code, close.
 //
-// The payload is unmasked in place in buf, and only once the whole frame is present,
-// so a partial frame offered again later is never unmasked twice. Limits are checked
-// as soon as the header is present: an oversized frame is refused before its payload
-// arrives. Non-minimal length encodings (e.g. 5 bytes in the 64-bit form) are
-// accepted, as gorilla/websocket and Autobahn do. The loop must keep calling Next until it returns n == 0; that call
-// returns a completed reassembly buffer to the pool.
+// A complete unfragmented frame is unmasked in place in buf and its Payload aliases
+// buf. Bytes of any other data frame are copied into the parser's chunks and not
+// modified in buf. Limits are checked as soon as the header is present: an oversized
+// frame is refused before its payload arrives. Non-minimal length encodings (e.g. 5
+// bytes in the 64-bit form) are accepted, as gorilla/websocket and Autobahn do. The
+// loop must keep calling Next until it returns n == 0; that call returns the chunks
+// of a completed message.
 func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 	if p.done {
 		p.release() // the caller is finished with the previous reassembled message
+	}
+	if p.asm != nil && p.asm.left > 0 {
+		return p.payload(buf, 0) // the rest of a frame whose header was consumed
 	}
 	if len(buf) < 2 {
 		return 0, Event{}, nil
@@ -177,8 +176,8 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 			limit = DefaultMaxMessage
 		}
 		total := length
-		if p.op != KindNone {
-			total += uint64(len(*p.buf))
+		if p.asm != nil {
+			total += uint64(p.asm.n)
 		}
 		if total > limit {
 			return p.fail(CloseTooBig, errTooBig)
@@ -186,53 +185,35 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 	}
 	// length is now <= MaxMessage (an int) or <= 125, so the sum cannot overflow.
 	end := hdr + 4 + int(length)
-	if len(buf) < end {
-		if (op == ws.OpText || op == ws.OpContinuation && p.op == KindText) && len(buf) > hdr+4 {
-			if !p.checkPartial(op, buf[hdr+4:], [4]byte(buf[hdr:hdr+4])) {
-				return p.fail(CloseInvalidPayload, errBadUTF8)
-			}
+	if !control && (len(buf) < end || !fin || p.op != KindNone) {
+		// Part of a message that does not fit in buf in one piece: take the header
+		// and whatever payload has arrived into the chunks.
+		if len(buf) < hdr+4 {
+			return 0, Event{}, nil
 		}
-		return 0, Event{}, nil
+		if op != ws.OpContinuation {
+			p.op = Kind(op)
+			p.utf8.Reset()
+			p.asm = asmPool.Get().(*assembly)
+		}
+		a := p.asm
+		a.left, a.pos, a.key, a.fin = int(length), 0, [4]byte(buf[hdr:hdr+4]), fin
+		return p.payload(buf[hdr+4:], hdr+4)
 	}
-	p.partialDone = 0
+	if len(buf) < end {
+		return 0, Event{}, nil // a control frame: at most 131 bytes
+	}
 	payload := buf[hdr+4 : end]
 	unmask(payload, [4]byte(buf[hdr:hdr+4]))
 
 	switch op {
 	case ws.OpText:
-		if fin {
-			if !ValidUTF8(payload) {
-				return p.fail(CloseInvalidPayload, errBadUTF8)
-			}
-			return end, Event{Kind: KindText, Payload: payload}, nil
-		}
-		p.utf8.Reset()
-		if !p.utf8.Feed(payload) {
+		if !ValidUTF8(payload) {
 			return p.fail(CloseInvalidPayload, errBadUTF8)
 		}
-		p.begin(KindText, payload)
-		return end, Event{}, nil
+		return end, Event{Kind: KindText, Payload: payload}, nil
 	case ws.OpBinary:
-		if fin {
-			return end, Event{Kind: KindBinary, Payload: payload}, nil
-		}
-		p.begin(KindBinary, payload)
-		return end, Event{}, nil
-	case ws.OpContinuation:
-		if p.op == KindText && !p.utf8.Feed(payload) {
-			return p.fail(CloseInvalidPayload, errBadUTF8)
-		}
-		*p.buf = append(*p.buf, payload...)
-		if !fin {
-			return end, Event{}, nil
-		}
-		if p.op == KindText && !p.utf8.Complete() {
-			return p.fail(CloseInvalidPayload, errBadUTF8)
-		}
-		ev = Event{Kind: p.op, Payload: *p.buf}
-		p.op = KindNone
-		p.done = true
-		return end, ev, nil
+		return end, Event{Kind: KindBinary, Payload: payload}, nil
 	case ws.OpPing:
 		return end, Event{Kind: KindPing, Payload: payload}, nil
 	case ws.OpPong:
@@ -255,34 +236,31 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 	return end, Event{Kind: KindClose, Payload: payload, CloseCode: code, CloseReason: payload[2:]}, nil
 }
 
-// checkPartial validates the newly arrived part of an incomplete text frame's
-// payload. avail is the masked payload that has arrived so far.
-func (p *Parser) checkPartial(op ws.OpCode, avail []byte, key [4]byte) bool {
-	if p.partialDone == 0 {
-		if op == ws.OpText {
-			p.partialUTF8.Reset()
-		} else {
-			p.partialUTF8 = p.utf8 // continue from the message so far
-		}
+// payload moves the next bytes of the current frame's payload from buf into the
+// chunks; used bytes of buf (the header) were consumed before it. When the frame is
+// complete and ends the message, the message is the event.
+func (p *Parser) payload(buf []byte, used int) (int, Event, error) {
+	a := p.asm
+	k := min(len(buf), a.left)
+	ok, valid := a.write(buf[:k], p.Budget, p.op == KindText, &p.utf8)
+	switch {
+	case !ok:
+		return p.fail(CloseTryAgainLater, errBudget)
+	case !valid:
+		return p.fail(CloseInvalidPayload, errBadUTF8)
 	}
-	var tmp [256]byte
-	for off := int(p.partialDone); off < len(avail); {
-		n := copy(tmp[:], avail[off:])
-		ws.Cipher(tmp[:n], key, off)
-		if !p.partialUTF8.Feed(tmp[:n]) {
-			return false
-		}
-		off += n
+	a.left -= k
+	used += k
+	if a.left > 0 || !a.fin {
+		return used, Event{}, nil // used may be 0: nothing of the payload has arrived
 	}
-	p.partialDone = uint32(len(avail))
-	return true
-}
-
-// begin starts reassembly of a fragmented message with its first fragment.
-func (p *Parser) begin(kind Kind, first []byte) {
-	p.buf = msgPool.Get().(*[]byte)
-	*p.buf = append((*p.buf)[:0], first...)
-	p.op = kind
+	if p.op == KindText && !p.utf8.Complete() {
+		return p.fail(CloseInvalidPayload, errBadUTF8)
+	}
+	ev := Event{Kind: p.op, Payload: a.bytes(p.Budget)}
+	p.op = KindNone
+	p.done = true
+	return used, ev, nil
 }
 
 // unmask XORs p with the masking key in place (RFC 6455 §5.3). ws.Cipher does it 16

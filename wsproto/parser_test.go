@@ -84,7 +84,7 @@ func TestParserRules(t *testing.T) {
 		if code != c.code || !slices.Equal(evs, c.want) {
 			t.Errorf("%s: got %v code %d, want %v code %d", c.name, evs, code, c.want, c.code)
 		}
-		if code != 0 && (p.buf != nil || p.InProgress()) {
+		if code != 0 && (p.asm != nil || p.InProgress()) {
 			t.Errorf("%s: parser kept state after error", c.name)
 		}
 		// Every split gives the same result, and a partial frame is never modified.
@@ -98,18 +98,91 @@ func TestParserRules(t *testing.T) {
 	}
 }
 
+// A partial data frame is taken whole once its header and mask key are there (the
+// caller then discards it, so nothing is offered twice) and is never modified in the
+// caller's buffer; before that, nothing is consumed.
 func TestParserPartialFrameUntouched(t *testing.T) {
 	full := frame(1, true, strings.Repeat("abc", 100))
+	const hdr = 8 // 16-bit length form + mask key
 	for i := range len(full) {
 		var p Parser
 		part := bytes.Clone(full[:i])
 		n, ev, err := p.Next(part)
-		if n != 0 || ev.Kind != KindNone || err != nil {
-			t.Fatalf("prefix %d: n=%d kind=%v err=%v", i, n, ev.Kind, err)
+		want := 0
+		if i >= hdr {
+			want = i
+		}
+		if n != want || ev.Kind != KindNone || err != nil {
+			t.Fatalf("prefix %d: n=%d kind=%v err=%v, want n=%d", i, n, ev.Kind, err, want)
 		}
 		if !bytes.Equal(part, full[:i]) {
 			t.Fatalf("prefix %d: partial frame was modified", i)
 		}
+		if n > 0 {
+			n, ev, err = p.Next(full[i:])
+			if n != len(full)-i || ev.Kind != KindText || string(ev.Payload) != strings.Repeat("abc", 100) || err != nil {
+				t.Fatalf("prefix %d, then the rest: n=%d kind=%v err=%v", i, n, ev.Kind, err)
+			}
+		}
+		p.Reset()
+	}
+}
+
+// Issue 10, finding 3: a client that announces a 1 MiB frame and dribbles its
+// payload makes the parser hold what it sent (rounded up to a chunk), never what the
+// header announced, and every byte is consumed as it arrives.
+func TestParserHoldsWhatArrived(t *testing.T) {
+	b := NewBudget(4 << 20)
+	p := Parser{Budget: b}
+	n, _, err := p.Next([]byte{0x82, 0xFF, 0, 0, 0, 0, 0, 0x0F, 0xFF, 0xFF, 1, 2, 3, 4})
+	if n != 14 || err != nil || p.Held() != 0 || b.Held() != 0 {
+		t.Fatalf("header: n=%d err=%v held=%d budget=%d; want the header consumed and nothing held", n, err, p.Held(), b.Held())
+	}
+	piece := make([]byte, 64000)
+	sent := 0
+	for sent < 1_000_000 {
+		n, ev, err := p.Next(piece)
+		if n != len(piece) || ev.Kind != KindNone || err != nil {
+			t.Fatalf("after %d bytes: n=%d kind=%v err=%v", sent, n, ev.Kind, err)
+		}
+		sent += n
+		if h := p.Held(); h < sent || h > sent+ChunkSize || int64(h) != b.Held() {
+			t.Fatalf("after %d bytes: parser holds %d, budget %d", sent, h, b.Held())
+		}
+	}
+	for range 5 {
+		if n, _, _ := p.Next([]byte{0}); n != 1 {
+			t.Fatalf("1-byte dribble: n=%d", n)
+		}
+	}
+	p.Reset()
+	if b.Held() != 0 || b.Released() == 0 {
+		t.Fatalf("after Reset the budget holds %d (released %d)", b.Held(), b.Released())
+	}
+}
+
+// Over the Budget, the message fails with 1013 and gives back what it held; another
+// parser can then use it.
+func TestParserBudget(t *testing.T) {
+	b := NewBudget(3 * ChunkSize)
+	var p, q Parser
+	p.Budget, q.Budget = b, b
+	if n, _, err := p.Next(frame(2, false, strings.Repeat("x", 2*ChunkSize))); n == 0 || err != nil {
+		t.Fatalf("first: n=%d err=%v", n, err)
+	}
+	_, _, err := q.Next(frame(2, false, strings.Repeat("y", 2*ChunkSize)))
+	if ce, _ := err.(*CloseError); ce == nil || ce.Code != CloseTryAgainLater {
+		t.Fatalf("over budget: err=%v, want close 1013", err)
+	}
+	if b.Held() != 2*ChunkSize {
+		t.Fatalf("budget holds %d after the refused message, want %d", b.Held(), 2*ChunkSize)
+	}
+	if _, ev, err := p.Next(frame(0, true, "z")); ev.Kind != KindBinary || len(ev.Payload) != 2*ChunkSize+1 || err != nil {
+		t.Fatalf("finishing the first: %v %d %v", ev.Kind, len(ev.Payload), err)
+	}
+	p.Next(nil)
+	if b.Held() != 0 {
+		t.Fatalf("budget holds %d after the message was handed out", b.Held())
 	}
 }
 
@@ -117,7 +190,7 @@ func TestParserBufferLifecycle(t *testing.T) {
 	var p Parser
 	stream := cat(frame(2, false, "ab"), frame(9, true, ""), frame(0, true, "cd"))
 	n, ev, err := p.Next(stream)
-	if err != nil || ev.Kind != KindNone || !p.InProgress() || p.buf == nil {
+	if err != nil || ev.Kind != KindNone || !p.InProgress() || p.asm == nil {
 		t.Fatalf("first fragment: n=%d ev=%v err=%v inProgress=%v", n, ev.Kind, err, p.InProgress())
 	}
 	stream = stream[n:]
@@ -130,16 +203,16 @@ func TestParserBufferLifecycle(t *testing.T) {
 	if ev.Kind != KindBinary || string(ev.Payload) != "abcd" || p.InProgress() {
 		t.Fatalf("final: %v %q inProgress=%v", ev.Kind, ev.Payload, p.InProgress())
 	}
-	if p.buf == nil {
+	if p.asm == nil {
 		t.Fatal("reassembly buffer released while its payload is still handed out")
 	}
-	if n, _, _ = p.Next(stream[n:]); n != 0 || p.buf != nil {
+	if n, _, _ = p.Next(stream[n:]); n != 0 || p.asm != nil {
 		t.Fatalf("buffer not returned on the next call (n=%d)", n)
 	}
 	// Reset mid-message returns the buffer and forgets the message.
 	p.Next(frame(1, false, "x"))
 	p.Reset()
-	if p.buf != nil || p.InProgress() {
+	if p.asm != nil || p.InProgress() {
 		t.Fatal("Reset kept state")
 	}
 	if _, _, err := p.Next(frame(0, true, "y")); err == nil {

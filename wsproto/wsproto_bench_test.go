@@ -108,3 +108,32 @@ func BenchmarkAppendUpgradeResponse(b *testing.B) {
 		dst = AppendUpgradeResponse(dst[:0], goodKey, "")
 	}
 }
+
+// BenchmarkParseStreamed feeds one binary frame in 1 KiB pieces, as a frame larger
+// than one read arrives: each piece is moved into the reassembly chunks. Steady
+// state allocates nothing (chunks, assembly and the contiguous copy are reused).
+func BenchmarkParseStreamed(b *testing.B) {
+	for _, n := range []int{16 << 10, 64 << 10} {
+		b.Run(sizeName(n), func(b *testing.B) {
+			f := clientFrame(frameSpec{op: 2, fin: true, payload: make([]byte, n), key: testKey})
+			p := Parser{Budget: NewBudget(1 << 30)}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(f)))
+			for b.Loop() {
+				got := KindNone
+				for off := 0; off < len(f); {
+					k, ev, err := p.Next(f[off:min(off+1024, len(f))])
+					if err != nil || k == 0 {
+						b.Fatal(k, err)
+					}
+					off += k
+					got = ev.Kind
+				}
+				if got != KindBinary {
+					b.Fatal(got)
+				}
+				p.Next(nil)
+			}
+		})
+	}
+}
