@@ -53,6 +53,7 @@ type Cluster struct {
 	closing bool
 
 	lastRefusedLog atomic.Int64 // unix nanos of the last refused-link log line
+	lastReclaim    atomic.Int64 // unix nanos of the last releaseRoutes
 
 	inMu         sync.Mutex
 	inbound      map[uint64]inboundConn

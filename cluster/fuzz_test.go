@@ -65,7 +65,7 @@ func FuzzLinkFrames(f *testing.F) {
 			}
 			got++
 		}
-		err := c.readFrames(1, "peer", bufio.NewReader(bytes.NewReader(in)))
+		err := c.readFrames(1, "peer", bufio.NewReader(bytes.NewReader(in)), new(int))
 		if err == nil {
 			t.Fatal("readFrames returned nil at the end of its input")
 		}
@@ -130,7 +130,7 @@ func FuzzDecodeMeta(f *testing.F) {
 // TestLinkSeedsApply: the seeds are meaningful (a regression for the fuzz harness).
 func TestLinkSeedsApply(t *testing.T) {
 	c := fuzzCluster()
-	c.readFrames(1, "peer", bufio.NewReader(bytes.NewReader(linkSeeds()[1])))
+	c.readFrames(1, "peer", bufio.NewReader(bytes.NewReader(linkSeeds()[1])), new(int))
 	if got := c.remote.nodesFor(false, []string{"u2"}, []string{"peer"}); len(got) != 1 {
 		t.Fatalf("u2 not routed to peer after snapshot+delta: %v", got)
 	}

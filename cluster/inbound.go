@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"runtime/debug"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -14,6 +15,9 @@ import (
 
 const (
 	refusedLogEvery = 10 * time.Second
+	// A dropped table of reclaimMinRoutes entries is at least ~10 MiB.
+	reclaimMinRoutes = 100_000
+	reclaimEvery     = 10 * time.Second
 	// maxUnauthedPerIP bounds the handshakes one remote address may have
 	// under way (a node dials each peer once; reconnects are sequential).
 	maxUnauthedPerIP = 16
@@ -111,12 +115,13 @@ func (c *Cluster) serveInbound(id uint64, conn net.Conn) {
 	c.inMu.Lock()
 	c.inbound[id] = inboundConn{conn: conn, name: name}
 	c.inMu.Unlock()
-	defer c.remote.linkClosed(name, id)
+	staged := 0
+	defer func() { c.releaseRoutes(staged + c.remote.linkClosed(name, id)) }()
 
 	if br.Buffered() > 0 {
 		err = fmt.Errorf("%w: frames sent before the handshake finished", errHandshake)
 	} else {
-		err = c.readFrames(id, name, bufio.NewReaderSize(conn, 64<<10))
+		err = c.readFrames(id, name, bufio.NewReaderSize(conn, 64<<10), &staged)
 	}
 	if errors.Is(err, errRouteLimit) || errors.Is(err, errFrameTooLarge) {
 		c.m.linkLimitCloses.Inc()
@@ -152,11 +157,17 @@ func readBody(r io.Reader, buf []byte, size int) ([]byte, error) {
 }
 
 // readFrames is the receive loop of one link. The frame buffer is reused:
-// OnMessage's payload is valid only during the call.
-func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader) error {
+// OnMessage's payload is valid only during the call. On return *staged is the size
+// of a snapshot that was being received and is dropped.
+func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader, staged *int) error {
 	var hdr [frameHeader]byte
 	buf := make([]byte, 0, 4<<10)
 	var staging *remoteNode // snapshot being received
+	defer func() {
+		if staging != nil {
+			*staged = len(staging.users) + len(staging.rooms)
+		}
+	}()
 	for {
 		if _, err := io.ReadFull(br, hdr[:]); err != nil {
 			return err
@@ -240,4 +251,22 @@ func (c *Cluster) closeAllInbound() {
 		_ = ic.conn.Close()
 	}
 	c.inMu.Unlock()
+}
+
+// releaseRoutes gives memory back to the OS after a large route table was dropped
+// (a link closed, perhaps for going over MaxPeerRoutes). The table becomes garbage,
+// but an idle node collects only every two minutes and then returns pages slowly:
+// measured with a member's snapshot of 8M fake users, RSS stayed at +94 MB a minute
+// after the link was closed at the limit. At most once per reclaimEvery; it runs on
+// the closing link's goroutine, never on a loop.
+func (c *Cluster) releaseRoutes(entries int) {
+	if entries < reclaimMinRoutes {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := c.lastReclaim.Load()
+	if now-last < int64(reclaimEvery) || !c.lastReclaim.CompareAndSwap(last, now) {
+		return
+	}
+	debug.FreeOSMemory()
 }

@@ -245,13 +245,16 @@ func (rr *remoteRoutes) install(node string, connID uint64, rn *remoteNode) {
 	rr.mu.Unlock()
 }
 
-// linkClosed marks node unsure if connID was the link its table came from.
-func (rr *remoteRoutes) linkClosed(node string, connID uint64) {
+// linkClosed marks node unsure if connID was the link its table came from, and
+// returns the size of the table it dropped.
+func (rr *remoteRoutes) linkClosed(node string, connID uint64) int {
 	rr.mu.Lock()
+	defer rr.mu.Unlock()
 	if rn := rr.nodes[node]; rn != nil && rn.connID == connID {
 		delete(rr.nodes, node)
+		return len(rn.users) + len(rn.rooms)
 	}
-	rr.mu.Unlock()
+	return 0
 }
 
 // drop forgets a node that died or left.
