@@ -94,7 +94,7 @@ func TestAPIConnectionCap(t *testing.T) {
 	_, metricsText := get(t, held[0], br, "/metrics")
 	for _, want := range []string{`longlink_api_rejected_total{reason="max_conns"} 5`, "longlink_api_connections 8"} {
 		if !strings.Contains(metricsText, want+"\n") {
-			t.Errorf("/metrics lacks %q", want)
+			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(metricsText, "longlink_api_"))
 		}
 	}
 	// Closing held connections frees their places.
@@ -158,4 +158,15 @@ func TestAPIConnBudget(t *testing.T) {
 	f(10, 4)            // reserve 9
 	f(1<<40, 1024)      // effectively unlimited
 	f(^uint64(0), 1024) // RLIM_INFINITY
+}
+
+// grepLines returns the lines of text that contain s (for failure messages).
+func grepLines(text, s string) string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if strings.Contains(l, s) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }
