@@ -342,23 +342,34 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
+// subprotocol is the protocol name a client offers in Sec-WebSocket-Protocol.
+const subprotocol = "longlink"
+
 // tokenOf finds the client's token: ?token=, then Authorization: Bearer, then
 // Sec-WebSocket-Protocol (browsers cannot set headers, so they offer
-// ["longlink", "<token>"] and the server selects "longlink"). It returns the
-// subprotocol to select.
+// ["longlink", "<token>"] and the server selects "longlink"). There the token is
+// the first entry that is not a protocol name we speak: what the client offers is
+// the contract, not the shape of the token (any format Authenticate accepts). It
+// returns the subprotocol to select.
 func tokenOf(req *wsproto.Request) (token, protocol string) {
 	if t := wsproto.QueryValue(req.RawQuery, "token"); t != "" {
 		token = t
 	} else if a := req.Authorization; len(a) > 7 && strings.EqualFold(a[:7], "bearer ") {
 		token = strings.TrimSpace(a[7:])
 	}
+	offered := false
 	for _, p := range req.Protocols {
 		switch {
-		case p == "longlink":
+		case p == subprotocol:
 			protocol = p
-		case token == "" && strings.Count(p, ".") == 2:
-			token = p
+		case token == "" && !offered:
+			token, offered = p, true
 		}
+	}
+	if protocol == "" && offered {
+		// Without our protocol name the entries are some other client's
+		// subprotocols, not a token.
+		token = ""
 	}
 	return token, protocol
 }

@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/gobwas/ws"
+
+	"longlink/wsproto"
 )
 
 // TestProtocolViolations checks every framing rule of RFC 6455 the gateway enforces,
@@ -145,4 +147,23 @@ func TestBadUpgradeRequests(t *testing.T) {
 	if got := s.m.failures["bad_request"].Get(); got < 5 {
 		t.Errorf("bad_request failures = %d, want >= 5", got)
 	}
+}
+
+// The token in Sec-WebSocket-Protocol is the entry beside "longlink", whatever its
+// shape; without "longlink" the entries are another protocol's, not a token.
+func TestTokenOfSubprotocol(t *testing.T) {
+	f := func(query, auth string, protocols []string, wantToken, wantProto string) {
+		t.Helper()
+		req := wsproto.Request{RawQuery: query, Authorization: auth, Protocols: protocols}
+		if tok, proto := tokenOf(&req); tok != wantToken || proto != wantProto {
+			t.Fatalf("tokenOf(%q, %q, %q) = %q, %q; want %q, %q", query, auth, protocols, tok, proto, wantToken, wantProto)
+		}
+	}
+	f("", "", []string{"longlink", "a.b.c"}, "a.b.c", "longlink")
+	f("", "", []string{"longlink", "opaque-token"}, "opaque-token", "longlink")
+	f("", "", []string{"opaque-token", "longlink"}, "opaque-token", "longlink")
+	f("", "", []string{"chat", "a.b.c"}, "", "")
+	f("token=q", "", []string{"longlink", "p"}, "q", "longlink")
+	f("", "Bearer h", []string{"longlink", "p"}, "h", "longlink")
+	f("", "", nil, "", "")
 }
