@@ -23,6 +23,11 @@ var (
 	ErrSubject   = errors.New("auth: token has no sub claim")
 )
 
+// Reason words a Verify error for the client that sent the token: its text without
+// this package's "auth: " prefix ("token expired"), as the 401 of a refused
+// handshake says it. The prefix is this package's to add and so to take off.
+func Reason(err error) string { return strings.TrimPrefix(err.Error(), "auth: ") }
+
 // Leeway is the clock skew allowed between the service that mints tokens and the
 // gateway, the same for every time claim: a token is refused once exp is more than
 // Leeway in the past, and while nbf or iat is more than Leeway in the future. It is

@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -138,5 +139,14 @@ func TestVerifyConcurrent(t *testing.T) {
 		if err := <-done; err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+func TestReason(t *testing.T) {
+	if got := Reason(ErrExpired); got != "token expired" {
+		t.Fatalf("Reason(ErrExpired) = %q", got)
+	}
+	if got := Reason(fmt.Errorf("%w: sub longer than 128 bytes", ErrMalformed)); got != "token malformed: sub longer than 128 bytes" {
+		t.Fatalf("Reason(wrapped) = %q", got)
 	}
 }

@@ -212,11 +212,7 @@ func randHex(n int) string {
 func (n *Node) authenticate(token string) (loop.Identity, *loop.AuthError) {
 	c, err := n.verify.Verify(token)
 	if err != nil {
-		reason := err.Error()
-		if len(reason) > 6 && reason[:6] == "auth: " {
-			reason = reason[6:]
-		}
-		return loop.Identity{}, &loop.AuthError{Status: 401, Reason: reason}
+		return loop.Identity{}, &loop.AuthError{Status: 401, Reason: auth.Reason(err)}
 	}
 	return loop.Identity{User: c.User, Rooms: c.Rooms, Expires: c.Expires}, nil
 }
