@@ -2,8 +2,6 @@ package node
 
 import (
 	"bytes"
-	"crypto/sha256"
-	"crypto/subtle"
 	"encoding/json"
 	"net/http"
 	"net/http/pprof"
@@ -20,16 +18,16 @@ import (
 func (n *Node) mux() http.Handler {
 	m := http.NewServeMux()
 	m.Handle("/v1/", n.api.Handler())
-	m.Handle("GET /v1/cluster", n.requireKey(http.HandlerFunc(n.serveCluster)))
+	m.Handle("GET /v1/cluster", n.api.RequireKey(http.HandlerFunc(n.serveCluster)))
 	m.HandleFunc("GET /metrics", n.serveMetrics)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
 	})
 	m.HandleFunc("GET /readyz", n.serveReady)
 	if n.cfg.Pprof {
-		m.Handle("GET /debug/pprof/", n.requireKey(http.HandlerFunc(pprof.Index)))
-		m.Handle("GET /debug/pprof/profile", n.requireKey(http.HandlerFunc(pprof.Profile)))
-		m.Handle("GET /debug/pprof/trace", n.requireKey(http.HandlerFunc(pprof.Trace)))
+		m.Handle("GET /debug/pprof/", n.api.RequireKey(http.HandlerFunc(pprof.Index)))
+		m.Handle("GET /debug/pprof/profile", n.api.RequireKey(http.HandlerFunc(pprof.Profile)))
+		m.Handle("GET /debug/pprof/trace", n.api.RequireKey(http.HandlerFunc(pprof.Trace)))
 	}
 	for pattern, h := range n.cfg.Extra {
 		m.Handle(pattern, h)
@@ -123,33 +121,6 @@ func endpointURL(addr string) string {
 		return addr
 	}
 	return "ws://" + addr + "/ws"
-}
-
-// requireKey guards handlers outside push's /v1/ tree with the same API keys.
-func (n *Node) requireKey(h http.Handler) http.Handler {
-	sums := make([][32]byte, len(n.cfg.APIKeys))
-	for i, k := range n.cfg.APIKeys {
-		sums[i] = sha256.Sum256([]byte(k))
-	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a := r.Header.Get("Authorization")
-		if len(a) < 7 || !strings.EqualFold(a[:7], "bearer ") {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="longlink"`)
-			writeJSON(w, 401, map[string]any{"error": `missing Authorization header; send "Authorization: Bearer <api key>"`, "status": 401})
-			return
-		}
-		got := sha256.Sum256([]byte(strings.TrimSpace(a[7:])))
-		ok := 0
-		for i := range sums {
-			ok |= subtle.ConstantTimeCompare(got[:], sums[i][:])
-		}
-		if ok != 1 {
-			w.Header().Set("WWW-Authenticate", `Bearer realm="longlink", error="invalid_token"`)
-			writeJSON(w, 401, map[string]any{"error": "invalid API key", "status": 401})
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
 }
 
 func writeJSON(w http.ResponseWriter, code int, v any) {

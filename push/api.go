@@ -163,6 +163,18 @@ func (a *API) nextID() string {
 	return sb.String()
 }
 
+// RequireKey guards h with the API keys, answering as every /v1/ route does (a
+// JSON 401 with WWW-Authenticate), so the node's own routes (/v1/cluster,
+// /debug/pprof/) share this one key check.
+func (a *API) RequireKey(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if a.authenticate(w, r) != 0 {
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // authenticate checks the bearer token and returns 0, or the status of the
 // error response it wrote.
 func (a *API) authenticate(w http.ResponseWriter, r *http.Request) int {

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -30,13 +31,23 @@ type batchRequest struct {
 	Messages []json.RawMessage `json:"messages"`
 }
 
-func (a *API) handlePush(w http.ResponseWriter, r *http.Request) int {
-	body, e := a.readBody(w, r)
-	if e != nil {
-		return a.failErr(w, e)
+// servePushHTTP adapts POST /v1/push on net/http to ServePush, the route's one entry
+// point. It reads at most one byte past the limit, so ServePush answers an
+// unauthenticated caller 401 and an oversized body 413, in that order, as it does
+// for the API server.
+func (a *API) servePushHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, a.maxBody+1))
+	if err != nil {
+		status, answer := a.errorAnswer(badRequest("cannot read the request body: %v", err), nil)
+		a.pushRoute.counter(status).Inc()
+		writeRaw(w, status, answer)
+		return
 	}
-	status, answer := a.pushBody(body, nil)
-	return writeRaw(w, status, answer)
+	status, www, answer := a.ServePush(r.Header.Get("Authorization"), r.Header.Get("Content-Type"), body, nil)
+	if www != "" {
+		w.Header()["Www-Authenticate"] = []string{www}
+	}
+	writeRaw(w, status, answer)
 }
 
 // handleBatch validates every message first, then delivers the valid ones

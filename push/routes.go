@@ -20,7 +20,9 @@ type route struct {
 }
 
 var apiRoutes = []route{
-	{http.MethodPost, "/v1/push", http.StatusAccepted, true, (*API).handlePush},
+	// POST /v1/push is served by ServePush, which authenticates, checks and counts
+	// itself (the API server calls it directly); servePushHTTP only adapts net/http.
+	{http.MethodPost, "/v1/push", http.StatusAccepted, true, nil},
 	{http.MethodPost, "/v1/push/batch", http.StatusOK, true, (*API).handleBatch},
 	{http.MethodPost, "/v1/rooms/{room}/join", http.StatusOK, true, (*API).handleJoin},
 	{http.MethodPost, "/v1/rooms/{room}/leave", http.StatusOK, true, (*API).handleLeave},
@@ -50,6 +52,10 @@ func (a *API) routes(set *metrics.Set) *http.ServeMux {
 			paths = append(paths, rt.path)
 		}
 		allow[rt.path] = append(allow[rt.path], rt.method)
+		if rt.h == nil {
+			mux.HandleFunc(rt.method+" "+rt.path, a.servePushHTTP)
+			continue
+		}
 		mux.Handle(rt.method+" "+rt.path, a.wrap(rm, rt.body, rt.h))
 	}
 	for _, p := range paths {
