@@ -24,7 +24,6 @@ import (
 	"os"
 	"os/signal"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -32,7 +31,6 @@ import (
 	"longlink/bench"
 	"longlink/cluster"
 	"longlink/node"
-	"longlink/web"
 )
 
 func main() {
@@ -110,49 +108,26 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "longlink: %v\n", err)
 		return 2
 	}
-	var demo atomic.Pointer[http.Handler]
 	if o.demo {
-		// The page needs the bound client address, known only after Start.
-		cfg.Extra = map[string]http.Handler{"/demo/": http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			if h := demo.Load(); h != nil {
-				(*h).ServeHTTP(w, r)
-				return
-			}
-			http.Error(w, "starting", http.StatusServiceUnavailable)
-		})}
+		// The page's push form sends with the node's API key, so anyone who reaches the
+		// API port could push: only in development, when the key was generated.
+		cfg.Demo = &node.Demo{DevToken: devTokenFunc(devSecret, []byte(o.tokenSecret)), Push: devKey || o.demoPush}
 	}
 	n, err := node.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "longlink: %v\n", err)
 		return 2
 	}
+	// Signals are ours before the node serves: a SIGTERM that arrives the moment it
+	// is up (a fast rolling restart, a test) must drain, not kill, and a loaded host
+	// may deschedule this goroutine for a while after the banner.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	if err := n.Start(); err != nil {
 		fmt.Fprintf(stderr, "longlink: %s\n", startError(err))
 		return 1
 	}
-	if o.demo {
-		client := hostFor(n.ClientAddrs()[0])
-		wc := web.Config{
-			ClientURL:   "ws://" + client + "/ws",
-			EndpointURL: "http://" + client + "/v1/endpoint",
-			DevToken:    devTokenFunc(devSecret, []byte(o.tokenSecret)),
-		}
-		// The page's push form sends with the node's API key, so anyone who reaches the
-		// API port could push: only in development, when the key was generated.
-		if devKey || o.demoPush {
-			wc.Push = n.PushJSON
-		}
-		h, err := web.NewHandler(wc)
-		if err != nil {
-			fmt.Fprintf(stderr, "longlink: demo page: %v\n", err)
-			return 2
-		}
-		demo.Store(&h)
-	}
 	printBanner(stdout, n, o, devSecret, devKey)
-
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
 	log.Info("shutting down: draining clients", "signal", s.String(), "drain_timeout", o.drainTimeout)
 	go func() {

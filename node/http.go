@@ -1,8 +1,8 @@
 package node
 
 import (
-	"bytes"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/http/pprof"
 	"sort"
@@ -11,10 +11,11 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"longlink/cluster"
+	"longlink/web"
 )
 
 // mux serves the API port: /v1/ (push), /metrics, /healthz, /readyz, GET /v1/cluster
-// and any Extra handlers (the demo page).
+// and the demo page when Config.Demo asks for it.
 func (n *Node) mux() http.Handler {
 	m := http.NewServeMux()
 	m.Handle("/v1/", n.api.Handler())
@@ -29,10 +30,40 @@ func (n *Node) mux() http.Handler {
 		m.Handle("GET /debug/pprof/profile", n.api.RequireKey(http.HandlerFunc(pprof.Profile)))
 		m.Handle("GET /debug/pprof/trace", n.api.RequireKey(http.HandlerFunc(pprof.Trace)))
 	}
-	for pattern, h := range n.cfg.Extra {
-		m.Handle(pattern, h)
+	if h := n.demo(); h != nil {
+		m.Handle(web.Prefix, h)
 	}
 	return m
+}
+
+// demo builds the demo page's handler once the addresses are bound.
+func (n *Node) demo() http.Handler {
+	d := n.cfg.Demo
+	if d == nil {
+		return nil
+	}
+	client := dialable(n.ClientAddrs()[0])
+	wc := web.Config{ClientURL: "ws://" + client + "/ws", EndpointURL: "http://" + client + "/v1/endpoint", DevToken: d.DevToken}
+	if d.Push {
+		wc.Push = web.PushTo("http://"+dialable(n.APIAddr())+"/v1/push", n.cfg.APIKeys[0])
+	}
+	h, err := web.NewHandler(wc)
+	if err != nil {
+		panic("BUG: node: demo page config: " + err.Error()) // built from our own addresses
+	}
+	return h
+}
+
+// dialable turns a bound listen address into one this host can dial.
+func dialable(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return addr
+	}
+	if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
 }
 
 func (n *Node) serveMetrics(w http.ResponseWriter, r *http.Request) {
@@ -129,17 +160,3 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 	json.NewEncoder(w).Encode(v)
 }
 
-// PushJSON runs one POST /v1/push through the API in-process with the node's first API
-// key and returns the status and body. The demo page uses it so the browser never
-// holds the key.
-func (n *Node) PushJSON(body []byte) (int, []byte) {
-	r, _ := http.NewRequest("POST", "/v1/push", bytes.NewReader(body))
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set("Authorization", "Bearer "+n.cfg.APIKeys[0])
-	w := &bufferedResponse{header: http.Header{}}
-	n.api.Handler().ServeHTTP(w, r)
-	if w.code == 0 {
-		w.code = http.StatusOK
-	}
-	return w.code, w.body.Bytes()
-}

@@ -16,7 +16,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -94,14 +93,25 @@ type Config struct {
 	// Pprof serves Go's profiler at /debug/pprof/ on the API port (API key required).
 	Pprof bool
 
-	// Extra mounts more handlers on the API mux (the demo page). Patterns must not
-	// collide with /v1/, /metrics, /healthz, /readyz.
-	Extra map[string]http.Handler
+	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
+	// URLs are the node's bound addresses, filled in by Start.
+	Demo *Demo
 
 	// Metrics receives every metric of this node. Nil: a new set, registered globally
 	// so /metrics of this process shows it.
 	Metrics *metrics.Set
 	Logger  *slog.Logger
+}
+
+// Demo configures the demo page (package web).
+type Demo struct {
+	// DevToken mints tokens for the page (development secrets only); nil makes the
+	// page ask for a token.
+	DevToken func(user string) (string, error)
+	// Push lets the page send pushes: it posts them to this node's public
+	// POST /v1/push over HTTP with the first API key, which the browser never sees.
+	// Anyone who can load the page can then push: development only.
+	Push bool
 }
 
 // Node is one running gateway.

@@ -6,7 +6,8 @@
 //
 // It deliberately does not speak WebSocket, verify tokens or know the push API's JSON:
 // the page connects to the client port itself, and both the token minting and the push
-// are callbacks in Config that the composition root (main.go) wires.
+// are callbacks in Config that the composition root (node) wires: PushTo posts to
+// the node's public push API over HTTP.
 //
 // Concurrency: the http.Handler returned by Handler is safe for concurrent use. The
 // Config callbacks are called concurrently from net/http goroutines and must be safe for

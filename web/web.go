@@ -304,3 +304,33 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	// Encoding a map of strings cannot fail; a write error means the client left.
 	_ = json.NewEncoder(w).Encode(v)
 }
+
+// PushTo returns a Config.Push that posts the page's push bodies to a push API URL
+// (a node's POST /v1/push) with apiKey, over HTTP like any service: the page uses the
+// public API, and the browser never holds the key.
+func PushTo(url, apiKey string) func(body []byte) (int, []byte) {
+	client := &http.Client{Timeout: 15 * time.Second}
+	return func(body []byte) (int, []byte) {
+		req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+		if err != nil {
+			return http.StatusBadGateway, errorJSON("cannot build the push request: " + err.Error())
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+apiKey)
+		resp, err := client.Do(req)
+		if err != nil {
+			return http.StatusBadGateway, errorJSON("push API unreachable: " + err.Error())
+		}
+		defer resp.Body.Close()
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+		if err != nil {
+			return http.StatusBadGateway, errorJSON("cannot read the push API's answer: " + err.Error())
+		}
+		return resp.StatusCode, answer
+	}
+}
+
+func errorJSON(msg string) []byte {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	return b
+}
