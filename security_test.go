@@ -333,7 +333,7 @@ func TestClusterOnLoopbackOnlyHost(t *testing.T) {
 	cmd := exec.Command("unshare", "-n", "sh", "-c", script, testBinary(t), "serve",
 		"--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--api-key", "k-0123456789abcdef",
 		"--token-secret", "loopback-only-secret-0123", "--gossip-addr", ":0", "--cluster-key", key)
-	var out syncBuffer
+	var out testutil.SyncBuffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
 		t.Skipf("unshare: %v", err)
@@ -378,22 +378,4 @@ func TestSecondNodeOnHostNamesTheFlag(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q; want exit 1 naming %s", tc.args, code, stderr, tc.flag)
 		}
 	}
-}
-
-// syncBuffer is a bytes.Buffer a child process writes while the test reads.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -21,6 +20,7 @@ import (
 	"time"
 
 	"longlink/auth"
+	"longlink/internal/testutil"
 )
 
 // prodFlags configure a node as in production: fixed secrets, so no dev tokens.
@@ -171,7 +171,7 @@ func buildBinary(t *testing.T) string {
 type server struct {
 	clientAddr, apiAddr string
 	cmd                 *exec.Cmd
-	out                 *syncBuffer
+	out                 *testutil.SyncBuffer
 	exited              chan struct{} // closed when Wait returned
 	waitErr             error
 }
@@ -219,7 +219,7 @@ func startServer(t *testing.T, bin, clientAddr, apiAddr string, flags ...string)
 
 func tryStartServer(t *testing.T, bin, clientAddr, apiAddr string, flags []string) (*server, error) {
 	t.Helper()
-	s := &server{clientAddr: clientAddr, apiAddr: apiAddr, out: &syncBuffer{}, exited: make(chan struct{})}
+	s := &server{clientAddr: clientAddr, apiAddr: apiAddr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	args := []string{"serve", "--client-addr", clientAddr, "--api-addr", apiAddr, "--gossip-addr", "127.0.0.1:0"}
 	s.cmd = exec.Command(bin, append(args, flags...)...)
 	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
@@ -337,12 +337,12 @@ func (s *server) waitMetric(t *testing.T, name string, want float64) {
 type driver struct {
 	stdin   io.WriteCloser
 	replies chan string
-	stderr  *syncBuffer
+	stderr  *testutil.SyncBuffer
 }
 
 func startDriver(t *testing.T, chromium, demoURL string) *driver {
 	t.Helper()
-	d := &driver{replies: make(chan string, 16), stderr: &syncBuffer{}}
+	d := &driver{replies: make(chan string, 16), stderr: &testutil.SyncBuffer{}}
 	cmd := exec.Command("node", "browser.mjs")
 	cmd.Env = append(os.Environ(), "LONGLINK_DEMO_URL="+demoURL, "LONGLINK_CHROMIUM="+chromium)
 	cmd.Stderr = d.stderr
@@ -437,22 +437,4 @@ func poll(timeout time.Duration, exited <-chan struct{}, cond func() bool) error
 		}
 	}
 	return fmt.Errorf("not ready within %v", timeout)
-}
-
-// syncBuffer collects subprocess output written from exec's copying goroutines.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

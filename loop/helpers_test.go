@@ -29,7 +29,12 @@ func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 10)) }
 // startServer starts a real loop.Server on a loopback port with token auth.
 func startServer(t testing.TB, mod func(*Config)) *Server {
 	t.Helper()
-	s := newTestServer(t, mod)
+	return start(t, newTestServer(t, mod))
+}
+
+// start starts s (from newTestServer, perhaps adjusted) and stops it when the test ends.
+func start(t testing.TB, s *Server) *Server {
+	t.Helper()
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}

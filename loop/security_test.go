@@ -4,7 +4,6 @@ package loop
 
 import (
 	"bytes"
-	"context"
 	"encoding/binary"
 	"runtime"
 	"strings"
@@ -215,14 +214,7 @@ func TestReclaimAfterPendingDrop(t *testing.T) {
 	var freed atomic.Int32
 	s.reclaim.min = 1 << 20
 	s.reclaim.free = func() { freed.Add(1) }
-	if err := s.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Stop(ctx)
-	})
+	start(t, s)
 	cs := attack(t, s, 4, 600_000)
 	waitFor(t, 5*time.Second, "attack held", func() bool { return s.pending.Held() >= 4*600_000 })
 	// Two clock advances later, a whole OnTick (which samples the peak) ran after the
