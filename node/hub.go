@@ -29,7 +29,6 @@ type hub struct {
 	waiting map[uint64]chan []byte // query id -> answer
 
 	forwardDrops *metrics.Counter
-	queryDrops   *metrics.Counter
 	answering    chan struct{} // bounds concurrent answers to peers' queries
 	answers      sync.WaitGroup
 	closed       chan struct{}
@@ -41,7 +40,6 @@ func newHub(n *Node) *hub {
 		n:            n,
 		waiting:      map[uint64]chan []byte{},
 		forwardDrops: n.set.NewCounter(`longlink_push_errors_total{reason="forward_overloaded"}`),
-		queryDrops:   n.set.NewCounter(`longlink_cluster_query_drops_total`),
 		answering:    make(chan struct{}, maxAnswering),
 		closed:       make(chan struct{}),
 	}
@@ -213,7 +211,8 @@ func (h *hub) onMessage(from string, payload []byte) {
 		default:
 			// More queries in flight than a node should ever see: drop this one; the
 			// asker answers its caller with 503 after its timeout.
-			h.queryDrops.Inc()
+			// The cluster owns this counter now (created in cluster.New).
+			h.n.set.GetOrCreateCounter(`longlink_cluster_query_drops_total`).Inc()
 		}
 	case wireResponse:
 		id, body, err := parseResponse(payload[1:])
