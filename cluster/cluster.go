@@ -55,6 +55,8 @@ type Cluster struct {
 	lastRefusedLog atomic.Int64 // unix nanos of the last refused-link log line
 	lastReclaim    atomic.Int64 // unix nanos of the last releaseRoutes
 
+	req *requests // Request/Ask waiters and the answering slots
+
 	inMu         sync.Mutex
 	inbound      map[uint64]inboundConn
 	unauthed     int            // inbound connections still in the handshake
@@ -94,6 +96,7 @@ func New(cfg Config) (*Cluster, error) {
 		members:   map[string]*memberInfo{},
 		peers:     map[string]*peer{},
 		inbound:   map[uint64]inboundConn{},
+		req:       newRequests(cfg.MaxAnswering),
 
 		unauthedByIP: map[string]int{},
 	}
@@ -273,7 +276,12 @@ func (c *Cluster) Send(node string, payload []byte) error {
 	if c == nil {
 		return ErrUnknownNode
 	}
-	if len(payload)+frameHeader > min(c.cfg.QueueBytes, c.cfg.MaxFrame) {
+	return c.send(node, kindData, nil, payload)
+}
+
+// send queues one frame of kind with body prefix+payload for node.
+func (c *Cluster) send(node string, kind byte, prefix, payload []byte) error {
+	if len(prefix)+len(payload)+frameHeader > min(c.cfg.QueueBytes, c.cfg.MaxFrame) {
 		c.m.forwardFailures.Inc()
 		return ErrTooLarge
 	}
@@ -284,7 +292,7 @@ func (c *Cluster) Send(node string, payload []byte) error {
 		c.m.forwardFailures.Inc()
 		return ErrUnknownNode
 	}
-	return p.enqueueData(payload)
+	return p.enqueue(kind, prefix, payload)
 }
 
 // Broadcast queues payload once for every live peer and returns how many

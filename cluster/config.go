@@ -78,6 +78,20 @@ type Config struct {
 	// goroutine of one peer connection; payload is valid only during the
 	// call; it must not block for long (it stalls that peer's stream).
 	OnMessage func(from string, payload []byte)
+	// OnRequest answers a peer's Request or Ask (see request.go). It runs on one
+	// of at most MaxAnswering goroutines, never on the link's reader, so it may
+	// wait (for this node's event loops, say), but each call holds one of those
+	// slots until it returns. body is the callback's own copy. The returned bytes
+	// are sent back to from; nil sends nothing and the asker times out. Nil
+	// OnRequest drops every request (counted, like a request over MaxAnswering).
+	OnRequest func(from string, body []byte) []byte
+	// RequestTimeout bounds how long Request and Ask wait for answers when their
+	// context has no earlier deadline. Zero means 2s.
+	RequestTimeout time.Duration
+	// MaxAnswering bounds the requests from peers being answered at once; one
+	// over it is dropped at once and counted in
+	// longlink_cluster_query_drops_total, and its asker times out. Zero means 256.
+	MaxAnswering int
 	// OnNodeLeft is called (on its own goroutine) when a peer left or died.
 	OnNodeLeft func(name string)
 	// Probe is the memberlist probe interval. Zero means 1s. Failure
@@ -129,6 +143,8 @@ const (
 	defaultMaxFrame     = 8 << 20
 	defaultMaxRoutes    = 1 << 20
 	defaultMaxInbound   = 64
+	defaultReqTimeout   = 2 * time.Second
+	defaultMaxAnswering = 256
 	// maxFrameLimit is the largest MaxFrame accepted: the length field is 32
 	// bits and no message of ours comes near it.
 	maxFrameLimit = 1 << 30
@@ -211,6 +227,18 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	if cfg.MaxInbound == 0 {
 		cfg.MaxInbound = defaultMaxInbound
+	}
+	if cfg.RequestTimeout < 0 {
+		return cfg, fmt.Errorf("cluster: RequestTimeout %v must not be negative", cfg.RequestTimeout)
+	}
+	if cfg.RequestTimeout == 0 {
+		cfg.RequestTimeout = defaultReqTimeout
+	}
+	if cfg.MaxAnswering < 0 {
+		return cfg, fmt.Errorf("cluster: MaxAnswering %d must not be negative", cfg.MaxAnswering)
+	}
+	if cfg.MaxAnswering == 0 {
+		cfg.MaxAnswering = defaultMaxAnswering
 	}
 	if _, err := ParseKey(cfg.ClusterKey); err != nil {
 		return cfg, fmt.Errorf("cluster: ClusterKey: %w", err)
@@ -296,12 +324,13 @@ func forwardKey(clusterName string, gossipKey []byte) []byte {
 	return mac.Sum(nil)
 }
 
-// Sentinel errors returned by Send and New.
+// Sentinel errors returned by Send, Request and New.
 var (
 	ErrUnknownNode = errors.New("cluster: unknown or dead node")
 	ErrQueueFull   = errors.New("cluster: peer queue full")
 	ErrTooLarge    = errors.New("cluster: message too large")
 	ErrClosed      = errors.New("cluster: closed")
+	ErrTimeout     = errors.New("cluster: no answer within RequestTimeout")
 	ErrBadKey      = errors.New("cluster: invalid cluster key")
 	ErrKeyRequired = errors.New("a cluster key is required to listen for peers beyond loopback")
 )

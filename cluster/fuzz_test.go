@@ -20,12 +20,15 @@ func fuzzCluster() *Cluster {
 		log:     quietLogger,
 		remote:  newRemoteRoutes(),
 		members: map[string]*memberInfo{"peer": {name: "peer", state: stateAlive}},
+		req:     newRequests(4),
 	}
+	c.cfg.OnRequest = func(_ string, body []byte) []byte { return body }
 	c.m = newClusterMetrics(metrics.NewSet(), c)
 	return c
 }
 
-// linkSeeds are well-formed link streams: a snapshot, deltas, data, leaving.
+// linkSeeds are well-formed link streams: a snapshot, deltas, data, requests and
+// responses, leaving.
 func linkSeeds() [][]byte {
 	var begin [8 + binary.MaxVarintLen64]byte
 	binary.BigEndian.PutUint64(begin[:8], 7)
@@ -46,6 +49,8 @@ func linkSeeds() [][]byte {
 		appendFrame(nil, kindData, []byte("payload")),
 		append(appendFrame(withDelta, kindData, []byte("x")), appendFrame(nil, kindLeaving, nil)...),
 		delta, // a delta without a snapshot
+		appendFrame(appendFrame(nil, kindRequest, []byte{1, 'q'}), kindResponse, []byte{0x81, 0x01, 'a'}),
+		append(appendFrame(withDelta, kindRequest, []byte{2}), appendFrame(nil, kindData, []byte("after"))...),
 	}
 }
 
@@ -66,6 +71,7 @@ func FuzzLinkFrames(f *testing.F) {
 			got++
 		}
 		err := c.readFrames(1, "peer", bufio.NewReader(bytes.NewReader(in)), new(int))
+		c.wg.Wait() // answers to requests run on their own goroutines
 		if err == nil {
 			t.Fatal("readFrames returned nil at the end of its input")
 		}

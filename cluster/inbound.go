@@ -222,6 +222,17 @@ func (c *Cluster) readFrames(id uint64, name string, br *bufio.Reader, staged *i
 			staging = nil
 		case kindLeaving:
 			c.markLeaving(name)
+		case kindRequest, kindResponse:
+			id, k := binary.Uvarint(body)
+			if k <= 0 {
+				return errRequestFrame
+			}
+			c.m.received.Inc()
+			if hdr[4] == kindRequest {
+				c.startAnswer(name, id, body[k:])
+			} else {
+				c.deliverAnswer(name, id, body[k:])
+			}
 		default:
 			return fmt.Errorf("unknown frame kind %d", hdr[4])
 		}

@@ -36,6 +36,8 @@ const (
 	kindSnapChunk  = 4
 	kindSnapEnd    = 5
 	kindLeaving    = 6 // the sender is leaving gracefully (memberlist does not tell)
+	kindRequest    = 7 // id uvarint, body: answer with kindResponse on our own link
+	kindResponse   = 8 // id uvarint, body: the answer to a kindRequest we sent
 
 	frameHeader      = 5
 	nonceLen         = 32

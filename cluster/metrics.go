@@ -19,6 +19,7 @@ type clusterMetrics struct {
 	handshakeFailures *metrics.Counter
 	inboundRejected   *metrics.Counter
 	linkLimitCloses   *metrics.Counter
+	queryDrops        *metrics.Counter
 }
 
 func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
@@ -53,6 +54,7 @@ func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
 	m.handshakeFailures = counter("longlink_cluster_handshake_failures_total")
 	m.inboundRejected = counter("longlink_cluster_inbound_rejected_total")
 	m.linkLimitCloses = counter("longlink_cluster_link_limit_closes_total")
+	m.queryDrops = counter("longlink_cluster_query_drops_total")
 	return m
 }
 

@@ -52,19 +52,27 @@ func (p *peer) signal() {
 }
 
 // enqueueData frames payload into the queue. Dropped (and counted) when full.
-func (p *peer) enqueueData(payload []byte) error {
+func (p *peer) enqueueData(payload []byte) error { return p.enqueue(kindData, nil, payload) }
+
+// enqueue frames prefix+payload as one frame of kind (data, request or response:
+// every kind a caller sends and the counters count as a message).
+func (p *peer) enqueue(kind byte, prefix, payload []byte) error {
 	p.mu.Lock()
 	if p.closed || p.draining {
 		p.mu.Unlock()
 		p.c.m.forwardFailures.Inc()
 		return ErrUnknownNode
 	}
-	if len(p.pending)+frameHeader+len(payload) > p.c.cfg.QueueBytes {
+	size := len(prefix) + len(payload)
+	if len(p.pending)+frameHeader+size > p.c.cfg.QueueBytes {
 		p.mu.Unlock()
 		p.c.m.forwardFailures.Inc()
 		return ErrQueueFull
 	}
-	p.pending = appendFrame(p.pending, kindData, payload)
+	p.pending = binary.BigEndian.AppendUint32(p.pending, uint32(1+size))
+	p.pending = append(p.pending, kind)
+	p.pending = append(p.pending, prefix...)
+	p.pending = append(p.pending, payload...)
 	p.pendingMsgs++
 	p.mu.Unlock()
 	p.signal()

@@ -1,5 +1,6 @@
 // Package node composes one gateway node: the client event loops (loop), the HTTP API
-// (push), membership and forwarding (cluster), metrics and the demo page. main.go
+// (push), membership and forwarding (cluster), the delivery logic that combines
+// them (hub), metrics and the demo page. main.go
 // builds a Config from flags; integration tests start Nodes directly.
 //
 // Start order: loops (so the client port is bound), cluster (so presence can be
@@ -27,6 +28,7 @@ import (
 
 	"longlink/auth"
 	"longlink/cluster"
+	"longlink/hub"
 	"longlink/loop"
 	"longlink/push"
 )
@@ -127,7 +129,7 @@ type Node struct {
 	api      *push.API
 	http     *apiServer
 	apiLn    net.Listener
-	hub      *hub
+	hub      *hub.Hub
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -174,7 +176,8 @@ func New(cfg Config) (*Node, error) {
 	if n.set == nil {
 		n.set = metrics.NewSet()
 	}
-	n.hub = newHub(n)
+	// The loops report presence to the hub, which needs the loops: the closure
+	// reads n.hub, set below, before Start lets any presence happen.
 	n.loop, err = loop.New(loop.Config{
 		Addrs:            cfg.ClientAddrs,
 		Loops:            cfg.Loops,
@@ -191,9 +194,20 @@ func New(cfg Config) (*Node, error) {
 		PingInterval:     cfg.PingInterval,
 		IdleTimeout:      cfg.IdleTimeout,
 		Echo:             cfg.Echo,
-		OnPresence:       n.hub.presence,
+		OnPresence:       func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) },
 		Metrics:          n.set,
 		Logger:           cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n.hub, err = hub.New(hub.Config{
+		NodeName:     cfg.NodeName,
+		Local:        hub.LoopLocal(n.loop),
+		QueryTimeout: cfg.QueryTimeout,
+		Draining:     n.draining.Load,
+		Metrics:      n.set,
+		Logger:       cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -255,13 +269,16 @@ func (n *Node) Start() error {
 		ClusterKey:      n.cfg.ClusterKey,
 		MaxPeerRoutes:   n.cfg.ClusterMaxRoutes,
 		// A forwarded push is the API body plus a small header.
-		MaxFrame:     max(8<<20, int(min(n.cfg.MaxBodyBytes, 1<<29))+64<<10),
-		Meta:         n.meta,
-		OnMessage:    n.hub.onMessage,
-		Probe:        n.cfg.Probe,
-		SyncInterval: n.cfg.SyncInterval,
-		Logger:       n.log,
-		Metrics:      n.set,
+		MaxFrame:  max(8<<20, int(min(n.cfg.MaxBodyBytes, 1<<29))+64<<10),
+		Meta:      n.meta,
+		OnMessage: n.hub.OnMessage,
+		OnRequest: n.hub.OnRequest,
+		// Answering a query may wait for the loops up to QueryTimeout.
+		RequestTimeout: n.cfg.QueryTimeout,
+		Probe:          n.cfg.Probe,
+		SyncInterval:   n.cfg.SyncInterval,
+		Logger:         n.log,
+		Metrics:        n.set,
 	})
 	if err != nil {
 		ln.Close()
@@ -272,6 +289,7 @@ func (n *Node) Start() error {
 		return fmt.Errorf("cannot start cluster: %w", err)
 	}
 	n.clusterP.Store(cl)
+	n.hub.SetRemote(cl)
 	// Clients may connect between the loops starting and the cluster existing; their
 	// presence was not announced, so announce what is here now. A user who leaves in
 	// between may be announced present a moment too long: peers then forward to this
@@ -418,8 +436,6 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 			n.http.shutdown(hctx)
 			cancel3()
 		}
-		n.hub.close()
-		n.hub.answers.Wait()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -439,8 +455,6 @@ func (n *Node) Kill() {
 		if n.http != nil {
 			n.http.kill()
 		}
-		n.hub.close()
-		n.hub.answers.Wait()
 		n.bg.Wait()
 	})
 }

@@ -107,7 +107,16 @@ func (m *Message) MarshalBinary() ([]byte, error) {
 // retain b: ID and Data are copies and every target shares one string copy
 // of the target section, so decoding costs at most four allocations however
 // many targets there are.
-func (m *Message) UnmarshalBinary(b []byte) error {
+func (m *Message) UnmarshalBinary(b []byte) error { return m.unmarshal(b, true) }
+
+// UnmarshalBinaryAlias is UnmarshalBinary except that m.Data aliases b instead of
+// being copied: it is valid only as long as b is. For a receiver that copies the
+// data into something else at once (a forwarded push becomes a WebSocket frame), so
+// a large payload is copied once, not twice. The other fields are copies as in
+// UnmarshalBinary.
+func (m *Message) UnmarshalBinaryAlias(b []byte) error { return m.unmarshal(b, false) }
+
+func (m *Message) unmarshal(b []byte, copyData bool) error {
 	if len(b) < 10 {
 		return fmt.Errorf("%w: %d bytes, the header alone is 10", ErrShortMessage, len(b))
 	}
@@ -166,10 +175,14 @@ func (m *Message) UnmarshalBinary(b []byte) error {
 			lists[i] = strs[start:k:k] // full slice expression: appending to one list must not overwrite the next
 		}
 	}
+	data := b[dataLo:dataHi:dataHi]
+	if copyData {
+		data = append([]byte(nil), data...)
+	}
 	*m = Message{
 		ID:       string(b[idLo:idHi]),
 		Binary:   flags&flagBinary != 0,
-		Data:     append([]byte(nil), b[dataLo:dataHi]...),
+		Data:     data,
 		Accepted: int64(binary.BigEndian.Uint64(b[2:10])),
 		To:       Target{Users: lists[0], Connections: lists[1], Rooms: lists[2], All: flags&flagAll != 0},
 	}

@@ -103,6 +103,46 @@ func TestAppendBinaryAllocs(t *testing.T) {
 	if n := testing.AllocsPerRun(100, func() { _ = out.UnmarshalBinary(b) }); n > 4 {
 		t.Fatalf("UnmarshalBinary allocates %v times, want <= 4", n)
 	}
+	if n := testing.AllocsPerRun(100, func() { _ = out.UnmarshalBinaryAlias(b) }); n > 3 {
+		t.Fatalf("UnmarshalBinaryAlias allocates %v times, want <= 3", n)
+	}
+}
+
+// UnmarshalBinaryAlias decodes what UnmarshalBinary does, with Data pointing into
+// its input.
+func TestUnmarshalBinaryAlias(t *testing.T) {
+	for _, m := range sampleMessages() {
+		b := m.AppendBinary(nil)
+		var copied, aliased Message
+		if err := copied.UnmarshalBinary(b); err != nil {
+			t.Fatal(err)
+		}
+		if err := aliased.UnmarshalBinaryAlias(b); err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(copied, aliased) {
+			t.Fatalf("alias decode differs:\n got %+v\nwant %+v", aliased, copied)
+		}
+		if len(aliased.Data) > 0 {
+			b[bytesIndex(b, aliased.Data)] ^= 0xff
+			if reflect.DeepEqual(copied.Data, aliased.Data) {
+				t.Fatal("Data does not alias the input")
+			}
+		}
+		if cap(aliased.Data) != len(aliased.Data) {
+			t.Fatal("appending to Data could overwrite the input")
+		}
+	}
+}
+
+// bytesIndex is where sub starts inside b (sub is a subslice of b).
+func bytesIndex(b, sub []byte) int {
+	for i := range b {
+		if &b[i] == &sub[0] {
+			return i
+		}
+	}
+	return -1
 }
 
 func FuzzUnmarshalBinary(f *testing.F) {

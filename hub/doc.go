@@ -1,0 +1,31 @@
+// Package hub is the delivery logic of one node: it implements push.Hub by
+// combining this node's event loops with the cluster. A push is queued on the local
+// loops first, then forwarded to the peers that may hold a recipient; presence,
+// room and kick calls run here and, as cluster requests, on those peers.
+//
+// It is written against two small interfaces so it can be tested with fakes:
+// Local (what it needs of *loop.Server; LoopLocal adapts one) and Remote (what it
+// needs of *cluster.Cluster, which satisfies it, a nil *Cluster included). It does
+// not know the node that composes it: node builds it with a Config and wires its
+// callbacks. It does not own the wire format of pushes (push.Message) nor the
+// request protocol between nodes (cluster.Request/Ask); it owns the query ops and
+// their JSON bodies (query.go).
+//
+// Who calls what, on which goroutine:
+//
+//   - push.Hub methods (Deliver, User, Room, Stats, Kick*, Online, JoinRoom,
+//     LeaveRoom) run on API handler goroutines, concurrently. Deliver waits for
+//     the local writes (up to 10s); the queries wait for peers up to
+//     QueryTimeout.
+//   - OnMessage is the cluster's OnMessage: it runs on the link reader of one
+//     peer, so a peer's pushes are queued in order; its payload is valid only
+//     during the call. It never waits: a loop inbox that is full drops the push
+//     at once and counts it (longlink_push_errors_total{reason="forward_overloaded"}).
+//   - OnRequest is the cluster's OnRequest: it runs on one of the cluster's
+//     bounded answering goroutines and may wait for the loops up to QueryTimeout.
+//   - OnPresence is loop's OnPresence: it runs on an event loop under the
+//     registry lock that decided the change and only records it in the cluster's
+//     routing table (non-blocking).
+//   - SetRemote may be called at any time (the node calls it once the cluster
+//     exists); the hub keeps no other mutable state. Metrics are created in New.
+package hub

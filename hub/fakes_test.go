@@ -1,0 +1,306 @@
+package hub
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"testing"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/internal/testutil"
+	"longlink/loop"
+)
+
+func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 0)) }
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// fakeLocal is a node's loops as a map of users to connections. It records what
+// was submitted and enqueued.
+type fakeLocal struct {
+	mu         sync.Mutex
+	conns      map[string][]loop.ConnInfo // user -> connections
+	rooms      map[string]loop.RoomInfo
+	submitted  [][]byte
+	enqueued   [][]byte
+	targets    []loop.Targets
+	kicked     []string
+	joined     []string
+	submitErr  error // Submit and the room/kick calls fail with it
+	enqueueErr error
+}
+
+func newFakeLocal() *fakeLocal {
+	return &fakeLocal{conns: map[string][]loop.ConnInfo{}, rooms: map[string]loop.RoomInfo{}}
+}
+
+type fakePending struct {
+	n       int
+	offline []string
+}
+
+func (p fakePending) Wait(context.Context) (int, error) { return p.n, nil }
+func (p fakePending) Offline() []string                 { return p.offline }
+
+func (l *fakeLocal) Submit(frame []byte, t loop.Targets, _ int64) (Pending, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.submitErr != nil {
+		return nil, l.submitErr
+	}
+	l.submitted = append(l.submitted, frame)
+	l.targets = append(l.targets, t)
+	n := 0
+	var offline []string
+	for _, u := range t.Users {
+		if len(l.conns[u]) == 0 {
+			offline = append(offline, u)
+		}
+		n += len(l.conns[u])
+	}
+	return fakePending{n: n, offline: offline}, nil
+}
+
+func (l *fakeLocal) Enqueue(frame []byte, t loop.Targets, _ int64) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.enqueueErr != nil {
+		l.enqueued = append(l.enqueued, nil) // an attempt
+		return l.enqueueErr
+	}
+	l.enqueued = append(l.enqueued, frame)
+	l.targets = append(l.targets, t)
+	return nil
+}
+
+func (l *fakeLocal) UserConnections(user string) []loop.ConnInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.conns[user])
+}
+
+func (l *fakeLocal) RoomMembers(room string) loop.RoomInfo {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.rooms[room]
+}
+
+func (l *fakeLocal) Offline(users []string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, u := range users {
+		if len(l.conns[u]) == 0 {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+func (l *fakeLocal) KickConnection(_ context.Context, id, _ string) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.submitErr != nil {
+		return 0, l.submitErr
+	}
+	for u, cs := range l.conns {
+		for i, c := range cs {
+			if c.ID == id {
+				l.conns[u] = slices.Delete(cs, i, i+1)
+				l.kicked = append(l.kicked, id)
+				return 1, nil
+			}
+		}
+	}
+	return 0, nil
+}
+
+func (l *fakeLocal) KickUser(_ context.Context, user, _ string) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.submitErr != nil {
+		return 0, l.submitErr
+	}
+	n := len(l.conns[user])
+	delete(l.conns, user)
+	if n > 0 {
+		l.kicked = append(l.kicked, user)
+	}
+	return n, nil
+}
+
+func (l *fakeLocal) JoinRoom(_ context.Context, room string, users []string) (int, []string, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.submitErr != nil {
+		return 0, nil, l.submitErr
+	}
+	n := 0
+	for _, u := range users {
+		n += len(l.conns[u])
+	}
+	l.joined = append(l.joined, room)
+	return n, nil, nil
+}
+
+func (l *fakeLocal) LeaveRoom(ctx context.Context, room string, users []string) (int, []string, error) {
+	return l.JoinRoom(ctx, room, users)
+}
+
+func (l *fakeLocal) Connections() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, cs := range l.conns {
+		n += len(cs)
+	}
+	return n
+}
+
+func (l *fakeLocal) Users() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.conns)
+}
+
+func (l *fakeLocal) Rooms() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.rooms)
+}
+
+func (l *fakeLocal) addConn(user, id string, since int64) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.conns[user] = append(l.conns[user], loop.ConnInfo{ID: id, User: user, Since: since})
+}
+
+// fakeNet connects hubs in one process: Send calls the peer's OnMessage, Ask its
+// OnRequest, as the cluster would on the peer's goroutines. The routing table is
+// exact: a node holds a user when its fakeLocal has connections for it.
+type fakeNet struct {
+	mu    sync.Mutex
+	hubs  map[string]*Hub
+	local map[string]*fakeLocal
+	down  map[string]bool // alive but never answers
+	sends map[string]int  // node -> payloads received
+}
+
+func newFakeNet() *fakeNet {
+	return &fakeNet{hubs: map[string]*Hub{}, local: map[string]*fakeLocal{}, down: map[string]bool{}, sends: map[string]int{}}
+}
+
+// add makes a hub named name on the net.
+func (n *fakeNet) add(t testing.TB, name string, mod func(*Config)) (*Hub, *fakeLocal) {
+	t.Helper()
+	l := newFakeLocal()
+	cfg := Config{NodeName: name, Local: l, Remote: &fakeRemote{net: n, self: name}, Metrics: metrics.NewSet(), Logger: quiet}
+	if mod != nil {
+		mod(&cfg)
+	}
+	h, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n.mu.Lock()
+	n.hubs[name], n.local[name] = h, l
+	n.mu.Unlock()
+	return h, l
+}
+
+type fakeRemote struct {
+	net      *fakeNet
+	self     string
+	mu       sync.Mutex
+	presence []string
+}
+
+func (r *fakeRemote) others() []string {
+	r.net.mu.Lock()
+	defer r.net.mu.Unlock()
+	var out []string
+	for name := range r.net.hubs {
+		if name != r.self {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func (r *fakeRemote) Send(node string, payload []byte) error {
+	r.net.mu.Lock()
+	h := r.net.hubs[node]
+	r.net.sends[node]++
+	r.net.mu.Unlock()
+	if h == nil || node == r.self {
+		return context.Canceled // any error: not sent
+	}
+	buf := slices.Clone(payload)
+	h.OnMessage(r.self, buf)
+	clear(buf) // the cluster reuses its read buffer
+	return nil
+}
+
+func (r *fakeRemote) AliveNodes() []string { return r.others() }
+
+func (r *fakeRemote) nodesFor(has func(l *fakeLocal, name string) bool, names []string) []string {
+	var out []string
+	for _, node := range r.others() {
+		r.net.mu.Lock()
+		l := r.net.local[node]
+		r.net.mu.Unlock()
+		for _, name := range names {
+			if has(l, name) {
+				out = append(out, node)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func (r *fakeRemote) NodesForUsers(users []string) []string {
+	return r.nodesFor(func(l *fakeLocal, u string) bool { return len(l.UserConnections(u)) > 0 }, users)
+}
+
+func (r *fakeRemote) NodesForRooms(rooms []string) []string {
+	return r.nodesFor(func(l *fakeLocal, room string) bool { return l.RoomMembers(room).Connections > 0 }, rooms)
+}
+
+func (r *fakeRemote) Ask(_ context.Context, nodes []string, body []byte) (map[string][]byte, []string) {
+	answers := map[string][]byte{}
+	var missing []string
+	for _, node := range nodes {
+		r.net.mu.Lock()
+		h, down := r.net.hubs[node], r.net.down[node]
+		r.net.mu.Unlock()
+		if h == nil || down {
+			missing = append(missing, node)
+			continue
+		}
+		if out := h.OnRequest(r.self, slices.Clone(body)); out != nil {
+			answers[node] = out
+		} else {
+			missing = append(missing, node)
+		}
+	}
+	return answers, missing
+}
+
+func (r *fakeRemote) SetLocalUser(user string, present bool) { r.note("u", user, present) }
+func (r *fakeRemote) SetLocalRoom(room string, present bool) { r.note("r", room, present) }
+
+func (r *fakeRemote) note(kind, name string, present bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := "-"
+	if present {
+		s = "+"
+	}
+	r.presence = append(r.presence, kind+s+name)
+}

@@ -1,0 +1,330 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/loop"
+	"longlink/push"
+)
+
+// Local is what the hub needs of this node's event loops (*loop.Server, through
+// LoopLocal). Every method is safe for concurrent use and does not block on a
+// client socket.
+type Local interface {
+	Submit(frame []byte, t loop.Targets, accepted int64) (Pending, error)
+	Enqueue(frame []byte, t loop.Targets, accepted int64) error
+	UserConnections(user string) []loop.ConnInfo
+	RoomMembers(room string) loop.RoomInfo
+	Offline(users []string) []string
+	KickConnection(ctx context.Context, id, reason string) (int, error)
+	KickUser(ctx context.Context, user, reason string) (int, error)
+	JoinRoom(ctx context.Context, room string, users []string) (int, []string, error)
+	LeaveRoom(ctx context.Context, room string, users []string) (int, []string, error)
+	Connections() int
+	Users() int
+	Rooms() int
+}
+
+// Pending is a local delivery queued by Local.Submit (*loop.Pending).
+type Pending interface {
+	Wait(ctx context.Context) (int, error)
+	Offline() []string
+}
+
+// LoopLocal adapts a *loop.Server to Local (Submit returns the Pending interface).
+func LoopLocal(s *loop.Server) Local { return loopLocal{s} }
+
+type loopLocal struct{ *loop.Server }
+
+func (l loopLocal) Submit(frame []byte, t loop.Targets, accepted int64) (Pending, error) {
+	p, err := l.Server.Submit(frame, t, accepted)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// Remote is what the hub needs of the cluster: *cluster.Cluster satisfies it, and
+// a nil *cluster.Cluster (a standalone node) is a valid Remote that reaches no one.
+// Every method is safe for concurrent use; only Ask blocks (bounded by its ctx and
+// the cluster's request timeout).
+type Remote interface {
+	Send(node string, payload []byte) error
+	AliveNodes() []string
+	NodesForUsers(users []string) []string
+	NodesForRooms(rooms []string) []string
+	Ask(ctx context.Context, nodes []string, body []byte) (answers map[string][]byte, missing []string)
+	SetLocalUser(user string, present bool)
+	SetLocalRoom(room string, present bool)
+}
+
+// Config configures a Hub. Zero values take the documented defaults.
+type Config struct {
+	// NodeName is this node's cluster name: connection ids start with it, and the
+	// per-node figures of Stats and Room carry it. Required.
+	NodeName string
+	// Local is this node's event loops. Required.
+	Local Local
+	// Remote is the cluster. Nil: none until SetRemote (a standalone node).
+	Remote Remote
+	// QueryTimeout bounds a query to peers and the local part of a kick or room
+	// change. Zero means 2s.
+	QueryTimeout time.Duration
+	// Draining reports whether the node is shutting down: Deliver then refuses
+	// with 503 and Stats says so. Nil means never.
+	Draining func() bool
+	// Metrics receives the hub's metrics. Nil: a new private set.
+	Metrics *metrics.Set
+	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
+	Logger *slog.Logger
+}
+
+const (
+	defaultQueryTimeout = 2 * time.Second
+	// deliverTimeout bounds how long Deliver waits for the local writes.
+	deliverTimeout = 10 * time.Second
+)
+
+// Hub implements push.Hub by combining local delivery (Local) with the cluster
+// (Remote); its OnMessage, OnRequest and OnPresence are the cluster's and loop's
+// callbacks. See doc.go for who calls what on which goroutine.
+type Hub struct {
+	cfg          Config
+	local        Local
+	remote       atomic.Pointer[remoteRef]
+	draining     func() bool
+	log          *slog.Logger
+	forwardDrops *metrics.Counter
+}
+
+type remoteRef struct{ r Remote }
+
+var _ push.Hub = (*Hub)(nil)
+
+// New validates cfg and returns a Hub.
+func New(cfg Config) (*Hub, error) {
+	if cfg.NodeName == "" {
+		return nil, errors.New("hub: Config.NodeName is required")
+	}
+	if cfg.Local == nil {
+		return nil, errors.New("hub: Config.Local is required")
+	}
+	if cfg.QueryTimeout < 0 {
+		return nil, fmt.Errorf("hub: Config.QueryTimeout %v must not be negative", cfg.QueryTimeout)
+	}
+	if cfg.QueryTimeout == 0 {
+		cfg.QueryTimeout = defaultQueryTimeout
+	}
+	if cfg.Draining == nil {
+		cfg.Draining = func() bool { return false }
+	}
+	if cfg.Metrics == nil {
+		cfg.Metrics = metrics.NewSet()
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	h := &Hub{
+		cfg:          cfg,
+		local:        cfg.Local,
+		draining:     cfg.Draining,
+		log:          cfg.Logger,
+		forwardDrops: cfg.Metrics.NewCounter(`longlink_push_errors_total{reason="forward_overloaded"}`),
+	}
+	h.SetRemote(cfg.Remote)
+	return h, nil
+}
+
+// SetRemote sets the cluster once it exists (the loops, and so the hub, are made
+// before it). Nil means standalone. Safe to call while the hub is in use.
+func (h *Hub) SetRemote(r Remote) {
+	if r == nil {
+		r = standalone{}
+	}
+	h.remote.Store(&remoteRef{r})
+}
+
+func (h *Hub) peers() Remote { return h.remote.Load().r }
+
+// standalone is the Remote of a node without a cluster.
+type standalone struct{}
+
+func (standalone) Send(string, []byte) error       { return errors.New("hub: no cluster") }
+func (standalone) AliveNodes() []string            { return nil }
+func (standalone) NodesForUsers([]string) []string { return nil }
+func (standalone) NodesForRooms([]string) []string { return nil }
+func (standalone) SetLocalUser(string, bool)       {}
+func (standalone) SetLocalRoom(string, bool)       {}
+func (standalone) Ask(_ context.Context, nodes []string, _ []byte) (map[string][]byte, []string) {
+	return map[string][]byte{}, slices.Clone(nodes)
+}
+
+// statusError carries an HTTP status to the push API.
+type statusError struct {
+	status int
+	msg    string
+}
+
+func (e *statusError) Error() string   { return e.msg }
+func (e *statusError) HTTPStatus() int { return e.status }
+
+var errDraining = &statusError{503, "node is shutting down; retry on another node"}
+
+func hubErr(err error) error {
+	switch {
+	case errors.Is(err, loop.ErrOverloaded):
+		return &statusError{503, "gateway overloaded: delivery queue full, retry later"}
+	case errors.Is(err, loop.ErrStopped):
+		return errDraining
+	case errors.Is(err, context.DeadlineExceeded):
+		return &statusError{504, "delivery did not finish in time"}
+	}
+	return err
+}
+
+// OnPresence is loop's OnPresence: it keeps the cluster's routing table current.
+// Before SetRemote it does nothing: the node announces what is here once the
+// cluster exists.
+func (h *Hub) OnPresence(kind loop.PresenceKind, name string, present bool) {
+	if kind == loop.PresenceUser {
+		h.peers().SetLocalUser(name, present)
+	} else {
+		h.peers().SetLocalRoom(name, present)
+	}
+}
+
+func toTargets(t push.Target) loop.Targets {
+	return loop.Targets{All: t.All, Users: t.Users, Connections: t.Connections, Rooms: t.Rooms}
+}
+
+// wirePush prefixes a forwarded push.Message on a cluster data payload. The byte
+// is what nodes have always sent, so pushes keep flowing between versions.
+const wirePush byte = 'P'
+
+// Deliver queues m on the local loops, forwards it to the peers that may hold a
+// recipient, then waits for the local writes. Queuing locally first means a push
+// refused here (overloaded, stopping) is refused before any peer has it, so the
+// caller's retry cannot duplicate it; forwarding before waiting lets peers work while
+// this node writes.
+func (h *Hub) Deliver(m *push.Message) (push.Result, error) {
+	var res push.Result
+	if h.draining() {
+		return res, errDraining
+	}
+	frame := loop.PrepareFrame(m.Binary, m.Data)
+	pending, err := h.local.Submit(frame, toTargets(m.To), m.Accepted)
+	if err != nil {
+		return res, hubErr(err)
+	}
+	r := h.peers()
+	if peers := h.peersFor(r, m.To); len(peers) > 0 {
+		payload := m.AppendBinary([]byte{wirePush})
+		for _, p := range peers {
+			if err := r.Send(p, payload); err == nil {
+				res.Forwarded++
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+	defer cancel()
+	n, err := pending.Wait(ctx)
+	res.Delivered = n
+	if err != nil {
+		return res, hubErr(err)
+	}
+	if len(m.To.Users) > 0 {
+		res.OfflineUsers = offlineByTable(r, pending.Offline())
+	}
+	return res, nil
+}
+
+// peersFor returns the peers a message must be forwarded to: all for broadcasts, the
+// nodes named by connection ids, and the nodes the routing table says (or cannot rule
+// out) hold the users and rooms.
+func (h *Hub) peersFor(r Remote, t push.Target) []string {
+	if t.All {
+		return r.AliveNodes()
+	}
+	var peers []string
+	if len(t.Users) > 0 {
+		peers = append(peers, r.NodesForUsers(t.Users)...)
+	}
+	if len(t.Rooms) > 0 {
+		peers = append(peers, r.NodesForRooms(t.Rooms)...)
+	}
+	if len(t.Connections) > 0 {
+		alive := r.AliveNodes()
+		for _, id := range t.Connections {
+			if node := nodeOfConn(id); node != "" && node != h.cfg.NodeName && slices.Contains(alive, node) {
+				peers = append(peers, node)
+			}
+		}
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
+}
+
+// nodeOfConn returns the node prefix of a connection id ("<node>.<incarnation>-<seq>").
+func nodeOfConn(id string) string {
+	i := strings.LastIndexByte(id, '.')
+	if i <= 0 {
+		return ""
+	}
+	return id[:i]
+}
+
+// offlineByTable narrows the users with no connection here (as Submit found them) to
+// those that, per the routing table, have none anywhere else. A user the table cannot
+// rule out counts as online.
+func offlineByTable(r Remote, local []string) []string {
+	if len(local) == 0 {
+		return local
+	}
+	var out []string
+	for _, u := range local {
+		if len(r.NodesForUsers([]string{u})) == 0 {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
+// OnMessage is the cluster's OnMessage: a push forwarded by a peer. It runs on the
+// peer's link reader, so one peer's pushes are handled in order; payload is valid
+// only during the call.
+func (h *Hub) OnMessage(from string, payload []byte) {
+	if len(payload) == 0 || payload[0] != wirePush {
+		return // nothing else travels as data; a newer peer's kind is skipped
+	}
+	var m push.Message
+	// Data aliases payload: PrepareFrame copies it into the frame, the one copy.
+	if err := m.UnmarshalBinaryAlias(payload[1:]); err != nil {
+		h.log.Warn("dropping malformed push from peer", "peer", from, "err", err)
+		return
+	}
+	h.deliverForwarded(&m)
+}
+
+// deliverForwarded queues a peer's push on the local loops without waiting for the
+// writes, so the link reader keeps the peer's order without stalling on them.
+//
+// When a loop's inbox is full the push is dropped at once and counted
+// (forward_overloaded). Waiting would hold up the peer's whole link, which also
+// carries route deltas and query answers, to save a message whose API caller was
+// answered long ago; forwarding is at-most-once anyway, and a full inbox (MaxQueue
+// jobs or MaxQueueBytes) is far more than a moment's burst.
+func (h *Hub) deliverForwarded(m *push.Message) {
+	frame := loop.PrepareFrame(m.Binary, m.Data)
+	if err := h.local.Enqueue(frame, toTargets(m.To), m.Accepted); errors.Is(err, loop.ErrOverloaded) {
+		h.forwardDrops.Inc()
+	}
+}
