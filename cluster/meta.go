@@ -3,6 +3,7 @@ package cluster
 import (
 	"encoding/binary"
 	"errors"
+	"math"
 )
 
 // metaVersion is the first byte of an encoded meta; bump it on layout change.
@@ -64,7 +65,9 @@ func decodeMeta(b []byte) (nodeMeta, error) {
 	m.Draining = b[1]&metaFlagDraining != 0
 	b = b[2:]
 	conns, n := binary.Uvarint(b)
-	if n <= 0 {
+	// A count past MaxInt32 would wrap negative and make the node look the least
+	// loaded to /v1/endpoint forever (found by FuzzDecodeMeta).
+	if n <= 0 || conns > math.MaxInt32 {
 		return m, errBadMeta
 	}
 	m.Connections = int(conns)
