@@ -3,6 +3,7 @@ package cluster
 import (
 	"crypto/rand"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -33,6 +34,8 @@ type Cluster struct {
 	ml           *memberlist.Memberlist
 	ln           net.Listener
 	fwdKey       []byte
+	gossipKey    []byte       // memberlist's SecretKey, nil without a cluster key
+	started      bool         // Start bound the listeners (set once, before any goroutine)
 	fwdAdvertise atomic.Value // string: forward address put in the meta
 	joined       atomic.Bool  // the initial or a background join reached a peer (or none was asked)
 	epoch        uint64       // random per process: route history identity
@@ -65,9 +68,9 @@ type Cluster struct {
 	nextConnID   uint64
 }
 
-// New validates cfg, starts memberlist and the forwarding listener and joins
-// cfg.Join. Unreachable peers are not an error: joining is retried in the
-// background with backoff until it succeeds or the cluster stops.
+// New validates cfg and builds the member without binding anything: the
+// routing table takes SetLocalUser/SetLocalRoom from now on, and Start ships it
+// to the peers. Call Start to listen and join.
 func New(cfg Config) (*Cluster, error) {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
@@ -102,23 +105,36 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c.alive.Store(&[]string{})
 	c.fwdAdvertise.Store("")
+	c.gossipKey = gossipKey
+	c.m = newClusterMetrics(cfg.Metrics, c)
+	return c, nil
+}
 
+// Start starts the forwarding listener and memberlist and joins Config.Join.
+// Unreachable peers are not an error: joining is retried in the background with
+// backoff until it succeeds or the cluster stops. A Cluster starts once; after a
+// failed Start only Kill is left to call (it does nothing).
+func (c *Cluster) Start() error {
+	cfg := c.cfg
+	if c.started {
+		return errors.New("cluster: Start called twice")
+	}
+	var err error
 	c.ln, err = net.Listen("tcp", cfg.ForwardAddr)
 	if err != nil {
-		return nil, &ListenError{Field: "ForwardAddr", Addr: cfg.ForwardAddr, Err: err}
+		return &ListenError{Field: "ForwardAddr", Addr: cfg.ForwardAddr, Err: err}
 	}
-	mlc, err := c.memberlistConfig(gossipKey)
+	mlc, err := c.memberlistConfig(c.gossipKey)
 	if err != nil {
 		_ = c.ln.Close()
-		return nil, err
+		return err
 	}
-	c.m = newClusterMetrics(cfg.Metrics, c)
 	c.ml, err = memberlist.Create(mlc)
 	if err != nil {
 		_ = c.ln.Close()
-		c.m.close()
-		return nil, &ListenError{Field: "GossipAddr", Addr: cfg.GossipAddr, Err: err}
+		return &ListenError{Field: "GossipAddr", Addr: cfg.GossipAddr, Err: err}
 	}
+	c.started = true
 	// The forward host defaults to the gossip advertise IP, which memberlist
 	// may only know now (it picks a private IP for an unspecified bind).
 	fHost, _, _ := net.SplitHostPort(cfg.ForwardAddr)
@@ -128,8 +144,8 @@ func New(cfg Config) (*Cluster, error) {
 	fPort := c.ln.Addr().(*net.TCPAddr).Port
 	c.fwdAdvertise.Store(net.JoinHostPort(fHost, strconv.Itoa(fPort)))
 	if err := c.ml.UpdateNode(0); err != nil {
-		c.shutdown()
-		return nil, fmt.Errorf("cluster: cannot publish node meta: %w", err)
+		c.closeOnce.Do(c.shutdown)
+		return fmt.Errorf("cluster: cannot publish node meta: %w", err)
 	}
 
 	c.wg.Add(3)
@@ -147,7 +163,7 @@ func New(cfg Config) (*Cluster, error) {
 	} else {
 		c.joined.Store(true)
 	}
-	return c, nil
+	return nil
 }
 
 // Joined reports whether the node is part of a cluster: it was given no peers, or it
@@ -217,7 +233,7 @@ func (c *Cluster) Name() string { return c.cfg.NodeName }
 
 // GossipAddr is the advertised gossip host:port (the real port if bound to 0).
 func (c *Cluster) GossipAddr() string {
-	if c == nil {
+	if c == nil || !c.started {
 		return ""
 	}
 	return c.ml.LocalNode().Address()
@@ -370,6 +386,11 @@ func (c *Cluster) Leave(timeout time.Duration) error {
 	}
 	err := ErrClosed
 	c.closeOnce.Do(func() {
+		if !c.started {
+			c.shutdown()
+			err = nil
+			return
+		}
 		deadline := time.Now().Add(timeout)
 		// First tell the peers on our links (so they report "left", not
 		// "dead") and flush what is queued for them, using up to half the
@@ -416,6 +437,10 @@ func (c *Cluster) drainPeers(deadline time.Time) {
 }
 
 func (c *Cluster) shutdown() {
+	if !c.started {
+		c.m.close() // nothing bound, nothing running
+		return
+	}
 	close(c.stop)
 	c.memMu.Lock()
 	c.closing = true

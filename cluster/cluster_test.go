@@ -399,9 +399,12 @@ func TestJoinRetriesInBackground(t *testing.T) {
 	cfg.GossipAddr = addr
 	a, err := New(cfg)
 	if err != nil {
-		t.Skipf("reserved port taken meanwhile: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(a.Kill)
+	if err := a.Start(); err != nil {
+		t.Skipf("reserved port taken meanwhile: %v", err)
+	}
 	waitFor(t, 10*time.Second, "background join", func() bool {
 		return slices.Equal(b.AliveNodes(), []string{"late-seed"})
 	})

@@ -68,6 +68,9 @@ func startNode(t testing.TB, cfg Config) *Cluster {
 		t.Fatalf("New(%s): %v", cfg.NodeName, err)
 	}
 	t.Cleanup(c.Kill)
+	if err := c.Start(); err != nil {
+		t.Fatalf("Start(%s): %v", cfg.NodeName, err)
+	}
 	return c
 }
 

@@ -5,8 +5,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseKey(t *testing.T) {
@@ -205,4 +207,46 @@ func TestHandshake(t *testing.T) {
 	f(key, true)
 	f(forwardKey("c", []byte("other")), false)
 	f(forwardKey("d", []byte("k")), false)
+}
+
+// New builds without binding; routes recorded before Start reach peers after it;
+// Kill and Leave before Start are harmless.
+func TestNewBindsNothingUntilStart(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	peer := startNode(t, testConfig("peer"))
+	cfg := testConfig("late", peer.GossipAddr())
+	cfg.ForwardAddr = addr
+	c, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Kill)
+	if l, err := net.Listen("tcp", addr); err != nil {
+		t.Fatalf("New bound the forwarding address: %v", err)
+	} else {
+		l.Close()
+	}
+	c.SetLocalUser("early", true)
+	if err := c.Start(); err != nil {
+		t.Skipf("port taken meanwhile: %v", err)
+	}
+	waitFor(t, 10*time.Second, "route set before Start", func() bool {
+		return slices.Equal(peer.NodesForUsers([]string{"early"}), []string{"late"}) && len(peer.NodesForUsers([]string{"x"})) == 0
+	})
+	for _, stop := range []func(){func() { mustNew(t).Kill() }, func() { mustNew(t).Leave(time.Second) }} {
+		stop()
+	}
+}
+
+func mustNew(t *testing.T) *Cluster {
+	c, err := New(testConfig("unstarted"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
 }
