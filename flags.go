@@ -11,7 +11,6 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"time"
 
 	"longlink/cluster"
 	"longlink/node"
@@ -51,93 +50,74 @@ func (s *setList) Set(v string) error {
 	return s.l.Set(v)
 }
 
+// serveOptions is what `longlink serve` parses: the node's Config, which flags fill
+// directly, and the few settings that only the command has.
 type serveOptions struct {
+	cfg node.Config
+
 	configFile  string
 	printConfig bool
-
-	clientAddrs     listFlag
-	clientAdvertise string
-	apiAddr         string
-	apiMaxConns     int
-	apiIdleTimeout  time.Duration
-	apiReadTimeout  time.Duration
-	tokenSecret     string
-	apiKeys         listFlag
-	nodeName        string
-
-	loops            int
-	maxConns         int
-	maxConnsPerUser  int
-	maxMessage       int
-	maxOutbound      int
-	maxPendingBytes  int64
-	maxBody          int64
-	allowedOrigins   listFlag
-	handshakeTimeout time.Duration
-	pingInterval     time.Duration
-	idleTimeout      time.Duration
-	drainTimeout     time.Duration
-	echo             bool
-	demo             bool
-	demoPush         bool
-
-	join             listFlag
-	gossipAddr       string
-	gossipAdvertise  string
-	forwardAddr      string
-	clusterName      string
-	clusterKey       string
-	clusterMaxRoutes int
-
-	pprof     bool
-	logFormat string
-	logLevel  string
+	demo        bool
+	demoPush    bool
+	logFormat   string
+	logLevel    string
 }
+
+// bytesFlag is a []byte flag (the token secret) set from a string.
+type bytesFlag []byte
+
+func (b *bytesFlag) String() string     { return string(*b) }
+func (b *bytesFlag) Set(v string) error { *b = []byte(v); return nil }
 
 // secretFlags are masked by --print-config.
 var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true}
 
+// serveFlags binds every flag to its field in node.Config, with the packages' own
+// defaults (node.Defaults), so no default is written here and no field is copied.
 func serveFlags() (*serveOptions, *flag.FlagSet) {
-	o := &serveOptions{clientAddrs: listFlag{":8080"}}
+	d := node.Defaults()
+	o := &serveOptions{cfg: d}
+	c := &o.cfg
+	list := func(l *[]string) flag.Value { return &setList{l: (*listFlag)(l)} }
 	fs := flag.NewFlagSet("longlink serve", flag.ContinueOnError)
 	fs.StringVar(&o.configFile, "config", "", "optional config file: one \"name = value\" per line, names as the flags (lowest precedence)")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 
-	fs.Var(&setList{l: &o.clientAddrs}, "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
-	fs.StringVar(&o.clientAdvertise, "client-advertise", "", "client host:port (or a full URL such as wss://ws.example.com/ws behind TLS) that GET /v1/endpoint hands to clients (default: the first --client-addr)")
-	fs.StringVar(&o.apiAddr, "api-addr", ":8081", "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
-	fs.IntVar(&o.apiMaxConns, "api-max-conns", 0, "connection cap for the API port; over it a new connection gets a JSON 503 and is closed (0: the reserve --max-conns leaves, less 64, 32 to 1024; -1: no cap)")
-	fs.DurationVar(&o.apiIdleTimeout, "api-idle-timeout", 60*time.Second, "close an API keep-alive connection that sends no request for this long")
-	fs.DurationVar(&o.apiReadTimeout, "api-read-timeout", 30*time.Second, "close an API connection whose first byte, or a whole request once it began, takes longer than this (408)")
-	fs.StringVar(&o.tokenSecret, "token-secret", "", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
-	fs.Var(&setList{l: &o.apiKeys}, "api-key", "API key services send as \"Authorization: Bearer KEY\"; repeat for several (default: a random development key, printed)")
-	fs.StringVar(&o.nodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
+	fs.Var(list(&c.Loop.Addrs), "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
+	fs.StringVar(&c.ClientAdvertise, "client-advertise", "", "client host:port (or a full URL such as wss://ws.example.com/ws behind TLS) that GET /v1/endpoint hands to clients (default: the first --client-addr)")
+	fs.StringVar(&c.API.Addr, "api-addr", d.API.Addr, "internal HTTP API address (/v1/push, /metrics, /healthz, /readyz, /demo/)")
+	fs.IntVar(&c.API.MaxConns, "api-max-conns", 0, "connection cap for the API port; over it a new connection gets a JSON 503 and is closed (0: the reserve --max-conns leaves, less 64, 32 to 1024; -1: no cap)")
+	fs.DurationVar(&c.API.IdleTimeout, "api-idle-timeout", d.API.IdleTimeout, "close an API keep-alive connection that sends no request for this long")
+	fs.DurationVar(&c.API.ReadTimeout, "api-read-timeout", d.API.ReadTimeout, "close an API connection whose first byte, or a whole request once it began, takes longer than this (408)")
+	fs.Var((*bytesFlag)(&c.TokenSecret), "token-secret", "HS256 secret that client tokens are signed with, at least 16 bytes (default: a random development secret, printed)")
+	fs.Var(list(&c.Push.APIKeys), "api-key", "API key services send as \"Authorization: Bearer KEY\"; repeat for several (default: a random development key, printed)")
+	fs.StringVar(&c.NodeName, "node-name", "", "unique node name in the cluster; prefixes connection ids (default: hostname-xxxx)")
 
-	fs.IntVar(&o.loops, "loops", 0, "event loops (default: one per CPU)")
-	fs.IntVar(&o.maxConns, "max-conns", 0, "connection cap for this node; over it clients get 503 with a hint where to go (0: the open-files limit less a reserve of 5%, 64 to 700, for API, cluster and logs; -1: no cap)")
-	fs.IntVar(&o.maxConnsPerUser, "max-conns-per-user", 10, "connections one user may hold on a node; the oldest is closed with 4000")
-	fs.IntVar(&o.maxMessage, "max-message", 1<<20, "largest client message in bytes, fragments reassembled (over it: close 1009)")
-	fs.IntVar(&o.maxOutbound, "max-outbound", 512<<10, "bytes that may wait for one slow client before it is closed as a slow consumer")
-	fs.Int64Var(&o.maxPendingBytes, "max-pending-bytes", 0, "bytes all clients together may hold in messages they have not finished sending; a client that would go over is closed with 1013 (0: 256 MiB)")
-	fs.Int64Var(&o.maxBody, "max-body", 1<<20, "largest API request body in bytes (over it: 413)")
-	fs.Var(&setList{l: &o.allowedOrigins}, "allowed-origins", "Origin values allowed to connect, comma-separated (default: any)")
-	fs.DurationVar(&o.handshakeTimeout, "handshake-timeout", 10*time.Second, "drop clients that have not finished the WebSocket handshake within this")
-	fs.DurationVar(&o.pingInterval, "ping-interval", 30*time.Second, "ping a client that has been silent this long")
-	fs.DurationVar(&o.idleTimeout, "idle-timeout", 75*time.Second, "close a client silent this long (pongs count)")
-	fs.DurationVar(&o.drainTimeout, "drain-timeout", 10*time.Second, "on SIGTERM, how long to wait for clients to close after close 1001")
-	fs.BoolVar(&o.echo, "echo", false, "send every client data message back to its connection (conformance tests)")
+	fs.IntVar(&c.Loop.Loops, "loops", 0, "event loops (default: one per CPU)")
+	fs.IntVar(&c.Loop.MaxConns, "max-conns", 0, "connection cap for this node; over it clients get 503 with a hint where to go (0: the open-files limit less a reserve of 5%, 64 to 700, for API, cluster and logs; -1: no cap)")
+	fs.IntVar(&c.Loop.MaxConnsPerUser, "max-conns-per-user", d.Loop.MaxConnsPerUser, "connections one user may hold on a node; the oldest is closed with 4000")
+	fs.IntVar(&c.Loop.MaxMessage, "max-message", d.Loop.MaxMessage, "largest client message in bytes, fragments reassembled (over it: close 1009)")
+	fs.IntVar(&c.Loop.MaxOutbound, "max-outbound", d.Loop.MaxOutbound, "bytes that may wait for one slow client before it is closed as a slow consumer")
+	fs.Int64Var(&c.Loop.MaxPendingBytes, "max-pending-bytes", d.Loop.MaxPendingBytes, "bytes all clients together may hold in messages they have not finished sending; a client that would go over is closed with 1013")
+	fs.Int64Var(&c.Push.MaxBodyBytes, "max-body", d.Push.MaxBodyBytes, "largest API request body in bytes (over it: 413)")
+	fs.Var(list(&c.Loop.AllowedOrigins), "allowed-origins", "Origin values allowed to connect, comma-separated (default: any)")
+	fs.DurationVar(&c.Loop.HandshakeTimeout, "handshake-timeout", d.Loop.HandshakeTimeout, "drop clients that have not finished the WebSocket handshake within this")
+	fs.DurationVar(&c.Loop.PingInterval, "ping-interval", d.Loop.PingInterval, "ping a client that has been silent this long")
+	fs.DurationVar(&c.Loop.IdleTimeout, "idle-timeout", d.Loop.IdleTimeout, "close a client silent this long (pongs count)")
+	fs.DurationVar(&c.DrainTimeout, "drain-timeout", d.DrainTimeout, "on SIGTERM, how long to wait for clients to close after close 1001")
+	fs.BoolVar(&c.Loop.Echo, "echo", false, "send every client data message back to its connection (conformance tests)")
 	fs.BoolVar(&o.demo, "demo", true, "serve the demo page at /demo/ on the API address")
 	fs.BoolVar(&o.demoPush, "demo-push", false, "let the demo page send pushes with the node's API key (always on when the key is a generated development key)")
 
-	fs.Var(&setList{l: &o.join}, "join", "peers to join: host:port list or a DNS name resolving to several peers (starts clustering)")
-	fs.StringVar(&o.gossipAddr, "gossip-addr", "", "gossip bind address, memberlist TCP and UDP (starts clustering; default :7946 with --join, none without: a standalone node opens no cluster port)")
-	fs.StringVar(&o.gossipAdvertise, "gossip-advertise", "", "gossip address peers should use (default: derived from --gossip-addr)")
-	fs.StringVar(&o.forwardAddr, "forward-addr", "", "address for push forwarding between nodes (default: gossip port + 1)")
-	fs.StringVar(&o.clusterName, "cluster-name", "longlink", "cluster name; nodes with another name never merge")
-	fs.StringVar(&o.clusterKey, "cluster-key", "", "cluster secret: base64 of 16, 24 or 32 random bytes (longlink keygen prints one); encrypts gossip and authenticates forwarding; required unless the cluster listens on loopback only")
-	fs.IntVar(&o.clusterMaxRoutes, "cluster-max-routes", 1<<20, "users plus rooms one peer may advertise; a peer over it is disconnected and treated as holding everyone")
+	fs.Var(list(&c.Cluster.Join), "join", "peers to join: host:port list or a DNS name resolving to several peers (starts clustering)")
+	fs.StringVar(&c.Cluster.GossipAddr, "gossip-addr", "", "gossip bind address, memberlist TCP and UDP (starts clustering; default :7946 with --join, none without: a standalone node opens no cluster port)")
+	fs.StringVar(&c.Cluster.GossipAdvertise, "gossip-advertise", "", "gossip address peers should use (default: derived from --gossip-addr)")
+	fs.StringVar(&c.Cluster.ForwardAddr, "forward-addr", "", "address for push forwarding between nodes (default: gossip port + 1)")
+	fs.StringVar(&c.Cluster.ClusterName, "cluster-name", d.Cluster.ClusterName, "cluster name; nodes with another name never merge")
+	fs.StringVar(&c.Cluster.ClusterKey, "cluster-key", "", "cluster secret: base64 of 16, 24 or 32 random bytes (longlink keygen prints one); encrypts gossip and authenticates forwarding; required unless the cluster listens on loopback only")
+	fs.IntVar(&c.Cluster.MaxPeerRoutes, "cluster-max-routes", d.Cluster.MaxPeerRoutes, "users plus rooms one peer may advertise; a peer over it is disconnected and treated as holding everyone")
 
-	fs.BoolVar(&o.pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
+	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 
@@ -246,7 +226,7 @@ func printConfig(w io.Writer, fs *flag.FlagSet, devSecret, devKey bool) {
 }
 
 func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
-	if len(o.clientAddrs) == 0 {
+	if len(o.cfg.Loop.Addrs) == 0 {
 		return node.Config{}, errors.New("--client-addr: at least one address is required")
 	}
 	if err := o.checkSecrets(); err != nil {
@@ -255,39 +235,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if err := o.checkCluster(log); err != nil {
 		return node.Config{}, err
 	}
-	return node.Config{
-		NodeName:         o.nodeName,
-		ClientAddrs:      o.clientAddrs,
-		ClientAdvertise:  o.clientAdvertise,
-		APIAddr:          o.apiAddr,
-		APIMaxConns:      o.apiMaxConns,
-		APIIdleTimeout:   o.apiIdleTimeout,
-		APIReadTimeout:   o.apiReadTimeout,
-		TokenSecret:      []byte(o.tokenSecret),
-		APIKeys:          o.apiKeys,
-		Loops:            o.loops,
-		MaxConns:         o.maxConns,
-		MaxConnsPerUser:  o.maxConnsPerUser,
-		MaxMessage:       o.maxMessage,
-		MaxOutbound:      o.maxOutbound,
-		MaxPendingBytes:  o.maxPendingBytes,
-		MaxBodyBytes:     o.maxBody,
-		AllowedOrigins:   o.allowedOrigins,
-		HandshakeTimeout: o.handshakeTimeout,
-		PingInterval:     o.pingInterval,
-		IdleTimeout:      o.idleTimeout,
-		DrainTimeout:     o.drainTimeout,
-		Echo:             o.echo,
-		Join:             o.join,
-		GossipAddr:       o.gossipAddr,
-		GossipAdvertise:  o.gossipAdvertise,
-		ForwardAddr:      o.forwardAddr,
-		ClusterName:      o.clusterName,
-		ClusterKey:       o.clusterKey,
-		ClusterMaxRoutes: o.clusterMaxRoutes,
-		Pprof:            o.pprof,
-		Logger:           log,
-	}, nil
+	cfg := o.cfg
+	cfg.Logger = log
+	return cfg, nil
 }
 
 // checkCluster validates the cluster flags with errors that name them. A node
@@ -295,32 +245,32 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 // peers beyond loopback must have a real key: gossip and forwarding are then
 // authenticated, and no process that lacks the key can join, push or kick.
 func (o *serveOptions) checkCluster(log *slog.Logger) error {
-	if _, err := cluster.ParseKey(o.clusterKey); err != nil {
+	if _, err := cluster.ParseKey(o.cfg.Cluster.ClusterKey); err != nil {
 		return fmt.Errorf("--cluster-key: %w", err)
 	}
-	if o.clusterMaxRoutes < 1 {
-		return fmt.Errorf("--cluster-max-routes %d: must be at least 1", o.clusterMaxRoutes)
+	if o.cfg.Cluster.MaxPeerRoutes < 1 {
+		return fmt.Errorf("--cluster-max-routes %d: must be at least 1", o.cfg.Cluster.MaxPeerRoutes)
 	}
-	gossip := o.gossipAddr
-	if gossip == "" && len(o.join) > 0 {
+	gossip := o.cfg.Cluster.GossipAddr
+	if gossip == "" && len(o.cfg.Cluster.Join) > 0 {
 		gossip = ":7946"
 	}
 	if gossip == "" {
 		const off = "%s %q: clustering is off (give --join or --gossip-addr to start it)"
 		switch {
-		case o.forwardAddr != "":
-			return fmt.Errorf(off, "--forward-addr", o.forwardAddr)
-		case o.gossipAdvertise != "":
-			return fmt.Errorf(off, "--gossip-advertise", o.gossipAdvertise)
+		case o.cfg.Cluster.ForwardAddr != "":
+			return fmt.Errorf(off, "--forward-addr", o.cfg.Cluster.ForwardAddr)
+		case o.cfg.Cluster.GossipAdvertise != "":
+			return fmt.Errorf(off, "--gossip-advertise", o.cfg.Cluster.GossipAdvertise)
 		}
 		return nil
 	}
-	forward := o.forwardAddr
+	forward := o.cfg.Cluster.ForwardAddr
 	if forward == "" {
 		host, _, _ := net.SplitHostPort(gossip)
 		forward = net.JoinHostPort(host, "0") // only the host matters here
 	}
-	if o.clusterKey == "" {
+	if o.cfg.Cluster.ClusterKey == "" {
 		if cluster.KeyRequired(gossip, forward) {
 			return fmt.Errorf("--cluster-key is required: the node would listen for peers on gossip %q and forwarding %q, "+
 				"reachable from other hosts; set --cluster-key \"$(longlink keygen)\" (the same on every node), "+

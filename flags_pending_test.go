@@ -15,7 +15,7 @@ func TestMaxPendingBytesFlag(t *testing.T) {
 		env  map[string]string
 		want int64
 	}{
-		{nil, nil, 0}, // loop.Config's default (256 MiB) applies
+		{nil, nil, 256 << 20}, // loop.Defaults()
 		{[]string{"--max-pending-bytes", "1048576"}, nil, 1 << 20},
 		{nil, map[string]string{"LONGLINK_MAX_PENDING_BYTES": "2097152"}, 2 << 20},
 	} {
@@ -29,8 +29,8 @@ func TestMaxPendingBytesFlag(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if cfg.MaxPendingBytes != c.want {
-			t.Errorf("%v %v: MaxPendingBytes = %d, want %d", c.args, c.env, cfg.MaxPendingBytes, c.want)
+		if cfg.Loop.MaxPendingBytes != c.want {
+			t.Errorf("%v %v: MaxPendingBytes = %d, want %d", c.args, c.env, cfg.Loop.MaxPendingBytes, c.want)
 		}
 	}
 }

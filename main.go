@@ -91,12 +91,12 @@ func serve(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	devSecret, devKey := false, false
-	if o.tokenSecret == "" {
-		o.tokenSecret = randHex(32)
+	if len(o.cfg.TokenSecret) == 0 {
+		o.cfg.TokenSecret = []byte(randHex(32))
 		devSecret = true
 	}
-	if len(o.apiKeys) == 0 {
-		o.apiKeys = listFlag{randHex(16)}
+	if len(o.cfg.Push.APIKeys) == 0 {
+		o.cfg.Push.APIKeys = []string{randHex(16)}
 		devKey = true
 	}
 	if o.printConfig {
@@ -111,7 +111,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	if o.demo {
 		// The page's push form sends with the node's API key, so anyone who reaches the
 		// API port could push: only in development, when the key was generated.
-		cfg.Demo = &node.Demo{DevToken: devTokenFunc(devSecret, []byte(o.tokenSecret)), Push: devKey || o.demoPush}
+		cfg.Demo = &node.Demo{DevToken: devTokenFunc(devSecret, o.cfg.TokenSecret), Push: devKey || o.demoPush}
 	}
 	n, err := node.New(cfg)
 	if err != nil {
@@ -129,7 +129,7 @@ func serve(args []string, stdout, stderr io.Writer) int {
 	}
 	printBanner(stdout, n, o, devSecret, devKey)
 	s := <-sig
-	log.Info("shutting down: draining clients", "signal", s.String(), "drain_timeout", o.drainTimeout)
+	log.Info("shutting down: draining clients", "signal", s.String(), "drain_timeout", o.cfg.DrainTimeout)
 	go func() {
 		<-sig
 		log.Warn("second signal: exiting without waiting for the drain")
@@ -174,19 +174,19 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
 	}
 	if devSecret {
-		tok, _ := auth.Mint([]byte(o.tokenSecret), "42", nil, 24*time.Hour)
+		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
 		fmt.Fprintf(w, "\nWARNING: no --token-secret given; using a random development secret. Clients from\n"+
 			"another run will not verify. Never run production like this.\n"+
-			"  token secret: %s\n  test token (user 42, 24h): %s\n", o.tokenSecret, tok)
+			"  token secret: %s\n  test token (user 42, 24h): %s\n", string(o.cfg.TokenSecret), tok)
 	}
 	if devKey {
-		fmt.Fprintf(w, "\nWARNING: no --api-key given; using a random development API key.\n  api key: %s\n", o.apiKeys[0])
+		fmt.Fprintf(w, "\nWARNING: no --api-key given; using a random development API key.\n  api key: %s\n", o.cfg.Push.APIKeys[0])
 	}
 	if devSecret || devKey {
-		tok, _ := auth.Mint([]byte(o.tokenSecret), "42", nil, 24*time.Hour)
+		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
 		fmt.Fprintf(w, "\nTry it (two terminals):\n  go run . client --url ws://%s/ws --token %s\n"+
 			"  curl -H 'Authorization: Bearer %s' -d '{\"to\":{\"users\":[\"42\"]},\"data\":\"hello\"}' http://%s/v1/push\n\n",
-			hostFor(client), tok, o.apiKeys[0], hostFor(api))
+			hostFor(client), tok, o.cfg.Push.APIKeys[0], hostFor(api))
 	}
 }
 

@@ -39,12 +39,12 @@ cluster-key = file-secret
 			t.Errorf("%s = %v, want %v", name, got, want)
 		}
 	}
-	f("ping-interval (flag beats env and file)", o.pingInterval, 13*time.Second)
-	f("node-name (env beats file)", o.nodeName, "from-env")
-	f("api-addr (file beats default)", o.apiAddr, "127.0.0.1:9001")
-	f("idle-timeout (default)", o.idleTimeout, 75*time.Second)
-	f("join (list from file)", strings.Join(o.join, ","), "a:1,b:2")
-	f("client-addr (repeated flag replaces default)", strings.Join(o.clientAddrs, ","), "127.0.0.1:1,127.0.0.1:2")
+	f("ping-interval (flag beats env and file)", o.cfg.Loop.PingInterval, 13*time.Second)
+	f("node-name (env beats file)", o.cfg.NodeName, "from-env")
+	f("api-addr (file beats default)", o.cfg.API.Addr, "127.0.0.1:9001")
+	f("idle-timeout (default)", o.cfg.Loop.IdleTimeout, 75*time.Second)
+	f("join (list from file)", strings.Join(o.cfg.Cluster.Join, ","), "a:1,b:2")
+	f("client-addr (repeated flag replaces default)", strings.Join(o.cfg.Loop.Addrs, ","), "127.0.0.1:1,127.0.0.1:2")
 
 	var out bytes.Buffer
 	printConfig(&out, fs, true, false)

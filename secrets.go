@@ -25,16 +25,16 @@ func (o *serveOptions) checkSecrets() error {
 		errs = append(errs, fmt.Errorf("--%s (%s) is a placeholder from an example file, not a secret; generate one with: %s",
 			flag, envName(flag), generate))
 	}
-	if isPlaceholder(o.tokenSecret) {
+	if isPlaceholder(string(o.cfg.TokenSecret)) {
 		refuse("token-secret", "openssl rand -hex 32")
 	}
-	for _, k := range o.apiKeys {
+	for _, k := range o.cfg.Push.APIKeys {
 		if isPlaceholder(k) {
 			refuse("api-key", "openssl rand -hex 24")
 			break
 		}
 	}
-	if isPlaceholder(o.clusterKey) {
+	if isPlaceholder(o.cfg.Cluster.ClusterKey) {
 		refuse("cluster-key", "longlink keygen (or openssl rand -base64 32)")
 	}
 	return errors.Join(errs...)

@@ -150,6 +150,23 @@ const (
 	maxFrameLimit = 1 << 30
 )
 
+// Defaults returns the values zero fields of a Config stand for, where they are
+// fixed (NodeName is random; GossipAddr is the node's choice to make, ":7946" here).
+// withDefaults fills zero fields with these, and flags show them.
+func Defaults() Config {
+	return Config{
+		ClusterName:    defaultClusterName,
+		Probe:          defaultProbe,
+		SyncInterval:   defaultSyncInterval,
+		QueueBytes:     defaultQueueBytes,
+		MaxFrame:       defaultMaxFrame,
+		MaxPeerRoutes:  defaultMaxRoutes,
+		MaxInbound:     defaultMaxInbound,
+		RequestTimeout: defaultReqTimeout,
+		MaxAnswering:   defaultMaxAnswering,
+	}
+}
+
 // withDefaults validates cfg and fills in defaults. Errors name the field.
 func (cfg Config) withDefaults() (Config, error) {
 	if cfg.NodeName == "" {

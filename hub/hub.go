@@ -88,6 +88,9 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults returns the values zero fields of a Config stand for.
+func Defaults() Config { return Config{QueryTimeout: defaultQueryTimeout} }
+
 const (
 	defaultQueryTimeout = 2 * time.Second
 	// deliverTimeout bounds how long Deliver waits for the local writes.

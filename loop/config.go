@@ -148,10 +148,31 @@ func FDBudget(limit uint64) int {
 	return int(limit - reserve)
 }
 
+// Defaults returns the values zero fields of a Config stand for, where they are
+// fixed (Loops and MaxConns follow the machine and stay 0 here). New fills zero
+// fields from it, and flags show it, so each default is written once.
+func Defaults() Config {
+	return Config{
+		Addrs:            []string{":8080"},
+		MaxConnsPerUser:  10,
+		MaxMessage:       1 << 20,
+		MaxPendingBytes:  256 << 20,
+		MaxOutbound:      512 << 10,
+		MaxQueue:         65536,
+		MaxQueueBytes:    64 << 20,
+		MaxRequestBytes:  wsproto.DefaultMaxRequestBytes,
+		HandshakeTimeout: 10 * time.Second,
+		PingInterval:     30 * time.Second,
+		IdleTimeout:      75 * time.Second,
+		CloseTimeout:     5 * time.Second,
+	}
+}
+
 func (c *Config) withDefaults() (Config, error) {
 	cfg := *c
+	d := Defaults()
 	if len(cfg.Addrs) == 0 {
-		cfg.Addrs = []string{":8080"}
+		cfg.Addrs = d.Addrs
 	}
 	if cfg.Loops <= 0 {
 		cfg.Loops = runtime.GOMAXPROCS(0)
@@ -172,40 +193,40 @@ func (c *Config) withDefaults() (Config, error) {
 		cfg.MaxConns = 0 // no cap
 	}
 	if cfg.MaxConnsPerUser <= 0 {
-		cfg.MaxConnsPerUser = 10
+		cfg.MaxConnsPerUser = d.MaxConnsPerUser
 	}
 	if cfg.MaxMessage <= 0 {
-		cfg.MaxMessage = 1 << 20
+		cfg.MaxMessage = d.MaxMessage
 	}
 	if cfg.MaxPendingBytes <= 0 {
-		cfg.MaxPendingBytes = 256 << 20
+		cfg.MaxPendingBytes = d.MaxPendingBytes
 	}
 	if cfg.MaxOutbound <= 0 {
-		cfg.MaxOutbound = 512 << 10
+		cfg.MaxOutbound = d.MaxOutbound
 	}
 	if cfg.MaxQueue <= 0 {
-		cfg.MaxQueue = 65536
+		cfg.MaxQueue = d.MaxQueue
 	}
 	if cfg.MaxQueueBytes <= 0 {
-		cfg.MaxQueueBytes = 64 << 20
+		cfg.MaxQueueBytes = d.MaxQueueBytes
 	}
 	if cfg.MaxRequestBytes <= 0 {
-		cfg.MaxRequestBytes = wsproto.DefaultMaxRequestBytes
+		cfg.MaxRequestBytes = d.MaxRequestBytes
 	}
 	if cfg.HandshakeTimeout <= 0 {
-		cfg.HandshakeTimeout = 10 * time.Second
+		cfg.HandshakeTimeout = d.HandshakeTimeout
 	}
 	if cfg.PingInterval <= 0 {
-		cfg.PingInterval = 30 * time.Second
+		cfg.PingInterval = d.PingInterval
 	}
 	if cfg.IdleTimeout <= 0 {
-		cfg.IdleTimeout = 75 * time.Second
+		cfg.IdleTimeout = d.IdleTimeout
 	}
 	if cfg.IdleTimeout <= cfg.PingInterval {
 		return cfg, fmt.Errorf("loop: Config.IdleTimeout (%v) must be longer than PingInterval (%v)", cfg.IdleTimeout, cfg.PingInterval)
 	}
 	if cfg.CloseTimeout <= 0 {
-		cfg.CloseTimeout = 5 * time.Second
+		cfg.CloseTimeout = d.CloseTimeout
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.GetDefaultSet()

@@ -61,7 +61,7 @@ func waitClosed(t *testing.T, c net.Conn, d time.Duration, what string) {
 // while the connections already open keep working.
 func TestAPIConnectionCap(t *testing.T) {
 	const limit, extra = 8, 5
-	n := startNode(t, func(c *Config) { c.APIMaxConns = limit })
+	n := startNode(t, func(c *Config) { c.API.MaxConns = limit })
 	held := make([]net.Conn, limit)
 	for i := range held {
 		held[i] = dialAPI(t, n)
@@ -119,8 +119,8 @@ func TestAPIConnectionCap(t *testing.T) {
 // and a connection that never sends a byte after APIReadTimeout.
 func TestAPIIdleAndSilentConnectionsClosed(t *testing.T) {
 	n := startNode(t, func(c *Config) {
-		c.APIIdleTimeout = 300 * time.Millisecond
-		c.APIReadTimeout = 300 * time.Millisecond
+		c.API.IdleTimeout = 300 * time.Millisecond
+		c.API.ReadTimeout = 300 * time.Millisecond
 	})
 	idle := dialAPI(t, n)
 	start := time.Now() // before the request: the idle wait starts after its answer

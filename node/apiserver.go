@@ -59,28 +59,31 @@ func APIConnBudget(limit uint64) int {
 	return min(max(reserve-64, reserve/2, 1), 1024)
 }
 
-// apiDefaults fills the API port's settings; New calls it.
-func (c *Config) apiDefaults() {
+// defaults fills the API port's zero settings from d (Defaults().API); New calls it.
+func (c *APIConfig) defaults(d APIConfig) {
+	if c.Addr == "" {
+		c.Addr = d.Addr
+	}
 	switch {
-	case c.APIMaxConns == 0:
+	case c.MaxConns == 0:
 		var lim unix.Rlimit
 		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
-			c.APIMaxConns = APIConnBudget(lim.Cur)
+			c.MaxConns = APIConnBudget(lim.Cur)
 		}
-	case c.APIMaxConns < 0:
-		c.APIMaxConns = 0 // no cap
+	case c.MaxConns < 0:
+		c.MaxConns = 0 // no cap
 	}
-	if c.APIIdleTimeout <= 0 {
-		c.APIIdleTimeout = 60 * time.Second
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = d.IdleTimeout
 	}
-	if c.APIReadTimeout <= 0 {
-		c.APIReadTimeout = 30 * time.Second
+	if c.ReadTimeout <= 0 {
+		c.ReadTimeout = d.ReadTimeout
 	}
 }
 
 func newAPIServer(n *Node) *apiServer {
 	a := &apiServer{n: n, mux: n.mux(), conns: make(map[net.Conn]struct{})}
-	a.busy = busyAnswer(n.cfg.APIMaxConns)
+	a.busy = busyAnswer(n.cfg.API.MaxConns)
 	a.rejected = n.set.NewCounter(`longlink_api_rejected_total{reason="max_conns"}`)
 	n.set.NewGauge(`longlink_api_connections`, func() float64 { return float64(a.open()) })
 	a.srv = &fasthttp.Server{
@@ -93,9 +96,9 @@ func newAPIServer(n *Node) *apiServer {
 		},
 		ErrorHandler:                 a.requestError,
 		ReadBufferSize:               apiReadBuffer,
-		ReadTimeout:                  n.cfg.APIReadTimeout,
+		ReadTimeout:                  n.cfg.API.ReadTimeout,
 		WriteTimeout:                 30 * time.Second,
-		IdleTimeout:                  n.cfg.APIIdleTimeout,
+		IdleTimeout:                  n.cfg.API.IdleTimeout,
 		MaxRequestBodySize:           int(n.api.MaxBodyBytes()),
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
@@ -245,7 +248,7 @@ func (a *apiServer) connState(c net.Conn, s fasthttp.ConnState) {
 }
 
 // APIMaxConns is the API port's connection cap in effect; 0 means none.
-func (n *Node) APIMaxConns() int { return n.cfg.APIMaxConns }
+func (n *Node) APIMaxConns() int { return n.cfg.API.MaxConns }
 
 // open is the number of API connections accepted and not yet closed.
 func (a *apiServer) open() int {
@@ -283,7 +286,7 @@ type capListener struct {
 func (l *capListener) Accept() (net.Conn, error) {
 	for {
 		c, err := l.Listener.Accept()
-		if err != nil || l.a.n.cfg.APIMaxConns <= 0 || l.a.open() < l.a.n.cfg.APIMaxConns {
+		if err != nil || l.a.n.cfg.API.MaxConns <= 0 || l.a.open() < l.a.n.cfg.API.MaxConns {
 			return c, err
 		}
 		c.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
@@ -293,7 +296,7 @@ func (l *capListener) Accept() (net.Conn, error) {
 		if time.Since(l.lastLog) > time.Minute {
 			l.lastLog = time.Now()
 			l.a.n.log.Warn("API port at its connection cap; refusing new connections with 503 (counted in longlink_api_rejected_total)",
-				"max_conns", l.a.n.cfg.APIMaxConns)
+				"max_conns", l.a.n.cfg.API.MaxConns)
 		}
 	}
 }

@@ -87,7 +87,7 @@ func TestAPIServerPushPath(t *testing.T) {
 
 // Requests fasthttp refuses before any handler still get JSON errors.
 func TestAPIServerTransportErrors(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.MaxBodyBytes = 1024 })
+	n := startNode(t, func(c *Config) { c.Push.MaxBodyBytes = 1024 })
 	big := strings.Repeat("x", 2000)
 	resp, body := rawRequest(t, n, "POST /v1/push HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "+testKey+
 		"\r\nContent-Length: 2000\r\n\r\n"+big)

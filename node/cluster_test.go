@@ -27,10 +27,10 @@ func startCluster(t *testing.T, k int, mod func(i int, c *Config)) []*Node {
 	for i := 0; i < k; i++ {
 		n := startNode(t, func(c *Config) {
 			c.NodeName = fmt.Sprintf("n%d", i+1)
-			c.ClusterKey = testClusterKey
-			c.SyncInterval = time.Second
+			c.Cluster.ClusterKey = testClusterKey
+			c.Cluster.SyncInterval = time.Second
 			if i > 0 {
-				c.Join = []string{nodes[0].GossipAddr()}
+				c.Cluster.Join = []string{nodes[0].GossipAddr()}
 			}
 			if mod != nil {
 				mod(i, c)
@@ -144,8 +144,8 @@ func TestClusterLateJoinLeaveAndKill(t *testing.T) {
 	// A late joiner.
 	late := startNode(t, func(c *Config) {
 		c.NodeName = "late"
-		c.ClusterKey = testClusterKey
-		c.Join = []string{ns[1].GossipAddr()}
+		c.Cluster.ClusterKey = testClusterKey
+		c.Cluster.Join = []string{ns[1].GossipAddr()}
 	})
 	waitFor(t, 10*time.Second, "late joined", func() bool { return len(ns[0].Cluster().AliveNodes()) == 2 })
 	z := dial(t, late, "zed")
@@ -181,8 +181,8 @@ func TestClusterWrongKeyRefused(t *testing.T) {
 	ns := startCluster(t, 1, nil)
 	bad := startNode(t, func(c *Config) {
 		c.NodeName = "intruder"
-		c.ClusterKey = otherClusterKey
-		c.Join = []string{ns[0].GossipAddr()}
+		c.Cluster.ClusterKey = otherClusterKey
+		c.Cluster.Join = []string{ns[0].GossipAddr()}
 	})
 	time.Sleep(2 * time.Second) // give it time to (fail to) join
 	if len(ns[0].Cluster().AliveNodes()) != 0 || len(bad.Cluster().AliveNodes()) != 0 {
@@ -198,12 +198,12 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 	}
 	dead := ln.Addr().String()
 	ln.Close()
-	lonely := startNode(t, func(c *Config) { c.NodeName = "lonely"; c.Join = []string{dead} })
+	lonely := startNode(t, func(c *Config) { c.NodeName = "lonely"; c.Cluster.Join = []string{dead} })
 	if r := call(t, lonely, "GET", "/readyz", ""); r.Status != 503 || r.Body["status"] != "joining" {
 		t.Fatalf("readyz before join: %d %s", r.Status, r.Raw)
 	}
 	// Once a peer joins it, it is part of a cluster and ready.
-	startNode(t, func(c *Config) { c.NodeName = "friend"; c.Join = []string{lonely.GossipAddr()} })
+	startNode(t, func(c *Config) { c.NodeName = "friend"; c.Cluster.Join = []string{lonely.GossipAddr()} })
 	waitFor(t, 10*time.Second, "ready after a peer joined", func() bool {
 		return call(t, lonely, "GET", "/readyz", "").Status == 200
 	})
@@ -218,7 +218,7 @@ func TestReadyzWaitsForJoin(t *testing.T) {
 func TestEndpointAndCapacity(t *testing.T) {
 	ns := startCluster(t, 2, func(i int, c *Config) {
 		if i == 0 {
-			c.MaxConns = 1
+			c.Loop.MaxConns = 1
 		}
 	})
 	a, b := ns[0], ns[1]

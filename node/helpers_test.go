@@ -19,6 +19,9 @@ import (
 	"github.com/gorilla/websocket"
 
 	"longlink/auth"
+	"longlink/cluster"
+	"longlink/loop"
+	"longlink/push"
 )
 
 const (
@@ -32,15 +35,12 @@ func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 20)) }
 func startNode(t testing.TB, mod func(*Config)) *Node {
 	t.Helper()
 	cfg := Config{
-		ClientAddrs:  []string{"127.0.0.1:0"},
-		APIAddr:      "127.0.0.1:0",
-		GossipAddr:   "127.0.0.1:0",
-		ForwardAddr:  "127.0.0.1:0",
 		TokenSecret:  []byte(testSecret),
-		APIKeys:      []string{testKey},
-		Loops:        2,
 		DrainTimeout: 3 * time.Second,
-		Probe:        200 * time.Millisecond,
+		Loop:         loop.Config{Addrs: []string{"127.0.0.1:0"}, Loops: 2},
+		Push:         push.Config{APIKeys: []string{testKey}},
+		API:          APIConfig{Addr: "127.0.0.1:0"},
+		Cluster:      cluster.Config{GossipAddr: "127.0.0.1:0", ForwardAddr: "127.0.0.1:0", Probe: 200 * time.Millisecond},
 		Metrics:      metrics.NewSet(),
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}

@@ -25,7 +25,7 @@ func (n *Node) mux() http.Handler {
 		writeJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
 	})
 	m.HandleFunc("GET /readyz", n.serveReady)
-	if n.cfg.Pprof {
+	if n.cfg.API.Pprof {
 		m.Handle("GET /debug/pprof/", n.api.RequireKey(http.HandlerFunc(pprof.Index)))
 		m.Handle("GET /debug/pprof/profile", n.api.RequireKey(http.HandlerFunc(pprof.Profile)))
 		m.Handle("GET /debug/pprof/trace", n.api.RequireKey(http.HandlerFunc(pprof.Trace)))
@@ -45,7 +45,7 @@ func (n *Node) demo() http.Handler {
 	client := dialable(n.ClientAddrs()[0])
 	wc := web.Config{ClientURL: "ws://" + client + "/ws", EndpointURL: "http://" + client + "/v1/endpoint", DevToken: d.DevToken}
 	if d.Push {
-		wc.Push = web.PushTo("http://"+dialable(n.APIAddr())+"/v1/push", n.cfg.APIKeys[0])
+		wc.Push = web.PushTo("http://"+dialable(n.APIAddr())+"/v1/push", n.cfg.Push.APIKeys[0])
 	}
 	h, err := web.NewHandler(wc)
 	if err != nil {

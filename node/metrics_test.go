@@ -68,9 +68,9 @@ func families(t *testing.T, n *Node) map[string]float64 {
 // exported and changes when its event happens.
 func TestEveryDocumentedMetricMoves(t *testing.T) {
 	ns := startCluster(t, 2, func(i int, c *Config) {
-		c.MaxConnsPerUser = 1
-		c.MaxOutbound = 32 << 10
-		c.MaxPendingBytes = 64 << 10
+		c.Loop.MaxConnsPerUser = 1
+		c.Loop.MaxOutbound = 32 << 10
+		c.Loop.MaxPendingBytes = 64 << 10
 	})
 	a, b := ns[0], ns[1]
 	before := families(t, a)

@@ -33,76 +33,81 @@ import (
 	"longlink/push"
 )
 
-// Config is everything one node needs. Zero values take the documented defaults.
+// Config is everything one node needs: the packages' own configs, composed, plus what
+// only the node knows. Zero values take the documented defaults (Defaults shows them);
+// fields the node wires itself (callbacks, NodeID, Metrics, Logger of the parts) are
+// set by New and need not be filled.
 type Config struct {
-	// NodeName names the node in the cluster and prefixes connection ids. Default:
-	// hostname-<4 hex>.
+	// NodeName names the node in the cluster and prefixes connection and message ids.
+	// Default: hostname-<4 hex>.
 	NodeName string
-	// ClientAddrs are the WebSocket listen addresses. Default ":8080".
-	ClientAddrs []string
-	// ClientAdvertise is the host:port clients are told to use (GET /v1/endpoint).
-	// Default: the first client address, with the gossip advertise host if it has none.
+	// TokenSecret is the HS256 secret client tokens are signed with (>= 16 bytes).
+	// Required.
+	TokenSecret []byte
+	// ClientAdvertise is the host:port (or URL) clients are told to use
+	// (GET /v1/endpoint). Default: the first client address, with the gossip
+	// advertise host if it has none.
 	ClientAdvertise string
-	// APIAddr is the internal API listen address. Default ":8081".
-	APIAddr string
-	// APIMaxConns caps the connections open on the API port; over it a new connection
-	// gets a JSON 503 and is closed. Zero: APIConnBudget of the open-files limit, a
-	// share of the descriptors MaxConns leaves free. Negative: no cap.
-	APIMaxConns int
-	// APIIdleTimeout closes a keep-alive API connection that sends no request for
-	// this long. Zero: 60s.
-	APIIdleTimeout time.Duration
-	// APIReadTimeout bounds the wait for a new connection's first byte and the
-	// reading of each request (headers and body) once its first byte arrived, so
-	// silent and slow connections go. Zero: 30s.
-	APIReadTimeout time.Duration
-
-	TokenSecret []byte   // HS256 secret for client tokens (>= 16 bytes). Required.
-	APIKeys     []string // bearer keys for the API. Required.
-
-	Loops            int
-	MaxConns         int
-	MaxConnsPerUser  int
-	MaxMessage       int
-	MaxOutbound      int
-	MaxPendingBytes  int64 // all clients' unfinished messages together; see loop.Config
-	MaxBodyBytes     int64
-	AllowedOrigins   []string
-	HandshakeTimeout time.Duration
-	PingInterval     time.Duration
-	IdleTimeout      time.Duration
 	// DrainTimeout bounds how long Shutdown waits for clients to close. Default 10s.
 	DrainTimeout time.Duration
-	Echo         bool
 
-	// Cluster. With neither Join nor GossipAddr the node runs standalone and opens
-	// no cluster port. GossipAddr defaults to ":7946" when Join is given; a node
-	// that listens for peers beyond loopback needs ClusterKey (cluster.KeyRequired).
-	Join            []string
-	GossipAddr      string
-	GossipAdvertise string
-	ForwardAddr     string
-	ClusterName     string
-	ClusterKey      string
-	// ClusterMaxRoutes bounds one peer's route table (cluster.Config.MaxPeerRoutes).
-	ClusterMaxRoutes int
-	// Probe and SyncInterval tune failure detection and full-state sync (tests).
-	Probe        time.Duration
-	SyncInterval time.Duration
-	// QueryTimeout bounds cluster-wide presence queries. Default 2s.
-	QueryTimeout time.Duration
-
-	// Pprof serves Go's profiler at /debug/pprof/ on the API port (API key required).
-	Pprof bool
+	// Loop is the client port: addresses, connection caps, timeouts. New sets its
+	// NodeID, Authenticate, Endpoint, OnPresence, Metrics and Logger.
+	Loop loop.Config
+	// Push is the push API: API keys (required), body and batch limits. New sets
+	// its NodeID, Hub, Metrics and Logger.
+	Push push.Config
+	// API is the API port's HTTP server.
+	API APIConfig
+	// Cluster is membership and forwarding. With neither Join nor GossipAddr the
+	// node runs standalone and opens no cluster port; GossipAddr defaults to
+	// ":7946" when Join is given, and a node that listens for peers beyond
+	// loopback needs ClusterKey (cluster.KeyRequired). New sets its NodeName,
+	// Meta, OnMessage, OnRequest, Metrics and Logger, and defaults MaxFrame from
+	// Push.MaxBodyBytes and RequestTimeout from Hub.QueryTimeout.
+	Cluster cluster.Config
+	// Hub combines local delivery with the cluster: QueryTimeout. New sets the rest.
+	Hub hub.Config
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
 	Demo *Demo
 
-	// Metrics receives every metric of this node. Nil: a new set, registered globally
-	// so /metrics of this process shows it.
+	// Metrics receives every metric of this node. Nil: a new set.
 	Metrics *metrics.Set
 	Logger  *slog.Logger
+}
+
+// APIConfig configures the API port's server.
+type APIConfig struct {
+	// Addr is the listen address. Default ":8081".
+	Addr string
+	// MaxConns caps the connections open on the API port; over it a new connection
+	// gets a JSON 503 and is closed. Zero: APIConnBudget of the open-files limit, a
+	// share of the descriptors the client cap leaves free. Negative: no cap.
+	MaxConns int
+	// IdleTimeout closes a keep-alive connection that sends no request for this
+	// long. Default 60s.
+	IdleTimeout time.Duration
+	// ReadTimeout bounds the wait for a new connection's first byte and the reading
+	// of each request once its first byte arrived. Default 30s.
+	ReadTimeout time.Duration
+	// Pprof serves Go's profiler at /debug/pprof/ (API key required).
+	Pprof bool
+}
+
+// Defaults returns the configuration a zero Config stands for, as far as it is
+// known before the node runs (connection caps that follow the open-files limit
+// stay 0 = automatic): what flags show as their defaults.
+func Defaults() Config {
+	return Config{
+		DrainTimeout: 10 * time.Second,
+		Loop:         loop.Defaults(),
+		Push:         push.Defaults(),
+		API:          APIConfig{Addr: ":8081", IdleTimeout: 60 * time.Second, ReadTimeout: 30 * time.Second},
+		Cluster:      cluster.Defaults(),
+		Hub:          hub.Defaults(),
+	}
 }
 
 // Demo configures the demo page (package web).
@@ -118,18 +123,16 @@ type Demo struct {
 
 // Node is one running gateway.
 type Node struct {
-	cfg    Config
-	log    *slog.Logger
-	set    *metrics.Set
-	verify *auth.Verifier
-	loop   *loop.Server
-	// cluster is set once in Start, after the loops run: loops read it (presence,
-	// endpoint) concurrently, hence the atomic pointer.
-	clusterP atomic.Pointer[cluster.Cluster]
-	api      *push.API
-	http     *apiServer
-	apiLn    net.Listener
-	hub      *hub.Hub
+	cfg     Config
+	log     *slog.Logger
+	set     *metrics.Set
+	verify  *auth.Verifier
+	loop    *loop.Server
+	cluster *cluster.Cluster // nil for a standalone node (its methods allow that)
+	api     *push.API
+	http    *apiServer
+	apiLn   net.Listener
+	hub     *hub.Hub
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -139,8 +142,10 @@ type Node struct {
 	bg       sync.WaitGroup
 }
 
-// New validates cfg and builds the node without binding anything.
+// New validates cfg and builds every part of the node, the cluster included,
+// without binding anything.
 func New(cfg Config) (*Node, error) {
+	d := Defaults()
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -151,22 +156,19 @@ func New(cfg Config) (*Node, error) {
 		}
 		cfg.NodeName = host + "-" + randHex(2)
 	}
-	if len(cfg.ClientAddrs) == 0 {
-		cfg.ClientAddrs = []string{":8080"}
-	}
-	if cfg.APIAddr == "" {
-		cfg.APIAddr = ":8081"
-	}
 	if cfg.DrainTimeout <= 0 {
-		cfg.DrainTimeout = 10 * time.Second
+		cfg.DrainTimeout = d.DrainTimeout
 	}
-	if cfg.QueryTimeout <= 0 {
-		cfg.QueryTimeout = 2 * time.Second
+	if cfg.Hub.QueryTimeout <= 0 {
+		cfg.Hub.QueryTimeout = d.Hub.QueryTimeout
 	}
-	if len(cfg.Join) > 0 && cfg.GossipAddr == "" {
-		cfg.GossipAddr = ":7946"
+	if len(cfg.Cluster.Join) > 0 && cfg.Cluster.GossipAddr == "" {
+		cfg.Cluster.GossipAddr = ":7946"
 	}
-	cfg.apiDefaults()
+	if len(cfg.Loop.Addrs) == 0 {
+		cfg.Loop.Addrs = d.Loop.Addrs
+	}
+	cfg.API.defaults(d.API)
 	v, err := auth.NewVerifier(cfg.TokenSecret)
 	if err != nil {
 		return nil, fmt.Errorf("node: token secret: %w", err)
@@ -176,51 +178,41 @@ func New(cfg Config) (*Node, error) {
 	if n.set == nil {
 		n.set = metrics.NewSet()
 	}
+	lc := cfg.Loop
+	lc.NodeID, lc.Authenticate, lc.Endpoint = cfg.NodeName, n.authenticate, n.endpoint
 	// The loops report presence to the hub, which needs the loops: the closure
 	// reads n.hub, set below, before Start lets any presence happen.
-	n.loop, err = loop.New(loop.Config{
-		Addrs:            cfg.ClientAddrs,
-		Loops:            cfg.Loops,
-		NodeID:           cfg.NodeName,
-		Authenticate:     n.authenticate,
-		AllowedOrigins:   cfg.AllowedOrigins,
-		Endpoint:         n.endpoint,
-		MaxConns:         cfg.MaxConns,
-		MaxConnsPerUser:  cfg.MaxConnsPerUser,
-		MaxMessage:       cfg.MaxMessage,
-		MaxOutbound:      cfg.MaxOutbound,
-		MaxPendingBytes:  cfg.MaxPendingBytes,
-		HandshakeTimeout: cfg.HandshakeTimeout,
-		PingInterval:     cfg.PingInterval,
-		IdleTimeout:      cfg.IdleTimeout,
-		Echo:             cfg.Echo,
-		OnPresence:       func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) },
-		Metrics:          n.set,
-		Logger:           cfg.Logger,
-	})
-	if err != nil {
+	lc.OnPresence = func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) }
+	lc.Metrics, lc.Logger = n.set, cfg.Logger
+	if n.loop, err = loop.New(lc); err != nil {
 		return nil, err
 	}
-	n.hub, err = hub.New(hub.Config{
-		NodeName:     cfg.NodeName,
-		Local:        hub.LoopLocal(n.loop),
-		QueryTimeout: cfg.QueryTimeout,
-		Draining:     n.draining.Load,
-		Metrics:      n.set,
-		Logger:       cfg.Logger,
-	})
-	if err != nil {
+	hc := cfg.Hub
+	hc.NodeName, hc.Local, hc.Draining, hc.Metrics, hc.Logger = cfg.NodeName, hub.LoopLocal(n.loop), n.draining.Load, n.set, cfg.Logger
+	if n.Clustered() {
+		cc := cfg.Cluster
+		cc.NodeName, cc.Meta, cc.Logger, cc.Metrics = cfg.NodeName, n.meta, cfg.Logger, n.set
+		cc.OnMessage = func(from string, p []byte) { n.hub.OnMessage(from, p) }
+		cc.OnRequest = func(from string, b []byte) []byte { return n.hub.OnRequest(from, b) }
+		if cc.MaxFrame == 0 {
+			// A forwarded push is the API body plus a small header.
+			cc.MaxFrame = max(d.Cluster.MaxFrame, int(min(max(cfg.Push.MaxBodyBytes, d.Push.MaxBodyBytes), 1<<29))+64<<10)
+		}
+		if cc.RequestTimeout == 0 {
+			// Answering a query may wait for the loops up to QueryTimeout.
+			cc.RequestTimeout = cfg.Hub.QueryTimeout
+		}
+		if n.cluster, err = cluster.New(cc); err != nil {
+			return nil, err
+		}
+		hc.Remote = n.cluster
+	}
+	if n.hub, err = hub.New(hc); err != nil {
 		return nil, err
 	}
-	n.api, err = push.New(push.Config{
-		NodeID:       cfg.NodeName,
-		APIKeys:      cfg.APIKeys,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		Hub:          n.hub,
-		Metrics:      n.set,
-		Logger:       cfg.Logger,
-	})
-	if err != nil {
+	pc := cfg.Push
+	pc.NodeID, pc.Hub, pc.Metrics, pc.Logger = cfg.NodeName, n.hub, n.set, cfg.Logger
+	if n.api, err = push.New(pc); err != nil {
 		return nil, err
 	}
 	return n, nil
@@ -245,60 +237,28 @@ func (n *Node) authenticate(token string) (loop.Identity, *loop.AuthError) {
 func (n *Node) Start() error {
 	if err := n.loop.Start(); err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) || errors.Is(err, syscall.EACCES) || errors.Is(err, syscall.EADDRNOTAVAIL) {
-			return &ListenError{Field: "ClientAddrs", Addr: strings.Join(n.cfg.ClientAddrs, ","), Err: err}
+			return &ListenError{Field: "ClientAddrs", Addr: strings.Join(n.cfg.Loop.Addrs, ","), Err: err}
 		}
 		return err
 	}
-	ln, err := net.Listen("tcp", n.cfg.APIAddr)
+	ln, err := net.Listen("tcp", n.cfg.API.Addr)
 	if err != nil {
 		n.loop.Stop(context.Background())
-		return &ListenError{Field: "APIAddr", Addr: n.cfg.APIAddr, Err: err}
+		return &ListenError{Field: "APIAddr", Addr: n.cfg.API.Addr, Err: err}
 	}
 	n.apiLn = ln
 	if !n.Clustered() {
 		n.startAPI(ln)
 		return nil
 	}
-	cl, err := cluster.New(cluster.Config{
-		NodeName:        n.cfg.NodeName,
-		GossipAddr:      n.cfg.GossipAddr,
-		GossipAdvertise: n.cfg.GossipAdvertise,
-		ForwardAddr:     n.cfg.ForwardAddr,
-		Join:            n.cfg.Join,
-		ClusterName:     n.cfg.ClusterName,
-		ClusterKey:      n.cfg.ClusterKey,
-		MaxPeerRoutes:   n.cfg.ClusterMaxRoutes,
-		// A forwarded push is the API body plus a small header.
-		MaxFrame:  max(8<<20, int(min(n.cfg.MaxBodyBytes, 1<<29))+64<<10),
-		Meta:      n.meta,
-		OnMessage: n.hub.OnMessage,
-		OnRequest: n.hub.OnRequest,
-		// Answering a query may wait for the loops up to QueryTimeout.
-		RequestTimeout: n.cfg.QueryTimeout,
-		Probe:          n.cfg.Probe,
-		SyncInterval:   n.cfg.SyncInterval,
-		Logger:         n.log,
-		Metrics:        n.set,
-	})
-	if err != nil {
+	if err := n.cluster.Start(); err != nil {
 		ln.Close()
 		n.loop.Stop(context.Background())
+		n.cluster.Kill()
 		if le, ok := errors.AsType[*cluster.ListenError](err); ok {
 			return &ListenError{Field: le.Field, Addr: le.Addr, Err: le.Err}
 		}
 		return fmt.Errorf("cannot start cluster: %w", err)
-	}
-	n.clusterP.Store(cl)
-	n.hub.SetRemote(cl)
-	// Clients may connect between the loops starting and the cluster existing; their
-	// presence was not announced, so announce what is here now. A user who leaves in
-	// between may be announced present a moment too long: peers then forward to this
-	// node for nothing, which is the safe side (send rather than drop).
-	for _, u := range n.loop.LocalUsers() {
-		n.Cluster().SetLocalUser(u, true)
-	}
-	for _, r := range n.loop.LocalRooms() {
-		n.Cluster().SetLocalRoom(r, true)
 	}
 	n.bg.Add(1)
 	go func() {
@@ -324,7 +284,7 @@ func (e *ListenError) Error() string {
 func (e *ListenError) Unwrap() error { return e.Err }
 
 // Clustered reports whether the node was asked to join or accept peers.
-func (n *Node) Clustered() bool { return n.cfg.GossipAddr != "" }
+func (n *Node) Clustered() bool { return n.cfg.Cluster.GossipAddr != "" }
 
 func (n *Node) startAPI(ln net.Listener) {
 	n.http = newAPIServer(n)
@@ -374,7 +334,7 @@ func (n *Node) ClientAddrs() []string { return n.loop.Addrs() }
 // APIAddr is the bound API address.
 func (n *Node) APIAddr() string {
 	if n.apiLn == nil {
-		return n.cfg.APIAddr
+		return n.cfg.API.Addr
 	}
 	return n.apiLn.Addr().String()
 }
@@ -385,8 +345,8 @@ func (n *Node) GossipAddr() string { return n.Cluster().GossipAddr() }
 // Loop exposes the client server (tests, stats).
 func (n *Node) Loop() *loop.Server { return n.loop }
 
-// Cluster exposes membership (nil before Start).
-func (n *Node) Cluster() *cluster.Cluster { return n.clusterP.Load() }
+// Cluster exposes membership (nil for a standalone node).
+func (n *Node) Cluster() *cluster.Cluster { return n.cluster }
 
 func (n *Node) clientAdvertise() string {
 	if n.cfg.ClientAdvertise != "" {

@@ -243,7 +243,7 @@ func TestPerConnectionOrder(t *testing.T) {
 }
 
 func TestAPIErrorsThroughNode(t *testing.T) {
-	n := startNode(t, func(c *Config) { c.MaxBodyBytes = 1024 })
+	n := startNode(t, func(c *Config) { c.Push.MaxBodyBytes = 1024 })
 	cases := []struct {
 		body   string
 		status int

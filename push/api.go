@@ -43,6 +43,12 @@ type Config struct {
 	Logger *slog.Logger
 }
 
+// Defaults returns the values zero fields of a Config stand for. New fills zero
+// fields from it, and flags show it.
+func Defaults() Config {
+	return Config{MaxBodyBytes: defaultMaxBody, MaxBatch: defaultMaxBatch, MaxTargets: defaultMaxTargets}
+}
+
 const (
 	defaultMaxBody    = 1 << 20
 	defaultMaxBatch   = 1000
