@@ -45,7 +45,7 @@ type Conn struct {
 	expires  uint32 // token expiry in ticks; 0 = none
 	seq      uint64 // sequence of the last delivery job written, to deliver once per job
 
-	// guarded by the registry shard of user
+	// guarded by the registry shard of user; one of the room structures doc.go lists
 	rooms   []string
 	evicted bool // chosen for eviction; no longer counts toward MaxConnsPerUser
 }

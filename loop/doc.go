@@ -16,6 +16,29 @@
 //     sharded mutexes. It changes on connect, disconnect and room changes, never per
 //     message.
 //
+// # Room membership: decided in one place, held in four
+//
+// Who is in a room is decided in one place, under one lock: the registry shard of
+// the user (JoinRoom, LeaveRoom, connect and close all change it there). Four
+// structures hold the result, each for a reader the others cannot serve without a
+// lock or a scan on its path; each is updated under that decision's lock, or in an
+// ordered job it queued:
+//
+//   - session.rooms (registry): rooms joined through the API for a user, so a
+//     connection that user opens later inherits them.
+//   - Conn.rooms (guarded by the user's registry shard): the connection's rooms,
+//     so its close unindexes exactly those, and connection listings show them.
+//   - roomCount (registry room shard): connections and distinct members per room
+//     on this node, for GET /v1/rooms answers and the cluster's first/last-member
+//     presence events, which need a node-wide count under a lock.
+//   - shard.rooms (owned by the loop): room -> the loop's members, walked without
+//     any lock when a push to a room is written. Changes reach it as jobs in the
+//     same ordered inbox as deliveries, so a push accepted after a join reaches
+//     the new member and one accepted after a leave does not.
+//
+// Folding them into one would put a mutex on every room delivery (the loop's
+// index) or a scan of every session on every close (Conn.rooms).
+//
 // # What it does not do
 //
 // It does not parse HTTP bodies, speak to peers or know about API keys: node wires

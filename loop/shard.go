@@ -23,7 +23,7 @@ type shard struct {
 
 	// owned by the loop
 	conns    []*Conn                       // every connection, handshaking ones too
-	rooms    map[string]map[*Conn]struct{} // room -> members on this loop
+	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
 	cur      *job                          // job being delivered in chunks
 	snap     []*Conn                       // recipients of cur, taken when it starts
 	cursor   int
