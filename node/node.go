@@ -1,12 +1,3 @@
-// Package node composes one gateway node: the client event loops (loop), the HTTP API
-// (push), membership and forwarding (cluster), the delivery logic that combines
-// them (hub), metrics and the demo page. main.go
-// builds a Config from flags; integration tests start Nodes directly.
-//
-// Start order: loops (so the client port is bound), cluster (so presence can be
-// announced), API. Shutdown is the reverse with a drain: readiness goes false, the
-// node leaves the cluster (peers stop routing to it), clients get close 1001 and the
-// API closes last so pushes accepted before the drain still finish.
 package node
 
 import (
