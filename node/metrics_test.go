@@ -158,6 +158,9 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		"longlink_accept_rejected_total":     true, // needs the open-files limit: TestAcceptSurvivesFDExhaustion
 		"longlink_api_rejected_total":        true, // needs the API cap: TestAPIConnectionCap
 		"longlink_api_connections":           true, // the scrapes' own keep-alive connection: TestAPIConnectionCap
+		// A flood of handshakes and an over-limit peer: cluster/limits_test.go.
+		"longlink_cluster_inbound_rejected_total":  true,
+		"longlink_cluster_link_limit_closes_total": true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)
