@@ -39,6 +39,10 @@ func BuildBinary() (string, error) {
 	return build.path, build.err
 }
 
+// UseBinary makes BuildBinary return path, a prebuilt binary, instead of building
+// one. Call it from TestMain, before the tests run.
+func UseBinary(path string) { build.once.Do(func() { build.path = path }) }
+
 // Binary is BuildBinary, failing t if the build fails.
 func Binary(t testing.TB) string {
 	t.Helper()
