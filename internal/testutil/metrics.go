@@ -11,25 +11,27 @@ import (
 
 // ParseMetrics reads the Prometheus text format into series -> value, the series
 // being the name with its labels as written (`longlink_closes_total{code="1000"}`).
-// Comments and blank lines are skipped; a sample line without a number is an error.
+// Comments and blank lines are skipped. A sample line without a number is left out
+// and reported in the error (the first such line), the rest still parsed.
 func ParseMetrics(text string) (map[string]float64, error) {
 	out := map[string]float64{}
+	var first error
 	for _, line := range strings.Split(text, "\n") {
 		line = strings.TrimSpace(line)
 		if line == "" || line[0] == '#' {
 			continue
 		}
 		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			return out, fmt.Errorf("malformed metrics line %q", line)
-		}
 		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			return out, fmt.Errorf("metrics line %q: %v", line, err)
+		if i < 0 || err != nil {
+			if first == nil {
+				first = fmt.Errorf("malformed metrics line %q", line)
+			}
+			continue
 		}
 		out[line[:i]] = v
 	}
-	return out, nil
+	return out, first
 }
 
 // Scrape returns every sample set (a *metrics.Set) writes, failing t on a malformed

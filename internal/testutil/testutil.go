@@ -11,6 +11,7 @@ package testutil
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -54,6 +55,16 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// CleanupWithin registers stop to run when the test ends, with a context that
+// expires after d (a server's graceful stop).
+func CleanupWithin(t testing.TB, d time.Duration, stop func(context.Context)) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		stop(ctx)
+	})
 }
 
 // SyncBuffer collects a subprocess's output, written from exec's copying goroutines
