@@ -29,11 +29,8 @@ func openFDs(t *testing.T, pid int) int {
 // descriptor each without bound. With --api-max-conns the excess is answered 503 at
 // once and closed, so the process holds no more than the cap however many arrive.
 func TestAPIConnectionCapBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
 	const limit, extra = 20, 200
-	n := startBinary(t, "api-cap-secret-0123456789", "api-cap-key", "--api-max-conns", strconv.Itoa(limit))
+	n := startBinary(t, "--api-max-conns", strconv.Itoa(limit))
 	api, pid := n.API, n.Cmd.Process.Pid
 	base := openFDs(t, pid)
 

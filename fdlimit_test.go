@@ -16,18 +16,14 @@ import (
 // connections already open keep working, and once descriptors are free again the node
 // must accept as before: running out of descriptors is a busy moment, not an outage.
 func TestAcceptSurvivesFDExhaustion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	const secret, key = "fd-test-secret-0123456789", "fd-test-key"
-	n := startBinary(t, secret, key)
+	n := startBinary(t)
 	const limit = 200
 	if err := unix.Prlimit(n.Cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
 		t.Skipf("cannot lower the server's open-files limit: %v", err)
 	}
 	dial := func(user string) (*websocket.Conn, error) {
 		d := websocket.Dialer{HandshakeTimeout: 2 * time.Second}
-		c, _, err := d.Dial("ws://"+n.Client+"/ws?token="+testutil.Token(t, secret, user), nil)
+		c, _, err := d.Dial("ws://"+n.Client+"/ws?token="+testutil.Token(t, n.secret, user), nil)
 		return c, err
 	}
 	first, err := dial("first")
@@ -68,7 +64,7 @@ func TestAcceptSurvivesFDExhaustion(t *testing.T) {
 		t.Fatalf("new client after the storm: %v", err)
 	}
 	defer late.Close()
-	testutil.Do(t, "POST", "http://"+n.API+"/v1/push", `{"to":{"users":["first","late"]},"data":"still here"}`, testutil.Bearer(key)...)
+	testutil.Do(t, "POST", "http://"+n.API+"/v1/push", `{"to":{"users":["first","late"]},"data":"still here"}`, testutil.Bearer(n.apiKey)...)
 	for _, c := range []*websocket.Conn{first, late} {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, m, err := c.ReadMessage(); err != nil || string(m) != "still here" {

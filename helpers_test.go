@@ -18,9 +18,14 @@ type testNode struct {
 }
 
 // startBinary starts the binary on loopback port-0 addresses, clustering on
-// loopback, with its token secret from the environment, plus extra flags.
-func startBinary(t *testing.T, secret, key string, extra ...string) *testNode {
+// loopback, with its token secret from the environment, plus extra flags. These
+// tests are slow: it skips them under -short.
+func startBinary(t *testing.T, extra ...string) *testNode {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("-short")
+	}
+	const secret, key = "binary-test-secret-0123456789", "binary-test-key"
 	args := []string{"--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0",
 		"--forward-addr", "127.0.0.1:0", "--drain-timeout", "2s", "--api-key", key}
 	n := testutil.StartNode(t, []string{"LONGLINK_TOKEN_SECRET=" + secret}, append(args, extra...)...)

@@ -14,11 +14,7 @@ import (
 // TestServeBinary runs the real binary: start, health, a push reaching a client,
 // readiness during the drain, close 1001 on SIGTERM, exit 0.
 func TestServeBinary(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	const secret, key = "serve-test-secret-0123456789", "serve-test-key"
-	n := startBinary(t, secret, key)
+	n := startBinary(t)
 
 	get := func(path string) (int, string) { return testutil.Get("http://" + n.API + path) }
 	if code, body := get("/healthz"); code != 200 {
