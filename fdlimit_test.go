@@ -1,17 +1,14 @@
 package main
 
 import (
-	"io"
-	"net/http"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"golang.org/x/sys/unix"
 
-	"longlink/auth"
+	"longlink/internal/testutil"
 )
 
 // TestAcceptSurvivesFDExhaustion runs the real binary with a small open-files limit and
@@ -19,20 +16,14 @@ import (
 // connections already open keep working, and once descriptors are free again the node
 // must accept as before: running out of descriptors is a busy moment, not an outage.
 func TestAcceptSurvivesFDExhaustion(t *testing.T) {
-	if testing.Short() {
-		t.Skip("-short")
-	}
-	const secret, key = "fd-test-secret-0123456789", "fd-test-key"
-	client, api, cmd := startBinary(t, secret, key)
-	defer cmd.Process.Kill()
+	n := startBinary(t)
 	const limit = 200
-	if err := unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
+	if err := unix.Prlimit(n.Cmd.Process.Pid, unix.RLIMIT_NOFILE, &unix.Rlimit{Cur: limit, Max: limit}, nil); err != nil {
 		t.Skipf("cannot lower the server's open-files limit: %v", err)
 	}
 	dial := func(user string) (*websocket.Conn, error) {
-		tok, _ := auth.Mint([]byte(secret), user, nil, time.Hour)
 		d := websocket.Dialer{HandshakeTimeout: 2 * time.Second}
-		c, _, err := d.Dial("ws://"+client+"/ws?token="+tok, nil)
+		c, _, err := d.Dial("ws://"+n.Client+"/ws?token="+testutil.Token(t, n.secret, user), nil)
 		return c, err
 	}
 	first, err := dial("first")
@@ -59,20 +50,13 @@ func TestAcceptSurvivesFDExhaustion(t *testing.T) {
 
 	// Once the excess has gone, the node takes new clients and the first one still
 	// gets its messages.
-	var code int
-	var body string
-	for i := 0; i < 100; i++ {
-		code, body = httpGet(api, "/metrics")
-		if code == 200 && strings.Contains(body, "longlink_connections 1\n") {
-			break
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	if code != 200 || !strings.Contains(body, "longlink_connections 1\n") {
-		t.Fatalf("metrics after the storm: %d, connections line missing or wrong", code)
-	}
-	if !strings.Contains(body, `longlink_accept_rejected_total{reason="no_descriptors"}`) ||
-		strings.Contains(body, `longlink_accept_rejected_total{reason="no_descriptors"} 0`+"\n") {
+	var m map[string]float64
+	testutil.WaitFor(t, 10*time.Second, "metrics after the storm to show the one connection left", func() bool {
+		code, body := testutil.Get("http://" + n.API + "/metrics")
+		m, _ = testutil.ParseMetrics(body)
+		return code == 200 && m["longlink_connections"] == 1
+	})
+	if v, ok := m[`longlink_accept_rejected_total{reason="no_descriptors"}`]; !ok || v == 0 {
 		t.Errorf("no connection counted as rejected for lack of descriptors")
 	}
 	late, err := dial("late")
@@ -80,28 +64,11 @@ func TestAcceptSurvivesFDExhaustion(t *testing.T) {
 		t.Fatalf("new client after the storm: %v", err)
 	}
 	defer late.Close()
-	req, _ := http.NewRequest("POST", "http://"+api+"/v1/push", strings.NewReader(`{"to":{"users":["first","late"]},"data":"still here"}`))
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
+	testutil.Do(t, "POST", "http://"+n.API+"/v1/push", `{"to":{"users":["first","late"]},"data":"still here"}`, testutil.Bearer(n.apiKey)...)
 	for _, c := range []*websocket.Conn{first, late} {
 		c.SetReadDeadline(time.Now().Add(5 * time.Second))
 		if _, m, err := c.ReadMessage(); err != nil || string(m) != "still here" {
 			t.Fatalf("read %q %v", m, err)
 		}
 	}
-}
-
-func httpGet(api, path string) (int, string) {
-	c := http.Client{Timeout: 2 * time.Second}
-	resp, err := c.Get("http://" + api + path)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
 }

@@ -6,10 +6,11 @@ import (
 	"errors"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // exampleSecrets returns the secret values shipped in the example deploy files, by
@@ -55,10 +56,7 @@ func TestServeRefusesExampleSecrets(t *testing.T) {
 	if testing.Short() {
 		t.Skip("-short")
 	}
-	bin := filepath.Join(t.TempDir(), "longlink")
-	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
-		t.Fatalf("go build: %v\n%s", err, out)
-	}
+	bin := testutil.Binary(t)
 	good := map[string]string{
 		"token-secret": "b1c8f0e2a7d94c36b1c8f0e2a7d94c36",
 		"api-key":      "5f2d9a7c3e1b8f4a6d0c2e9b",

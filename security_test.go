@@ -1,59 +1,26 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
 
-	"longlink/auth"
 	"longlink/cluster"
 	"longlink/internal/testutil"
 )
-
-var (
-	binOnce sync.Once
-	binPath string
-	binErr  error
-)
-
-// testBinary builds the real binary once per test run.
-func testBinary(t *testing.T) string {
-	t.Helper()
-	binOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "longlink-test-bin")
-		if err != nil {
-			binErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "longlink")
-		if out, err := exec.Command("go", "build", "-o", binPath, ".").CombinedOutput(); err != nil {
-			binErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if binErr != nil {
-		t.Fatal(binErr)
-	}
-	return binPath
-}
 
 // runBinary runs the binary to completion (a refusal at start) and returns its exit
 // code and stderr.
 func runBinary(t *testing.T, args ...string) (int, string) {
 	t.Helper()
-	cmd := exec.Command(testBinary(t), args...)
+	cmd := exec.Command(testutil.Binary(t), args...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	cmd.Env = append(os.Environ(), "LONGLINK_TOKEN_SECRET=security-test-secret-0123")
@@ -69,74 +36,6 @@ func runBinary(t *testing.T, args ...string) (int, string) {
 		t.Fatalf("longlink %v did not exit; stderr:\n%s", args, stderr.String())
 	}
 	return cmd.ProcessState.ExitCode(), stderr.String()
-}
-
-// node is a real binary running in the background, with what its banner said.
-type testNode struct {
-	cmd            *exec.Cmd
-	client, api    string
-	gossip, fwd    string
-	secret, apiKey string
-}
-
-// startNode starts the binary with loopback port-0 addresses plus args and parses
-// its banner. The process is killed when the test ends.
-func startNode(t *testing.T, secret string, args ...string) *testNode {
-	t.Helper()
-	const apiKey = "security-test-api-key"
-	base := []string{"serve", "--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--api-key", apiKey,
-		"--token-secret", secret, "--drain-timeout", "1s", "--log-level", "warn"}
-	cmd := exec.Command(testBinary(t), append(base, args...)...)
-	stdout, _ := cmd.StdoutPipe()
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-	n := &testNode{cmd: cmd, secret: secret, apiKey: apiKey}
-	sc := bufio.NewScanner(stdout)
-	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
-		switch {
-		case strings.HasPrefix(line, "clients:"):
-			n.client = strings.TrimPrefix(strings.Fields(line)[1], "ws://")
-			n.client = strings.TrimSuffix(n.client, "/ws")
-		case strings.HasPrefix(line, "api:"):
-			n.api = strings.TrimPrefix(strings.Fields(line)[1], "http://")
-		case strings.HasPrefix(line, "cluster:"):
-			if f := strings.Fields(line); len(f) >= 4 && f[2] == "forwarding" {
-				n.gossip, n.fwd = strings.TrimSuffix(f[1], ","), f[3]
-			}
-		}
-		if strings.HasPrefix(line, "cluster:") {
-			break // the banner's last address line
-		}
-	}
-	go io.Copy(io.Discard, stdout)
-	if n.api == "" {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatalf("node did not start: %v\nstderr:\n%s", args, stderr.String())
-	}
-	return n
-}
-
-func (n *testNode) push(t *testing.T, body string) map[string]any {
-	t.Helper()
-	req, _ := http.NewRequest("POST", "http://"+n.api+"/v1/push", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+n.apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var out map[string]any
-	json.NewDecoder(resp.Body).Decode(&out)
-	if resp.StatusCode/100 != 2 {
-		t.Fatalf("push %s: %d %v", body, resp.StatusCode, out)
-	}
-	return out
 }
 
 func (n *testNode) members(t *testing.T) []string {
@@ -156,31 +55,6 @@ func (n *testNode) members(t *testing.T) []string {
 		}
 	}
 	return names
-}
-
-// get sends an authenticated GET to the API.
-func (n *testNode) get(t *testing.T, path string) (int, string) {
-	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+n.api+path, nil)
-	req.Header.Set("Authorization", "Bearer "+n.apiKey)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-func (n *testNode) dial(t *testing.T, user string) *websocket.Conn {
-	t.Helper()
-	tok, _ := auth.Mint([]byte(n.secret), user, nil, time.Hour)
-	ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.client+"/ws?token="+tok, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ws.Close() })
-	return ws
 }
 
 // listeningSockets counts the TCP listeners and UDP sockets a process holds, from
@@ -222,17 +96,17 @@ func listeningSockets(t *testing.T, pid int) (tcp, udp int) {
 // on every interface. A standalone node listens on its client and API ports only.
 func TestStandaloneOpensOnlyClientAndAPIPorts(t *testing.T) {
 	n := startNode(t, "security-test-secret-0123")
-	if n.gossip != "" {
-		t.Fatalf("standalone node reports a cluster address %q", n.gossip)
+	if n.Gossip != "" {
+		t.Fatalf("standalone node reports a cluster address %q", n.Gossip)
 	}
-	tcp, udp := listeningSockets(t, n.cmd.Process.Pid)
+	tcp, udp := listeningSockets(t, n.Cmd.Process.Pid)
 	if tcp != 2 || udp != 0 {
 		t.Fatalf("standalone node listens on %d TCP and %d UDP sockets, want 2 and 0", tcp, udp)
 	}
 	if got := n.members(t); len(got) != 1 {
 		t.Fatalf("/v1/cluster of a standalone node lists %v", got)
 	}
-	if code, body := httpGet(n.api, "/readyz"); code != 200 {
+	if code, body := testutil.Get("http://" + n.API + "/readyz"); code != 200 {
 		t.Fatalf("readyz: %d %s", code, body)
 	}
 }
@@ -270,12 +144,12 @@ func TestStrangersCannotJoinAKeyedCluster(t *testing.T) {
 	other, _ := cluster.NewKey()
 	loop := []string{"--gossip-addr", "127.0.0.1:0", "--forward-addr", "127.0.0.1:0"}
 	a := startNode(t, "victim-secret-0123456789", append(loop, "--node-name", "a", "--cluster-key", key)...)
-	b := startNode(t, "victim-secret-0123456789", append(loop, "--node-name", "b", "--cluster-key", key, "--join", a.gossip)...)
+	b := startNode(t, "victim-secret-0123456789", append(loop, "--node-name", "b", "--cluster-key", key, "--join", a.Gossip)...)
 	testutil.WaitFor(t, 20*time.Second, "a and b see each other", func() bool {
 		return len(a.members(t)) == 2 && len(b.members(t)) == 2
 	})
-	x := startNode(t, "intruder-secret-0123456789", append(loop, "--node-name", "x-nokey", "--join", a.gossip)...)
-	y := startNode(t, "intruder-secret-0123456789", append(loop, "--node-name", "y-otherkey", "--cluster-key", other, "--join", a.gossip)...)
+	x := startNode(t, "intruder-secret-0123456789", append(loop, "--node-name", "x-nokey", "--join", a.Gossip)...)
+	y := startNode(t, "intruder-secret-0123456789", append(loop, "--node-name", "y-otherkey", "--cluster-key", other, "--join", a.Gossip)...)
 	xs := []*websocket.Conn{x.dial(t, "42"), y.dial(t, "42")}
 	victim := b.dial(t, "42")
 	for _, n := range []*testNode{a, b} {
@@ -295,8 +169,8 @@ func TestStrangersCannotJoinAKeyedCluster(t *testing.T) {
 		if data == "secret-all" {
 			body = `{"to":{"all":true},"data":"` + data + `"}`
 		}
-		if res := a.push(t, body); res["forwarded"] != float64(1) {
-			t.Errorf("push %s forwarded to %v nodes, want 1 (b only)", body, res["forwarded"])
+		if res := a.push(t, body); res.Body["forwarded"] != float64(1) {
+			t.Errorf("push %s forwarded to %v nodes, want 1 (b only)", body, res.Body["forwarded"])
 		}
 		victim.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, m, err := victim.ReadMessage(); err != nil || string(m) != data {
@@ -330,7 +204,7 @@ func TestClusterOnLoopbackOnlyHost(t *testing.T) {
 	}
 	key, _ := cluster.NewKey()
 	script := `ip link set lo up && exec "$0" "$@"`
-	cmd := exec.Command("unshare", "-n", "sh", "-c", script, testBinary(t), "serve",
+	cmd := exec.Command("unshare", "-n", "sh", "-c", script, testutil.Binary(t), "serve",
 		"--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--api-key", "k-0123456789abcdef",
 		"--token-secret", "loopback-only-secret-0123", "--gossip-addr", ":0", "--cluster-key", key)
 	var out testutil.SyncBuffer
@@ -369,9 +243,9 @@ func TestSecondNodeOnHostNamesTheFlag(t *testing.T) {
 		args []string
 		flag string
 	}{
-		{[]string{"--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--forward-addr", a.fwd}, "--forward-addr"},
-		{[]string{"--api-addr", "127.0.0.1:0", "--gossip-addr", a.gossip, "--forward-addr", "127.0.0.1:0"}, "--gossip-addr"},
-		{[]string{"--api-addr", a.api}, "--api-addr"},
+		{[]string{"--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0", "--forward-addr", a.Forward}, "--forward-addr"},
+		{[]string{"--api-addr", "127.0.0.1:0", "--gossip-addr", a.Gossip, "--forward-addr", "127.0.0.1:0"}, "--gossip-addr"},
+		{[]string{"--api-addr", a.API}, "--api-addr"},
 	} {
 		code, stderr := runBinary(t, append(base, tc.args...)...)
 		if code != 1 || !strings.Contains(stderr, "choose another address with "+tc.flag) {

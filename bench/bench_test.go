@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // TestMain doubles as the worker entry point: the coordinator re-executes
@@ -24,7 +26,7 @@ func TestMain(m *testing.M) {
 		os.Exit(0)
 	}
 	base := runtime.NumGoroutine()
-	code := m.Run()
+	code := testutil.Run(m) // and the real binary, if a test built it, is removed
 	if code == 0 {
 		metricsClient.CloseIdleConnections()
 		if !poll(5*time.Second, 20*time.Millisecond, func() bool { return runtime.NumGoroutine() <= base+2 }) {
@@ -161,7 +163,7 @@ func TestConnectFailuresByReason(t *testing.T) {
 func TestConnectRefusedNamesLimit(t *testing.T) {
 	// A port nobody listens on: every connect is refused and the report
 	// names the likely cause instead of failing obscurely.
-	addr := freeAddr(t)
+	addr := testutil.FreeAddr(t, "tcp")
 	dir := t.TempDir()
 	jp := filepath.Join(dir, "r.json")
 	var out, errb bytes.Buffer

@@ -29,7 +29,7 @@ func BenchmarkScenarioBroadcast(b *testing.B) {
 	n := startRealNode(b, "")
 	jp := filepath.Join(b.TempDir(), "broadcast.json")
 	b.ResetTimer()
-	out := runBench(b, "broadcast", "--target", n.client, "--api", n.api, "--token-secret", itSecret, "--api-key", itKey,
+	out := runBench(b, "broadcast", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
 		"--conns", strconv.Itoa(conns), "--rate", "20000", "--rounds", strconv.Itoa(max(5, b.N)), "--json", jp)
 	b.StopTimer()
 	b.Log(out)
@@ -56,7 +56,7 @@ func BenchmarkScenarioIQIYI(b *testing.B) {
 		b.Run("loop="+mode, func(b *testing.B) {
 			n := startRealNode(b, "")
 			jp := filepath.Join(b.TempDir(), "push.json")
-			args := []string{"push", "--target", n.client, "--api", n.api, "--token-secret", itSecret, "--api-key", itKey,
+			args := []string{"push", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
 				"--users", strconv.Itoa(users), "--conns-per-user", "10", "--duration", "20s", "--json", jp}
 			if mode == "closed" {
 				args = append(args, "--callers", "600")

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"math/rand/v2"
-	"net"
 	"sort"
 	"strings"
 	"testing"
@@ -205,18 +204,6 @@ func TestCommas(t *testing.T) {
 			t.Errorf("commas(%d) = %q", in, got)
 		}
 	}
-}
-
-// freeAddr returns a loopback address nothing listens on.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := l.Addr().String()
-	l.Close()
-	return a
 }
 
 func TestReadResponse(t *testing.T) {

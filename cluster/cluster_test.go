@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 func TestJoinMembersAndMeta(t *testing.T) {
@@ -41,7 +43,7 @@ func TestJoinMembersAndMeta(t *testing.T) {
 	}
 	conns[1].Store(42)
 	nodes[1].UpdateMeta()
-	waitFor(t, 5*time.Second, "connection count gossiped", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "connection count gossiped", func() bool {
 		return nodes[0].Members()[1].Connections == 42 && nodes[2].Members()[1].Connections == 42
 	})
 	if got := nodes[0].countMembers(stateAlive); got != 3 {
@@ -62,7 +64,7 @@ func TestSendAndBroadcastExactlyOnceInOrder(t *testing.T) {
 			t.Fatalf("Broadcast %d reached %d peers, want 2", i, got)
 		}
 	}
-	waitFor(t, 10*time.Second, "all messages", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "all messages", func() bool {
 		return recs[1].count("node0") >= n && recs[0].count("node2") >= n && recs[1].count("node2") >= n
 	})
 	check := func(rec *recorder, from string) {
@@ -109,7 +111,7 @@ func TestRoutePropagation(t *testing.T) {
 		user := "user-" + strconv.Itoa(i)
 		start := time.Now()
 		a.SetLocalUser(user, true)
-		waitFor(t, 5*time.Second, "user visible on peers", func() bool {
+		testutil.WaitFor(t, 5*time.Second, "user visible on peers", func() bool {
 			return slices.Equal(b.NodesForUsers([]string{user}), []string{"node0"}) &&
 				slices.Equal(c.NodesForUsers([]string{"x", user}), []string{"node0"})
 		})
@@ -127,7 +129,7 @@ func TestRoutePropagation(t *testing.T) {
 	c.SetLocalUser("user-c", true)
 	a.SetLocalRoom("room-1", true)
 	c.SetLocalRoom("room-1", true)
-	waitFor(t, 5*time.Second, "removal and rooms propagated", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "removal and rooms propagated", func() bool {
 		return len(b.NodesForUsers([]string{"user-0"})) == 0 &&
 			slices.Equal(b.NodesForUsers([]string{"user-c", "user-1"}), []string{"node0", "node2"}) &&
 			slices.Equal(b.NodesForRooms([]string{"room-1"}), []string{"node0", "node2"}) &&
@@ -151,8 +153,8 @@ func TestRouteSnapshotForLateJoiner(t *testing.T) {
 	}
 	nodes[0].SetLocalRoom("r", true)
 	late := startNode(t, testConfig("late", nodes[1].GossipAddr()))
-	waitFor(t, 10*time.Second, "late joiner sees both", func() bool { return len(late.AliveNodes()) == 2 })
-	waitFor(t, 10*time.Second, "late joiner synced", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "late joiner sees both", func() bool { return len(late.AliveNodes()) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "late joiner synced", func() bool {
 		return len(late.NodesForUsers([]string{"nobody"})) == 0
 	})
 	if got := late.NodesForUsers([]string{"u19999"}); !slices.Equal(got, []string{"node0"}) {
@@ -174,12 +176,12 @@ func TestKillDetected(t *testing.T) {
 	a, c := nodes[0], nodes[2]
 	waitSynced(t, nodes)
 	c.SetLocalUser("on-c", true)
-	waitFor(t, 5*time.Second, "route to c", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "route to c", func() bool {
 		return slices.Equal(a.NodesForUsers([]string{"on-c"}), []string{"node2"})
 	})
 	start := time.Now()
 	c.Kill()
-	waitFor(t, 5*time.Second, "kill detected", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "kill detected", func() bool {
 		return !slices.Contains(a.AliveNodes(), "node2") && left.Load() == "node2"
 	})
 	t.Logf("killed node detected after %s (probe 200ms)", time.Since(start))
@@ -216,9 +218,9 @@ func TestLeaveAndRejoin(t *testing.T) {
 	}
 	if got := rec.count("node2"); got != 100 {
 		// Leave flushes the queue before shutting down.
-		waitFor(t, time.Second, "flushed messages", func() bool { return rec.count("node2") == 100 })
+		testutil.WaitFor(t, time.Second, "flushed messages", func() bool { return rec.count("node2") == 100 })
 	}
-	waitFor(t, 3*time.Second, "leave seen", func() bool {
+	testutil.WaitFor(t, 3*time.Second, "leave seen", func() bool {
 		ms := a.Members()
 		return len(a.AliveNodes()) == 1 && ms[2].State == stateLeft
 	})
@@ -232,12 +234,12 @@ func TestLeaveAndRejoin(t *testing.T) {
 	cfg := testConfig("node2", a.GossipAddr())
 	cfg.OnMessage = rec2.onMessage
 	c2 := startNode(t, cfg)
-	waitFor(t, 10*time.Second, "rejoin", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "rejoin", func() bool {
 		return slices.Contains(a.AliveNodes(), "node2") && len(c2.AliveNodes()) == 2
 	})
 	c2.SetLocalUser("back", true)
 	// Synced both ways, not merely "unsure" (which also routes to node2).
-	waitFor(t, 10*time.Second, "rejoined node's routes", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "rejoined node's routes", func() bool {
 		return slices.Equal(a.NodesForUsers([]string{"back"}), []string{"node2"}) &&
 			len(a.NodesForUsers([]string{"nobody"})) == 0 && len(c2.NodesForUsers([]string{"nobody"})) == 0
 	})
@@ -250,7 +252,7 @@ func TestLeaveAndRejoin(t *testing.T) {
 		if err := a.Send("node2", seqPayload(7, 8)); err != nil && !errors.Is(err, ErrUnknownNode) {
 			t.Fatal(err)
 		}
-		waitFor(t, 20*time.Second, "message to rejoined node, or its loss counted", func() bool {
+		testutil.WaitFor(t, 20*time.Second, "message to rejoined node, or its loss counted", func() bool {
 			return rec2.count("node0") > 0 || a.m.forwardFailures.Get() > failures
 		})
 		if rec2.count("node0") > 0 {
@@ -260,7 +262,7 @@ func TestLeaveAndRejoin(t *testing.T) {
 			t.Fatalf("message to the rejoined node lost %d times", try+1)
 		}
 		t.Logf("try %d: loss counted while membership settled; resending", try)
-		waitFor(t, 10*time.Second, "node2 back", func() bool { return slices.Contains(a.AliveNodes(), "node2") })
+		testutil.WaitFor(t, 10*time.Second, "node2 back", func() bool { return slices.Contains(a.AliveNodes(), "node2") })
 	}
 }
 
@@ -285,7 +287,7 @@ func TestForeignClusterRefused(t *testing.T) {
 				conn.Close()
 				t.Fatal("foreign node completed the forwarding handshake")
 			}
-			waitFor(t, 2*time.Second, "handshake failure counted", func() bool {
+			testutil.WaitFor(t, 2*time.Second, "handshake failure counted", func() bool {
 				return a.m.handshakeFailures.Get() > before
 			})
 		})
@@ -318,7 +320,7 @@ func TestForwardPortRejectsRawInjection(t *testing.T) {
 		}
 		conn.Close()
 	}
-	waitFor(t, 2*time.Second, "rejections counted", func() bool { return a.m.handshakeFailures.Get() >= before+2 })
+	testutil.WaitFor(t, 2*time.Second, "rejections counted", func() bool { return a.m.handshakeFailures.Get() >= before+2 })
 	if a.m.received.Get() != 0 || rec.count("evil") != 0 {
 		t.Fatal("an unauthenticated frame was delivered")
 	}
@@ -367,14 +369,14 @@ func TestStuckPeerDoesNotBlockOthers(t *testing.T) {
 	}
 	// The queue can fill before the link is even up; the peer gets stuck on the first
 	// message the link delivers.
-	waitFor(t, 5*time.Second, "peer stuck in OnMessage", stuck.Load)
+	testutil.WaitFor(t, 5*time.Second, "peer stuck in OnMessage", stuck.Load)
 	start := time.Now()
 	for i := range uint64(1000) {
 		if err := a.Send("node2", seqPayload(i, 64)); err != nil {
 			t.Fatalf("Send to healthy peer blocked by stuck one: %v", err)
 		}
 	}
-	waitFor(t, 2*time.Second, "healthy peer served", func() bool { return recC.count("node0") == 1000 })
+	testutil.WaitFor(t, 2*time.Second, "healthy peer served", func() bool { return recC.count("node0") == 1000 })
 	t.Logf("1000 messages to a healthy peer in %s while another peer is stuck", time.Since(start))
 	if a.m.forwardFailures.Get() == 0 {
 		t.Fatal("dropped message not counted")
@@ -384,12 +386,7 @@ func TestStuckPeerDoesNotBlockOthers(t *testing.T) {
 
 func TestJoinRetriesInBackground(t *testing.T) {
 	// Reserve a port for the node that starts later.
-	l, err := net.ListenPacket("udp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.LocalAddr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t, "udp")
 
 	b := startNode(t, testConfig("early", addr))
 	if len(b.AliveNodes()) != 0 {
@@ -405,7 +402,7 @@ func TestJoinRetriesInBackground(t *testing.T) {
 	if err := a.Start(); err != nil {
 		t.Skipf("reserved port taken meanwhile: %v", err)
 	}
-	waitFor(t, 10*time.Second, "background join", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "background join", func() bool {
 		return slices.Equal(b.AliveNodes(), []string{"late-seed"})
 	})
 }
@@ -436,13 +433,13 @@ func TestRouteResyncAfterLinkLoss(t *testing.T) {
 	nodes := startCluster(t, 2, nil)
 	a, b := nodes[0], nodes[1]
 	a.SetLocalUser("u", true)
-	waitFor(t, 5*time.Second, "route", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "route", func() bool {
 		return slices.Equal(b.NodesForUsers([]string{"u"}), []string{"node0"}) && len(b.NodesForUsers([]string{"x"})) == 0
 	})
 	retries := a.m.forwardRetries.Get()
 	b.closeInboundFrom("node0")
-	waitFor(t, 5*time.Second, "writer noticed the closed link", func() bool { return a.m.forwardRetries.Get() > retries })
-	waitFor(t, 5*time.Second, "resynced", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "writer noticed the closed link", func() bool { return a.m.forwardRetries.Get() > retries })
+	testutil.WaitFor(t, 5*time.Second, "resynced", func() bool {
 		return len(b.NodesForUsers([]string{"x"})) == 0 && slices.Equal(b.NodesForUsers([]string{"u"}), []string{"node0"})
 	})
 }
@@ -457,7 +454,7 @@ func TestRouteDeltaOverflowFallsBackToSnapshot(t *testing.T) {
 	for i := range n {
 		a.SetLocalUser("user-"+strconv.Itoa(i), true)
 	}
-	waitFor(t, 5*time.Second, "all users routed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "all users routed", func() bool {
 		for _, i := range []int{0, n / 2, n - 1} {
 			if !slices.Equal(b.NodesForUsers([]string{"user-" + strconv.Itoa(i)}), []string{"node0"}) {
 				return false

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // BenchmarkForward measures Send -> batched loopback link -> OnMessage on a
@@ -40,7 +42,7 @@ func BenchmarkForward(b *testing.B) {
 					runtime.Gosched() // the writer drains; a full queue is back-pressure here
 				}
 			}
-			waitFor(b, 30*time.Second, "all received", func() bool { return got.Load() >= int64(b.N) })
+			testutil.WaitFor(b, 30*time.Second, "all received", func() bool { return got.Load() >= int64(b.N) })
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "msgs/s")
 		})
 	}
@@ -60,7 +62,7 @@ func BenchmarkRouteSnapshot(b *testing.B) {
 			for i := 0; i < b.N; i++ {
 				start := time.Now()
 				j := startNode(b, testConfig(fmt.Sprintf("joiner-%d", i), seed.GossipAddr()))
-				waitFor(b, 60*time.Second, "snapshot installed", func() bool {
+				testutil.WaitFor(b, 60*time.Second, "snapshot installed", func() bool {
 					return slices.Contains(j.AliveNodes(), "seed") && !slices.Contains(j.NodesForUsers([]string{"nobody"}), "seed")
 				})
 				b.ReportMetric(float64(time.Since(start).Milliseconds()), "ms/sync")

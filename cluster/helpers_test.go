@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"longlink/internal/testutil"
 	"net"
 	"os"
 	"slices"
@@ -15,15 +14,11 @@ import (
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/internal/testutil"
 )
 
 func TestMain(m *testing.M) { os.Exit(testutil.Main(m, 0)) }
-
-// waitFor polls cond until it holds or d passes.
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, d, what, cond)
-}
 
 // never fails if cond becomes true within d (for "must not happen" checks).
 func never(t testing.TB, d time.Duration, what string, cond func() bool) {
@@ -90,7 +85,7 @@ func startCluster(t testing.TB, n int, mod func(i int, cfg *Config)) []*Cluster 
 		}
 		nodes[i] = startNode(t, cfg)
 	}
-	waitFor(t, 10*time.Second, "full membership", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "full membership", func() bool {
 		for _, c := range nodes {
 			if len(c.AliveNodes()) != n-1 {
 				return false
@@ -105,7 +100,7 @@ func startCluster(t testing.TB, n int, mod func(i int, cfg *Config)) []*Cluster 
 // (no peer is "unsure" any more).
 func waitSynced(t testing.TB, nodes []*Cluster) {
 	t.Helper()
-	waitFor(t, 10*time.Second, "route tables synced", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "route tables synced", func() bool {
 		for _, c := range nodes {
 			if len(c.NodesForUsers([]string{"\x00nobody"})) != 0 {
 				return false

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // rawLink dials a's forwarding port and passes the handshake as name, as a
@@ -61,7 +63,7 @@ func TestSnapshotOverRouteLimitClosesLink(t *testing.T) {
 	conn.SetWriteDeadline(time.Now().Add(5 * time.Second))
 	conn.Write(frames) // may fail half way: the node hangs up at the limit
 	waitClosed(t, conn, 5*time.Second)
-	waitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() == 1 })
 	a.remote.mu.RLock()
 	rn := a.remote.nodes["node1"]
 	a.remote.mu.RUnlock()
@@ -79,14 +81,14 @@ func TestDeltaOverRouteLimitClosesLink(t *testing.T) {
 	for i := range limit {
 		b.SetLocalUser("u"+strconv.Itoa(i), true)
 	}
-	waitFor(t, 5*time.Second, "table at the limit", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "table at the limit", func() bool {
 		a.remote.mu.RLock()
 		defer a.remote.mu.RUnlock()
 		rn := a.remote.nodes["node1"]
 		return rn != nil && len(rn.users) == limit
 	})
 	b.SetLocalUser("one-too-many", true)
-	waitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() >= 1 })
+	testutil.WaitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() >= 1 })
 	// The peer is unsure from then on: sent to rather than dropped.
 	if got := a.NodesForUsers([]string{"one-too-many"}); len(got) != 1 {
 		t.Fatalf("NodesForUsers after the limit = %v, want node1", got)
@@ -102,7 +104,7 @@ func TestFrameOverMaxFrameClosesLink(t *testing.T) {
 	hdr[4] = kindData
 	conn.Write(hdr[:])
 	waitClosed(t, conn, 5*time.Second)
-	waitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "limit close counted", func() bool { return a.m.linkLimitCloses.Get() == 1 })
 }
 
 // readBody grows with what arrives, not with what the header announces.
@@ -143,11 +145,11 @@ func TestUnauthenticatedLinksBounded(t *testing.T) {
 		}
 		idle = append(idle, c)
 	}
-	waitFor(t, 5*time.Second, "excess connections refused", func() bool { return a.m.inboundRejected.Get() >= 6 })
+	testutil.WaitFor(t, 5*time.Second, "excess connections refused", func() bool { return a.m.inboundRejected.Get() >= 6 })
 	for _, c := range idle {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "slots freed", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "slots freed", func() bool {
 		a.inMu.Lock()
 		defer a.inMu.Unlock()
 		return a.unauthed == 0
@@ -155,5 +157,5 @@ func TestUnauthenticatedLinksBounded(t *testing.T) {
 	if err := b.Send("node0", seqPayload(1, 8)); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, "member's message after the flood", func() bool { return rec.count("node1") == 1 })
+	testutil.WaitFor(t, 10*time.Second, "member's message after the flood", func() bool { return rec.count("node1") == 1 })
 }

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // echo answers "<node>:<from>:<body>".
@@ -120,7 +122,7 @@ func TestRequestTimesOutOnStalledOrDeadPeer(t *testing.T) {
 	}
 	// The stalled answers arrive late, for ids nobody waits for: dropped.
 	g.release()
-	waitFor(t, 5*time.Second, "late answers sent", func() bool { return nodes[1].m.forwardMessages.Get() > 0 })
+	testutil.WaitFor(t, 5*time.Second, "late answers sent", func() bool { return nodes[1].m.forwardMessages.Get() > 0 })
 	if n := waitingLen(a); n != 0 {
 		t.Fatalf("%d waiters left", n)
 	}
@@ -166,7 +168,7 @@ func TestAnsweringIsBounded(t *testing.T) {
 			results <- result{body, err}
 		}()
 	}
-	waitFor(t, 5*time.Second, "2 answering, 3 dropped", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "2 answering, 3 dropped", func() bool {
 		return g.started.Load() == 2 && b.m.queryDrops.Get() == 3
 	})
 	g.release()
@@ -205,7 +207,7 @@ func TestShutdownUnblocksWaiters(t *testing.T) {
 		}
 		done <- ErrClosed
 	}()
-	waitFor(t, 5*time.Second, "both requests answering", func() bool { return g.started.Load() == 2 })
+	testutil.WaitFor(t, 5*time.Second, "both requests answering", func() bool { return g.started.Load() == 2 })
 	start := time.Now()
 	nodes[0].Kill()
 	for range 2 {
@@ -228,7 +230,7 @@ func TestAnswerOverFrameLimitIsDropped(t *testing.T) {
 	if _, err := nodes[0].Request(context.Background(), "node1", nil); !errors.Is(err, ErrTimeout) {
 		t.Fatalf("Request answered over MaxFrame: %v, want ErrTimeout", err)
 	}
-	waitFor(t, 5*time.Second, "oversized answer counted", func() bool { return nodes[1].m.forwardFailures.Get() > failures })
+	testutil.WaitFor(t, 5*time.Second, "oversized answer counted", func() bool { return nodes[1].m.forwardFailures.Get() > failures })
 }
 
 // Answers are taken only for a waiting id and only from the node it was sent to.

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 func TestParseKey(t *testing.T) {
@@ -212,12 +214,7 @@ func TestHandshake(t *testing.T) {
 // New builds without binding; routes recorded before Start reach peers after it;
 // Kill and Leave before Start are harmless.
 func TestNewBindsNothingUntilStart(t *testing.T) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
+	addr := testutil.FreeAddr(t, "tcp")
 	peer := startNode(t, testConfig("peer"))
 	cfg := testConfig("late", peer.GossipAddr())
 	cfg.ForwardAddr = addr
@@ -235,7 +232,7 @@ func TestNewBindsNothingUntilStart(t *testing.T) {
 	if err := c.Start(); err != nil {
 		t.Skipf("port taken meanwhile: %v", err)
 	}
-	waitFor(t, 10*time.Second, "route set before Start", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "route set before Start", func() bool {
 		return slices.Equal(peer.NodesForUsers([]string{"early"}), []string{"late"}) && len(peer.NodesForUsers([]string{"x"})) == 0
 	})
 	for _, stop := range []func(){func() { mustNew(t).Kill() }, func() { mustNew(t).Leave(time.Second) }} {

@@ -2,24 +2,17 @@ package e2e
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
-	"longlink/auth"
 	"longlink/internal/testutil"
 )
 
@@ -39,37 +32,34 @@ const (
 // pushes again, including one sent from the page's own form.
 func TestBrowserPushAndReconnect(t *testing.T) {
 	chromium := requireTools(t)
-	bin := buildBinary(t)
+	testutil.Binary(t) // built before the browser starts
 
-	srv := startServerOnFreePorts(t, bin, prodFlags...)
-	drv := startDriver(t, chromium, "http://"+srv.apiAddr+"/demo/?minBackoffMs=100&maxBackoffMs=1000")
+	srv := startServer(t, prodFlags...)
+	drv := startDriver(t, chromium, "http://"+srv.API+"/demo/?minBackoffMs=100&maxBackoffMs=1000")
 
 	// The node runs with --token-secret, so it mints no dev tokens: paste one, as a
 	// production user would.
-	tok, err := auth.Mint([]byte(tokenSecret), "42", nil, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := testutil.Token(t, tokenSecret, "42")
 	drv.do(t, map[string]any{"cmd": "open", "user": "42", "token": tok, "timeoutMs": 20000})
 	// The node agrees: one connection, one user (docs/metrics.md).
-	srv.waitMetric(t, "longlink_connections", 1)
-	srv.waitMetric(t, "longlink_users", 1)
+	waitMetric(t, srv, "longlink_connections", 1)
+	waitMetric(t, srv, "longlink_users", 1)
 
 	nonce := time.Now().UnixNano()
 	first := fmt.Sprintf("hello-e2e-1-%d", nonce)
-	srv.push(t, `{"to":{"users":["42"]},"data":"`+first+`"}`)
+	push(t, srv, `{"to":{"users":["42"]},"data":"`+first+`"}`)
 	drv.do(t, map[string]any{"cmd": "expect", "text": first})
 
-	srv.stop(t)
+	srv.Stop(t, 30*time.Second)
 	drv.do(t, map[string]any{"cmd": "status", "not": "open"})
 	// A draining node says "going away", which the client answers by reconnecting.
 	drv.do(t, map[string]any{"cmd": "expectLog", "text": "close code=1001"})
-	srv = startServer(t, bin, srv.clientAddr, srv.apiAddr, prodFlags...)
+	srv = restartServer(t, srv, prodFlags...)
 	drv.do(t, map[string]any{"cmd": "status", "is": "open", "timeoutMs": 20000})
-	srv.waitMetric(t, "longlink_connections", 1)
+	waitMetric(t, srv, "longlink_connections", 1)
 
 	second := fmt.Sprintf("hello-e2e-2-%d", nonce)
-	srv.push(t, `{"to":{"all":true},"data":"`+second+`"}`)
+	push(t, srv, `{"to":{"all":true},"data":"`+second+`"}`)
 	drv.do(t, map[string]any{"cmd": "expect", "text": second})
 
 	third := fmt.Sprintf("hello-e2e-3-%d", nonce)
@@ -82,12 +72,12 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 // (cross-origin, so CORS must allow it) and pushes through the same-origin proxy.
 func TestBrowserDevMode(t *testing.T) {
 	chromium := requireTools(t)
-	bin := buildBinary(t)
+	testutil.Binary(t) // built before the browser starts
 
-	srv := startServerOnFreePorts(t, bin)
-	drv := startDriver(t, chromium, "http://"+srv.apiAddr+"/demo/?user=7")
+	srv := startServer(t)
+	drv := startDriver(t, chromium, "http://"+srv.API+"/demo/?user=7")
 	drv.do(t, map[string]any{"cmd": "open", "user": "7", "timeoutMs": 20000})
-	srv.waitMetric(t, "longlink_connections", 1)
+	waitMetric(t, srv, "longlink_connections", 1)
 
 	nonce := time.Now().UnixNano()
 	toUser := fmt.Sprintf("dev-user-%d", nonce)
@@ -96,7 +86,7 @@ func TestBrowserDevMode(t *testing.T) {
 	toAll := fmt.Sprintf("dev-all-%d", nonce)
 	drv.do(t, map[string]any{"cmd": "push", "text": toAll, "target": "all"})
 	drv.do(t, map[string]any{"cmd": "expect", "text": toAll})
-	drv.do(t, map[string]any{"cmd": "expectLog", "text": "open ws://" + srv.clientAddr + "/ws"})
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "open ws://" + srv.Client + "/ws"})
 }
 
 // requireTools returns the Chromium path, or skips (fails under LONGLINK_E2E=1) with
@@ -127,210 +117,75 @@ func requireTools(t *testing.T) string {
 	return chromium
 }
 
-// The binary is built once per test run and removed by TestMain.
-var (
-	buildOnce sync.Once
-	buildDir  string
-	builtBin  string
-	buildErr  error
-)
-
+// TestMain removes the binary the tests built; LONGLINK_E2E_BINARY names a prebuilt
+// one to run instead.
 func TestMain(m *testing.M) {
-	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
-	os.Exit(code)
-}
-
-func buildBinary(t *testing.T) string {
-	t.Helper()
 	if bin := os.Getenv("LONGLINK_E2E_BINARY"); bin != "" {
-		return bin
+		testutil.UseBinary(bin)
 	}
-	buildOnce.Do(func() {
-		if buildDir, buildErr = os.MkdirTemp("", "longlink-e2e-"); buildErr != nil {
-			return
-		}
-		builtBin = filepath.Join(buildDir, "longlink")
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-		defer cancel()
-		cmd := exec.CommandContext(ctx, "go", "build", "-o", builtBin, ".")
-		cmd.Dir = ".." // the module root, where main.go lives
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %w\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return builtBin
+	os.Exit(testutil.Run(m))
 }
 
-// server is one running `longlink serve` process.
-type server struct {
-	clientAddr, apiAddr string
-	cmd                 *exec.Cmd
-	out                 *testutil.SyncBuffer
-	exited              chan struct{} // closed when Wait returned
-	waitErr             error
-}
-
-func freeAddr(t *testing.T) string {
+// startServer starts `longlink serve` on loopback port-0 addresses.
+func startServer(t *testing.T, flags ...string) *testutil.Node {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatalf("cannot find a free port: %v", err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
+	args := []string{"--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--gossip-addr", "127.0.0.1:0"}
+	return testutil.StartNode(t, nil, append(args, flags...)...)
 }
 
-// startServerOnFreePorts retries with new ports: a port found free can be taken by
-// another process before the server binds it.
-func startServerOnFreePorts(t *testing.T, bin string, flags ...string) *server {
+// restartServer starts a node again on old's ports; a just-closed port can take a
+// moment to free up.
+func restartServer(t *testing.T, old *testutil.Node, flags ...string) *testutil.Node {
 	t.Helper()
+	args := []string{"--client-addr", old.Client, "--api-addr", old.API, "--gossip-addr", "127.0.0.1:0"}
 	var lastErr error
 	for range 3 {
-		s, err := tryStartServer(t, bin, freeAddr(t), freeAddr(t), flags)
+		n, err := testutil.TryStartNode(t, nil, append(args, flags...)...)
 		if err == nil {
-			return s
+			return n
 		}
 		lastErr = err
 	}
-	t.Fatalf("server did not start: %v", lastErr)
+	t.Fatalf("server did not restart on %s/%s: %v", old.Client, old.API, lastErr)
 	return nil
 }
 
-// startServer restarts on fixed ports; a just-closed port can take a moment to free up.
-func startServer(t *testing.T, bin, clientAddr, apiAddr string, flags ...string) *server {
+func push(t *testing.T, n *testutil.Node, body string) {
 	t.Helper()
-	var lastErr error
-	for range 3 {
-		s, err := tryStartServer(t, bin, clientAddr, apiAddr, flags)
-		if err == nil {
-			return s
-		}
-		lastErr = err
+	r := testutil.Do(t, http.MethodPost, "http://"+n.API+"/v1/push", body, testutil.Bearer(apiKey)...)
+	if r.Status != http.StatusAccepted {
+		t.Fatalf("POST /v1/push %s: status %d, body %s", body, r.Status, r.Raw)
 	}
-	t.Fatalf("server did not restart on %s/%s: %v", clientAddr, apiAddr, lastErr)
-	return nil
 }
 
-func tryStartServer(t *testing.T, bin, clientAddr, apiAddr string, flags []string) (*server, error) {
+// waitMetric polls /metrics until the series name equals want.
+func waitMetric(t *testing.T, n *testutil.Node, name string, want float64) {
 	t.Helper()
-	s := &server{clientAddr: clientAddr, apiAddr: apiAddr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	args := []string{"serve", "--client-addr", clientAddr, "--api-addr", apiAddr, "--gossip-addr", "127.0.0.1:0"}
-	s.cmd = exec.Command(bin, append(args, flags...)...)
-	s.cmd.Stdout, s.cmd.Stderr = s.out, s.out
-	if err := s.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("cannot start %s: %w", bin, err)
-	}
-	go func() {
-		s.waitErr = s.cmd.Wait()
-		close(s.exited)
-	}()
-	t.Cleanup(func() {
-		s.kill()
+	last := "nothing"
+	defer func() {
 		if t.Failed() {
-			t.Logf("server %s output:\n%s", apiAddr, s.out.String())
+			t.Logf("metric %s: want %v, last saw %s", name, want, last)
 		}
+	}()
+	testutil.WaitFor(t, 10*time.Second, fmt.Sprintf("%s = %v", name, want), func() bool {
+		select {
+		case <-n.Done:
+			t.Fatalf("server exited (%v) while waiting for %s = %v", n.Err, name, want)
+		default:
+		}
+		code, body := testutil.Get("http://" + n.API + "/metrics")
+		m, _ := testutil.ParseMetrics(body)
+		v, ok := m[name]
+		switch {
+		case code != 200:
+			last = body
+		case !ok:
+			last = "series missing"
+		default:
+			last = fmt.Sprint(v)
+		}
+		return code == 200 && ok && v == want
 	})
-	err := poll(15*time.Second, s.exited, func() bool {
-		res, err := http.Get("http://" + apiAddr + "/healthz")
-		if err != nil {
-			return false
-		}
-		res.Body.Close()
-		if res.StatusCode != http.StatusOK {
-			return false
-		}
-		c, err := net.DialTimeout("tcp", clientAddr, time.Second)
-		if err != nil {
-			return false
-		}
-		c.Close()
-		return true
-	})
-	if err != nil {
-		s.kill()
-		return nil, fmt.Errorf("%w (exit: %v)\n%s", err, s.waitErr, s.out.String())
-	}
-	return s, nil
-}
-
-// stop sends SIGTERM, the production shutdown path, and waits for a clean exit.
-func (s *server) stop(t *testing.T) {
-	t.Helper()
-	if err := s.cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM: %v", err)
-	}
-	select {
-	case <-s.exited:
-		if s.waitErr != nil {
-			t.Fatalf("server exited with %v after SIGTERM\n%s", s.waitErr, s.out.String())
-		}
-	case <-time.After(30 * time.Second):
-		s.kill()
-		t.Fatalf("server did not exit within 30s of SIGTERM\n%s", s.out.String())
-	}
-}
-
-func (s *server) kill() {
-	select {
-	case <-s.exited:
-		return
-	default:
-	}
-	s.cmd.Process.Kill()
-	<-s.exited
-}
-
-func (s *server) push(t *testing.T, body string) {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodPost, "http://"+s.apiAddr+"/v1/push", strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	req.Header.Set("Content-Type", "application/json")
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("POST /v1/push: %v", err)
-	}
-	defer res.Body.Close()
-	resp, _ := io.ReadAll(res.Body)
-	if res.StatusCode != http.StatusAccepted {
-		t.Fatalf("POST /v1/push %s: status %d, body %s", body, res.StatusCode, resp)
-	}
-}
-
-// waitMetric polls /metrics until the unlabelled series name equals want.
-func (s *server) waitMetric(t *testing.T, name string, want float64) {
-	t.Helper()
-	var last string
-	err := poll(10*time.Second, s.exited, func() bool {
-		res, err := http.Get("http://" + s.apiAddr + "/metrics")
-		if err != nil {
-			last = err.Error()
-			return false
-		}
-		defer res.Body.Close()
-		sc := bufio.NewScanner(res.Body)
-		for sc.Scan() {
-			f := strings.Fields(sc.Text())
-			if len(f) == 2 && f[0] == name {
-				last = f[1]
-				v, err := strconv.ParseFloat(f[1], 64)
-				return err == nil && v == want
-			}
-		}
-		last = "series missing"
-		return false
-	})
-	if err != nil {
-		t.Fatalf("metric %s: want %v, last saw %s: %v", name, want, last, err)
-	}
 }
 
 // driver is the node process running browser.mjs.
@@ -419,22 +274,4 @@ func (d *driver) do(t *testing.T, cmd map[string]any) {
 	case <-time.After(timeout):
 		t.Fatalf("browser driver: no reply to %s within %v", line, timeout)
 	}
-}
-
-var errExited = errors.New("server exited")
-
-// poll calls cond every 50 ms until it is true, the process exits, or timeout passes.
-func poll(timeout time.Duration, exited <-chan struct{}, cond func() bool) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if cond() {
-			return nil
-		}
-		select {
-		case <-exited:
-			return errExited
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-	return fmt.Errorf("not ready within %v", timeout)
 }

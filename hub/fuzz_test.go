@@ -8,6 +8,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"longlink/internal/testutil"
 	"longlink/loop"
 	"longlink/push"
 )
@@ -44,11 +45,7 @@ func FuzzPeerMessage(f *testing.F) {
 	if err := srv.Start(); err != nil {
 		f.Fatal(err)
 	}
-	f.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		srv.Stop(ctx)
-	})
+	testutil.CleanupWithin(f, 5*time.Second, func(ctx context.Context) { srv.Stop(ctx) })
 	h, err := New(Config{NodeName: "n", Local: LoopLocal(srv), Logger: quiet})
 	if err != nil {
 		f.Fatal(err)

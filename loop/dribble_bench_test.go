@@ -5,6 +5,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // BenchmarkDribble measures what one small TCP segment costs when it carries the next
@@ -25,7 +27,7 @@ func BenchmarkDribble(b *testing.B) {
 			for off := 0; off < prefix; off += len(piece) {
 				c.send(b, piece[:min(len(piece), prefix-off)])
 			}
-			waitFor(b, 10*time.Second, "prefix read", func() bool { return bytesIn(s) >= uint64(14+prefix) })
+			testutil.WaitFor(b, 10*time.Second, "prefix read", func() bool { return bytesIn(s) >= uint64(14+prefix) })
 			one := []byte{0}
 			var ru0, ru1 syscall.Rusage
 			syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)

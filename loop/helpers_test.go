@@ -8,7 +8,6 @@ import (
 	"encoding/binary"
 	"io"
 	"log/slog"
-	"longlink/internal/testutil"
 	"net"
 	"net/http"
 	"os"
@@ -20,6 +19,7 @@ import (
 	"github.com/gobwas/ws"
 
 	"longlink/auth"
+	"longlink/internal/testutil"
 )
 
 const testSecret = "loop-test-secret-0123456789"
@@ -38,11 +38,7 @@ func start(t testing.TB, s *Server) *Server {
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		s.Stop(ctx)
-	})
+	testutil.CleanupWithin(t, 5*time.Second, func(ctx context.Context) { s.Stop(ctx) })
 	return s
 }
 
@@ -76,15 +72,6 @@ func newTestServer(t testing.TB, mod func(*Config)) *Server {
 		t.Fatal(err)
 	}
 	return s
-}
-
-func token(t testing.TB, user string, rooms ...string) string {
-	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), user, rooms, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 // rawClient speaks WebSocket by hand so tests can send what real clients never would.
@@ -134,7 +121,7 @@ func (c *rawClient) response(t testing.TB) *http.Response {
 func rawDial(t testing.TB, s *Server, user string) *rawClient {
 	t.Helper()
 	c := rawConnect(t, s)
-	resp := c.request(t, upgradeRequest(s.Addrs()[0], "/ws?token="+token(t, user)))
+	resp := c.request(t, upgradeRequest(s.Addrs()[0], "/ws?token="+testutil.Token(t, testSecret, user)))
 	if resp.StatusCode != 101 {
 		t.Fatalf("upgrade: %s", resp.Status)
 	}
@@ -226,11 +213,6 @@ func (c *rawClient) expectEOF(t testing.TB) {
 	if n, err := io.Copy(io.Discard, c.br); err != nil && !strings.Contains(err.Error(), "connection reset") {
 		t.Fatalf("want the server to close the connection, got %v after %d bytes", err, n)
 	}
-}
-
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, d, what, cond)
 }
 
 func closePayload(code uint16, reason string) []byte {

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/gobwas/ws"
+
+	"longlink/internal/testutil"
 )
 
 // benchClients opens n upgraded raw connections, each drained by a goroutine that
@@ -41,7 +43,7 @@ func openBenchClients(b *testing.B, s *Server, n, users int) *benchClients {
 			}
 		}(c)
 	}
-	waitFor(b, 10*time.Second, "connections", func() bool { return s.Connections() == n })
+	testutil.WaitFor(b, 10*time.Second, "connections", func() bool { return s.Connections() == n })
 	return bc
 }
 

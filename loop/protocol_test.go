@@ -7,6 +7,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"longlink/internal/testutil"
 	"longlink/wsproto"
 )
 
@@ -105,7 +106,7 @@ func TestPingPongAndEcho(t *testing.T) {
 func TestSplitHandshake(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.Echo = true })
 	c := rawConnect(t, s)
-	req := upgradeRequest(s.Addrs()[0], "/ws?token="+token(t, "u1"))
+	req := upgradeRequest(s.Addrs()[0], "/ws?token="+testutil.Token(t, testSecret, "u1"))
 	// The request and the first frame arrive byte by byte in separate segments.
 	all := append([]byte(req), frame(true, 0, ws.OpText, []byte("first"), true)...)
 	for _, b := range all {
@@ -122,7 +123,7 @@ func TestSplitHandshake(t *testing.T) {
 func TestBadUpgradeRequests(t *testing.T) {
 	s := startServer(t, nil)
 	host := s.Addrs()[0]
-	tok := token(t, "u1")
+	tok := testutil.Token(t, testSecret, "u1")
 	cases := []struct {
 		name, req string
 		status    int

@@ -11,6 +11,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/panjf2000/gnet/v2"
+
+	"longlink/internal/testutil"
 )
 
 // A client that was active just before the ping deadline is not pinged for another
@@ -41,7 +43,7 @@ func TestPingAfterActivityNearDeadline(t *testing.T) {
 func TestLoopConnectionsExcludeHandshaking(t *testing.T) {
 	s := startServer(t, nil)
 	rawConnect(t, s) // never upgrades
-	waitFor(t, 2*time.Second, "handshaking", func() bool { return s.m.handshaking.Load() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "handshaking", func() bool { return s.m.handshaking.Load() == 1 })
 	var sum int64
 	for _, sh := range s.shardList() {
 		sum += sh.nOpen.Load()
@@ -57,7 +59,7 @@ func TestLoopConnectionsExcludeHandshaking(t *testing.T) {
 func TestJoinCompletesAfterCallerTimeout(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.MaxQueue = 4; c.Loops = 1 })
 	c := rawDial(t, s, "u1")
-	waitFor(t, 2*time.Second, "published", func() bool { return s.Users() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "published", func() bool { return s.Users() == 1 })
 	sh := s.shardList()[0]
 	release := make(chan struct{})
 	sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error { <-release; return nil }))
@@ -112,20 +114,20 @@ func TestPresenceEventsStayOrdered(t *testing.T) {
 		}
 	})
 	c1 := rawDial(t, s, "u")
-	waitFor(t, 2*time.Second, "u", func() bool { return s.Users() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "u", func() bool { return s.Users() == 1 })
 	x := s.reg.userConns(nil, "u")[0].sh
 	var fillers []*rawClient
 	for i := 0; i < 3; i++ {
 		fillers = append(fillers, rawDial(t, s, string(rune('a'+i))))
 	}
-	waitFor(t, 2*time.Second, "fillers", func() bool { return s.Users() == 4 })
+	testutil.WaitFor(t, 2*time.Second, "fillers", func() bool { return s.Users() == 4 })
 	// Keep loop x busier than the other so the reconnect lands on the other loop.
 	for i, f := range fillers {
 		if s.reg.userConns(nil, string(rune('a'+i)))[0].sh != x {
 			f.Close()
 		}
 	}
-	waitFor(t, 2*time.Second, "other loop empty", func() bool {
+	testutil.WaitFor(t, 2*time.Second, "other loop empty", func() bool {
 		for _, sh := range s.shardList() {
 			if sh != x && sh.nConns.Load() != 0 {
 				return false
@@ -136,7 +138,7 @@ func TestPresenceEventsStayOrdered(t *testing.T) {
 	c1.Close()
 	time.Sleep(100 * time.Millisecond) // loop x is now inside OnPresence(u,false)
 	rawDial(t, s, "u")
-	waitFor(t, 2*time.Second, "reconnected", func() bool { return len(s.UserConnections("u")) == 1 })
+	testutil.WaitFor(t, 2*time.Second, "reconnected", func() bool { return len(s.UserConnections("u")) == 1 })
 	close(hold)
 	time.Sleep(100 * time.Millisecond)
 	mu.Lock()
@@ -165,7 +167,7 @@ func TestFarFutureExpiryNeverWraps(t *testing.T) {
 func TestDeliverAfterStopFails(t *testing.T) {
 	s := startServer(t, nil)
 	rawDial(t, s, "u1")
-	waitFor(t, 2*time.Second, "u1", func() bool { return s.Users() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "u1", func() bool { return s.Users() == 1 })
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	s.Stop(ctx)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"longlink/internal/testutil"
 	"longlink/wsproto"
 )
 
@@ -27,7 +28,7 @@ func TestCloseCodesConcurrentUnlisted(t *testing.T) {
 	for i := range clients {
 		clients[i] = rawDial(t, s, "u"+string(rune('a'+i)))
 	}
-	waitFor(t, 2*time.Second, "clients", func() bool { return s.Connections() == n })
+	testutil.WaitFor(t, 2*time.Second, "clients", func() bool { return s.Connections() == n })
 	if len(s.shardList()) < 2 {
 		t.Fatalf("want clients on both loops, have %d loops in use", len(s.shardList()))
 	}
@@ -46,13 +47,14 @@ func TestCloseCodesConcurrentUnlisted(t *testing.T) {
 	for i, c := range clients {
 		c.expectClose(t, uint16(3100+i)) // the echo still carries the client's code
 	}
-	var out bytes.Buffer
-	s.cfg.Metrics.WritePrometheus(&out)
-	if strings.Contains(out.String(), `code="31`) {
-		t.Fatalf("unlisted close codes created their own series:\n%s", out.String())
+	m := testutil.Scrape(t, s.cfg.Metrics)
+	for series := range m {
+		if strings.Contains(series, `code="31`) {
+			t.Fatalf("unlisted close codes created their own series: %v", m)
+		}
 	}
-	if !strings.Contains(out.String(), `longlink_closes_total{code="other"} 16`) {
-		t.Fatalf("unlisted close codes not counted under code=\"other\":\n%s", out.String())
+	if m[`longlink_closes_total{code="other"}`] != 16 {
+		t.Fatalf("unlisted close codes not counted under code=\"other\": %v", m)
 	}
 }
 
@@ -133,7 +135,7 @@ func TestPartialFrameMemoryIsWhatWasSent(t *testing.T) {
 			c.send(t, []byte{0})
 		}
 	}
-	waitFor(t, 5*time.Second, "dribbles read", func() bool { return bytesIn(s)-in1 >= n*dribbles })
+	testutil.WaitFor(t, 5*time.Second, "dribbles read", func() bool { return bytesIn(s)-in1 >= n*dribbles })
 	_, total1 := heapInuse()
 	if per := float64(total1-total0) / (n * dribbles); per > 8<<10 {
 		t.Fatalf("each 1-byte segment allocated %.0f bytes on the server (the partial frame copied again)", per)
@@ -146,7 +148,7 @@ func TestPartialFrameMemoryIsWhatWasSent(t *testing.T) {
 	for _, c := range cs {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "attackers gone", func() bool { return s.Connections() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "attackers gone", func() bool { return s.Connections() == 0 })
 	if h := s.pending.Held(); h != 0 {
 		t.Fatalf("longlink_pending_bytes = %d after every attacker left", h)
 	}
@@ -164,7 +166,7 @@ func TestPendingBudgetCloses1013(t *testing.T) {
 	})
 	honest := rawDial(t, s, "honest")
 	first := attack(t, s, 1, 200_000)[0]
-	waitFor(t, 5*time.Second, "first attacker's bytes held", func() bool { return s.pending.Held() >= 200_000 })
+	testutil.WaitFor(t, 5*time.Second, "first attacker's bytes held", func() bool { return s.pending.Held() >= 200_000 })
 	// The second needs 8 more chunks where 7 are left. It sends everything in one
 	// write, so the server has usually read it all when it refuses it, and the close
 	// frame is not overtaken by a reset (closing a socket with unread bytes sends RST).
@@ -178,7 +180,7 @@ func TestPendingBudgetCloses1013(t *testing.T) {
 	} else if !strings.Contains(err.Error(), "reset") {
 		t.Fatalf("over budget: %v, want close 1013", err)
 	}
-	waitFor(t, 5*time.Second, "the second attacker closed", func() bool { return s.Connections() == 2 })
+	testutil.WaitFor(t, 5*time.Second, "the second attacker closed", func() bool { return s.Connections() == 2 })
 	if got := s.m.pendingBudgetCloses.Get(); got != 1 {
 		t.Fatalf("longlink_pending_budget_closes_total = %d, want 1", got)
 	}
@@ -196,15 +198,12 @@ func TestPendingBudgetCloses1013(t *testing.T) {
 	if f := honest.next(t); len(f.Payload) != 2*len(part) {
 		t.Fatalf("fragmented echo: %d bytes", len(f.Payload))
 	}
-	var out bytes.Buffer
-	s.cfg.Metrics.WritePrometheus(&out)
-	for _, want := range []string{"longlink_pending_budget_closes_total 1\n", `longlink_closes_total{code="1013"} 1` + "\n", "longlink_pending_bytes "} {
-		if !strings.Contains(out.String(), want) {
-			t.Fatalf("metrics lack %q", want)
-		}
+	m := testutil.Scrape(t, s.cfg.Metrics)
+	if _, ok := m["longlink_pending_bytes"]; !ok || m["longlink_pending_budget_closes_total"] != 1 || m[`longlink_closes_total{code="1013"}`] != 1 {
+		t.Fatalf("metrics lack longlink_pending_bytes, longlink_pending_budget_closes_total 1 or longlink_closes_total{code=\"1013\"} 1: %v", m)
 	}
 	first.Close()
-	waitFor(t, 5*time.Second, "budget given back", func() bool { return s.pending.Held() == 0 })
+	testutil.WaitFor(t, 5*time.Second, "budget given back", func() bool { return s.pending.Held() == 0 })
 }
 
 // Finding 3: memory held for clients that left stayed with the process. Once the
@@ -216,18 +215,18 @@ func TestReclaimAfterPendingDrop(t *testing.T) {
 	s.reclaim.free = func() { freed.Add(1) }
 	start(t, s)
 	cs := attack(t, s, 4, 600_000)
-	waitFor(t, 5*time.Second, "attack held", func() bool { return s.pending.Held() >= 4*600_000 })
+	testutil.WaitFor(t, 5*time.Second, "attack held", func() bool { return s.pending.Held() >= 4*600_000 })
 	// Two clock advances later, a whole OnTick (which samples the peak) ran after the
 	// bytes were held.
 	t0 := s.clock.ticks()
-	waitFor(t, 5*time.Second, "a tick", func() bool { return s.clock.ticks() > t0 })
+	testutil.WaitFor(t, 5*time.Second, "a tick", func() bool { return s.clock.ticks() > t0 })
 	t1 := s.clock.ticks()
-	waitFor(t, 5*time.Second, "another tick", func() bool { return s.clock.ticks() > t1 })
+	testutil.WaitFor(t, 5*time.Second, "another tick", func() bool { return s.clock.ticks() > t1 })
 	if freed.Load() != 0 {
 		t.Fatal("reclaimed while the bytes were still held")
 	}
 	for _, c := range cs {
 		c.Close()
 	}
-	waitFor(t, 5*time.Second, "reclaim after the attackers left", func() bool { return freed.Load() == 1 })
+	testutil.WaitFor(t, 5*time.Second, "reclaim after the attackers left", func() bool { return freed.Load() == 1 })
 }

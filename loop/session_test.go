@@ -14,14 +14,14 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/gorilla/websocket"
 
-	"longlink/auth"
+	"longlink/internal/testutil"
 )
 
 func TestTokenCases(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.AllowedOrigins = []string{"https://app.example"} })
 	host := s.Addrs()[0]
-	good := token(t, "u1")
-	forged, _ := auth.Mint([]byte("some-other-secret-0123456789"), "u1", nil, time.Hour)
+	good := testutil.Token(t, testSecret, "u1")
+	forged := testutil.Token(t, "some-other-secret-0123456789", "u1")
 	expired, _ := jwt.NewWithClaims(jwt.SigningMethodHS256, jwt.RegisteredClaims{
 		Subject: "u1", ExpiresAt: jwt.NewNumericDate(time.Now().Add(-time.Hour)),
 	}).SignedString([]byte(testSecret))
@@ -65,7 +65,7 @@ func TestTokenCases(t *testing.T) {
 			}
 		})
 	}
-	waitFor(t, 2*time.Second, "4 open connections", func() bool { return s.Connections() == 4 })
+	testutil.WaitFor(t, 2*time.Second, "4 open connections", func() bool { return s.Connections() == 4 })
 	if got := s.m.failures["unauthorized"].Get(); got != 5 {
 		t.Errorf("unauthorized = %d, want 5", got)
 	}
@@ -79,14 +79,14 @@ func TestMaxConnsPerUserEvictsOldest(t *testing.T) {
 	var cs []*rawClient
 	for i := 0; i < 3; i++ {
 		cs = append(cs, rawDial(t, s, "u1"))
-		waitFor(t, time.Second, "connection counted", func() bool { return s.Connections() == i+1 })
+		testutil.WaitFor(t, time.Second, "connection counted", func() bool { return s.Connections() == i+1 })
 	}
 	rawDial(t, s, "u1")
 	reason := cs[0].expectClose(t, CloseReplaced)
 	if !strings.Contains(reason, "replaced") {
 		t.Errorf("reason %q", reason)
 	}
-	waitFor(t, 2*time.Second, "3 connections for u1", func() bool {
+	testutil.WaitFor(t, 2*time.Second, "3 connections for u1", func() bool {
 		return s.Connections() == 3 && len(s.UserConnections("u1")) == 3
 	})
 	if s.m.evictions.Get() != 1 || s.Users() != 1 {
@@ -103,7 +103,7 @@ func TestHandshakeTimeout(t *testing.T) {
 	if d := time.Since(start); d > 2*time.Second {
 		t.Fatalf("dropped after %v", d)
 	}
-	waitFor(t, time.Second, "timeout counted", func() bool { return s.m.failures["timeout"].Get() == 1 })
+	testutil.WaitFor(t, time.Second, "timeout counted", func() bool { return s.m.failures["timeout"].Get() == 1 })
 }
 
 func TestServerPingsAndIdleTimeout(t *testing.T) {
@@ -127,14 +127,14 @@ func TestServerPingsAndIdleTimeout(t *testing.T) {
 	}
 	// ...and going silent gets it closed.
 	c.expectClose(t, 1001)
-	waitFor(t, time.Second, "no connections", func() bool { return s.Connections() == 0 })
+	testutil.WaitFor(t, time.Second, "no connections", func() bool { return s.Connections() == 0 })
 }
 
 func TestSlowConsumerIsClosed(t *testing.T) {
 	s := startServer(t, func(c *Config) { c.MaxOutbound = 64 << 10 })
 	slow := rawDial(t, s, "slow") // never reads
 	fast := rawDial(t, s, "fast")
-	waitFor(t, time.Second, "2 connections", func() bool { return s.Connections() == 2 })
+	testutil.WaitFor(t, time.Second, "2 connections", func() bool { return s.Connections() == 2 })
 	frame := PrepareFrame(true, make([]byte, 16<<10))
 	received := make(chan int, 1)
 	go func() { // the fast client reads everything
@@ -160,7 +160,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 	if s.m.slowConsumers.Get() != 1 {
 		t.Fatal("slow consumer never closed")
 	}
-	waitFor(t, 2*time.Second, "slow consumer gone", func() bool { return len(s.UserConnections("slow")) == 0 })
+	testutil.WaitFor(t, 2*time.Second, "slow consumer gone", func() bool { return len(s.UserConnections("slow")) == 0 })
 	if len(s.UserConnections("fast")) != 1 {
 		t.Fatal("the fast consumer was harmed")
 	}
@@ -176,7 +176,7 @@ func TestGracefulDrain(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		cs = append(cs, rawDial(t, s, "u"+string(rune('a'+i))))
 	}
-	waitFor(t, time.Second, "20 connections", func() bool { return s.Connections() == 20 })
+	testutil.WaitFor(t, time.Second, "20 connections", func() bool { return s.Connections() == 20 })
 	var wg sync.WaitGroup
 	for _, c := range cs {
 		wg.Add(1)
@@ -207,7 +207,7 @@ func TestGracefulDrain(t *testing.T) {
 	wg.Wait()
 	// New clients are refused while draining.
 	c := rawConnect(t, s)
-	if resp := c.request(t, upgradeRequest(s.Addrs()[0], "/ws?token="+token(t, "late"))); resp.StatusCode != http.StatusServiceUnavailable {
+	if resp := c.request(t, upgradeRequest(s.Addrs()[0], "/ws?token="+testutil.Token(t, testSecret, "late"))); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Fatalf("status %d during drain", resp.StatusCode)
 	}
 }
@@ -232,7 +232,7 @@ func TestManyConnections(t *testing.T) {
 			defer wg.Done()
 			defer func() { <-sem }()
 			user := "user-" + itoa(i%(n/10))
-			c, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addrs()[0]+"/ws?token="+token(t, user), nil)
+			c, _, err := websocket.DefaultDialer.Dial("ws://"+s.Addrs()[0]+"/ws?token="+testutil.Token(t, testSecret, user), nil)
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
@@ -246,7 +246,7 @@ func TestManyConnections(t *testing.T) {
 	if errs > 0 {
 		t.Fatalf("%d dials failed", errs)
 	}
-	waitFor(t, 5*time.Second, "5000 connections", func() bool { return s.Connections() == n })
+	testutil.WaitFor(t, 5*time.Second, "5000 connections", func() bool { return s.Connections() == n })
 	if s.Users() != n/10 {
 		t.Fatalf("users = %d, want %d", s.Users(), n/10)
 	}
@@ -262,7 +262,7 @@ func TestManyConnections(t *testing.T) {
 		}
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, "0 connections", func() bool { return s.Connections() == 0 && s.Users() == 0 })
+	testutil.WaitFor(t, 10*time.Second, "0 connections", func() bool { return s.Connections() == 0 && s.Users() == 0 })
 }
 
 func itoa(i int) string {

@@ -2,7 +2,6 @@ package node
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -11,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // dialAPI opens a raw TCP connection to n's API port.
@@ -76,14 +77,7 @@ func TestAPIConnectionCap(t *testing.T) {
 			t.Fatalf("connection %d over the cap: %v, want a 503", limit+i+1, err)
 		}
 		b, _ := io.ReadAll(resp.Body)
-		var e struct {
-			Error  string `json:"error"`
-			Status int    `json:"status"`
-		}
-		if resp.StatusCode != 503 || json.Unmarshal(b, &e) != nil || e.Status != 503 ||
-			!strings.Contains(e.Error, "connections") || resp.Header.Get("Content-Type") != "application/json" {
-			t.Fatalf("over the cap: %d %q %q, want a JSON 503", resp.StatusCode, resp.Header.Get("Content-Type"), b)
-		}
+		jsonError(t, resp, string(b), 503, "connections")
 		waitClosed(t, c, 5*time.Second, "connection over the cap")
 	}
 	// The held connections are served, and the refusals were counted.
@@ -92,15 +86,16 @@ func TestAPIConnectionCap(t *testing.T) {
 		t.Fatalf("held connection: %d %s", resp.StatusCode, body)
 	}
 	_, metricsText := get(t, held[0], br, "/metrics")
-	for _, want := range []string{`longlink_api_rejected_total{reason="max_conns"} 5`, "longlink_api_connections 8"} {
-		if !strings.Contains(metricsText, want+"\n") {
-			t.Errorf("/metrics lacks %q:\n%s", want, grepLines(metricsText, "longlink_api_"))
+	m, _ := testutil.ParseMetrics(metricsText)
+	for series, want := range map[string]float64{`longlink_api_rejected_total{reason="max_conns"}`: 5, "longlink_api_connections": 8} {
+		if got, ok := m[series]; !ok || got != want {
+			t.Errorf("/metrics: %s = %v (present %v), want %v", series, got, ok, want)
 		}
 	}
 	// Closing held connections frees their places.
 	held[1].Close()
 	held[2].Close()
-	waitFor(t, 5*time.Second, "a free place on the API port", func() bool {
+	testutil.WaitFor(t, 5*time.Second, "a free place on the API port", func() bool {
 		c, err := net.DialTimeout("tcp", n.APIAddr(), time.Second)
 		if err != nil {
 			return false
@@ -158,15 +153,4 @@ func TestAPIConnBudget(t *testing.T) {
 	f(10, 4)            // reserve 9
 	f(1<<40, 1024)      // effectively unlimited
 	f(^uint64(0), 1024) // RLIM_INFINITY
-}
-
-// grepLines returns the lines of text that contain s (for failure messages).
-func grepLines(text, s string) string {
-	var out []string
-	for _, l := range strings.Split(text, "\n") {
-		if strings.Contains(l, s) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
 }

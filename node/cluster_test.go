@@ -5,13 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"longlink/internal/testutil"
 )
 
 // Cluster keys for tests (base64 of 32 bytes).
@@ -39,7 +40,7 @@ func startCluster(t *testing.T, k int, mod func(i int, c *Config)) []*Node {
 		nodes = append(nodes, n)
 	}
 	for _, n := range nodes {
-		waitFor(t, 10*time.Second, "cluster formed", func() bool { return len(n.Cluster().AliveNodes()) == k-1 })
+		testutil.WaitFor(t, 10*time.Second, "cluster formed", func() bool { return len(n.Cluster().AliveNodes()) == k-1 })
 	}
 	return nodes
 }
@@ -51,7 +52,7 @@ func waitRoutes(t *testing.T, nodes []*Node, user string, holder *Node) {
 		if n == holder {
 			continue
 		}
-		waitFor(t, 5*time.Second, "route for "+user, func() bool {
+		testutil.WaitFor(t, 5*time.Second, "route for "+user, func() bool {
 			for _, p := range n.Cluster().NodesForUsers([]string{user}) {
 				if p == holder.Name() {
 					return true
@@ -132,7 +133,7 @@ func TestClusterPushReachesEveryNode(t *testing.T) {
 	if j := call(t, ns[0], "POST", "/v1/rooms/vip/join", `{"users":["bob"]}`); j.Status != 200 {
 		t.Fatalf("join: %d %s", j.Status, j.Raw)
 	}
-	waitFor(t, 5*time.Second, "vip route", func() bool { return len(ns[0].Cluster().NodesForRooms([]string{"vip"})) > 0 })
+	testutil.WaitFor(t, 5*time.Second, "vip route", func() bool { return len(ns[0].Cluster().NodesForRooms([]string{"vip"})) > 0 })
 	doPush(t, ns[0], `{"to":{"rooms":["vip"]},"data":"to-vip"}`)
 	if _, m := read(t, b, 2*time.Second); m != "to-vip" {
 		t.Fatal(m)
@@ -147,7 +148,7 @@ func TestClusterLateJoinLeaveAndKill(t *testing.T) {
 		c.Cluster.ClusterKey = testClusterKey
 		c.Cluster.Join = []string{ns[1].GossipAddr()}
 	})
-	waitFor(t, 10*time.Second, "late joined", func() bool { return len(ns[0].Cluster().AliveNodes()) == 2 })
+	testutil.WaitFor(t, 10*time.Second, "late joined", func() bool { return len(ns[0].Cluster().AliveNodes()) == 2 })
 	z := dial(t, late, "zed")
 	waitRoutes(t, ns, "zed", late)
 	doPush(t, ns[0], `{"to":{"users":["zed"]},"data":"hi-late"}`)
@@ -164,12 +165,12 @@ func TestClusterLateJoinLeaveAndKill(t *testing.T) {
 		ns[1].Shutdown(ctx)
 	}()
 	expectCloseCode(t, y, 1001, "")
-	waitFor(t, 5*time.Second, "left node removed", func() bool { return len(ns[0].Cluster().AliveNodes()) == 1 })
+	testutil.WaitFor(t, 5*time.Second, "left node removed", func() bool { return len(ns[0].Cluster().AliveNodes()) == 1 })
 
 	// A killed node is detected and routed around.
 	late.Kill()
 	start := time.Now()
-	waitFor(t, 15*time.Second, "killed node detected", func() bool { return len(ns[0].Cluster().AliveNodes()) == 0 })
+	testutil.WaitFor(t, 15*time.Second, "killed node detected", func() bool { return len(ns[0].Cluster().AliveNodes()) == 0 })
 	t.Logf("killed node detected after %v", time.Since(start))
 	r := doPush(t, ns[0], `{"to":{"users":["zed"]},"data":"x"}`)
 	if r.Status != 202 || r.Body["forwarded"] != float64(0) {
@@ -192,19 +193,14 @@ func TestClusterWrongKeyRefused(t *testing.T) {
 
 func TestReadyzWaitsForJoin(t *testing.T) {
 	// A peer address nobody listens on: the node runs, but is not ready.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	dead := ln.Addr().String()
-	ln.Close()
+	dead := testutil.FreeAddr(t, "tcp")
 	lonely := startNode(t, func(c *Config) { c.NodeName = "lonely"; c.Cluster.Join = []string{dead} })
 	if r := call(t, lonely, "GET", "/readyz", ""); r.Status != 503 || r.Body["status"] != "joining" {
 		t.Fatalf("readyz before join: %d %s", r.Status, r.Raw)
 	}
 	// Once a peer joins it, it is part of a cluster and ready.
 	startNode(t, func(c *Config) { c.NodeName = "friend"; c.Cluster.Join = []string{lonely.GossipAddr()} })
-	waitFor(t, 10*time.Second, "ready after a peer joined", func() bool {
+	testutil.WaitFor(t, 10*time.Second, "ready after a peer joined", func() bool {
 		return call(t, lonely, "GET", "/readyz", "").Status == 200
 	})
 	alone := startNode(t, func(c *Config) { c.NodeName = "alone" })
@@ -237,9 +233,9 @@ func TestEndpointAndCapacity(t *testing.T) {
 		return e["endpoint"]
 	}
 	want := "ws://" + b.ClientAddrs()[0] + "/ws"
-	waitFor(t, 10*time.Second, "endpoint to name the idle node", func() bool { return endpoint() == want })
+	testutil.WaitFor(t, 10*time.Second, "endpoint to name the idle node", func() bool { return endpoint() == want })
 
-	_, resp, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+mint(t, "second"), nil)
+	_, resp, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+testutil.Token(t, testSecret, "second"), nil)
 	if err == nil || resp == nil || resp.StatusCode != 503 {
 		t.Fatalf("over capacity: %v %v", err, resp)
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"testing"
 	"time"
+
+	"longlink/internal/testutil"
 )
 
 // Issue 10, finding 4: a node restarted under the same name numbered connections from
@@ -12,7 +14,7 @@ import (
 func TestConnectionIDsNotReusedAcrossRestarts(t *testing.T) {
 	first := startNode(t, func(c *Config) { c.NodeName = "same" })
 	dial(t, first, "old")
-	waitFor(t, 2*time.Second, "old connected", func() bool { return first.Loop().Connections() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "old connected", func() bool { return first.Loop().Connections() == 1 })
 	oldID := first.Loop().UserConnections("old")[0].ID
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -20,7 +22,7 @@ func TestConnectionIDsNotReusedAcrossRestarts(t *testing.T) {
 
 	second := startNode(t, func(c *Config) { c.NodeName = "same" })
 	c := dial(t, second, "new")
-	waitFor(t, 2*time.Second, "new connected", func() bool { return second.Loop().Connections() == 1 })
+	testutil.WaitFor(t, 2*time.Second, "new connected", func() bool { return second.Loop().Connections() == 1 })
 	newID := second.Loop().UserConnections("new")[0].ID
 	if newID == oldID {
 		t.Fatalf("the restarted node gave its first connection the old id %q", oldID)

@@ -1,25 +1,20 @@
 package node
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
-	"longlink/internal/testutil"
-	"net/http"
 	"net/url"
 	"os"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 	"github.com/gorilla/websocket"
 
-	"longlink/auth"
 	"longlink/cluster"
+	"longlink/internal/testutil"
 	"longlink/loop"
 	"longlink/push"
 )
@@ -57,21 +52,8 @@ func startNode(t testing.TB, mod func(*Config)) *Node {
 	if err := n.Start(); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		n.Shutdown(ctx)
-	})
+	testutil.CleanupWithin(t, 10*time.Second, func(ctx context.Context) { n.Shutdown(ctx) })
 	return n
-}
-
-func mint(t testing.TB, user string, rooms ...string) string {
-	t.Helper()
-	tok, err := auth.Mint([]byte(testSecret), user, rooms, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return tok
 }
 
 func wsURL(n *Node) string { return "ws://" + n.ClientAddrs()[0] + "/ws" }
@@ -79,7 +61,7 @@ func wsURL(n *Node) string { return "ws://" + n.ClientAddrs()[0] + "/ws" }
 // dial connects a real WebSocket client as user.
 func dial(t testing.TB, n *Node, user string, rooms ...string) *websocket.Conn {
 	t.Helper()
-	c, resp, err := websocket.DefaultDialer.Dial(wsURL(n)+"?token="+url.QueryEscape(mint(t, user, rooms...)), nil)
+	c, resp, err := websocket.DefaultDialer.Dial(wsURL(n)+"?token="+url.QueryEscape(testutil.Token(t, testSecret, user, rooms...)), nil)
 	if err != nil {
 		status := 0
 		if resp != nil {
@@ -133,28 +115,12 @@ func silent(t testing.TB, c *websocket.Conn, d time.Duration) {
 	}
 }
 
-type apiResp struct {
-	Status int
-	Body   map[string]any
-	Raw    string
-}
+type apiResp = testutil.Response
 
+// call sends an API request authenticated with testKey.
 func call(t testing.TB, n *Node, method, path, body string) apiResp {
 	t.Helper()
-	req, _ := http.NewRequest(method, "http://"+n.APIAddr()+path, strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+testKey)
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	r := apiResp{Status: resp.StatusCode, Raw: string(raw)}
-	json.Unmarshal(raw, &r.Body)
-	return r
+	return testutil.Do(t, method, "http://"+n.APIAddr()+path, body, testutil.Bearer(testKey)...)
 }
 
 func doPush(t testing.TB, n *Node, body string) apiResp {
@@ -162,26 +128,11 @@ func doPush(t testing.TB, n *Node, body string) apiResp {
 	return call(t, n, "POST", "/v1/push", body)
 }
 
-func waitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	testutil.WaitFor(t, d, what, cond)
-}
-
-// scrape returns the value of one metric line from /metrics (-1 if absent).
+// scrape returns the value of one series from /metrics (-1 if absent).
 func scrape(t testing.TB, n *Node, name string) float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	for _, line := range bytes.Split(b, []byte("\n")) {
-		if bytes.HasPrefix(line, []byte(name+" ")) {
-			var v float64
-			fmt.Sscan(string(line[len(name)+1:]), &v)
-			return v
-		}
+	if v, ok := testutil.Metrics(t, n.APIAddr())[name]; ok {
+		return v
 	}
 	return -1
 }

@@ -1,18 +1,17 @@
 package node
 
 import (
-	"bufio"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"longlink/internal/testutil"
 )
 
 // documentedMetrics returns every longlink_* name in docs/metrics.md tables.
@@ -39,20 +38,9 @@ func documentedMetrics(t *testing.T) []string {
 // families sums every series of each metric family (histograms by _count).
 func families(t *testing.T, n *Node) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + n.APIAddr() + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	out := map[string]float64{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		if line == "" || line[0] == '#' {
-			continue
-		}
-		name := line[:strings.IndexAny(line, "{ ")]
-		v, _ := strconv.ParseFloat(line[strings.LastIndexByte(line, ' ')+1:], 64)
+	for series, v := range testutil.Metrics(t, n.APIAddr()) {
+		name, _, _ := strings.Cut(series, "{")
 		switch {
 		case strings.HasSuffix(name, "_bucket"), strings.HasSuffix(name, "_sum"):
 			continue
@@ -112,12 +100,12 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	hdr := []byte{0x82, 0xFF, 0, 0, 0, 0, 0, 0x0F, 0xFF, 0xFF, 1, 2, 3, 4} // 1 MiB-1, masked
 	holder := dial(t, a, "holder")
 	holder.NetConn().Write(append(hdr, make([]byte, 10000)...))
-	waitFor(t, 5*time.Second, "pending bytes", func() bool { return scrape(t, a, "longlink_pending_bytes") > 0 })
+	testutil.WaitFor(t, 5*time.Second, "pending bytes", func() bool { return scrape(t, a, "longlink_pending_bytes") > 0 })
 	dial(t, a, "greedy").NetConn().Write(append(hdr, make([]byte, 64000)...))
-	waitFor(t, 5*time.Second, "budget close", func() bool { return scrape(t, a, "longlink_pending_budget_closes_total") == 1 })
+	testutil.WaitFor(t, 5*time.Second, "budget close", func() bool { return scrape(t, a, "longlink_pending_budget_closes_total") == 1 })
 
 	// A slow consumer: a raw client that never reads.
-	slow, _, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+mint(t, "slowpoke"), nil)
+	slow, _, err := websocket.DefaultDialer.Dial(wsURL(a)+"?token="+testutil.Token(t, testSecret, "slowpoke"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +128,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		doPush(t, a, `{"to":{"all":true},"data":"after-kill"}`)
 		time.Sleep(10 * time.Millisecond)
 	}
-	waitFor(t, 10*time.Second, "b detected dead", func() bool { return len(a.Cluster().AliveNodes()) == 0 })
+	testutil.WaitFor(t, 10*time.Second, "b detected dead", func() bool { return len(a.Cluster().AliveNodes()) == 0 })
 	// Whether those pushes fail depends on when a saw the link break (one written to
 	// the dying socket is lost uncounted: forwarding is at-most-once). A forward to a
 	// peer that is gone by the time it is sent always fails and is counted;

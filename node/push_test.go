@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"longlink/internal/testutil"
 )
 
 func TestPushToUser(t *testing.T) {
@@ -16,7 +18,7 @@ func TestPushToUser(t *testing.T) {
 	a1 := dial(t, n, "alice")
 	a2 := dial(t, n, "alice")
 	b := dial(t, n, "bob")
-	waitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
+	testutil.WaitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
 
 	r := doPush(t, n, `{"to":{"users":["alice"]},"data":"hello"}`)
 	if r.Status != 202 || r.Body["delivered"] != float64(2) || r.Body["id"] == "" {
@@ -35,7 +37,7 @@ func TestPushTargetKinds(t *testing.T) {
 	alice := dial(t, n, "alice", "lobby")
 	bob := dial(t, n, "bob")
 	carol := dial(t, n, "carol", "lobby", "vip")
-	waitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
+	testutil.WaitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
 	bobID := n.Loop().UserConnections("bob")[0].ID
 	all := map[string]*websocket.Conn{"alice": alice, "bob": bob, "carol": carol}
 
@@ -80,7 +82,7 @@ func TestRoomsJoinLeaveAndPresence(t *testing.T) {
 	a1 := dial(t, n, "alice")
 	a2 := dial(t, n, "alice")
 	b := dial(t, n, "bob")
-	waitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
+	testutil.WaitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
 
 	if r := call(t, n, "POST", "/v1/rooms/news/join", `{"users":["alice","ghost"]}`); r.Status != 404 || !strings.Contains(r.Raw, "ghost") {
 		t.Fatalf("join with unknown user: %d %s", r.Status, r.Raw)
@@ -101,7 +103,7 @@ func TestRoomsJoinLeaveAndPresence(t *testing.T) {
 
 	// Membership follows the user's connections: a new tab joins the room too.
 	a3 := dial(t, n, "alice")
-	waitFor(t, 2*time.Second, "4 connections", func() bool { return n.Loop().Connections() == 4 })
+	testutil.WaitFor(t, 2*time.Second, "4 connections", func() bool { return n.Loop().Connections() == 4 })
 	doPush(t, n, `{"to":{"rooms":["news"]},"data":"n2"}`)
 	if _, msg := read(t, a3, 2*time.Second); msg != "n2" {
 		t.Fatalf("new tab got %q", msg)
@@ -139,7 +141,7 @@ func TestKicks(t *testing.T) {
 	a1 := dial(t, n, "alice")
 	a2 := dial(t, n, "alice")
 	b := dial(t, n, "bob")
-	waitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
+	testutil.WaitFor(t, 2*time.Second, "3 connections", func() bool { return n.Loop().Connections() == 3 })
 	bid := n.Loop().UserConnections("bob")[0].ID
 
 	if r := call(t, n, "DELETE", "/v1/connections/"+bid+"?reason=bye+bob", ""); r.Status != 200 || r.Body["closed"] != float64(1) {
@@ -151,7 +153,7 @@ func TestKicks(t *testing.T) {
 	}
 	expectCloseCode(t, a1, 4001, "")
 	expectCloseCode(t, a2, 4001, "")
-	waitFor(t, 6*time.Second, "0 connections", func() bool { return n.Loop().Connections() == 0 })
+	testutil.WaitFor(t, 6*time.Second, "0 connections", func() bool { return n.Loop().Connections() == 0 })
 	if r := call(t, n, "DELETE", "/v1/users/alice", ""); r.Status != 404 {
 		t.Fatalf("kick gone user: %d %s", r.Status, r.Raw)
 	}
@@ -171,7 +173,7 @@ func TestBatchPush(t *testing.T) {
 	n := startNode(t, nil)
 	a := dial(t, n, "alice")
 	b := dial(t, n, "bob")
-	waitFor(t, 2*time.Second, "2 connections", func() bool { return n.Loop().Connections() == 2 })
+	testutil.WaitFor(t, 2*time.Second, "2 connections", func() bool { return n.Loop().Connections() == 2 })
 	r := call(t, n, "POST", "/v1/push/batch", `{"messages":[
 		{"to":{"users":["alice"]},"data":"for alice"},
 		{"to":{},"data":"nobody"},
@@ -200,7 +202,7 @@ func TestPerConnectionOrder(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		cs = append(cs, dial(t, n, "u"))
 	}
-	waitFor(t, 2*time.Second, "4 connections", func() bool { return n.Loop().Connections() == 4 })
+	testutil.WaitFor(t, 2*time.Second, "4 connections", func() bool { return n.Loop().Connections() == 4 })
 	const callers, each = 8, 50
 	var wg sync.WaitGroup
 	for c := 0; c < callers; c++ {

@@ -1,39 +1,15 @@
 package promhist
 
 import (
-	"bytes"
 	"math"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
-)
 
-// scrape returns every sample of set as series -> value.
-func scrape(t *testing.T, set *metrics.Set) map[string]float64 {
-	t.Helper()
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	out := map[string]float64{}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		i := strings.LastIndexByte(line, ' ')
-		if i < 0 {
-			t.Fatalf("malformed line %q", line)
-		}
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
+	"longlink/internal/testutil"
+)
 
 func TestObserveCumulative(t *testing.T) {
 	set := metrics.NewSet()
@@ -41,7 +17,7 @@ func TestObserveCumulative(t *testing.T) {
 	for _, v := range []float64{0.05, 0.1, 0.5, 1, 3, 20, math.NaN()} {
 		h.Observe(v)
 	}
-	got := scrape(t, set)
+	got := testutil.Scrape(t, set)
 	want := map[string]float64{
 		`req_seconds_bucket{route="/v1/push",le="0.1"}`:  2, // 0.05 and 0.1 (le is inclusive)
 		`req_seconds_bucket{route="/v1/push",le="1"}`:    4,
@@ -69,7 +45,7 @@ func TestNoLabelsDefaultBuckets(t *testing.T) {
 	set := metrics.NewSet()
 	h := New(set, "lat_seconds", "", nil)
 	h.UpdateDuration(time.Now().Add(-3 * time.Millisecond))
-	got := scrape(t, set)
+	got := testutil.Scrape(t, set)
 	if len(got) != len(DefaultBuckets)+3 {
 		t.Fatalf("scraped %d series, want %d: %v", len(got), len(DefaultBuckets)+3, got)
 	}
@@ -101,7 +77,7 @@ func TestConcurrentObserve(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	got := scrape(t, set)
+	got := testutil.Scrape(t, set)
 	if got[`c_seconds_bucket{le="1"}`] != goroutines*each/2 || got[`c_seconds_bucket{le="+Inf"}`] != goroutines*each {
 		t.Fatalf("buckets = %v", got)
 	}

@@ -2,7 +2,6 @@ package push
 
 import (
 	"bytes"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -13,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/internal/testutil"
 )
 
 type env struct {
@@ -51,41 +52,14 @@ type response struct {
 // headers are name, value pairs; a value of "" removes the header.
 func (e *env) do(method, path, body string, headers ...string) response {
 	e.t.Helper()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
-	}
-	req, err := http.NewRequest(method, e.srv.URL+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Authorization", "Bearer key-one")
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	for i := 0; i+1 < len(headers); i += 2 {
-		if headers[i+1] == "" {
-			req.Header.Del(headers[i])
-		} else {
-			req.Header.Set(headers[i], headers[i+1])
-		}
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	r := response{status: resp.StatusCode, header: resp.Header, body: b}
+	res := testutil.Do(e.t, method, e.srv.URL+path, body, append(testutil.Bearer("key-one"), headers...)...)
+	r := response{status: res.Status, header: res.Header, body: []byte(res.Raw), json: res.Body}
 	if method != http.MethodHead {
-		if ct := resp.Header.Get("Content-Type"); ct != "application/json" {
-			e.t.Fatalf("%s %s: Content-Type %q, want application/json; body %s", method, path, ct, b)
+		if ct := r.header.Get("Content-Type"); ct != "application/json" {
+			e.t.Fatalf("%s %s: Content-Type %q, want application/json; body %s", method, path, ct, r.body)
 		}
-		if err := json.Unmarshal(b, &r.json); err != nil {
-			e.t.Fatalf("%s %s: response is not a JSON object: %v: %s", method, path, err, b)
+		if res.JSONErr != nil {
+			e.t.Fatalf("%s %s: response is not a JSON object: %v: %s", method, path, res.JSONErr, r.body)
 		}
 	}
 	return r

@@ -1,31 +1,14 @@
 package push
 
 import (
-	"bytes"
 	"log/slog"
-	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/VictoriaMetrics/metrics"
-)
 
-// scrape returns every sample in set as series -> value.
-func scrape(t *testing.T, set *metrics.Set) map[string]float64 {
-	t.Helper()
-	var buf bytes.Buffer
-	set.WritePrometheus(&buf)
-	out := map[string]float64{}
-	for _, line := range strings.Split(strings.TrimSpace(buf.String()), "\n") {
-		i := strings.LastIndexByte(line, ' ')
-		v, err := strconv.ParseFloat(line[i+1:], 64)
-		if err != nil {
-			t.Fatalf("line %q: %v", line, err)
-		}
-		out[line[:i]] = v
-	}
-	return out
-}
+	"longlink/internal/testutil"
+)
 
 func TestMetrics(t *testing.T) {
 	e := newEnv(t, nil)
@@ -38,7 +21,7 @@ func TestMetrics(t *testing.T) {
 	e.expect(e.do("GET", "/v1/nowhere", ""), 404)
 	e.expect(e.do("POST", "/v1/push/batch", `{"messages":[{"to":{"all":true},"data":"abc"},{"data":"x"}]}`), 200)
 
-	got := scrape(t, e.set)
+	got := testutil.Scrape(t, e.set)
 	want := map[string]float64{
 		`longlink_pushes_total{target="user"}`:                                     1,
 		`longlink_pushes_total{target="room"}`:                                     1,

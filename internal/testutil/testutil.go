@@ -1,10 +1,17 @@
-// Package testutil holds the helpers the integration tests of several packages share:
-// a goroutine-leak check for TestMain and a condition poller. It is imported only
-// from _test.go files.
+// Package testutil holds the helpers the tests of several packages share: a
+// goroutine-leak check for TestMain and a condition poller (this file), one parser
+// of the Prometheus text format and scrapers built on it (metrics.go), client tokens
+// (token.go), HTTP requests with JSON answers and free ports (http.go), and the real
+// binary, built once per test process, with a starter that reads its banner
+// (binary.go).
+//
+// It is imported only from _test.go files, never from production code: it may
+// import longlink/auth and the standard library, nothing else.
 package testutil
 
 import (
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"os"
@@ -19,7 +26,7 @@ import (
 // finish. Call it from TestMain: os.Exit(testutil.Main(m, 10)).
 func Main(m *testing.M, slack int) int {
 	before := runtime.NumGoroutine()
-	code := m.Run()
+	code := Run(m)
 	if code != 0 {
 		return code
 	}
@@ -48,6 +55,16 @@ func WaitFor(t testing.TB, d time.Duration, what string, cond func() bool) {
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// CleanupWithin registers stop to run when the test ends, with a context that
+// expires after d (a server's graceful stop).
+func CleanupWithin(t testing.TB, d time.Duration, stop func(context.Context)) {
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), d)
+		defer cancel()
+		stop(ctx)
+	})
 }
 
 // SyncBuffer collects a subprocess's output, written from exec's copying goroutines
