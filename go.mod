@@ -37,3 +37,6 @@ require (
 	golang.org/x/sync v0.22.0 // indirect
 	gopkg.in/natefinch/lumberjack.v2 v2.2.1 // indirect
 )
+
+// Patched copy: see third_party/gnet/PATCHES.md.
+replace github.com/panjf2000/gnet/v2 => ./third_party/gnet

@@ -21,6 +21,11 @@ type handler struct {
 	s *Server
 }
 
+func (h *handler) OnBoot(eng gnet.Engine) gnet.Action {
+	h.s.onBoot(eng)
+	return gnet.None
+}
+
 func (h *handler) OnOpen(gc gnet.Conn) ([]byte, gnet.Action) {
 	s := h.s
 	sh := s.shardOf(gc.EventLoop())

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"fmt"
+	"github.com/panjf2000/gnet/v2"
 	"strconv"
 	"sync/atomic"
 
@@ -23,10 +24,8 @@ type serverMetrics struct {
 	// connections closed with 1013 because MaxPendingBytes was used up
 	pendingBudgetCloses *metrics.Counter
 	overloaded          *metrics.Counter
-	// connections accepted and closed at once for lack of descriptors (accept.go)
-	rejectedNoFD    *metrics.Counter
-	handshakeTime   *promhist.Histogram
-	deliveryLatency *promhist.Histogram
+	handshakeTime       *promhist.Histogram
+	deliveryLatency     *promhist.Histogram
 
 	// closes holds a counter per code in knownCloseCodes. It is written only in
 	// newServerMetrics and read-only afterwards, so loops read it without a lock.
@@ -67,7 +66,9 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.closesOther = set.NewCounter(`longlink_closes_total{code="other"}`)
 
 	set.NewGauge("longlink_connections", func() float64 { return float64(m.open.Load()) })
-	m.rejectedNoFD = set.NewCounter(`longlink_accept_rejected_total{reason="no_descriptors"}`)
+	// Counted by the patched gnet acceptor (third_party/gnet/PATCHES.md) for the whole
+	// process; exported as a counter (it only grows).
+	set.NewGauge(`longlink_accept_rejected_total{reason="no_descriptors"}`, func() float64 { return float64(gnet.RejectedNoFD()) })
 	set.NewGauge("longlink_handshaking_connections", func() float64 { return float64(m.handshaking.Load()) })
 	set.NewGauge("longlink_users", func() float64 { return float64(s.reg.nUsers.Load()) })
 	set.NewGauge("longlink_rooms", func() float64 { return float64(s.reg.nRooms.Load()) })

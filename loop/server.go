@@ -9,10 +9,10 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 
 	"longlink/wsproto"
 )
@@ -45,17 +45,11 @@ type Server struct {
 	stopped  atomic.Bool // set by Stop under deliverMu: nothing is queued after it
 	pump     chan *shard // drains that ran out of budget, to re-schedule off-loop
 
-	// The engine and the listeners that feed it (accept.go). Set by Start.
-	cli       *gnet.Client
-	lns       []*net.TCPListener
-	lnRaw     []syscall.RawConn // lns[i]'s descriptor, for rejecting when out of descriptors
-	addrs     []string
-	spare     spareFD
-	accepting sync.WaitGroup // one per listener
-	enrolling sync.WaitGroup // connections accepted and not yet on a loop
-	enrollSem chan struct{}  // bounds enrolling to maxEnrolling
-
-	runDone  chan struct{} // closed once the event loops have exited
+	eng      gnet.Engine
+	addrs    []string
+	booted   chan error
+	bootedOK chan struct{} // closed by OnBoot once the real addresses are known
+	runDone  chan struct{}
 	stopOnce sync.Once
 	doneOnce sync.Once
 	done     chan struct{} // closed by Stop (or a failed Start): ends the pump
@@ -76,14 +70,15 @@ func New(cfg Config) (*Server, error) {
 		return nil, err
 	}
 	s := &Server{
-		cfg:       c,
-		reg:       newRegistry(c.OnPresence),
-		clock:     newClock(),
-		pending:   wsproto.NewBudget(c.MaxPendingBytes),
-		pump:      make(chan *shard, 1024),
-		enrollSem: make(chan struct{}, maxEnrolling),
-		runDone:   make(chan struct{}),
-		done:      make(chan struct{}),
+		cfg:      c,
+		reg:      newRegistry(c.OnPresence),
+		clock:    newClock(),
+		pending:  wsproto.NewBudget(c.MaxPendingBytes),
+		pump:     make(chan *shard, 1024),
+		booted:   make(chan error, 1),
+		bootedOK: make(chan struct{}),
+		runDone:  make(chan struct{}),
+		done:     make(chan struct{}),
 	}
 	s.idPrefix = c.NodeID + "." + strconv.FormatUint(nextIncarnation(), 36) + "-"
 	s.reclaim = newReclaimer(c.MaxPendingBytes)
@@ -100,43 +95,68 @@ func New(cfg Config) (*Server, error) {
 
 // Start binds the client addresses and starts the event loops. It returns once they
 // accept connections, or with the bind error.
-//
-// The engine is a gnet.Client: event loops without a listener of their own, fed by
-// one accept goroutine per address (accept.go). Upstream gnet shuts its whole engine
-// down when accept fails for lack of descriptors; owning the listeners keeps that
-// decision here.
 func (s *Server) Start() error {
-	if err := s.listen(); err != nil {
+	addrs := make([]string, len(s.cfg.Addrs))
+	for i, a := range s.cfg.Addrs {
+		addrs[i] = "tcp://" + a
+	}
+	h := &handler{s: s}
+	go func() {
+		defer close(s.runDone)
+		err := gnet.Rotate(h, addrs,
+			gnet.WithNumEventLoop(s.cfg.Loops),
+			gnet.WithLoadBalancing(gnet.LeastConnections),
+			gnet.WithTicker(true),
+			// A restarted node must bind its port while the old sockets sit in TIME-WAIT.
+			gnet.WithReuseAddr(true),
+			gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+			gnet.WithReadBufferCap(64<<10),
+			gnet.WithWriteBufferCap(64<<10),
+			gnet.WithLogger(gnetLogger{s.cfg.Logger}),
+		)
+		select {
+		case s.booted <- err:
+		default:
+		}
+	}()
+	go s.runPump()
+	select {
+	case err := <-s.booted:
+		if err == nil {
+			err = errors.New("loop: engine stopped during start")
+		}
 		s.closeDone()
 		return fmt.Errorf("cannot listen on %s: %w", strings.Join(s.cfg.Addrs, ","), err)
-	}
-	s.spare.fd = openSpare()
-	cli, err := gnet.NewClient(&handler{s: s},
-		gnet.WithNumEventLoop(s.cfg.Loops),
-		gnet.WithTicker(true),
-		// The standard library set TCP_NODELAY at accept; Enroll's dup shares the
-		// socket, so gnet need not set it again.
-		gnet.WithTCPNoDelay(gnet.TCPDelay),
-		gnet.WithReadBufferCap(64<<10),
-		gnet.WithWriteBufferCap(64<<10),
-		gnet.WithLogger(gnetLogger{s.cfg.Logger}),
-	)
-	if err == nil {
-		err = cli.Start()
-	}
-	if err != nil {
-		s.closeListeners()
-		s.spare.close()
+	case <-time.After(10 * time.Second):
 		s.closeDone()
-		return fmt.Errorf("cannot start the event loops: %w", err)
+		return errors.New("loop: engine did not boot within 10s")
+	case <-s.bootedOK:
+		return nil
 	}
-	s.cli = cli
-	go s.runPump()
-	for i, ln := range s.lns {
-		s.accepting.Add(1)
-		go s.acceptLoop(ln, s.lnRaw[i])
+}
+
+// onBoot records the engine and resolves port-0 addresses to the real ports.
+func (s *Server) onBoot(eng gnet.Engine) {
+	s.eng = eng
+	s.addrs = make([]string, len(s.cfg.Addrs))
+	for i, a := range s.cfg.Addrs {
+		s.addrs[i] = a
+		fd, err := eng.DupListener("tcp", a)
+		if err != nil {
+			continue
+		}
+		if sa, err := unix.Getsockname(fd); err == nil {
+			host, _, _ := net.SplitHostPort(a)
+			switch v := sa.(type) {
+			case *unix.SockaddrInet4:
+				s.addrs[i] = net.JoinHostPort(host, fmt.Sprint(v.Port))
+			case *unix.SockaddrInet6:
+				s.addrs[i] = net.JoinHostPort(host, fmt.Sprint(v.Port))
+			}
+		}
+		unix.Close(fd)
 	}
-	return nil
+	close(s.bootedOK)
 }
 
 // Addrs returns the client addresses being listened on, with real ports.
@@ -225,21 +245,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.deliverMu.Lock()
 		s.stopped.Store(true) // no job is queued after this
 		s.deliverMu.Unlock()
-		if s.cli == nil {
-			return // Start failed
+		if s.eng.Validate() == nil {
+			err = s.eng.Stop(ctx)
 		}
-		// No new connections, and none left half-enrolled: a connection handed to a
-		// loop that has exited would never finish Enroll.
-		s.closeListeners()
-		s.accepting.Wait()
-		s.enrolling.Wait()
-		s.spare.close()
-		go func() {
-			if e := s.cli.Stop(); e != nil {
-				s.cfg.Logger.Warn("loop: event loops stopped with an error", "err", e)
-			}
-			close(s.runDone)
-		}()
 		loopsDone := false
 		select {
 		case <-s.runDone:
