@@ -212,9 +212,11 @@ func TestClusterOnLoopbackOnlyHost(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Skipf("unshare: %v", err)
 	}
-	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
+	// Wait once only: a second cmd.Wait racing the first can block for ever on the
+	// output-copying goroutine's result, which only one of them receives.
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
 	testutil.WaitFor(t, 20*time.Second, "banner or exit", func() bool {
 		select {
 		case <-done:

@@ -18,15 +18,21 @@ import (
 // A client that was active just before the ping deadline is not pinged for another
 // full interval; with IdleTimeout < 2*PingInterval it is closed as idle without ever
 // having been pinged, though it answers every ping.
+//
+// Timeline: activity at 0.2 s, ping interval 2 s, idle timeout 3.4 s. The defect
+// pinged at 4 s, after the idle close at 3.6 s; the fix pings at 2.2 s. Each pong then
+// has 1.4 s to arrive before the idle timeout: a loop or ticker starved that long on
+// a loaded machine closes the client as idle, correctly. (With 1 s and 1.2 s and
+// activity at 0.7 s that slack was 0.2 s, and the test failed under load.)
 func TestPingAfterActivityNearDeadline(t *testing.T) {
 	s := startServer(t, func(c *Config) {
-		c.PingInterval = time.Second
-		c.IdleTimeout = 1200 * time.Millisecond
+		c.PingInterval = 2 * time.Second
+		c.IdleTimeout = 3400 * time.Millisecond
 	})
 	c := rawDial(t, s, "u1")
-	time.Sleep(700 * time.Millisecond) // be active shortly before the first ping deadline
+	time.Sleep(200 * time.Millisecond) // be active before the first ping deadline
 	c.send(t, frame(true, 0, ws.OpPong, nil, true))
-	end := time.Now().Add(3 * time.Second)
+	end := time.Now().Add(4500 * time.Millisecond) // past the defect's idle close
 	for time.Now().Before(end) {
 		f := c.next(t)
 		switch f.Header.OpCode {

@@ -137,6 +137,7 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 	testutil.WaitFor(t, time.Second, "2 connections", func() bool { return s.Connections() == 2 })
 	frame := PrepareFrame(true, make([]byte, 16<<10))
 	received := make(chan int, 1)
+	got := make(chan struct{}, 1)
 	go func() { // the fast client reads everything
 		n := 0
 		for {
@@ -146,16 +147,24 @@ func TestSlowConsumerIsClosed(t *testing.T) {
 				return
 			}
 			n++
+			got <- struct{}{}
 		}
 	}()
 	// The kernel buffers a few MB before gnet has to queue, so push until the slow
-	// client is cut off; bounded by count.
+	// client is cut off; bounded by count. Each push waits until the fast client has
+	// read the one before: a reader starved on a loaded machine would otherwise fall
+	// 64 KiB behind and be cut off as well, rightly.
 	sent := 0
 	for i := 0; i < 2000 && s.m.slowConsumers.Get() == 0; i++ {
 		if _, err := s.Deliver(context.Background(), frame, Targets{Users: []string{"slow", "fast"}}, 0); err != nil {
 			t.Fatal(err)
 		}
 		sent++
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("fast client did not receive message %d", sent)
+		}
 	}
 	if s.m.slowConsumers.Get() != 1 {
 		t.Fatal("slow consumer never closed")

@@ -12,6 +12,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"github.com/panjf2000/gnet/v2/pkg/socket"
 )
 
 // spare is a descriptor held in reserve so that, when the process runs out, a pending
@@ -57,7 +58,8 @@ func rejectPending(lnfd int, cause error, log logging.Logger) bool {
 		}
 	}
 	_ = unix.Close(spare.fd)
-	nfd, _, err := unix.Accept4(lnfd, unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC)
+	// socket.Accept, not unix.Accept4: darwin has no accept4.
+	nfd, _, err := socket.Accept(lnfd)
 	if err == nil {
 		_ = unix.Close(nfd)
 		rejectedNoFD.Add(1)
