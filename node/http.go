@@ -11,6 +11,7 @@ import (
 	"github.com/VictoriaMetrics/metrics"
 
 	"longlink/cluster"
+	"longlink/push"
 	"longlink/web"
 )
 
@@ -22,7 +23,7 @@ func (n *Node) mux() http.Handler {
 	m.Handle("GET /v1/cluster", n.api.RequireKey(http.HandlerFunc(n.serveCluster)))
 	m.HandleFunc("GET /metrics", n.serveMetrics)
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
+		push.WriteJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
 	})
 	m.HandleFunc("GET /readyz", n.serveReady)
 	if n.cfg.API.Pprof {
@@ -92,7 +93,7 @@ func (n *Node) serveReady(w http.ResponseWriter, r *http.Request) {
 		// miss pushes posted elsewhere.
 		status, code = "joining", 503
 	}
-	writeJSON(w, code, map[string]any{"status": status, "node": n.cfg.NodeName})
+	push.WriteJSON(w, code, map[string]any{"status": status, "node": n.cfg.NodeName})
 }
 
 type memberJSON struct {
@@ -120,7 +121,7 @@ func (n *Node) serveCluster(w http.ResponseWriter, r *http.Request) {
 			APIAddr: m.APIAddr, Connections: m.Connections, Draining: m.Draining, Self: m.Self})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	writeJSON(w, 200, map[string]any{"node": n.cfg.NodeName, "members": out})
+	push.WriteJSON(w, 200, map[string]any{"node": n.cfg.NodeName, "members": out})
 }
 
 // endpoint answers GET /v1/endpoint on the client port: the least-loaded live node
@@ -152,10 +153,4 @@ func endpointURL(addr string) string {
 		return addr
 	}
 	return "ws://" + addr + "/ws"
-}
-
-func writeJSON(w http.ResponseWriter, code int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(code)
-	json.NewEncoder(w).Encode(v)
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -253,6 +254,16 @@ func contentTypeError(header string) *apiError {
 
 // bufPool holds response buffers; responses are small JSON documents.
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// WriteJSON answers with v encoded as JSON, as every route of the API port does
+// (the node's /healthz, /readyz and /v1/cluster use it too).
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic("BUG: push: cannot encode an answer: " + err.Error())
+	}
+	writeRaw(w, status, append(b, '\n'))
+}
 
 // writeRaw writes body as a JSON response with status and returns status.
 func writeRaw(w http.ResponseWriter, status int, body []byte) int {
