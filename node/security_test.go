@@ -83,3 +83,17 @@ func TestMetricsHaveDescriptorCounts(t *testing.T) {
 		t.Errorf("process_open_fds = %v, want between 5 and about %d", open, len(ents))
 	}
 }
+
+// openFDs (one stat on Linux 6.2+) agrees with counting /proc/self/fd.
+func TestOpenFDsMatchesDirectoryCount(t *testing.T) {
+	f, err := os.Open("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc")
+	}
+	names, _ := f.Readdirnames(-1)
+	f.Close()
+	n, ok := openFDs()
+	if !ok || n < len(names)-3 || n > len(names)+3 {
+		t.Fatalf("openFDs = %d, %v; /proc/self/fd lists %d", n, ok, len(names))
+	}
+}
