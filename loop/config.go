@@ -133,6 +133,17 @@ const (
 	CloseSlowConsumer uint16 = 4008
 )
 
+// OpenFilesLimit is this process's open-files limit (the soft RLIMIT_NOFILE), which
+// the default connection caps of the client and API ports are shares of; false if
+// it cannot be read.
+func OpenFilesLimit() (uint64, bool) {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		return 0, false
+	}
+	return uint64(lim.Cur), true
+}
+
 // FDBudget is the default connection cap for a process allowed limit open files: the
 // limit less a reserve for API callers, cluster links, listeners and logs of 5%,
 // at least 64 and at most 700 descriptors (20,000 files: 19,300 clients and room for
@@ -185,9 +196,8 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	switch {
 	case cfg.MaxConns == 0:
-		var lim unix.Rlimit
-		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
-			cfg.MaxConns = FDBudget(lim.Cur)
+		if limit, ok := OpenFilesLimit(); ok {
+			cfg.MaxConns = FDBudget(limit)
 		}
 	case cfg.MaxConns < 0:
 		cfg.MaxConns = 0 // no cap

@@ -66,9 +66,8 @@ func (c *APIConfig) defaults(d APIConfig) {
 	}
 	switch {
 	case c.MaxConns == 0:
-		var lim unix.Rlimit
-		if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err == nil {
-			c.MaxConns = APIConnBudget(lim.Cur)
+		if limit, ok := loop.OpenFilesLimit(); ok {
+			c.MaxConns = APIConnBudget(limit)
 		}
 	case c.MaxConns < 0:
 		c.MaxConns = 0 // no cap

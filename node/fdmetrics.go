@@ -7,7 +7,7 @@ import (
 	"sync"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"longlink/loop"
 )
 
 // writeFDMetrics writes process_open_fds and process_max_fds, which the
@@ -22,9 +22,8 @@ func writeFDMetrics(w io.Writer) {
 	if n, ok := openFDs(); ok {
 		fmt.Fprintf(w, "process_open_fds %d\n", n)
 	}
-	var lim unix.Rlimit
-	if unix.Getrlimit(unix.RLIMIT_NOFILE, &lim) == nil {
-		fmt.Fprintf(w, "process_max_fds %d\n", lim.Cur)
+	if limit, ok := loop.OpenFilesLimit(); ok {
+		fmt.Fprintf(w, "process_max_fds %d\n", limit)
 	}
 }
 
