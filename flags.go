@@ -232,6 +232,10 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if err := o.checkSecrets(); err != nil {
 		return node.Config{}, err
 	}
+	if l := o.cfg.Loop; l.MaxPendingBytes > 0 && l.MaxMessage > 0 && l.MaxPendingBytes < int64(l.MaxMessage) {
+		return node.Config{}, fmt.Errorf("--max-pending-bytes %d is smaller than --max-message %d: one honest client sending a full-size message would be closed with 1013; raise --max-pending-bytes or lower --max-message",
+			l.MaxPendingBytes, l.MaxMessage)
+	}
 	if err := o.checkCluster(log); err != nil {
 		return node.Config{}, err
 	}

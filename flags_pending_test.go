@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"strings"
 	"testing"
 )
 
@@ -32,5 +33,19 @@ func TestMaxPendingBytesFlag(t *testing.T) {
 		if cfg.Loop.MaxPendingBytes != c.want {
 			t.Errorf("%v %v: MaxPendingBytes = %d, want %d", c.args, c.env, cfg.Loop.MaxPendingBytes, c.want)
 		}
+	}
+}
+
+// A budget for all unfinished messages smaller than one message would close honest
+// clients: refused at start, naming both flags.
+func TestMaxPendingBytesBelowMaxMessageRefused(t *testing.T) {
+	o, fs := serveFlags()
+	fs.SetOutput(&bytes.Buffer{})
+	if err := parseLayered(fs, []string{"--max-pending-bytes", "1000", "--max-message", "2000"}, func(string) (string, bool) { return "", false }); err != nil {
+		t.Fatal(err)
+	}
+	_, err := o.nodeConfig(slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil || !strings.Contains(err.Error(), "--max-pending-bytes") || !strings.Contains(err.Error(), "--max-message") {
+		t.Fatalf("nodeConfig: %v; want an error naming both flags", err)
 	}
 }
