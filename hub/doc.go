@@ -26,6 +26,7 @@
 //   - OnPresence is loop's OnPresence: it runs on an event loop under the
 //     registry lock that decided the change and only records it in the cluster's
 //     routing table (non-blocking).
-//   - SetRemote may be called at any time (the node calls it once the cluster
-//     exists); the hub keeps no other mutable state. Metrics are created in New.
+//   - The hub's fields are set in New and never change (the node builds the
+//     cluster first, without binding it); it keeps no mutable state of its own.
+//     Metrics are created in New.
 package hub

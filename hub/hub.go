@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
@@ -74,7 +73,8 @@ type Config struct {
 	NodeName string
 	// Local is this node's event loops. Required.
 	Local Local
-	// Remote is the cluster. Nil: none until SetRemote (a standalone node).
+	// Remote is the cluster. Nil: none (a standalone node); a nil *cluster.Cluster
+	// works too, its methods answer as a cluster of one.
 	Remote Remote
 	// QueryTimeout bounds a query to peers and the local part of a kick or room
 	// change. Zero means 2s.
@@ -103,13 +103,11 @@ const (
 type Hub struct {
 	cfg          Config
 	local        Local
-	remote       atomic.Pointer[remoteRef]
+	remote       Remote // set in New, never changed
 	draining     func() bool
 	log          *slog.Logger
 	forwardDrops *metrics.Counter
 }
-
-type remoteRef struct{ r Remote }
 
 var _ push.Hub = (*Hub)(nil)
 
@@ -143,20 +141,11 @@ func New(cfg Config) (*Hub, error) {
 		log:          cfg.Logger,
 		forwardDrops: cfg.Metrics.NewCounter(`longlink_push_errors_total{reason="forward_overloaded"}`),
 	}
-	h.SetRemote(cfg.Remote)
+	if h.remote = cfg.Remote; h.remote == nil {
+		h.remote = standalone{}
+	}
 	return h, nil
 }
-
-// SetRemote sets the cluster once it exists (the loops, and so the hub, are made
-// before it). Nil means standalone. Safe to call while the hub is in use.
-func (h *Hub) SetRemote(r Remote) {
-	if r == nil {
-		r = standalone{}
-	}
-	h.remote.Store(&remoteRef{r})
-}
-
-func (h *Hub) peers() Remote { return h.remote.Load().r }
 
 // standalone is the Remote of a node without a cluster.
 type standalone struct{}
@@ -194,14 +183,13 @@ func hubErr(err error) error {
 	return err
 }
 
-// OnPresence is loop's OnPresence: it keeps the cluster's routing table current.
-// Before SetRemote it does nothing: the node announces what is here once the
-// cluster exists.
+// OnPresence is loop's OnPresence: it keeps the cluster's routing table current
+// (the cluster exists before the loops start, so nothing needs announcing later).
 func (h *Hub) OnPresence(kind loop.PresenceKind, name string, present bool) {
 	if kind == loop.PresenceUser {
-		h.peers().SetLocalUser(name, present)
+		h.remote.SetLocalUser(name, present)
 	} else {
-		h.peers().SetLocalRoom(name, present)
+		h.remote.SetLocalRoom(name, present)
 	}
 }
 
@@ -228,7 +216,7 @@ func (h *Hub) Deliver(m *push.Message) (push.Result, error) {
 	if err != nil {
 		return res, hubErr(err)
 	}
-	r := h.peers()
+	r := h.remote
 	if peers := h.peersFor(r, m.To); len(peers) > 0 {
 		payload := m.AppendBinary([]byte{wirePush})
 		for _, p := range peers {

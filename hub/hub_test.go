@@ -92,7 +92,7 @@ func TestPeersFor(t *testing.T) {
 	_, lc := net.add(t, "c", nil)
 	lb.addConn("u", "b.1-1", 1)
 	lc.rooms["r"] = loop.RoomInfo{Connections: 1}
-	r := a.peers()
+	r := a.remote
 	f := func(to push.Target, want ...string) {
 		t.Helper()
 		if got := a.peersFor(r, to); !slices.Equal(got, want) {
@@ -242,12 +242,12 @@ func TestOnRequestMalformed(t *testing.T) {
 func TestStandaloneAndNilCluster(t *testing.T) {
 	l := newFakeLocal()
 	l.addConn("u", "a.1-1", 1)
-	h, err := New(Config{NodeName: "a", Local: l, Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	check := func(what string) {
+	check := func(what string, remote Remote) {
 		t.Helper()
+		h, err := New(Config{NodeName: "a", Local: l, Remote: remote, Logger: quiet})
+		if err != nil {
+			t.Fatal(err)
+		}
 		res, err := h.Deliver(&push.Message{To: push.Target{Users: []string{"u", "v"}, All: false}})
 		if err != nil || res.Delivered != 1 || res.Forwarded != 0 || !slices.Equal(res.OfflineUsers, []string{"v"}) {
 			t.Fatalf("%s: Deliver = %+v, %v", what, res, err)
@@ -264,16 +264,15 @@ func TestStandaloneAndNilCluster(t *testing.T) {
 		}
 		h.OnPresence(loop.PresenceUser, "u", true)
 	}
-	check("no Remote")
+	check("no Remote", nil)
 	var c *cluster.Cluster // a standalone node's cluster: a nil pointer in the interface
-	h.SetRemote(c)
-	check("nil *cluster.Cluster")
+	check("nil *cluster.Cluster", c)
 }
 
 func TestOnPresence(t *testing.T) {
 	net := newFakeNet()
 	h, _ := net.add(t, "a", nil)
-	r := h.peers().(*fakeRemote)
+	r := h.remote.(*fakeRemote)
 	h.OnPresence(loop.PresenceUser, "u", true)
 	h.OnPresence(loop.PresenceRoom, "r", true)
 	h.OnPresence(loop.PresenceUser, "u", false)

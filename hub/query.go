@@ -57,7 +57,7 @@ func (h *Hub) ask(peers []string, op byte, arg []byte) (map[string][]byte, []str
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)
 	defer cancel()
-	return h.peers().Ask(ctx, peers, query(op, arg))
+	return h.remote.Ask(ctx, peers, query(op, arg))
 }
 
 // OnRequest is the cluster's OnRequest: it runs a peer's query here and returns
@@ -133,7 +133,7 @@ func (h *Hub) localUser(id string) []push.ConnInfo {
 // User lists the user's connections on every node that may hold them.
 func (h *Hub) User(id string) ([]push.ConnInfo, error) {
 	out := h.localUser(id)
-	answers, missing := h.ask(h.peers().NodesForUsers([]string{id}), opUser, []byte(id))
+	answers, missing := h.ask(h.remote.NodesForUsers([]string{id}), opUser, []byte(id))
 	for _, b := range answers {
 		var cs []push.ConnInfo
 		if json.Unmarshal(b, &cs) == nil {
@@ -163,7 +163,7 @@ func (h *Hub) Room(room string) (push.RoomInfo, error) {
 		}
 	}
 	add(h.cfg.NodeName, roomAnswer{Members: local.Users, Connections: local.Connections})
-	answers, _ := h.ask(h.peers().NodesForRooms([]string{room}), opRoom, []byte(room))
+	answers, _ := h.ask(h.remote.NodesForRooms([]string{room}), opRoom, []byte(room))
 	for p, b := range answers {
 		var a roomAnswer
 		if json.Unmarshal(b, &a) == nil {
@@ -184,7 +184,7 @@ func (h *Hub) localStats() nodeStats {
 func (h *Hub) Stats() (any, error) {
 	self := h.localStats()
 	nodes := []nodeStats{self}
-	answers, missing := h.ask(h.peers().AliveNodes(), opStats, nil)
+	answers, missing := h.ask(h.remote.AliveNodes(), opStats, nil)
 	for _, b := range answers {
 		var s nodeStats
 		if json.Unmarshal(b, &s) == nil {
@@ -238,7 +238,7 @@ func (h *Hub) kick(op byte, id, reason string, peers []string) (int, error) {
 // KickConnection closes one connection here or on the node its id names.
 func (h *Hub) KickConnection(id, reason string) (int, error) {
 	var peers []string
-	if node := nodeOfConn(id); node != "" && node != h.cfg.NodeName && slices.Contains(h.peers().AliveNodes(), node) {
+	if node := nodeOfConn(id); node != "" && node != h.cfg.NodeName && slices.Contains(h.remote.AliveNodes(), node) {
 		peers = []string{node}
 	}
 	return h.kick(opKickConn, id, reason, peers)
@@ -246,7 +246,7 @@ func (h *Hub) KickConnection(id, reason string) (int, error) {
 
 // KickUser closes the user's connections on every node that may hold them.
 func (h *Hub) KickUser(id, reason string) (int, error) {
-	return h.kick(opKickUser, id, reason, h.peers().NodesForUsers([]string{id}))
+	return h.kick(opKickUser, id, reason, h.remote.NodesForUsers([]string{id}))
 }
 
 // Online asks the nodes that may hold users which of them they do not hold.
@@ -256,7 +256,7 @@ func (h *Hub) Online(users []string) ([]string, error) {
 		return offline, nil
 	}
 	body, _ := json.Marshal(offline)
-	answers, missing := h.ask(h.peers().NodesForUsers(offline), opOnline, body)
+	answers, missing := h.ask(h.remote.NodesForUsers(offline), opOnline, body)
 	if len(missing) > 0 {
 		return nil, &statusError{503, fmt.Sprintf("nodes %s did not answer", strings.Join(missing, ", "))}
 	}
@@ -285,7 +285,7 @@ func (h *Hub) room(op byte, room string, users []string) (int, error) {
 		return n, hubErr(err)
 	}
 	body, _ := json.Marshal(roomBody{Room: room, Users: users})
-	answers, missing := h.ask(h.peers().NodesForUsers(users), op, body)
+	answers, missing := h.ask(h.remote.NodesForUsers(users), op, body)
 	for _, b := range answers {
 		var k int
 		if json.Unmarshal(b, &k) == nil {
