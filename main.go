@@ -19,7 +19,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -156,14 +155,14 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	api := n.APIAddr()
 	var clients []string
 	for _, a := range n.ClientAddrs() {
-		clients = append(clients, "ws://"+hostFor(a)+"/ws")
+		clients = append(clients, "ws://"+node.Dialable(a)+"/ws")
 	}
 	gossip := "off (standalone; --join or --gossip-addr starts clustering)"
 	if n.Clustered() {
 		gossip = n.GossipAddr() + ", forwarding " + n.Cluster().ForwardAddr()
 	}
 	fmt.Fprintf(w, "longlink node %q\n  clients: %s\n  api:     http://%s  (/v1/push, /metrics, /healthz)\n  cluster: %s\n",
-		n.Name(), strings.Join(clients, ", "), hostFor(api), gossip)
+		n.Name(), strings.Join(clients, ", "), node.Dialable(api), gossip)
 	if m := n.Loop().MaxConns(); m > 0 {
 		fmt.Fprintf(w, "  max connections: %d (--max-conns)\n", m)
 	}
@@ -171,7 +170,7 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 		fmt.Fprintf(w, "  max API connections: %d (--api-max-conns)\n", m)
 	}
 	if o.demo {
-		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", hostFor(api))
+		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", node.Dialable(api))
 	}
 	if devSecret {
 		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
@@ -186,20 +185,8 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
 		fmt.Fprintf(w, "\nTry it (two terminals):\n  go run . client --url ws://%s/ws --token %s\n"+
 			"  curl -H 'Authorization: Bearer %s' -d '{\"to\":{\"users\":[\"42\"]},\"data\":\"hello\"}' http://%s/v1/push\n\n",
-			hostFor(client), tok, o.cfg.Push.APIKeys[0], hostFor(api))
+			node.Dialable(client), tok, o.cfg.Push.APIKeys[0], node.Dialable(api))
 	}
-}
-
-// hostFor turns a listen address into one a local client can dial.
-func hostFor(addr string) string {
-	host, port, err := net.SplitHostPort(addr)
-	if err != nil {
-		return addr
-	}
-	if host == "" || host == "0.0.0.0" || host == "::" {
-		host = "127.0.0.1"
-	}
-	return net.JoinHostPort(host, port)
 }
 
 func token(args []string, stdout, stderr io.Writer) int {
@@ -249,7 +236,7 @@ func healthcheck(args []string, stderr io.Writer) int {
 		return 2
 	}
 	c := http.Client{Timeout: *timeout}
-	resp, err := c.Get("http://" + hostFor(*addr) + *path)
+	resp, err := c.Get("http://" + node.Dialable(*addr) + *path)
 	if err != nil {
 		fmt.Fprintf(stderr, "unhealthy: %v\n", err)
 		return 1

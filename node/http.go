@@ -43,10 +43,10 @@ func (n *Node) demo() http.Handler {
 	if d == nil {
 		return nil
 	}
-	client := dialable(n.ClientAddrs()[0])
+	client := Dialable(n.ClientAddrs()[0])
 	wc := web.Config{ClientURL: "ws://" + client + "/ws", EndpointURL: "http://" + client + "/v1/endpoint", DevToken: d.DevToken}
 	if d.Push {
-		wc.Push = web.PushTo("http://"+dialable(n.APIAddr())+"/v1/push", n.cfg.Push.APIKeys[0])
+		wc.Push = web.PushTo("http://"+Dialable(n.APIAddr())+"/v1/push", n.cfg.Push.APIKeys[0])
 	}
 	h, err := web.NewHandler(wc)
 	if err != nil {
@@ -55,8 +55,9 @@ func (n *Node) demo() http.Handler {
 	return h
 }
 
-// dialable turns a bound listen address into one this host can dial.
-func dialable(addr string) string {
+// Dialable turns a listen address into one a client on this host can dial: an
+// unspecified host (":8080", "0.0.0.0", "[::]") becomes 127.0.0.1.
+func Dialable(addr string) string {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return addr
