@@ -103,6 +103,10 @@ type Config struct {
 	// for one name arrive in order; it must be quick, must not block and must not call
 	// back into the Server.
 	OnPresence func(kind PresenceKind, name string, present bool)
+	// OnUpgrade, if set, finishes every upgrade: the connection is registered, then
+	// OnUpgrade runs on the loop and must call u.Done, there or later from any
+	// goroutine, before the handshake timeout (see streams.go). It must not block.
+	OnUpgrade func(u *Upgrade)
 
 	// Metrics is the set metrics are registered in. Nil: the default set.
 	Metrics *metrics.Set

@@ -44,6 +44,8 @@ type Conn struct {
 	deadline uint32 // handshake or close deadline in ticks; 0 = none
 	expires  uint32 // token expiry in ticks; 0 = none
 	seq      uint64 // sequence of the last delivery job written, to deliver once per job
+	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
+	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
 
 	// guarded by the registry shard of user; one of the room structures doc.go lists
 	rooms   []string

@@ -84,6 +84,85 @@ func (s *Server) Enqueue(frame []byte, t Targets, accepted int64) error {
 	return err
 }
 
+// SubmitStamped is Submit for a message stamped with its stream positions (see
+// streams.go). st must not be modified afterwards.
+func (s *Server) SubmitStamped(st *Stamped, accepted int64) (*Pending, error) {
+	d := &delivery{accepted: accepted, done: make(chan struct{})}
+	queued, offline, err := s.enqueueStamped(st, d)
+	if err != nil {
+		return nil, err
+	}
+	if !queued {
+		d = nil
+	}
+	return &Pending{s: s, d: d, offline: offline}, nil
+}
+
+// EnqueueStamped is Enqueue for a stamped message.
+func (s *Server) EnqueueStamped(st *Stamped, accepted int64) error {
+	d := &delivery{accepted: accepted, done: make(chan struct{})}
+	_, _, err := s.enqueueStamped(st, d)
+	return err
+}
+
+func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline []string, err error) {
+	shards := s.shardList()
+	if len(shards) == 0 {
+		for i := range st.Keys {
+			if st.Keys[i].Kind == KeyUser {
+				offline = append(offline, st.Keys[i].Name)
+			}
+		}
+		return false, offline, nil
+	}
+	type perShard struct {
+		conns []*Conn
+		keys  []int32
+	}
+	per := make([]perShard, len(shards))
+	var conns []*Conn
+	wide := false // rooms or all: every loop may have recipients
+	for i := range st.Keys {
+		k := &st.Keys[i]
+		if k.Kind != KeyUser {
+			wide = true
+			continue
+		}
+		conns = s.reg.userConns(conns[:0], k.Name)
+		if len(conns) == 0 {
+			offline = append(offline, k.Name)
+		}
+		for _, c := range conns {
+			if c.sh.idx < len(per) {
+				p := &per[c.sh.idx]
+				p.conns, p.keys = append(p.conns, c), append(p.keys, int32(i))
+			}
+		}
+	}
+	for _, id := range st.Conns {
+		if num, ok := s.connNum(id); ok {
+			if c := s.reg.conn(num); c != nil && c.sh.idx < len(per) {
+				p := &per[c.sh.idx]
+				p.conns, p.keys = append(p.conns, c), append(p.keys, -1)
+			}
+		}
+	}
+	var jobs []*job
+	for i, sh := range shards {
+		if len(per[i].conns) == 0 && (!wide || sh.nOpen.Load() == 0) {
+			continue
+		}
+		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh})
+	}
+	if len(jobs) == 0 {
+		return false, offline, nil
+	}
+	if err := s.enqueueAll(jobs, false); err != nil {
+		return false, nil, err
+	}
+	return true, offline, nil
+}
+
 // enqueueDelivery queues one job per loop with recipients. It also returns the users
 // among t.Users with no connection here, found while resolving them.
 func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued bool, offline []string, err error) {

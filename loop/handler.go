@@ -5,6 +5,7 @@ import (
 	"math"
 	"net"
 	"net/netip"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -75,6 +76,14 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	c.lastSeen = s.clock.ticks()
+	if c.w != nil {
+		// A client that sends before its 101 is early; its bytes wait, bounded.
+		if len(buf) > maxWaitingInbound {
+			s.m.handshakeFailure("early_data")
+			return gnet.Close
+		}
+		return gnet.None
+	}
 	off := 0
 	if c.state == stateHandshake {
 		n, action := s.handshake(c, buf)
@@ -212,7 +221,7 @@ func (s *Server) sendClose(c *Conn, code uint16, reason string) {
 // then wait up to CloseTimeout for the client's before dropping TCP.
 func (sh *shard) startClose(c *Conn, code uint16, reason string) {
 	s := sh.srv
-	if c.state == stateHandshake {
+	if c.state == stateHandshake || c.w != nil {
 		s.closeNow(c)
 		return
 	}
@@ -317,9 +326,28 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	// pushes, and a second connection it opens next is newer in the per-user order,
 	// however long this loop is descheduled between the two steps. Deliveries and
 	// closes for c run on this loop after this callback, so nothing overtakes the 101.
-	s.publish(c, id.Rooms)
-	c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
-	c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
+	c.v2 = protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2"
+	if s.cfg.OnUpgrade == nil {
+		s.publish(c, id.Rooms)
+		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
+		c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
+		return n, gnet.None
+	}
+	// The hub makes the streams' owners aware of c before its 101 (see streams.go):
+	// c is registered first and holds what arrives meanwhile.
+	u := &Upgrade{User: c.user, V2: c.v2, s: s, c: c, key: req.Key, protocol: protocol, loopSide: true}
+	if since := wsproto.QueryValue(req.RawQuery, "since"); since != "" {
+		u.Since, _ = url.QueryUnescape(since)
+	}
+	c.w = &waiting{u: u}
+	c.deadline = s.clock.ticks() + s.handshakeTicks
+	u.Rooms = s.publish(c, id.Rooms)
+	u.ConnID = c.ID()
+	s.cfg.OnUpgrade(u)
+	u.loopSide = false
+	if u.result != nil {
+		s.finishUpgrade(u, u.result)
+	}
 	return n, gnet.None
 }
 
@@ -342,8 +370,12 @@ func (s *Server) originAllowed(origin string) bool {
 	return false
 }
 
-// subprotocol is the protocol name a client offers in Sec-WebSocket-Protocol.
-const subprotocol = "longlink"
+// subprotocol is the protocol name a client offers in Sec-WebSocket-Protocol;
+// subprotocolV2 asks for the v2 protocol (streams.go).
+const (
+	subprotocol   = "longlink"
+	subprotocolV2 = "longlink.v2"
+)
 
 // tokenOf finds the client's token: ?token=, then Authorization: Bearer, then
 // Sec-WebSocket-Protocol (browsers cannot set headers, so they offer
@@ -360,7 +392,7 @@ func tokenOf(req *wsproto.Request) (token, protocol string) {
 	offered := false
 	for _, p := range req.Protocols {
 		switch {
-		case p == subprotocol:
+		case p == subprotocolV2 || p == subprotocol && protocol == "":
 			protocol = p
 		case token == "" && !offered:
 			token, offered = p, true
@@ -403,7 +435,7 @@ func (s *Server) connNum(id string) (uint64, bool) {
 
 // publish adds an upgraded connection to the registry and the loop's room index, and
 // evicts the user's oldest connection when the user is over MaxConnsPerUser.
-func (s *Server) publish(c *Conn, tokenRooms []string) {
+func (s *Server) publish(c *Conn, tokenRooms []string) []string {
 	evict, rooms := s.reg.add(c, tokenRooms, s.cfg.MaxConnsPerUser)
 	for _, room := range rooms {
 		c.sh.joinRoom(room, c)
@@ -412,6 +444,7 @@ func (s *Server) publish(c *Conn, tokenRooms []string) {
 		s.m.evictions.Inc()
 		s.closeOn(evict, CloseReplaced, "replaced: too many connections for this user")
 	}
+	return rooms
 }
 
 func (s *Server) unpublish(c *Conn) {

@@ -29,6 +29,8 @@ type job struct {
 	reason string
 	d      *delivery
 	target *shard // the loop this job is for
+	st     *Stamped
+	keys   []int32 // with st: the key index of each of conns (-1: a connection id)
 }
 
 // delivery tracks one Deliver call across loops.
@@ -99,6 +101,9 @@ func (sh *shard) start(j *job) bool {
 		j.finish(sh, 0)
 		return false
 	}
+	if j.st != nil {
+		return sh.startStamped(j)
+	}
 	// jobDeliver: collect recipients once; writes then dedupe by seq, so a connection
 	// named by several targets gets the message once.
 	snap := sh.snap[:0]
@@ -123,21 +128,73 @@ func (sh *shard) start(j *job) bool {
 	return true
 }
 
+// startStamped collects a stamped job's recipients with the key each matched, in the
+// order primary relies on: users and connection ids (j.conns), rooms as listed, all.
+func (sh *shard) startStamped(j *job) bool {
+	snap, keys := sh.snap[:0], sh.snapKey[:0]
+	snap = append(snap, j.conns...)
+	keys = append(keys, j.keys...)
+	for i := range j.st.Keys {
+		k := &j.st.Keys[i]
+		switch k.Kind {
+		case KeyRoom:
+			for c := range sh.rooms[k.Name] {
+				snap = append(snap, c)
+				keys = append(keys, int32(i))
+			}
+		case KeyAll:
+			for _, c := range sh.conns {
+				snap = append(snap, c)
+				keys = append(keys, int32(i))
+			}
+		}
+	}
+	sh.snap, sh.snapKey = snap, keys
+	sh.cursor = 0
+	sh.cur = j
+	if len(snap) == 0 {
+		sh.cur = nil
+		j.finish(sh, 0)
+		return false
+	}
+	return true
+}
+
 // step writes cur's frame to up to budget recipients and returns how many it tried.
 func (sh *shard) step(budget int) int {
 	j := sh.cur
 	end := min(sh.cursor+budget, len(sh.snap))
 	written := 0
-	for _, c := range sh.snap[sh.cursor:end] {
-		if sh.queueFrame(c, j.frame, j.seq) {
-			written++
+	if st := j.st; st != nil {
+		nbytes := 0
+		for i := sh.cursor; i < end; i++ {
+			c, k := sh.snap[i], int(sh.snapKey[i])
+			if c.state != stateOpen || c.seq == j.seq || !sh.primary(c, st, k) {
+				continue
+			}
+			f := st.frameFor(c, k)
+			var key *Key
+			if k >= 0 {
+				key = &st.Keys[k]
+			}
+			if sh.queueStamped(c, f, j.seq, key) {
+				written++
+				nbytes += len(f)
+			}
 		}
+		sh.bytesOut.Add(uint64(nbytes))
+	} else {
+		for _, c := range sh.snap[sh.cursor:end] {
+			if sh.queueFrame(c, j.frame, j.seq) {
+				written++
+			}
+		}
+		sh.bytesOut.Add(uint64(written * len(j.frame)))
 	}
 	tried := end - sh.cursor
 	sh.cursor = end
 	if written > 0 {
 		sh.framesOut.Add(uint64(written))
-		sh.bytesOut.Add(uint64(written * len(j.frame)))
 		if j.d != nil {
 			j.d.written.Add(int64(written))
 		}
@@ -145,6 +202,7 @@ func (sh *shard) step(budget int) int {
 	if sh.cursor == len(sh.snap) {
 		clear(sh.snap)
 		sh.snap = sh.snap[:0]
+		sh.snapKey = sh.snapKey[:0]
 		sh.cur = nil
 		if j.d != nil && j.d.accepted > 0 {
 			sh.srv.m.deliveryLatency.Observe(float64(time.Now().UnixNano()-j.d.accepted) / 1e9)

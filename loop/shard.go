@@ -26,6 +26,7 @@ type shard struct {
 	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
 	cur      *job                          // job being delivered in chunks
 	snap     []*Conn                       // recipients of cur, taken when it starts
+	snapKey  []int32                       // with a stamped cur: the key each of snap matched
 	cursor   int
 	sweepPos int
 	scratch  []byte         // frames built on the loop (pong, echo, close)
@@ -185,6 +186,15 @@ func (sh *shard) drain() {
 	sh.srv.pump <- sh
 }
 
+// queueStamped is queueFrame for a stamped message: a waiting connection holds it.
+func (sh *shard) queueStamped(c *Conn, frame []byte, seq uint64, k *Key) bool {
+	if c.w != nil {
+		c.seq = seq
+		return sh.hold(c, frame, k)
+	}
+	return sh.queueFrame(c, frame, seq)
+}
+
 // pendingWrite gathers the frames one connection gets in one drain call.
 type pendingWrite struct {
 	c      *Conn
@@ -199,6 +209,9 @@ func (sh *shard) queueFrame(c *Conn, frame []byte, seq uint64) bool {
 		return false
 	}
 	c.seq = seq
+	if c.w != nil {
+		return sh.hold(c, frame, nil)
+	}
 	if c.pend == 0 {
 		if sh.npending == len(sh.pending) {
 			sh.pending = append(sh.pending, pendingWrite{})

@@ -36,6 +36,14 @@ func (sh *shard) sweep() {
 				sh.sweepPos--
 			}
 		case stateOpen:
+			if c.w != nil {
+				if now >= c.deadline {
+					s.m.handshakeFailure("timeout")
+					s.closeNow(c)
+					sh.sweepPos--
+				}
+				continue
+			}
 			switch {
 			case c.expires != 0 && now >= c.expires:
 				sh.startClose(c, CloseTokenExpired, "token expired")

@@ -35,6 +35,9 @@ type Config struct {
 	// MaxTargets is how many users, connections and rooms together one
 	// message, or one room join/leave, may name. Zero means 10,000.
 	MaxTargets int
+	// MaxTTL is the longest "ttl" a push may ask its history to keep it. Zero means
+	// 24h.
+	MaxTTL time.Duration
 	// Hub delivers and answers presence queries. Required.
 	Hub Hub
 	// Metrics receives the API's metrics. Nil means the default set. Only
@@ -47,13 +50,14 @@ type Config struct {
 // Defaults returns the values zero fields of a Config stand for. New fills zero
 // fields from it, and flags show it.
 func Defaults() Config {
-	return Config{MaxBodyBytes: defaultMaxBody, MaxBatch: defaultMaxBatch, MaxTargets: defaultMaxTargets}
+	return Config{MaxBodyBytes: defaultMaxBody, MaxBatch: defaultMaxBatch, MaxTargets: defaultMaxTargets, MaxTTL: defaultMaxTTL}
 }
 
 const (
 	defaultMaxBody    = 1 << 20
 	defaultMaxBatch   = 1000
 	defaultMaxTargets = 10000
+	defaultMaxTTL     = 24 * time.Hour
 	// maxIDLen bounds every user id, connection id and room name so one
 	// request cannot make the hub index megabyte-long keys.
 	maxIDLen = 256
@@ -69,6 +73,7 @@ type API struct {
 	maxBody    int64
 	maxBatch   int
 	maxTargets int
+	maxTTL     time.Duration
 	idPrefix   string        // NodeID + "-"
 	seq        atomic.Uint64 // last message sequence; see nextID
 	keys       [][sha256.Size]byte
@@ -91,6 +96,10 @@ func New(cfg Config) (*API, error) {
 		maxBody:    cfg.MaxBodyBytes,
 		maxBatch:   cfg.MaxBatch,
 		maxTargets: cfg.MaxTargets,
+		maxTTL:     cfg.MaxTTL,
+	}
+	if a.maxTTL <= 0 {
+		a.maxTTL = defaultMaxTTL
 	}
 	for i, k := range cfg.APIKeys {
 		if k == "" {

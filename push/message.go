@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 )
 
 // Target names who receives a message. Any mix is allowed; a connection
@@ -30,13 +31,22 @@ type Message struct {
 	// Accepted is when the API accepted the message, in Unix nanoseconds; the
 	// node uses it for the delivery latency histogram.
 	Accepted int64
+	// JSON says Data is the text of a JSON value as pushed (object, number, ...);
+	// false for a JSON string's characters. v2 clients get the value back as is.
+	JSON bool
+	// NoHistory skips storing the message in its streams ("history": false).
+	NoHistory bool
+	// TTL is how long the message is kept for recovery; 0 means the node's default.
+	TTL time.Duration
 }
 
 // Binary encoding, version 1 (all integers are unsigned varints unless said):
 //
 //	version   1 byte, wireVersion
-//	flags     1 byte, bit 0 Binary, bit 1 To.All; other bits must be zero
+//	flags     1 byte, bit 0 Binary, bit 1 To.All, bit 2 JSON, bit 3 NoHistory;
+//	          other bits must be zero
 //	accepted  8 bytes, big-endian int64
+//	ttl       milliseconds
 //	id        length, bytes
 //	data      length, bytes
 //	users     count, then per item: length, bytes
@@ -46,11 +56,14 @@ type Message struct {
 // Nothing may follow. The version byte lets a newer node refuse, with an
 // error naming the version, what an older node cannot read during a rolling
 // upgrade, instead of misreading it.
-const wireVersion = 1
+const wireVersion = 2
 
 const (
-	flagBinary = 1 << 0
-	flagAll    = 1 << 1
+	flagBinary    = 1 << 0
+	flagAll       = 1 << 1
+	flagJSON      = 1 << 2
+	flagNoHistory = 1 << 3
+	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory
 )
 
 // ErrShortMessage is returned (wrapped, naming the field) by UnmarshalBinary
@@ -59,7 +72,7 @@ var ErrShortMessage = errors.New("push: encoded message is truncated")
 
 // EncodedSize returns len(m.AppendBinary(nil)).
 func (m *Message) EncodedSize() int {
-	n := 2 + 8 + uvarintLen(len(m.ID)) + len(m.ID) + uvarintLen(len(m.Data)) + len(m.Data)
+	n := 2 + 8 + uvarintLen(int(m.TTL.Milliseconds())) + uvarintLen(len(m.ID)) + len(m.ID) + uvarintLen(len(m.Data)) + len(m.Data)
 	for _, list := range [...][]string{m.To.Users, m.To.Connections, m.To.Rooms} {
 		n += uvarintLen(len(list))
 		for _, s := range list {
@@ -81,8 +94,15 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	if m.To.All {
 		flags |= flagAll
 	}
+	if m.JSON {
+		flags |= flagJSON
+	}
+	if m.NoHistory {
+		flags |= flagNoHistory
+	}
 	dst = append(dst, wireVersion, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Accepted))
+	dst = binary.AppendUvarint(dst, uint64(m.TTL.Milliseconds()))
 	dst = binary.AppendUvarint(dst, uint64(len(m.ID)))
 	dst = append(dst, m.ID...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
@@ -124,11 +144,15 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		return fmt.Errorf("push: encoded message has version %d, this node reads version %d", b[0], wireVersion)
 	}
 	flags := b[1]
-	if flags&^(flagBinary|flagAll) != 0 {
-		return fmt.Errorf("push: encoded message has unknown flag bits %#x", flags&^(flagBinary|flagAll))
+	if flags&^knownFlags != 0 {
+		return fmt.Errorf("push: encoded message has unknown flag bits %#x", flags&^knownFlags)
 	}
 	// First pass: validate and count so the second pass allocates exactly.
 	r := reader{b: b, off: 10}
+	ttl, err := r.uvarint("ttl", "milliseconds")
+	if err != nil {
+		return err
+	}
 	idLo, idHi, err := r.span("id")
 	if err != nil {
 		return err
@@ -185,6 +209,9 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		Data:     data,
 		Accepted: int64(binary.BigEndian.Uint64(b[2:10])),
 		To:       Target{Users: lists[0], Connections: lists[1], Rooms: lists[2], All: flags&flagAll != 0},
+		JSON:      flags&flagJSON != 0,
+		NoHistory: flags&flagNoHistory != 0,
+		TTL:       time.Duration(ttl) * time.Millisecond,
 	}
 	if m.Data == nil {
 		m.Data = []byte{}

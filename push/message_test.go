@@ -73,8 +73,8 @@ func TestUnmarshalBinaryErrors(t *testing.T) {
 		}
 	}
 	f("empty", nil, "the header alone is 10")
-	f("version", append([]byte{2}, valid[1:]...), "version 2")
-	f("flags", append([]byte{1, 0x80}, valid[2:]...), "unknown flag bits 0x80")
+	f("version", append([]byte{1}, valid[1:]...), "version 1")
+	f("flags", append([]byte{2, 0x80}, valid[2:]...), "unknown flag bits 0x80")
 	f("trailing", append(append([]byte{}, valid...), 0), "1 unexpected bytes after the rooms")
 	f("huge count", append(append([]byte{}, valid[:len(valid)-2]...), 0xff, 0x01), "impossible connections count")
 	for cut := 10; cut < len(valid); cut++ {

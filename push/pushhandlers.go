@@ -19,11 +19,13 @@ type pushRequest struct {
 	To         Target          `json:"to"`
 	Data       json.RawMessage `json:"data"`
 	DataBase64 json.RawMessage `json:"data_base64"`
+	TTL        string          `json:"ttl"`
+	History    *bool           `json:"history"`
 }
 
 // pushFields and batchFields name the accepted fields in unknown-field errors.
 const (
-	pushFields  = "to (users, connections, rooms, all), data, data_base64"
+	pushFields  = "to (users, connections, rooms, all), data, data_base64, ttl, history"
 	batchFields = "messages"
 )
 
@@ -136,6 +138,19 @@ func (a *API) message(req *pushRequest) (*Message, *apiError) {
 	}
 	data, b64 := present(req.Data), present(req.DataBase64)
 	m := &Message{To: req.To}
+	if req.History != nil && !*req.History {
+		m.NoHistory = true
+	}
+	if req.TTL != "" {
+		d, err := time.ParseDuration(req.TTL)
+		switch {
+		case err != nil:
+			return nil, badRequest("ttl %q is not a duration such as \"30s\" or \"5m\"", req.TTL)
+		case d < time.Second || d > a.maxTTL:
+			return nil, badRequest("ttl %s is out of range: 1s to %s", req.TTL, a.maxTTL)
+		}
+		m.TTL = d
+	}
 	switch {
 	case data != nil && b64 != nil:
 		return nil, badRequest("give exactly one of data and data_base64, not both")
@@ -148,6 +163,7 @@ func (a *API) message(req *pushRequest) (*Message, *apiError) {
 		if data[0] != '"' {
 			// Any other JSON value is sent as its JSON text, as given.
 			m.Data = data
+			m.JSON = true
 			break
 		}
 		if bytes.IndexByte(data, '\\') < 0 {

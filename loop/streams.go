@@ -1,0 +1,363 @@
+package loop
+
+import (
+	"context"
+	"encoding/base64"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unicode/utf8"
+
+	"github.com/panjf2000/gnet/v2"
+
+	"longlink/wsproto"
+)
+
+// Streams and the v2 protocol, as the loop sees them.
+//
+// The hub stamps each message with its position in every stream it was appended to
+// (user:<id>, room:<name>, all) and hands the loop a Stamped delivery. Plain clients get
+// Stamped.Plain, exactly the pushed bytes; v2 clients get a JSON envelope per stream,
+// encoded once per (message, stream) and shared by every v2 recipient of that stream.
+//
+// A message can reach this node in several copies, one per stream owner (each owner
+// covers the streams it owns). Each connection takes it from exactly one copy: the one
+// that covers the first of the message's targets it matches, in the order users, rooms
+// (as listed), all, connection ids (see primary).
+//
+// An upgrade can wait before its 101: the connection is registered (so pushes reach it),
+// then Config.OnUpgrade asks the streams' owners to know this node holds it and, for a
+// v2 client resuming, for what it missed. Until Upgrade.Done the connection's frames are
+// held; Done writes the 101, the frames the hub built (welcome, replay), and then the
+// held frames the replay did not already cover.
+
+// KeyKind is the kind of stream a Key names.
+type KeyKind uint8
+
+const (
+	KeyUser KeyKind = iota
+	KeyRoom
+	KeyAll
+)
+
+// Key is one stream a Stamped message covers, with the message's position in it.
+type Key struct {
+	Kind   KeyKind
+	Name   string // user id, room name; "" for all
+	Stream string // "user:<id>", "room:<name>", "all"
+	Epoch  string // "" when the message was not stored (history off)
+	Offset uint64
+
+	v2 atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
+}
+
+// Stamped is one copy of a message for this node's loops.
+type Stamped struct {
+	ID     string
+	Binary bool
+	JSON   bool // Data is a JSON value's text; otherwise a string's characters
+	Data   []byte
+	Plain  []byte // PrepareFrame(Binary, Data)
+	Keys   []Key
+	// Conns are connection ids this copy covers (targets without a stream).
+	Conns []string
+	// Full is every target of the message when other copies cover some of them, so a
+	// connection matched here and there takes it once. Nil: this copy is the only one.
+	Full *Targets
+
+	usersOnce sync.Once
+	users     map[string]struct{}
+	conn      atomic.Pointer[[]byte] // v2 frame for connection-id recipients
+}
+
+// Head is a stream position in an UpgradeResult.
+type Head struct {
+	Epoch  string
+	Offset uint64
+}
+
+// Upgrade is a handshake waiting for Config.OnUpgrade to finish it.
+type Upgrade struct {
+	ConnID string
+	User   string
+	Rooms  []string // the connection's rooms (token and inherited)
+	V2     bool
+	Since  string // the ?since= value, URL-decoded; "" when absent
+
+	s        *Server
+	c        *Conn
+	key      string
+	protocol string
+	loopSide bool // OnUpgrade is still running on the loop
+	result   *UpgradeResult
+	done     atomic.Bool
+}
+
+// UpgradeResult finishes an Upgrade.
+type UpgradeResult struct {
+	// Err refuses the upgrade with this status and reason (503: retry).
+	Err *AuthError
+	// Frames are written right after the 101, in order (welcome, replay).
+	Frames [][]byte
+	// Heads: a held frame of a stream at or below its head here was in Frames already
+	// (v2 connections only).
+	Heads map[string]Head
+}
+
+// Done finishes the upgrade. Any goroutine may call it, once; later calls are ignored.
+func (u *Upgrade) Done(r UpgradeResult) {
+	if !u.done.CompareAndSwap(false, true) {
+		return
+	}
+	if u.loopSide {
+		u.result = &r
+		return
+	}
+	sh := u.c.sh
+	_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		u.s.finishUpgrade(u, &r)
+		return nil
+	}))
+}
+
+// waiting is a connection's state between its registration and its 101.
+type waiting struct {
+	u     *Upgrade
+	held  []heldFrame
+	bytes int
+}
+
+type heldFrame struct {
+	frame  []byte
+	stream string // "" for frames of no stream
+	epoch  string
+	offset uint64
+}
+
+// maxHeld bounds the frames held for one waiting connection; past it (or past
+// MaxOutbound bytes) the connection is closed: its client retries.
+const maxHeld = 1024
+
+// maxWaitingInbound is what a waiting client may send before its 101 (it should send
+// nothing) before it is dropped.
+const maxWaitingInbound = 64 << 10
+
+// hold keeps frame for c until its 101. It reports false when c is over its bounds
+// (and closes it).
+func (sh *shard) hold(c *Conn, frame []byte, k *Key) bool {
+	w := c.w
+	if len(w.held) >= maxHeld || w.bytes+len(frame) > sh.srv.cfg.MaxOutbound {
+		sh.srv.m.handshakeFailure("held_overflow")
+		sh.srv.closeNow(c)
+		return false
+	}
+	h := heldFrame{frame: frame}
+	if k != nil {
+		h.stream, h.epoch, h.offset = k.Stream, k.Epoch, k.Offset
+	}
+	w.held = append(w.held, h)
+	w.bytes += len(frame)
+	return true
+}
+
+// finishUpgrade runs on c's loop: it writes the 101 and what follows, or the refusal.
+func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
+	c := u.c
+	if c.state != stateOpen || c.w == nil || c.w.u != u {
+		return // closed (timeout, kick, drain) while waiting
+	}
+	w := c.w
+	if r.Err != nil {
+		c.w = nil
+		s.m.handshakeFailure("streams")
+		st := r.Err.Status
+		if st == 0 {
+			st = 503
+		}
+		c.sh.scratch = wsproto.AppendHTTPError(c.sh.scratch[:0], &wsproto.HTTPError{Status: st, Reason: r.Err.Reason, Header: "Retry-After: 1\r\n"})
+		c.gc.Write(c.sh.scratch)
+		s.closeNow(c)
+		return
+	}
+	c.w = nil
+	frames := make([][]byte, 0, 1+len(r.Frames)+len(w.held))
+	frames = append(frames, wsproto.AppendUpgradeResponse(nil, u.key, u.protocol))
+	frames = append(frames, r.Frames...)
+	for _, h := range w.held {
+		if c.v2 && h.epoch != "" {
+			if hd, ok := r.Heads[h.stream]; ok && hd.Epoch == h.epoch && h.offset <= hd.Offset {
+				continue
+			}
+		}
+		frames = append(frames, h.frame)
+	}
+	n := 0
+	for _, f := range frames[1:] {
+		n += len(f)
+	}
+	c.gc.Writev(frames) // on failure gnet closes c; OnClose unpublishes it
+	c.sh.framesOut.Add(uint64(len(frames) - 1))
+	c.sh.bytesOut.Add(uint64(n))
+	c.deadline = s.clock.ticks() + s.pingTicks
+}
+
+// primary reports whether connection c, matched through key index k of st (-1: a
+// connection id), takes st from this copy: no earlier target of the whole message
+// matches it. Targets in this copy that come earlier were tried first and set c.seq.
+func (sh *shard) primary(c *Conn, st *Stamped, k int) bool {
+	f := st.Full
+	if f == nil {
+		return true
+	}
+	rank := len(f.Rooms) + 2 // connection id
+	if k >= 0 {
+		key := &st.Keys[k]
+		switch key.Kind {
+		case KeyUser:
+			return true
+		case KeyRoom:
+			for i, r := range f.Rooms {
+				if r == key.Name {
+					rank = 1 + i
+					break
+				}
+			}
+		case KeyAll:
+			rank = 1 + len(f.Rooms)
+		}
+	}
+	if st.hasUser(c.user) {
+		return false
+	}
+	for i := 0; i < len(f.Rooms) && 1+i < rank; i++ {
+		if _, in := sh.rooms[f.Rooms[i]][c]; in {
+			return false
+		}
+	}
+	return !(f.All && 1+len(f.Rooms) < rank)
+}
+
+func (st *Stamped) hasUser(u string) bool {
+	users := st.Full.Users
+	if len(users) <= 16 {
+		for _, x := range users {
+			if x == u {
+				return true
+			}
+		}
+		return false
+	}
+	st.usersOnce.Do(func() {
+		st.users = make(map[string]struct{}, len(users))
+		for _, x := range users {
+			st.users[x] = struct{}{}
+		}
+	})
+	_, ok := st.users[u]
+	return ok
+}
+
+// frameFor returns what c gets of st through key index k (-1: a connection id).
+func (st *Stamped) frameFor(c *Conn, k int) []byte {
+	if !c.v2 {
+		return st.Plain
+	}
+	var p *atomic.Pointer[[]byte]
+	var key *Key
+	if k >= 0 {
+		key = &st.Keys[k]
+		p = &key.v2
+	} else {
+		p = &st.conn
+	}
+	if f := p.Load(); f != nil {
+		return *f
+	}
+	f := st.appendV2(nil, key)
+	p.Store(&f)
+	return f
+}
+
+// appendV2 appends the v2 envelope of st in stream key (nil: none) as a text frame.
+func (st *Stamped) appendV2(dst []byte, key *Key) []byte {
+	b := make([]byte, 0, len(st.Data)*4/3+128)
+	b = append(b, `{"type":"push","id":`...)
+	b = AppendJSONString(b, st.ID)
+	if key != nil {
+		b = append(b, `,"stream":`...)
+		b = AppendJSONString(b, key.Stream)
+		if key.Epoch != "" {
+			b = append(b, `,"epoch":`...)
+			b = AppendJSONString(b, key.Epoch)
+			b = append(b, `,"offset":`...)
+			b = strconv.AppendUint(b, key.Offset, 10)
+		}
+	}
+	b = AppendData(b, st.Binary, st.JSON, st.Data)
+	b = append(b, '}')
+	return wsproto.AppendFrame(dst, wsproto.KindText, b)
+}
+
+// AppendData appends `,"data":...` or `,"data_base64":"..."` for a message's bytes.
+func AppendData(b []byte, binary, isJSON bool, data []byte) []byte {
+	switch {
+	case binary:
+		b = append(b, `,"data_base64":"`...)
+		b = base64.StdEncoding.AppendEncode(b, data)
+		b = append(b, '"')
+	case isJSON:
+		b = append(b, `,"data":`...)
+		b = append(b, data...)
+	default:
+		b = append(b, `,"data":`...)
+		b = AppendJSONString(b, string(data))
+	}
+	return b
+}
+
+// AppendJSONString appends s as a JSON string (RFC 8259), escaping what must be and
+// replacing invalid UTF-8 with U+FFFD.
+func AppendJSONString(b []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			if c >= 0x20 && c != '"' && c != '\\' {
+				i++
+				continue
+			}
+			b = append(b, s[start:i]...)
+			switch c {
+			case '"', '\\':
+				b = append(b, '\\', c)
+			case '\n':
+				b = append(b, '\\', 'n')
+			case '\r':
+				b = append(b, '\\', 'r')
+			case '\t':
+				b = append(b, '\\', 't')
+			default:
+				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
+			}
+			i++
+			start = i
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, s[start:i]...)
+			b = append(b, `\ufffd`...)
+			i += size
+			start = i
+			continue
+		}
+		i += size
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+func timeNow() int64 { return time.Now().UnixNano() }
