@@ -117,6 +117,12 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.StringVar(&c.Cluster.ClusterKey, "cluster-key", "", "cluster secret: base64 of 16, 24 or 32 random bytes (longlink keygen prints one); encrypts gossip and authenticates forwarding; required unless the cluster listens on loopback only")
 	fs.IntVar(&c.Cluster.MaxPeerRoutes, "cluster-max-routes", d.Cluster.MaxPeerRoutes, "users plus rooms one peer may advertise; a peer over it is disconnected and treated as holding everyone")
 
+	fs.IntVar(&c.Hub.Replicas, "replicas", d.Hub.Replicas, "nodes that store each stream's history, its owner included; a push is answered once stored on that many (fewer when fewer are alive)")
+	fs.IntVar(&c.Hub.History.Size, "history-size", d.Hub.History.Size, "messages kept per stream (user, room, all) for clients that reconnect")
+	fs.DurationVar(&c.Hub.History.TTL, "history-ttl", d.Hub.History.TTL, "how long a message is kept for recovery unless its push says \"ttl\"")
+	fs.Int64Var(&c.Hub.History.MaxBytes, "history-max-bytes", d.Hub.History.MaxBytes, "bytes of history this node keeps for all streams together; over it the oldest messages go first")
+	fs.DurationVar(&c.Hub.StoreTimeout, "store-timeout", d.Hub.StoreTimeout, "how long a push keeps trying to store its message on its streams' owners (failover) before it is answered 503")
+
 	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn, error")

@@ -50,6 +50,10 @@ type Cluster struct {
 
 	alive atomic.Pointer[[]string] // sorted peer names with a link
 
+	membersChanged chan struct{} // signalled when alive changes; see membersLoop
+	flushMu        sync.Mutex    // one route flush at a time, so deltas stay in order
+	flushBuf       []byte        // guarded by flushMu
+
 	memMu   sync.RWMutex
 	members map[string]*memberInfo
 	peers   map[string]*peer
@@ -88,18 +92,19 @@ func New(cfg Config) (*Cluster, error) {
 		cfg.Logger.Warn("cluster: no cluster key: gossip is not encrypted and any process on this host can join; loopback development only")
 	}
 	c := &Cluster{
-		cfg:       cfg,
-		log:       cfg.Logger,
-		fwdKey:    forwardKey(cfg.ClusterName, gossipKey),
-		epoch:     binary.BigEndian.Uint64(eb[:]),
-		local:     newLocalRoutes(),
-		remote:    newRemoteRoutes(),
-		stop:      make(chan struct{}),
-		metaDirty: make(chan struct{}, 1),
-		members:   map[string]*memberInfo{},
-		peers:     map[string]*peer{},
-		inbound:   map[uint64]inboundConn{},
-		req:       newRequests(cfg.MaxAnswering),
+		cfg:            cfg,
+		log:            cfg.Logger,
+		fwdKey:         forwardKey(cfg.ClusterName, gossipKey),
+		epoch:          binary.BigEndian.Uint64(eb[:]),
+		local:          newLocalRoutes(),
+		remote:         newRemoteRoutes(),
+		stop:           make(chan struct{}),
+		membersChanged: make(chan struct{}, 1),
+		metaDirty:      make(chan struct{}, 1),
+		members:        map[string]*memberInfo{},
+		peers:          map[string]*peer{},
+		inbound:        map[uint64]inboundConn{},
+		req:            newRequests(cfg.MaxAnswering),
 
 		unauthedByIP: map[string]int{},
 	}
@@ -148,10 +153,11 @@ func (c *Cluster) Start() error {
 		return fmt.Errorf("cluster: cannot publish node meta: %w", err)
 	}
 
-	c.wg.Add(3)
+	c.wg.Add(4)
 	go c.acceptLoop()
 	go c.flushLoop()
 	go c.metaLoop()
+	go c.membersLoop()
 	if len(cfg.Join) > 0 {
 		if n, err := c.ml.Join(cfg.Join); n == 0 {
 			c.log.Warn("cluster: no peer reachable, retrying in background", "join", cfg.Join, "err", err)
@@ -460,35 +466,63 @@ func (c *Cluster) shutdown() {
 	c.m.close()
 }
 
+// membersLoop reports membership changes to Config.OnMembers.
+func (c *Cluster) membersLoop() {
+	defer c.wg.Done()
+	if c.cfg.OnMembers == nil {
+		return
+	}
+	c.cfg.OnMembers(c.AliveNodes())
+	for {
+		select {
+		case <-c.stop:
+			return
+		case <-c.membersChanged:
+			c.cfg.OnMembers(c.AliveNodes())
+		}
+	}
+}
+
+// FlushRoutes ships the pending route delta to every peer now, instead of at the
+// next flush tick: a caller that then sends a request to a peer knows the peer
+// applies the delta first (one link, in order).
+func (c *Cluster) FlushRoutes() {
+	if c == nil || !c.started {
+		return
+	}
+	c.flushMu.Lock()
+	defer c.flushMu.Unlock()
+	var ops int
+	var overflow bool
+	c.flushBuf, ops, overflow = c.local.takeDelta(c.flushBuf[:0], c.epoch)
+	if ops > 0 || overflow {
+		c.memMu.RLock()
+		for _, p := range c.peers {
+			if overflow {
+				p.requestSnapshot()
+			} else {
+				p.enqueueFrame(c.flushBuf)
+			}
+		}
+		c.memMu.RUnlock()
+	}
+	if cap(c.flushBuf) > retainBytes {
+		c.flushBuf = nil
+	}
+}
+
 // flushLoop ships pending route deltas to every peer and does housekeeping.
 func (c *Cluster) flushLoop() {
 	defer c.wg.Done()
 	t := time.NewTicker(flushInterval)
 	defer t.Stop()
-	var frame []byte
 	lastPrune := time.Now()
 	for {
 		select {
 		case <-c.stop:
 			return
 		case now := <-t.C:
-			var ops int
-			var overflow bool
-			frame, ops, overflow = c.local.takeDelta(frame[:0], c.epoch)
-			if ops > 0 || overflow {
-				c.memMu.RLock()
-				for _, p := range c.peers {
-					if overflow {
-						p.requestSnapshot()
-					} else {
-						p.enqueueFrame(frame)
-					}
-				}
-				c.memMu.RUnlock()
-			}
-			if cap(frame) > retainBytes {
-				frame = nil
-			}
+			c.FlushRoutes()
 			if now.Sub(lastPrune) > time.Second {
 				lastPrune = now
 				c.pruneMembers(now)

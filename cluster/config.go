@@ -85,6 +85,10 @@ type Config struct {
 	// are sent back to from; nil sends nothing and the asker times out. Nil
 	// OnRequest drops every request (counted, like a request over MaxAnswering).
 	OnRequest func(from string, body []byte) []byte
+	// OnMembers, if set, is called with AliveNodes after the set of live peers
+	// changed (and once at Start), on one goroutine of the cluster's, so calls
+	// never overlap; changes in quick succession may be reported once.
+	OnMembers func(alive []string)
 	// RequestTimeout bounds how long Request and Ask wait for answers when their
 	// context has no earlier deadline. Zero means 2s.
 	RequestTimeout time.Duration

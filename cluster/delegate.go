@@ -158,6 +158,10 @@ func (c *Cluster) rebuildAliveLocked() {
 	}
 	slices.Sort(names)
 	c.alive.Store(&names)
+	select {
+	case c.membersChanged <- struct{}{}:
+	default:
+	}
 }
 
 // pruneMembers forgets dead/left members after forgetAfter.

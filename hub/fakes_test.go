@@ -209,6 +209,8 @@ func (n *fakeNet) add(t testing.TB, name string, mod func(*Config)) (*Hub, *fake
 	n.mu.Lock()
 	n.hubs[name], n.local[name] = h, l
 	n.mu.Unlock()
+	t.Cleanup(h.Close)
+	n.members()
 	return h, l
 }
 
@@ -303,4 +305,64 @@ func (r *fakeRemote) note(kind, name string, present bool) {
 		s = "+"
 	}
 	r.presence = append(r.presence, kind+s+name)
+}
+
+func stampedTargets(st *loop.Stamped) loop.Targets {
+	var t loop.Targets
+	for i := range st.Keys {
+		k := &st.Keys[i]
+		switch k.Kind {
+		case loop.KeyUser:
+			t.Users = append(t.Users, k.Name)
+		case loop.KeyRoom:
+			t.Rooms = append(t.Rooms, k.Name)
+		case loop.KeyAll:
+			t.All = true
+		}
+	}
+	t.Connections = st.Conns
+	return t
+}
+
+func (l *fakeLocal) SubmitStamped(st *loop.Stamped, accepted int64) (Pending, error) {
+	return l.Submit(st.Plain, stampedTargets(st), accepted)
+}
+
+func (l *fakeLocal) EnqueueStamped(st *loop.Stamped, accepted int64) error {
+	return l.Enqueue(st.Plain, stampedTargets(st), accepted)
+}
+
+func (r *fakeRemote) FlushRoutes() {}
+
+func (r *fakeRemote) Request(_ context.Context, node string, body []byte) ([]byte, error) {
+	r.net.mu.Lock()
+	h, down := r.net.hubs[node], r.net.down[node]
+	r.net.mu.Unlock()
+	if h == nil || down || node == r.self {
+		return nil, context.DeadlineExceeded
+	}
+	out := h.OnRequest(r.self, slices.Clone(body))
+	if out == nil {
+		return nil, context.DeadlineExceeded
+	}
+	return out, nil
+}
+
+// members tells every hub on the net who is alive (the cluster's OnMembers).
+func (n *fakeNet) members() {
+	n.mu.Lock()
+	hubs := make(map[string]*Hub, len(n.hubs))
+	for k, v := range n.hubs {
+		hubs[k] = v
+	}
+	n.mu.Unlock()
+	for name, h := range hubs {
+		var others []string
+		for o := range hubs {
+			if o != name {
+				others = append(others, o)
+			}
+		}
+		h.OnMembers(others)
+	}
 }

@@ -50,6 +50,7 @@ func FuzzPeerMessage(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
+	f.Cleanup(h.Close)
 	f.Fuzz(func(t *testing.T, in []byte) {
 		h.OnMessage("peer", in)
 		h.OnRequest("peer", in)

@@ -13,6 +13,7 @@ import (
 
 	"longlink/loop"
 	"longlink/push"
+	"longlink/stream"
 )
 
 // Local is what the hub needs of this node's event loops (*loop.Server, through
@@ -21,6 +22,8 @@ import (
 type Local interface {
 	Submit(frame []byte, t loop.Targets, accepted int64) (Pending, error)
 	Enqueue(frame []byte, t loop.Targets, accepted int64) error
+	SubmitStamped(st *loop.Stamped, accepted int64) (Pending, error)
+	EnqueueStamped(st *loop.Stamped, accepted int64) error
 	UserConnections(user string) []loop.ConnInfo
 	RoomMembers(room string) loop.RoomInfo
 	Offline(users []string) []string
@@ -52,6 +55,14 @@ func (l loopLocal) Submit(frame []byte, t loop.Targets, accepted int64) (Pending
 	return p, nil
 }
 
+func (l loopLocal) SubmitStamped(st *loop.Stamped, accepted int64) (Pending, error) {
+	p, err := l.Server.SubmitStamped(st, accepted)
+	if err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
 // Remote is what the hub needs of the cluster: *cluster.Cluster satisfies it, and
 // a nil *cluster.Cluster (a standalone node) is a valid Remote that reaches no one.
 // Every method is safe for concurrent use; only Ask blocks (bounded by its ctx and
@@ -62,6 +73,9 @@ type Remote interface {
 	NodesForUsers(users []string) []string
 	NodesForRooms(rooms []string) []string
 	Ask(ctx context.Context, nodes []string, body []byte) (answers map[string][]byte, missing []string)
+	Request(ctx context.Context, node string, body []byte) ([]byte, error)
+	// FlushRoutes sends the pending routing delta to every peer now.
+	FlushRoutes()
 	SetLocalUser(user string, present bool)
 	SetLocalRoom(room string, present bool)
 }
@@ -82,6 +96,13 @@ type Config struct {
 	// Draining reports whether the node is shutting down: Deliver then refuses
 	// with 503 and Stats says so. Nil means never.
 	Draining func() bool
+	// History bounds the streams' history on this node (stream.Defaults()).
+	History stream.Config
+	// Replicas is how many nodes store each stream (owner included). Zero means 2.
+	Replicas int
+	// StoreTimeout bounds how long Deliver keeps trying to store a message on its
+	// streams' owners (they may be failing over). Zero means 5s.
+	StoreTimeout time.Duration
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -89,10 +110,13 @@ type Config struct {
 }
 
 // Defaults returns the values zero fields of a Config stand for.
-func Defaults() Config { return Config{QueryTimeout: defaultQueryTimeout} }
+func Defaults() Config {
+	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout}
+}
 
 const (
 	defaultQueryTimeout = 2 * time.Second
+	defaultStoreTimeout = 5 * time.Second
 	// deliverTimeout bounds how long Deliver waits for the local writes.
 	deliverTimeout = 10 * time.Second
 )
@@ -107,6 +131,8 @@ type Hub struct {
 	draining     func() bool
 	log          *slog.Logger
 	forwardDrops *metrics.Counter
+	st           *streams
+	m            hubMetrics
 }
 
 var _ push.Hub = (*Hub)(nil)
@@ -124,6 +150,15 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.QueryTimeout == 0 {
 		cfg.QueryTimeout = defaultQueryTimeout
+	}
+	if cfg.Replicas < 0 {
+		return nil, fmt.Errorf("hub: Config.Replicas %d must not be negative", cfg.Replicas)
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = defaultReplicas
+	}
+	if cfg.StoreTimeout <= 0 {
+		cfg.StoreTimeout = defaultStoreTimeout
 	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
@@ -144,8 +179,17 @@ func New(cfg Config) (*Hub, error) {
 	if h.remote = cfg.Remote; h.remote == nil {
 		h.remote = standalone{}
 	}
+	h.m = newHubMetrics(cfg.Metrics)
+	h.st = newStreams(h, cfg)
+	h.m.register(cfg.Metrics, h.st.store)
 	return h, nil
 }
+
+// Close stops the hub's goroutines; appends still queued are refused.
+func (h *Hub) Close() { h.st.close() }
+
+// OnMembers is the cluster's membership callback: alive are the live peers.
+func (h *Hub) OnMembers(alive []string) { h.st.onMembers(alive) }
 
 // standalone is the Remote of a node without a cluster.
 type standalone struct{}
@@ -156,6 +200,10 @@ func (standalone) NodesForUsers([]string) []string { return nil }
 func (standalone) NodesForRooms([]string) []string { return nil }
 func (standalone) SetLocalUser(string, bool)       {}
 func (standalone) SetLocalRoom(string, bool)       {}
+func (standalone) FlushRoutes()                    {}
+func (standalone) Request(context.Context, string, []byte) ([]byte, error) {
+	return nil, errors.New("hub: no cluster")
+}
 func (standalone) Ask(_ context.Context, nodes []string, _ []byte) (map[string][]byte, []string) {
 	return map[string][]byte{}, slices.Clone(nodes)
 }
@@ -211,6 +259,13 @@ func (h *Hub) Deliver(m *push.Message) (push.Result, error) {
 	if h.draining() {
 		return res, errDraining
 	}
+	return h.st.deliver(m)
+}
+
+// deliverPlain is the delivery of a node without streams (kept for comparison in
+// benchmarks): local first, then forward by the routing table.
+func (h *Hub) deliverPlain(m *push.Message) (push.Result, error) {
+	var res push.Result
 	frame := loop.PrepareFrame(m.Binary, m.Data)
 	pending, err := h.local.Submit(frame, toTargets(m.To), m.Accepted)
 	if err != nil {
@@ -293,6 +348,10 @@ func offlineByTable(r Remote, local []string) []string {
 // peer's link reader, so one peer's pushes are handled in order; payload is valid
 // only during the call.
 func (h *Hub) OnMessage(from string, payload []byte) {
+	if len(payload) > 0 && payload[0] == wireStamped {
+		h.st.onStamped(from, payload[1:])
+		return
+	}
 	if len(payload) == 0 || payload[0] != wirePush {
 		return // nothing else travels as data; a newer peer's kind is skipped
 	}

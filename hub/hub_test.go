@@ -24,7 +24,10 @@ func httpStatus(err error) int {
 func TestNewValidates(t *testing.T) {
 	f := func(cfg Config, want string) {
 		t.Helper()
-		if _, err := New(cfg); err == nil || !bytes.Contains([]byte(err.Error()), []byte(want)) {
+		if h, err := New(cfg); err == nil {
+			h.Close()
+			t.Fatalf("New accepted a config without %s", want)
+		} else if !bytes.Contains([]byte(err.Error()), []byte(want)) {
 			t.Fatalf("New(%+v) = %v, want an error naming %s", cfg, err, want)
 		}
 	}
@@ -33,11 +36,24 @@ func TestNewValidates(t *testing.T) {
 	f(Config{NodeName: "a", Local: newFakeLocal(), QueryTimeout: -1}, "QueryTimeout")
 }
 
-func TestDeliverQueuesLocallyThenForwards(t *testing.T) {
+// holds counts how often l was handed a copy naming user (submitted or enqueued).
+func copiesFor(l *fakeLocal, user string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := 0
+	for _, t := range l.targets {
+		if slices.Contains(t.Users, user) {
+			n++
+		}
+	}
+	return n
+}
+
+func TestDeliverReachesEveryHolderOnceAndStoresTwice(t *testing.T) {
 	net := newFakeNet()
 	a, la := net.add(t, "a", nil)
 	_, lb := net.add(t, "b", nil)
-	net.add(t, "c", nil)
+	_, lc := net.add(t, "c", nil)
 	la.addConn("here", "a.1-1", 1)
 	lb.addConn("there", "b.1-1", 1)
 	m := &push.Message{ID: "a-1", Data: []byte("hello"), To: push.Target{Users: []string{"here", "there", "nobody"}}}
@@ -45,38 +61,30 @@ func TestDeliverQueuesLocallyThenForwards(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Delivered != 1 || res.Forwarded != 1 || !slices.Equal(res.OfflineUsers, []string{"nobody"}) {
-		t.Fatalf("result %+v", res)
+	if res.Stored != 2 || !slices.Equal(res.OfflineUsers, []string{"nobody"}) {
+		t.Fatalf("result %+v, want stored 2 and nobody offline", res)
 	}
-	frame := loop.PrepareFrame(false, []byte("hello"))
-	if len(la.submitted) != 1 || !bytes.Equal(la.submitted[0], frame) {
-		t.Fatalf("local submit %q", la.submitted)
+	if copiesFor(la, "here") != 1 || copiesFor(lb, "there") != 1 {
+		t.Fatalf("copies: a got %d for here, b %d for there; want 1 each", copiesFor(la, "here"), copiesFor(lb, "there"))
 	}
-	if len(lb.enqueued) != 1 || !bytes.Equal(lb.enqueued[0], frame) || !slices.Equal(lb.targets[0].Users, m.To.Users) {
-		t.Fatalf("b enqueued %q for %+v", lb.enqueued, lb.targets)
+	if copiesFor(lc, "here")+copiesFor(lc, "there") > 2 {
+		t.Fatal("c was sent copies for users it does not hold")
 	}
-	if net.sends["c"] != 0 {
-		t.Fatal("forwarded to c, which holds no recipient")
+	// Every stream is held by its owner and one replica.
+	for _, u := range m.To.Users {
+		held := 0
+		for _, h := range []*Hub{net.hubs["a"], net.hubs["b"], net.hubs["c"]} {
+			if p, ok := h.st.store.Head("user:" + u); ok && p.Offset == 1 {
+				held++
+			}
+		}
+		if held != 2 {
+			t.Fatalf("user:%s is stored on %d nodes, want 2", u, held)
+		}
 	}
 }
 
-func TestDeliverRefusedHereIsNotForwarded(t *testing.T) {
-	for _, tc := range []struct {
-		err    error
-		status int
-	}{{loop.ErrOverloaded, 503}, {loop.ErrStopped, 503}} {
-		net := newFakeNet()
-		a, la := net.add(t, "a", nil)
-		net.add(t, "b", nil)
-		la.submitErr = tc.err
-		_, err := a.Deliver(&push.Message{To: push.Target{All: true}})
-		if httpStatus(err) != tc.status {
-			t.Fatalf("%v: Deliver error %v, want status %d", tc.err, err, tc.status)
-		}
-		if net.sends["b"] != 0 {
-			t.Fatalf("%v: a refused push was forwarded", tc.err)
-		}
-	}
+func TestDeliverRefusedWhileDraining(t *testing.T) {
 	draining := true
 	net := newFakeNet()
 	a, la := net.add(t, "a", func(c *Config) { c.Draining = func() bool { return draining } })
@@ -248,6 +256,7 @@ func TestStandaloneAndNilCluster(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		defer h.Close()
 		res, err := h.Deliver(&push.Message{To: push.Target{Users: []string{"u", "v"}, All: false}})
 		if err != nil || res.Delivered != 1 || res.Forwarded != 0 || !slices.Equal(res.OfflineUsers, []string{"v"}) {
 			t.Fatalf("%s: Deliver = %+v, %v", what, res, err)

@@ -69,6 +69,16 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return nil
 	}
 	op, arg := body[0], body[1:]
+	switch op {
+	case opAppend:
+		return h.st.onAppend(arg)
+	case opReplicate:
+		return h.st.onReplicate(arg)
+	case opSync:
+		return h.st.onSync(arg)
+	case opSubscribe:
+		return h.st.onSubscribe(arg)
+	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)
 	defer cancel()

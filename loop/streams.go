@@ -361,3 +361,8 @@ func AppendJSONString(b []byte, s string) []byte {
 }
 
 func timeNow() int64 { return time.Now().UnixNano() }
+
+// TextFrame encodes payload as one server text frame.
+func TextFrame(payload []byte) []byte {
+	return wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(payload))+len(payload)), wsproto.KindText, payload)
+}

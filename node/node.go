@@ -174,6 +174,7 @@ func New(cfg Config) (*Node, error) {
 	// The loops report presence to the hub, which needs the loops: the closure
 	// reads n.hub, set below, before Start lets any presence happen.
 	lc.OnPresence = func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) }
+	lc.OnUpgrade = func(u *loop.Upgrade) { n.hub.OnUpgrade(u) }
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
 	if n.loop, err = loop.New(lc); err != nil {
 		return nil, err
@@ -185,6 +186,7 @@ func New(cfg Config) (*Node, error) {
 		cc.NodeName, cc.Meta, cc.Logger, cc.Metrics = cfg.NodeName, n.meta, cfg.Logger, n.set
 		cc.OnMessage = func(from string, p []byte) { n.hub.OnMessage(from, p) }
 		cc.OnRequest = func(from string, b []byte) []byte { return n.hub.OnRequest(from, b) }
+		cc.OnMembers = func(alive []string) { n.hub.OnMembers(alive) }
 		if cc.MaxFrame == 0 {
 			// A forwarded push is the API body plus a small header.
 			cc.MaxFrame = max(d.Cluster.MaxFrame, int(min(max(cfg.Push.MaxBodyBytes, d.Push.MaxBodyBytes), 1<<29))+64<<10)
@@ -387,6 +389,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 			n.http.shutdown(hctx)
 			cancel3()
 		}
+		n.hub.Close()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -406,6 +409,7 @@ func (n *Node) Kill() {
 		if n.http != nil {
 			n.http.kill()
 		}
+		n.hub.Close()
 		n.bg.Wait()
 	})
 }

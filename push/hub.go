@@ -42,9 +42,13 @@ type Hub interface {
 
 // Result is what Deliver reports.
 type Result struct {
-	// Delivered is how many connections on this node were written to.
+	// Stored is on how many nodes the message is stored for recovery: the fewest of
+	// any of its streams (0 with history off or only connection targets).
+	Stored int
+	// Delivered is how many connections the message was written to on the nodes
+	// that own its streams (and on this node for connection targets).
 	Delivered int
-	// Forwarded is how many other nodes the message was forwarded to.
+	// Forwarded is how many copies the owners handed to other nodes' links.
 	Forwarded int
 	// OfflineUsers are the targeted users with no connection anywhere.
 	OfflineUsers []string

@@ -119,6 +119,8 @@ func (a *API) deliver(m *Message) (Result, *apiError) {
 func appendResult(b []byte, id string, res *Result) []byte {
 	b = append(b, `{"id":`...)
 	b = appendJSONString(b, id)
+	b = append(b, `,"stored":`...)
+	b = strconv.AppendInt(b, int64(res.Stored), 10)
 	b = append(b, `,"delivered":`...)
 	b = strconv.AppendInt(b, int64(res.Delivered), 10)
 	b = append(b, `,"forwarded":`...)

@@ -418,11 +418,11 @@ func (s *Store) Fresh(name string) {
 // MarkStale marks the listed streams stale; it returns how many it marked. Streams not
 // held here need no mark: Stamp treats a stream it creates as new, and the owner's
 // replication finds out if a replica holds more (Apply refuses).
-func (s *Store) MarkStale(names func(yield func(string) bool)) int {
+func (s *Store) MarkStale(names []string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for name := range names {
+	for _, name := range names {
 		if l := s.logs[name]; l != nil && !l.stale {
 			l.stale = true
 			n++

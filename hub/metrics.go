@@ -1,0 +1,48 @@
+package hub
+
+import (
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/stream"
+)
+
+// hubMetrics counts what the streams do, and every way a message can still be lost
+// or arrive late (docs/metrics.md, docs/delivery.md).
+type hubMetrics struct {
+	ringChanges       *metrics.Counter
+	appendRetries     *metrics.Counter
+	storeTimeouts     *metrics.Counter
+	replicaFailures   *metrics.Counter
+	replicaRefusals   *metrics.Counter
+	syncFailures      *metrics.Counter
+	historyAdopted    *metrics.Counter
+	historyExpired    *metrics.Counter
+	streamGaps        *metrics.Counter
+	subscribeFailures *metrics.Counter
+	recoveriesLost    *metrics.Counter
+	recoveredMessages *metrics.Counter
+}
+
+func newHubMetrics(set *metrics.Set) hubMetrics {
+	return hubMetrics{
+		ringChanges:       set.NewCounter(`longlink_stream_ring_changes_total`),
+		appendRetries:     set.NewCounter(`longlink_stream_append_retries_total`),
+		storeTimeouts:     set.NewCounter(`longlink_push_errors_total{reason="not_stored"}`),
+		replicaFailures:   set.NewCounter(`longlink_stream_replica_failures_total`),
+		replicaRefusals:   set.NewCounter(`longlink_stream_replica_refusals_total`),
+		syncFailures:      set.NewCounter(`longlink_stream_sync_failures_total`),
+		historyAdopted:    set.NewCounter(`longlink_stream_history_adopted_total`),
+		historyExpired:    set.NewCounter(`longlink_stream_history_expired_total`),
+		streamGaps:        set.NewCounter(`longlink_stream_gaps_total`),
+		subscribeFailures: set.NewCounter(`longlink_stream_subscribe_failures_total`),
+		recoveriesLost:    set.NewCounter(`longlink_stream_recoveries_total{result="not_recovered"}`),
+		recoveredMessages: set.NewCounter(`longlink_stream_recovered_messages_total`),
+	}
+}
+
+func (m *hubMetrics) register(set *metrics.Set, st *stream.Store) {
+	set.NewGauge(`longlink_history_streams`, func() float64 { return float64(st.Stats().Streams) })
+	set.NewGauge(`longlink_history_messages`, func() float64 { return float64(st.Stats().Entries) })
+	set.NewGauge(`longlink_history_bytes`, func() float64 { return float64(st.Stats().Bytes) })
+	set.NewGauge(`longlink_history_evicted_total`, func() float64 { return float64(st.Stats().Evicted) })
+}

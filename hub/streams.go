@@ -1,0 +1,846 @@
+package hub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"longlink/loop"
+	"longlink/push"
+	"longlink/stream"
+)
+
+// Streams: ordered, stored, replicated delivery (docs/delivery.md).
+//
+// Every message for users, rooms or everyone is appended to one stream per target
+// (user:<id>, room:<name>, all). A stream's owner is the first node of its list on
+// the ring (stream.Ring over the alive members); the next Replicas-1 nodes hold
+// copies. The node that accepted the push (the origin) sends each owner the keys it
+// owns (opAppend). The owner, one batch at a time (the committer):
+//
+//  1. stamps each key with the stream's next offset (a message id already in the
+//     stream gets its old position back: retries are idempotent);
+//  2. sends the entries to the replicas (opReplicate) and waits for their answers;
+//     a replica that holds a longer history refuses, the owner rolls back, syncs
+//     (opSync) and the origin retries;
+//  3. commits (readers see the entries) and fans the stamped copy out: to its own
+//     loops and, as wireStamped data, to the peers its routing table says hold a
+//     subscriber. One sequencer per stream and FIFO links keep each stream in order
+//     on every node;
+//  4. answers: the positions and how many nodes store each key.
+//
+// A connection is made known to the owners of its streams before its 101
+// (OnUpgrade): this node flushes its routing delta and asks each owner (opSubscribe),
+// whose answer also carries the stream heads and, for a v2 client resuming, what it
+// missed. A push accepted after the 101 therefore reaches the connection whichever
+// node accepted it.
+//
+// Who owns what: ring and ringCh are replaced on every membership change (OnMembers);
+// the committer owns the batch it is processing, under seqMu; seen is guarded by
+// seenMu; the store has its own lock.
+
+// Replicas default.
+const defaultReplicas = 2
+
+// appendTimeout bounds one append or subscribe request to a peer; the origin retries
+// (the owner may have moved) until StoreTimeout.
+const appendTimeout = time.Second
+
+// maxReplayBytes bounds the history one subscribe answer carries per stream, under
+// the cluster's frame limit. Past it the stream is reported not recovered.
+const maxReplayBytes = 4 << 20
+
+type ringState struct {
+	ring    *stream.Ring
+	changed chan struct{} // closed when this ring is replaced
+}
+
+// streams is the hub's stream machinery.
+type streams struct {
+	h        *Hub
+	store    *stream.Store
+	replicas int
+	timeout  time.Duration // StoreTimeout
+
+	ringMu sync.Mutex
+	rs     *ringState
+
+	seqMu    sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
+	qMu      sync.Mutex
+	queue    []*appendJob
+	wake     chan struct{}
+	stop     chan struct{}
+	wg       sync.WaitGroup // committer and sweeper
+	stopOnce sync.Once
+
+	seenMu sync.Mutex
+	seen   map[string]stream.Position // last position fanned out to this node's loops
+}
+
+// appendJob is one origin's request to this node as owner.
+type appendJob struct {
+	m    *push.Message
+	keys []skey
+	ttl  int64 // absolute expiry, unix nanoseconds
+
+	// results, set by the committer
+	status  byte
+	pos     []stream.Position
+	kcopies []int // nodes storing each key
+	copies  int
+	pending Pending
+	forward int
+	offline []string
+	done    chan struct{}
+}
+
+func newStreams(h *Hub, cfg Config) *streams {
+	s := &streams{
+		h:        h,
+		store:    stream.New(cfg.History),
+		replicas: cfg.Replicas,
+		timeout:  cfg.StoreTimeout,
+		wake:     make(chan struct{}, 1),
+		stop:     make(chan struct{}),
+		seen:     map[string]stream.Position{},
+	}
+	s.rs = &ringState{ring: stream.NewRing([]string{h.cfg.NodeName}), changed: make(chan struct{})}
+	s.wg.Add(2)
+	go s.committer()
+	go s.sweeper()
+	return s
+}
+
+func (s *streams) close() {
+	s.stopOnce.Do(func() { close(s.stop) })
+	s.wg.Wait()
+}
+
+func (s *streams) ringNow() *ringState {
+	s.ringMu.Lock()
+	defer s.ringMu.Unlock()
+	return s.rs
+}
+
+// OnMembers rebuilds the ring from the alive members. Streams this node now owns but
+// did not before are marked stale: before extending one, the node asks the other
+// holders for what they have.
+func (s *streams) onMembers(alive []string) {
+	members := append(slices.Clone(alive), s.h.cfg.NodeName)
+	ring := stream.NewRing(members)
+	s.ringMu.Lock()
+	old := s.rs
+	if slices.Equal(old.ring.Members(), ring.Members()) {
+		s.ringMu.Unlock()
+		return
+	}
+	s.rs = &ringState{ring: ring, changed: make(chan struct{})}
+	s.ringMu.Unlock()
+	close(old.changed)
+	self := s.h.cfg.NodeName
+	var gained []string
+	for _, name := range s.store.Names() {
+		if ring.Owner(name) == self && old.ring.Owner(name) != self {
+			gained = append(gained, name)
+		}
+	}
+	s.store.MarkStale(gained)
+	s.h.m.ringChanges.Inc()
+}
+
+func (s *streams) sweeper() {
+	defer s.wg.Done()
+	t := time.NewTicker(time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-t.C:
+			if n := s.store.Sweep(); n > 0 {
+				s.h.m.historyExpired.Add(n)
+			}
+		}
+	}
+}
+
+// ---- origin: Deliver ----
+
+// deliverStreams appends m to its streams on their owners and returns once every key
+// is stored (or the store timeout passes).
+func (s *streams) deliver(m *push.Message) (push.Result, error) {
+	var res push.Result
+	keys := keysOf(m.To)
+	deadline := time.Now().Add(s.timeout)
+	ttl := s.store.Config().TTL
+	if m.TTL > 0 {
+		ttl = m.TTL
+	}
+	expire := m.Accepted + int64(ttl)
+	if len(m.To.Connections) > 0 {
+		// Connection ids have no stream: the origin sends them directly, and each
+		// receiving node lets a connection also matched by a stream take it from that
+		// stream's copy.
+		n, fwd, err := s.deliverConns(m, len(keys) > 0)
+		if err != nil {
+			return res, err
+		}
+		res.Delivered += n
+		res.Forwarded += fwd
+	}
+	if len(keys) == 0 {
+		return res, nil
+	}
+	left := keys
+	stored := -1
+	var offline []string
+	for attempt := 0; len(left) > 0; attempt++ {
+		rs := s.ringNow()
+		groups := map[string][]skey{}
+		var owners []string
+		for _, k := range left {
+			o := rs.ring.Owner(k.stream())
+			if _, ok := groups[o]; !ok {
+				owners = append(owners, o)
+			}
+			groups[o] = append(groups[o], k)
+		}
+		type result struct {
+			owner string
+			ans   appendAnswer
+			err   error
+		}
+		results := make(chan result, len(owners))
+		for _, o := range owners {
+			go func(o string, ks []skey) {
+				a, err := s.appendAt(o, m, ks, expire)
+				results <- result{o, a, err}
+			}(o, groups[o])
+		}
+		left = nil
+		retryNow := true
+		var lastErr error
+		for range owners {
+			r := <-results
+			if r.err == nil && r.ans.status == statusOK {
+				res.Delivered += r.ans.delivered
+				res.Forwarded += r.ans.forwarded
+				offline = append(offline, r.ans.offline...)
+				if stored < 0 || r.ans.copies < stored {
+					stored = r.ans.copies
+				}
+				continue
+			}
+			left = append(left, groups[r.owner]...)
+			if r.err != nil {
+				lastErr = fmt.Errorf("owner %s: %w", r.owner, r.err)
+				retryNow = false
+			} else if r.ans.status != statusRetry {
+				lastErr = fmt.Errorf("owner %s answered %s", r.owner, statusText(r.ans.status))
+				retryNow = false
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			s.h.m.storeTimeouts.Inc()
+			return res, &statusError{503, fmt.Sprintf("message %s not stored on %d of its %d streams within %s (%v); nothing is promised for them, retry", m.ID, len(left), len(keys), s.timeout, lastErr)}
+		}
+		s.h.m.appendRetries.Inc()
+		if !retryNow || attempt > 3 {
+			// The owner is unreachable, not the owner any more, or busy: wait for the
+			// membership to change (failure detection) or a moment.
+			select {
+			case <-rs.changed:
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+	}
+	if m.NoHistory {
+		stored = 0
+	}
+	res.Stored = max(stored, 0)
+	res.OfflineUsers = offline
+	return res, nil
+}
+
+func statusText(st byte) string {
+	switch st {
+	case statusNotOwner:
+		return "not the owner"
+	case statusRetry:
+		return "retry"
+	case statusBusy:
+		return "busy"
+	}
+	return "ok"
+}
+
+// appendAnswer is an owner's answer to opAppend.
+type appendAnswer struct {
+	status    byte
+	copies    int
+	delivered int
+	forwarded int
+	offline   []string
+}
+
+func (s *streams) appendAt(owner string, m *push.Message, keys []skey, expire int64) (appendAnswer, error) {
+	if owner == s.h.cfg.NodeName {
+		j := s.submit(m, keys, expire)
+		return s.finish(j), nil
+	}
+	b := wbuf{opAppend}.uv(uint64(expire)).uv(uint64(len(keys)))
+	for _, k := range keys {
+		b = b.key(k)
+	}
+	b = wbuf(m.AppendBinary(b))
+	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+	defer cancel()
+	out, err := s.h.remote.Request(ctx, owner, b)
+	if err != nil {
+		return appendAnswer{}, err
+	}
+	r := rbuf{b: out}
+	a := appendAnswer{status: r.byte1(), copies: int(r.uv()), delivered: int(r.uv()), forwarded: int(r.uv())}
+	for n := r.count(1); n > 0; n-- {
+		a.offline = append(a.offline, r.str())
+	}
+	if r.err != nil {
+		return appendAnswer{}, r.err
+	}
+	return a, nil
+}
+
+// onAppend answers a peer's opAppend: it runs on a cluster answering goroutine.
+func (s *streams) onAppend(arg []byte) []byte {
+	r := rbuf{b: arg}
+	expire := int64(r.uv())
+	n := r.count(2)
+	keys := make([]skey, 0, n)
+	for ; n > 0; n-- {
+		keys = append(keys, r.key())
+	}
+	if r.err != nil {
+		return nil
+	}
+	m := new(push.Message)
+	if err := m.UnmarshalBinary(r.b); err != nil {
+		return nil
+	}
+	a := s.finish(s.submit(m, keys, expire))
+	b := wbuf{a.status}.uv(uint64(a.copies)).uv(uint64(a.delivered)).uv(uint64(a.forwarded)).uv(uint64(len(a.offline)))
+	for _, u := range a.offline {
+		b = b.str(u)
+	}
+	return b
+}
+
+// ---- owner: the committer ----
+
+func (s *streams) submit(m *push.Message, keys []skey, expire int64) *appendJob {
+	j := &appendJob{m: m, keys: keys, ttl: expire, done: make(chan struct{})}
+	s.qMu.Lock()
+	s.queue = append(s.queue, j)
+	s.qMu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return j
+}
+
+// finish waits for j and, when this node delivered locally, for those writes.
+func (s *streams) finish(j *appendJob) appendAnswer {
+	<-j.done
+	a := appendAnswer{status: j.status, copies: j.copies, forwarded: j.forward, offline: j.offline}
+	if j.status == statusOK && j.pending != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+		a.delivered, _ = j.pending.Wait(ctx)
+		cancel()
+	}
+	return a
+}
+
+// maxBatch bounds the jobs one committer round takes.
+const maxBatch = 512
+
+func (s *streams) committer() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			s.failQueued()
+			return
+		case <-s.wake:
+		}
+		for {
+			s.qMu.Lock()
+			n := min(len(s.queue), maxBatch)
+			batch := slices.Clone(s.queue[:n])
+			s.queue = append(s.queue[:0], s.queue[n:]...)
+			s.qMu.Unlock()
+			if n == 0 {
+				break
+			}
+			s.seqMu.Lock()
+			s.process(batch)
+			s.seqMu.Unlock()
+		}
+	}
+}
+
+func (s *streams) failQueued() {
+	s.qMu.Lock()
+	q := s.queue
+	s.queue = nil
+	s.qMu.Unlock()
+	for _, j := range q {
+		j.status = statusBusy
+		close(j.done)
+	}
+}
+
+// replEntry is one entry bound for one replica.
+type replEntry struct {
+	job *appendJob
+	ki  int
+}
+
+// process runs one batch: stamp, replicate, commit, fan out, answer.
+func (s *streams) process(batch []*appendJob) {
+	self := s.h.cfg.NodeName
+	ring := s.ringNow().ring
+	if s.h.draining() && len(ring.Members()) > 1 {
+		// A node that is leaving keeps no new history: the origin waits for the ring
+		// to drop it and appends at the next owner, which holds copies of everything
+		// this node committed.
+		for _, j := range batch {
+			j.status = statusNotOwner
+			close(j.done)
+		}
+		return
+	}
+	repl := map[string][]replEntry{}
+	for _, j := range batch {
+		j.pos = make([]stream.Position, len(j.keys))
+		j.kcopies = make([]int, len(j.keys))
+		// Every key must be ours before any is stamped: a job is stored whole or not.
+		for _, k := range j.keys {
+			if ring.Owner(k.stream()) != self {
+				j.status = statusNotOwner
+				break
+			}
+		}
+		if j.status != statusOK || j.m.NoHistory {
+			continue
+		}
+		for ki, k := range j.keys {
+			name := k.stream()
+			if s.store.Stale(name) {
+				s.syncStream(ring, name)
+			}
+			holders := ring.Holders(name, s.replicas)
+			pos, dup, stale := s.store.Stamp(name, entryOf(j.m, j.ttl))
+			if stale { // a sync that could not finish; Stamp never stores then
+				j.status = statusRetry
+				continue
+			}
+			j.pos[ki] = pos
+			j.kcopies[ki] = len(holders)
+			if dup {
+				continue // replicated when it was first stored
+			}
+			for _, r := range holders[1:] {
+				repl[r] = append(repl[r], replEntry{j, ki})
+			}
+		}
+	}
+	if len(repl) > 0 {
+		s.replicate(repl)
+	}
+	// Commit whatever the replicas took, also of jobs that must retry for another
+	// key: their retry finds these entries by id (Stamp's dup) and fans them out.
+	for _, j := range batch {
+		for ki, k := range j.keys {
+			if j.pos[ki].Epoch != "" {
+				s.store.Commit(k.stream(), j.pos[ki])
+			}
+		}
+	}
+	for _, j := range batch {
+		if j.status == statusOK {
+			s.fanOut(j)
+		}
+		j.copies = 0
+		if !j.m.NoHistory && len(j.kcopies) > 0 {
+			j.copies = slices.Min(j.kcopies)
+		}
+		close(j.done)
+	}
+}
+
+// replicate sends each replica its entries at once and waits for every answer. An
+// entry a replica did not take lowers its job's copy count; one it refused (it holds
+// a longer history) rolls the stream back and makes the job retry.
+func (s *streams) replicate(repl map[string][]replEntry) {
+	type answer struct {
+		node string
+		ok   []bool
+		err  error
+	}
+	answers := make(chan answer, len(repl))
+	for node, es := range repl {
+		b := wbuf{opReplicate}.uv(uint64(len(es)))
+		for _, re := range es {
+			k := re.job.keys[re.ki]
+			e := entryOf(re.job.m, re.job.ttl)
+			e.Offset = re.job.pos[re.ki].Offset
+			b = b.str(k.stream()).str(re.job.pos[re.ki].Epoch).entry(&e)
+		}
+		go func(node string, body []byte, n int) {
+			ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+			defer cancel()
+			out, err := s.h.remote.Request(ctx, node, body)
+			a := answer{node: node, err: err}
+			if err == nil {
+				r := rbuf{b: out}
+				a.ok = make([]bool, n)
+				for i := 0; i < n; i++ {
+					a.ok[i] = r.byte1() == 1
+				}
+				if r.err != nil {
+					a.ok, a.err = nil, r.err
+				}
+			}
+			answers <- a
+		}(node, b, len(es))
+	}
+	type streamAt struct {
+		name string
+		pos  stream.Position
+	}
+	var refused []streamAt
+	for range repl {
+		a := <-answers
+		es := repl[a.node]
+		for i, re := range es {
+			switch {
+			case a.err != nil:
+				re.job.kcopies[re.ki]-- // not stored there (counted: fewer copies than asked)
+				s.h.m.replicaFailures.Inc()
+			case !a.ok[i]:
+				refused = append(refused, streamAt{re.job.keys[re.ki].stream(), re.job.pos[re.ki]})
+				re.job.status = statusRetry
+			}
+		}
+	}
+	for _, r := range refused {
+		s.h.m.replicaRefusals.Inc()
+		s.store.Rollback(r.name, r.pos)
+		// Later jobs of this batch stamped after the rolled back offset are gone too.
+		for _, es := range repl {
+			for _, re := range es {
+				if re.job.keys[re.ki].stream() == r.name && re.job.pos[re.ki].Epoch == r.pos.Epoch && re.job.pos[re.ki].Offset >= r.pos.Offset {
+					re.job.status = statusRetry
+				}
+			}
+		}
+	}
+}
+
+// onReplicate stores a peer's entries as a replica.
+func (s *streams) onReplicate(arg []byte) []byte {
+	r := rbuf{b: arg}
+	n := r.count(4)
+	out := make([]byte, 0, n)
+	for i := 0; i < n; i++ {
+		name := r.str()
+		epoch := r.str()
+		e := r.entry()
+		if r.err != nil {
+			return nil
+		}
+		ok, _ := s.store.Apply(name, stream.Position{Epoch: epoch, Offset: e.Offset}, e)
+		if ok {
+			out = append(out, 1)
+		} else {
+			out = append(out, 0)
+		}
+	}
+	return out
+}
+
+// syncStream brings a stale stream up to date with the other holders: the longest
+// history wins (of the same epoch: the higher offset; across epochs: the one with
+// more messages, then the newer epoch). It runs on the committer or a subscribe.
+func (s *streams) syncStream(ring *stream.Ring, name string) {
+	self := s.h.cfg.NodeName
+	var others []string
+	for _, n := range ring.Holders(name, s.replicas+1) {
+		if n != self {
+			others = append(others, n)
+		}
+	}
+	best, bestFirst, bestEntries, have := s.store.Export(name)
+	if len(others) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		answers, missing := s.h.remote.Ask(ctx, others, wbuf{opSync}.str(name))
+		cancel()
+		if len(missing) > 0 {
+			s.h.m.syncFailures.Inc()
+		}
+		for _, body := range answers {
+			r := rbuf{b: body}
+			if r.byte1() != 1 {
+				continue
+			}
+			pos := r.pos()
+			first := r.uv()
+			var entries []stream.Entry
+			for n := r.count(4); n > 0; n-- {
+				entries = append(entries, r.entry())
+			}
+			if r.err != nil {
+				continue
+			}
+			if !have || longer(pos, best) {
+				best, bestFirst, bestEntries, have = pos, first, entries, true
+				_ = bestFirst
+			}
+		}
+	}
+	local, _, _, ok := s.store.Export(name)
+	if have && (!ok || best != local) {
+		s.store.Adopt(name, best, bestEntries)
+		s.h.m.historyAdopted.Inc()
+		return
+	}
+	s.store.Fresh(name)
+}
+
+// longer reports whether history a should win over b.
+func longer(a, b stream.Position) bool {
+	if a.Epoch == b.Epoch {
+		return a.Offset > b.Offset
+	}
+	if a.Offset != b.Offset {
+		return a.Offset > b.Offset
+	}
+	return a.Epoch > b.Epoch
+}
+
+func (s *streams) onSync(arg []byte) []byte {
+	r := rbuf{b: arg}
+	name := r.str()
+	if r.err != nil {
+		return nil
+	}
+	pos, first, entries, ok := s.store.Export(name)
+	if !ok {
+		return []byte{0}
+	}
+	b := wbuf{1}.pos(pos).uv(first).uv(uint64(len(entries)))
+	for i := range entries {
+		b = b.entry(&entries[i])
+	}
+	return b
+}
+
+// ---- fan-out ----
+
+// fanOut hands a committed job to this node's loops and to the peers that hold a
+// subscriber of any of its keys.
+func (s *streams) fanOut(j *appendJob) {
+	h := s.h
+	st := s.stamped(j.m, j.keys, j.pos, nil)
+	if p, err := h.local.SubmitStamped(st, j.m.Accepted); err == nil {
+		j.pending = p
+		for _, k := range j.keys {
+			if k.kind == loop.KeyUser && slices.Contains(p.Offline(), k.name) && len(h.remote.NodesForUsers([]string{k.name})) == 0 {
+				j.offline = append(j.offline, k.name)
+			}
+		}
+	} else {
+		h.forwardDrops.Inc()
+	}
+	s.markSeen(j.keys, j.pos)
+	peers := s.peersFor(j.keys)
+	if len(peers) == 0 {
+		return
+	}
+	b := wbuf{wireStamped}.uv(uint64(len(j.keys)))
+	for ki, k := range j.keys {
+		b = b.key(k).pos(j.pos[ki])
+	}
+	b = b.uv(0) // connection ids: none (the origin sends those)
+	payload := j.m.AppendBinary(b)
+	for _, p := range peers {
+		if err := h.remote.Send(p, payload); err == nil {
+			j.forward++
+		}
+	}
+}
+
+func (s *streams) peersFor(keys []skey) []string {
+	r := s.h.remote
+	var users, rooms []string
+	for _, k := range keys {
+		switch k.kind {
+		case loop.KeyAll:
+			return r.AliveNodes()
+		case loop.KeyUser:
+			users = append(users, k.name)
+		case loop.KeyRoom:
+			rooms = append(rooms, k.name)
+		}
+	}
+	var peers []string
+	if len(users) > 0 {
+		peers = append(peers, r.NodesForUsers(users)...)
+	}
+	if len(rooms) > 0 {
+		peers = append(peers, r.NodesForRooms(rooms)...)
+	}
+	slices.Sort(peers)
+	return slices.Compact(peers)
+}
+
+// stamped builds the loops' form of one copy.
+func (s *streams) stamped(m *push.Message, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
+	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns}
+	st.Plain = loop.PrepareFrame(m.Binary, m.Data)
+	st.Keys = make([]loop.Key, len(keys))
+	for i, k := range keys {
+		st.Keys[i] = loop.Key{Kind: k.kind, Name: k.name, Stream: k.stream()}
+		if pos != nil {
+			st.Keys[i].Epoch, st.Keys[i].Offset = pos[i].Epoch, pos[i].Offset
+		}
+	}
+	// Other copies exist when the message has targets this copy does not cover: keys
+	// owned elsewhere, or connection ids sent by the origin.
+	if n := len(keysOf(m.To)); n != len(keys) || len(m.To.Connections) > 0 && len(keys) > 0 || len(conns) > 0 && n > 0 {
+		t := toTargets(m.To)
+		st.Full = &t
+	}
+	return st
+}
+
+// onStamped is a fan-out copy from a stream owner (or connection ids from an origin),
+// on the peer's link reader.
+func (s *streams) onStamped(from string, payload []byte) {
+	r := rbuf{b: payload}
+	n := r.count(2)
+	keys := make([]skey, 0, n)
+	pos := make([]stream.Position, 0, n)
+	for ; n > 0; n-- {
+		keys = append(keys, r.key())
+		pos = append(pos, r.pos())
+	}
+	var conns []string
+	for n := r.count(1); n > 0; n-- {
+		conns = append(conns, r.str())
+	}
+	if r.err != nil {
+		s.h.log.Warn("dropping malformed stream message from peer", "peer", from)
+		return
+	}
+	var m push.Message
+	// A copy, not an alias: the loops build v2 frames from the data later.
+	if err := m.UnmarshalBinary(r.b); err != nil {
+		s.h.log.Warn("dropping malformed stream message from peer", "peer", from, "err", err)
+		return
+	}
+	keys, pos = s.dropSeen(keys, pos)
+	if len(keys) == 0 && len(conns) == 0 {
+		return
+	}
+	st := s.stamped(&m, keys, pos, conns)
+	if err := s.h.local.EnqueueStamped(st, m.Accepted); errors.Is(err, loop.ErrOverloaded) {
+		s.h.forwardDrops.Inc()
+	}
+}
+
+// markSeen records what this node's loops were given, for dropSeen.
+func (s *streams) markSeen(keys []skey, pos []stream.Position) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if len(s.seen) > 1<<20 {
+		s.seen = map[string]stream.Position{} // a bound, not a cache policy: see dropSeen
+	}
+	for i, k := range keys {
+		if pos[i].Epoch != "" {
+			s.seen[k.stream()] = pos[i]
+		}
+	}
+}
+
+// dropSeen removes the keys this node's loops already had at that position or later
+// (a retried append fanned out again), records the rest, and counts gaps: a position
+// past the next one means this node missed messages of that stream.
+func (s *streams) dropSeen(keys []skey, pos []stream.Position) ([]skey, []stream.Position) {
+	s.seenMu.Lock()
+	defer s.seenMu.Unlock()
+	if len(s.seen) > 1<<20 {
+		s.seen = map[string]stream.Position{}
+	}
+	ok := 0
+	for i, k := range keys {
+		p := pos[i]
+		if p.Epoch != "" {
+			name := k.stream()
+			last, known := s.seen[name]
+			if known && last.Epoch == p.Epoch {
+				if p.Offset <= last.Offset {
+					continue
+				}
+				if p.Offset > last.Offset+1 {
+					s.h.m.streamGaps.Inc()
+				}
+			}
+			s.seen[name] = p
+		}
+		keys[ok], pos[ok] = k, p
+		ok++
+	}
+	return keys[:ok], pos[:ok]
+}
+
+// deliverConns sends m to the connection ids it names: locally and to their nodes.
+// withKeys says streams deliver the rest, so a connection matched by a stream is left
+// to that copy.
+func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error) {
+	h := s.h
+	st := s.stamped(m, nil, nil, m.To.Connections)
+	if !withKeys {
+		st.Full = nil
+	}
+	p, err := h.local.SubmitStamped(st, m.Accepted)
+	if err != nil {
+		return 0, 0, hubErr(err)
+	}
+	fwd := 0
+	if peers := h.peersFor(h.remote, push.Target{Connections: m.To.Connections}); len(peers) > 0 {
+		b := wbuf{wireStamped}.uv(0).uv(uint64(len(m.To.Connections)))
+		for _, c := range m.To.Connections {
+			b = b.str(c)
+		}
+		payload := m.AppendBinary(b)
+		for _, peer := range peers {
+			if h.remote.Send(peer, payload) == nil {
+				fwd++
+			}
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
+	defer cancel()
+	n, err := p.Wait(ctx)
+	if err != nil {
+		return n, fwd, hubErr(err)
+	}
+	return n, fwd, nil
+}

@@ -1,0 +1,308 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strconv"
+	"time"
+
+	"longlink/loop"
+	"longlink/stream"
+)
+
+// OnUpgrade is loop's OnUpgrade: before a connection's 101, the owners of its streams
+// learn that this node holds it (the routing delta is flushed first, and links are
+// FIFO, so the owner applies it before it answers), and a v2 client gets the heads of
+// its streams and what it missed since the positions it presented.
+//
+// It runs on the loop: when every owner is this node it answers there; otherwise it
+// asks the owners from a goroutine and finishes the upgrade from it.
+func (h *Hub) OnUpgrade(u *loop.Upgrade) {
+	s := h.st
+	since, err := parseSince(u.Since)
+	if err != nil {
+		u.Done(loop.UpgradeResult{Err: &loop.AuthError{Status: 400, Reason: err.Error()}})
+		return
+	}
+	keys := make([]skey, 0, 2+len(u.Rooms))
+	keys = append(keys, skey{loop.KeyUser, u.User})
+	for _, r := range u.Rooms {
+		keys = append(keys, skey{loop.KeyRoom, r})
+	}
+	if u.V2 {
+		keys = append(keys, skey{kind: loop.KeyAll})
+	}
+	rs := s.ringNow()
+	self := h.cfg.NodeName
+	remote := false
+	for _, k := range keys {
+		if k.kind != loop.KeyAll && rs.ring.Owner(k.stream()) != self {
+			remote = true
+			break
+		}
+	}
+	if !remote && (!u.V2 || rs.ring.Owner("all") == self) {
+		u.Done(s.upgradeResult(u, keys, since, s.readLocal(keys, since)))
+		return
+	}
+	go func() {
+		got, err := s.subscribe(keys, since, u.V2)
+		if err != nil {
+			h.m.subscribeFailures.Inc()
+			u.Done(loop.UpgradeResult{Err: &loop.AuthError{Status: 503, Reason: err.Error()}})
+			return
+		}
+		u.Done(s.upgradeResult(u, keys, since, got))
+	}()
+}
+
+// streamRead is what an owner knows of one stream for a subscriber.
+type streamRead struct {
+	head      stream.Position
+	recovered bool
+	entries   []stream.Entry
+}
+
+// parseSince reads ?since=: {"user:42":{"epoch":"e","offset":18},...}.
+func parseSince(raw string) (map[string]stream.Position, error) {
+	if raw == "" {
+		return nil, nil
+	}
+	var in map[string]struct {
+		Epoch  string `json:"epoch"`
+		Offset uint64 `json:"offset"`
+	}
+	if err := json.Unmarshal([]byte(raw), &in); err != nil {
+		return nil, fmt.Errorf("since is not a JSON object of stream positions ({\"user:42\":{\"epoch\":\"...\",\"offset\":17}}): %v", err)
+	}
+	if len(in) > 256 {
+		return nil, fmt.Errorf("since names %d streams, at most 256", len(in))
+	}
+	out := make(map[string]stream.Position, len(in))
+	for name, p := range in {
+		if p.Epoch == "" {
+			return nil, fmt.Errorf("since: stream %q has no epoch", name)
+		}
+		out[name] = stream.Position{Epoch: p.Epoch, Offset: p.Offset}
+	}
+	return out, nil
+}
+
+func (s *streams) readLocal(keys []skey, since map[string]stream.Position) map[string]streamRead {
+	out := make(map[string]streamRead, len(keys))
+	ring := s.ringNow().ring
+	for _, k := range keys {
+		name := k.stream()
+		if s.store.Stale(name) {
+			s.syncStream(ring, name)
+		}
+		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
+		out[name] = streamRead{head: head, recovered: rec, entries: entries}
+	}
+	return out
+}
+
+// subscribe asks every owner of keys (this node included) for the heads and, where
+// since names a position, the entries after it. Owners that fail are retried at the
+// owner of the next ring until StoreTimeout.
+func (s *streams) subscribe(keys []skey, since map[string]stream.Position, v2 bool) (map[string]streamRead, error) {
+	h := s.h
+	self := h.cfg.NodeName
+	h.remote.FlushRoutes()
+	out := make(map[string]streamRead, len(keys))
+	left := keys
+	deadline := time.Now().Add(s.timeout)
+	for len(left) > 0 {
+		rs := s.ringNow()
+		groups := map[string][]skey{}
+		var owners []string
+		for _, k := range left {
+			o := rs.ring.Owner(k.stream())
+			if _, ok := groups[o]; !ok {
+				owners = append(owners, o)
+			}
+			groups[o] = append(groups[o], k)
+		}
+		type result struct {
+			owner string
+			got   map[string]streamRead
+			err   error
+		}
+		results := make(chan result, len(owners))
+		for _, o := range owners {
+			go func(o string, ks []skey) {
+				if o == self {
+					results <- result{o, s.readLocal(ks, since), nil}
+					return
+				}
+				got, err := s.subscribeAt(o, ks, since)
+				results <- result{o, got, err}
+			}(o, groups[o])
+		}
+		left = nil
+		var lastErr error
+		for range owners {
+			r := <-results
+			if r.err != nil {
+				lastErr = fmt.Errorf("owner %s: %w", r.owner, r.err)
+				left = append(left, groups[r.owner]...)
+				continue
+			}
+			for name, sr := range r.got {
+				out[name] = sr
+			}
+		}
+		if len(left) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			return nil, fmt.Errorf("the owners of this connection's streams did not answer within %s (%v); retry", s.timeout, lastErr)
+		}
+		select {
+		case <-rs.changed:
+		case <-time.After(100 * time.Millisecond):
+		}
+		h.remote.FlushRoutes()
+	}
+	return out, nil
+}
+
+func (s *streams) subscribeAt(owner string, keys []skey, since map[string]stream.Position) (map[string]streamRead, error) {
+	b := wbuf{opSubscribe}.uv(uint64(len(keys)))
+	for _, k := range keys {
+		b = b.str(k.stream()).pos(since[k.stream()])
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+	defer cancel()
+	body, err := s.h.remote.Request(ctx, owner, b)
+	if err != nil {
+		return nil, err
+	}
+	r := rbuf{b: body}
+	if r.byte1() != statusOK {
+		return nil, fmt.Errorf("not the owner")
+	}
+	out := make(map[string]streamRead, len(keys))
+	for n := r.count(3); n > 0; n-- {
+		name := r.str()
+		sr := streamRead{head: r.pos(), recovered: r.byte1() == 1}
+		for m := r.count(4); m > 0; m-- {
+			sr.entries = append(sr.entries, r.entry())
+		}
+		out[name] = sr
+	}
+	if r.err != nil {
+		return nil, r.err
+	}
+	return out, nil
+}
+
+// onSubscribe answers a peer's opSubscribe as the owner of the streams it names.
+func (s *streams) onSubscribe(arg []byte) []byte {
+	r := rbuf{b: arg}
+	n := r.count(2)
+	names := make([]string, 0, n)
+	since := make(map[string]stream.Position, n)
+	for ; n > 0; n-- {
+		name := r.str()
+		p := r.pos()
+		names = append(names, name)
+		if p.Epoch != "" {
+			since[name] = p
+		}
+	}
+	if r.err != nil {
+		return nil
+	}
+	ring := s.ringNow().ring
+	for _, name := range names {
+		if ring.Owner(name) != s.h.cfg.NodeName {
+			return []byte{statusNotOwner}
+		}
+	}
+	b := wbuf{statusOK}.uv(uint64(len(names)))
+	for _, name := range names {
+		if s.store.Stale(name) {
+			s.syncStream(ring, name)
+		}
+		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
+		var recb byte
+		if rec {
+			recb = 1
+		}
+		b = b.str(name).pos(head).byte1(recb).uv(uint64(len(entries)))
+		for i := range entries {
+			b = b.entry(&entries[i])
+		}
+	}
+	return b
+}
+
+// upgradeResult builds the welcome and the replay of a v2 client (nothing for a plain
+// one: it gets live messages only).
+func (s *streams) upgradeResult(u *loop.Upgrade, keys []skey, since map[string]stream.Position, got map[string]streamRead) loop.UpgradeResult {
+	if !u.V2 {
+		return loop.UpgradeResult{}
+	}
+	res := loop.UpgradeResult{Heads: make(map[string]loop.Head, len(keys))}
+	w := append([]byte(nil), `{"type":"welcome","connection":`...)
+	w = loop.AppendJSONString(w, u.ConnID)
+	w = append(w, `,"node":`...)
+	w = loop.AppendJSONString(w, s.h.cfg.NodeName)
+	w = append(w, `,"streams":{`...)
+	var replay [][]byte
+	sent := map[string]struct{}{}
+	for i, k := range keys {
+		name := k.stream()
+		sr := got[name]
+		if i > 0 {
+			w = append(w, ',')
+		}
+		w = loop.AppendJSONString(w, name)
+		w = append(w, `:{"epoch":`...)
+		w = loop.AppendJSONString(w, sr.head.Epoch)
+		w = append(w, `,"offset":`...)
+		w = strconv.AppendUint(w, sr.head.Offset, 10)
+		if _, asked := since[name]; asked {
+			if sr.recovered {
+				w = append(w, `,"recovered":true`...)
+			} else {
+				w = append(w, `,"recovered":false`...)
+				s.h.m.recoveriesLost.Inc()
+			}
+		}
+		w = append(w, '}')
+		res.Heads[name] = loop.Head{Epoch: sr.head.Epoch, Offset: sr.head.Offset}
+		for _, e := range sr.entries {
+			// A message reached through several streams is replayed once.
+			if _, dup := sent[e.ID]; dup {
+				continue
+			}
+			sent[e.ID] = struct{}{}
+			replay = append(replay, replayFrame(name, sr.head.Epoch, &e))
+		}
+		if len(sr.entries) > 0 {
+			s.h.m.recoveredMessages.Add(len(sr.entries))
+		}
+	}
+	w = append(w, "}}"...)
+	res.Frames = append(slices.Grow(res.Frames, 1+len(replay)), loop.TextFrame(w))
+	res.Frames = append(res.Frames, replay...)
+	return res
+}
+
+func replayFrame(name, epoch string, e *stream.Entry) []byte {
+	b := append([]byte(nil), `{"type":"push","id":`...)
+	b = loop.AppendJSONString(b, e.ID)
+	b = append(b, `,"stream":`...)
+	b = loop.AppendJSONString(b, name)
+	b = append(b, `,"epoch":`...)
+	b = loop.AppendJSONString(b, epoch)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, e.Offset, 10)
+	b = loop.AppendData(b, e.Binary, e.JSON, e.Data)
+	b = append(b, '}')
+	return loop.TextFrame(b)
+}
