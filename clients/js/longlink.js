@@ -393,10 +393,11 @@ export class LongLink {
         break;
       case 'position': {
         // The message with this id reached us through another stream: it also
-        // counts as seen on this one. Nothing for the application.
+        // counts as seen on this one. Nothing for the application. Its id is left
+        // alone: the push that carried it already went into the set, and should a
+        // server send the position first, the push must still be delivered.
         const pos = positionOf(m);
         if (pos) this._advance(pos.stream, pos.epoch, pos.offset);
-        if (typeof m.id === 'string') this._remember(m.id);
         break;
       }
       default:

@@ -260,12 +260,13 @@ test('position messages advance the stream and emit nothing', async () => {
   assert.deepEqual(sinceOf(ws), { 'user:42': p('u', 2), 'room:lobby': p('r', 2) });
 });
 
-test('a position message also marks its id as seen', async () => {
-  const { of } = await connected();
-  last().welcome({ 'room:a': p('a', 0) });
+test('a position message arriving before its push does not hide the push', async () => {
+  const { ll, of } = await connected();
+  last().welcome({ 'room:a': p('a', 0), 'user:42': p('u', 0) });
   last().json({ type: 'position', stream: 'room:a', epoch: 'a', offset: 1, id: 'm1' });
-  last().push({ id: 'm1', data: 'x' });
-  assert.deepEqual(of('message'), []);
+  last().push({ id: 'm1', stream: 'user:42', epoch: 'u', offset: 1, data: 'x' });
+  assert.deepEqual(of('message'), ['x']);
+  assert.deepEqual(ll.positions(), { 'room:a': p('a', 1), 'user:42': p('u', 1) });
 });
 
 test('recovered:false emits lost and starts the stream from the welcome position', async () => {
