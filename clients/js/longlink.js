@@ -389,7 +389,7 @@ export class LongLink {
         this._onWelcome(m);
         break;
       case 'push':
-        this._onPush(m);
+        this._onPush(m, raw);
         break;
       case 'position': {
         // The message with this id reached us through another stream: it also
@@ -443,7 +443,7 @@ export class LongLink {
     for (const ev of lost) this._emit('lost', ev);
   }
 
-  _onPush(m) {
+  _onPush(m, raw) {
     const pos = positionOf(m);
     let fresh = pos ? this._advance(pos.stream, pos.epoch, pos.offset) : true;
     if (!fresh && pos) {
@@ -472,8 +472,9 @@ export class LongLink {
     } else if ('data' in m) {
       data = m.data;
       // Exactly what plain mode delivers: a JSON string's characters, or any other
-      // value's JSON text.
-      message = typeof data === 'string' ? data : JSON.stringify(data);
+      // value's JSON text as pushed, byte for byte (the envelope carries it verbatim;
+      // JSON.stringify would respace it and round numbers beyond 2^53).
+      message = typeof data === 'string' ? data : memberText(raw, 'data') ?? JSON.stringify(data);
     } else {
       this._emit('error', new Error(`longlink: push ${id} has neither data nor data_base64; dropped`));
       return;
@@ -664,6 +665,57 @@ function parsePositions(since) {
 function positionOf(m) {
   if (typeof m.stream !== 'string' || typeof m.epoch !== 'string' || !isOffset(m.offset)) return null;
   return { stream: m.stream, epoch: m.epoch, offset: m.offset };
+}
+
+// memberText returns the text of the last top-level member key of the JSON object in
+// text, which JSON.parse has accepted, or undefined when there is none.
+function memberText(text, key) {
+  let found;
+  let i = skipSpace(text, 0) + 1; // past '{'
+  for (;;) {
+    i = skipSpace(text, i);
+    if (text[i] !== '"') return found; // '}'
+    const k = i;
+    i = endOfValue(text, i);
+    const name = JSON.parse(text.slice(k, i));
+    i = skipSpace(text, i) + 1; // past ':'
+    i = skipSpace(text, i);
+    const v = i;
+    i = endOfValue(text, i);
+    if (name === key) found = text.slice(v, i);
+    i = skipSpace(text, i) + 1; // past ',' or '}'
+  }
+}
+
+function skipSpace(text, i) {
+  while (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r') i++;
+  return i;
+}
+
+// endOfValue returns the index just past the JSON value that starts at i.
+function endOfValue(text, i) {
+  const c = text[i];
+  if (c === '"') {
+    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    return i + 1;
+  }
+  if (c === '{' || c === '[') {
+    let depth = 0;
+    for (;;) {
+      const d = text[i];
+      if (d === '"') {
+        i = endOfValue(text, i);
+        continue;
+      }
+      if (d === '{' || d === '[') depth++;
+      else if (d === '}' || d === ']') {
+        if (--depth === 0) return i + 1;
+      }
+      i++;
+    }
+  }
+  while (i < text.length && !',}] \t\n\r'.includes(text[i])) i++; // number, true, false, null
+  return i;
 }
 
 function isOffset(v) {

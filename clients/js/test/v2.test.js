@@ -142,6 +142,28 @@ test('welcome sets the positions and is emitted; pushes advance them and deliver
   assert.deepEqual(of('error'), []);
 });
 
+test('a JSON value is delivered as the exact text the server relayed, not re-encoded', async () => {
+  const { of } = await connected();
+  last().welcome({ all: p('a', 0) });
+  const values = [
+    '{"n": 1.0, "big": 12345678901234567890, "s": "caf\\u00e9 } ] \\" {"}',
+    '[ 1, [2, {"x": []}], "]" ]',
+    '-0.5e+10',
+    'true',
+    'null',
+  ];
+  values.forEach((v, i) => {
+    // data first or last, with other members around it, as a server may order them
+    const env = i % 2 === 0
+      ? `{"type":"push","id":"v${i}","stream":"all","epoch":"a","offset":${i + 1},"data":${v}}`
+      : `{ "data" : ${v} , "type":"push","id":"v${i}","stream":"all","epoch":"a","offset":${i + 1}, "x":{"data":0}}`;
+    last().raw(env);
+  });
+  assert.deepEqual(of('message'), values);
+  assert.deepEqual(of('push')[0].data, { n: 1, big: 12345678901234567890, s: 'café } ] " {' });
+  assert.deepEqual(of('error'), []);
+});
+
 test('positions() is a copy', async () => {
   const { ll } = await connected();
   last().welcome({ 'user:42': p('e1', 17) });
