@@ -37,6 +37,18 @@ export declare function backoffDelay(
 /** The heartbeat text message: {"type":"ping"}. */
 export declare const HEARTBEAT: string;
 
+/** The WebSocket subprotocol offered for protocol v2: 'longlink.v2'. */
+export declare const SUBPROTOCOL_V2: 'longlink.v2';
+
+/** A position in one stream: the offset of the last message seen in that epoch. */
+export interface StreamPosition {
+  epoch: string;
+  offset: number;
+}
+
+/** Positions by stream ("user:42", "room:lobby", "all"), as positions() returns them. */
+export type Positions = Record<string, StreamPosition>;
+
 export interface TokenContext {
   /** True when the previous connection was closed with 4003 (token expired). */
   expired: boolean;
@@ -62,8 +74,18 @@ export interface LongLinkOptions {
   connectTimeoutMs?: number;
   /** A connection open at least this long resets the backoff. Default 10000. */
   stableMs?: number;
-  /** WebSocket constructor; defaults to globalThis.WebSocket. */
-  WebSocket?: new (url: string) => WebSocket;
+  /**
+   * 'v2' (default): JSON envelopes, resume after reconnects, duplicates dropped.
+   * 'plain': every push is one message of exactly the pushed bytes (servers without v2).
+   */
+  protocol?: 'v2' | 'plain';
+  /**
+   * v2: positions to resume from on the first connection, e.g. what positions()
+   * returned on the previous page load. Ignored with protocol 'plain'.
+   */
+  since?: Positions;
+  /** WebSocket constructor; defaults to globalThis.WebSocket. Called with (url, ['longlink.v2']) in v2, (url) in plain. */
+  WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
   /** fetch implementation for endpointURL; defaults to globalThis.fetch. */
   fetch?: typeof fetch;
   /** Random source in [0, 1) for the backoff jitter (tests). Defaults to Math.random. */
@@ -93,18 +115,65 @@ export interface ReconnectingEvent {
   code: number;
 }
 
+/** v2: a stream of the connection as the welcome reports it. */
+export interface WelcomeStream {
+  epoch: string;
+  /** The position once the replayed messages that follow the welcome are done. */
+  offset: number;
+  /** Present for streams the client asked to resume; false: messages were lost. */
+  recovered?: boolean;
+}
+
+/** v2: the server's first message on every connection. */
+export interface WelcomeEvent {
+  type: 'welcome';
+  connection: string;
+  node: string;
+  streams: Record<string, WelcomeStream>;
+  [key: string]: unknown;
+}
+
+/** v2: messages of stream were missed and will not come (history did not cover the gap). */
+export interface LostEvent {
+  stream: string;
+  /** Where the stream is now: the next message has a later offset (or a new epoch). */
+  epoch: string;
+  offset: number;
+  /** The position the client asked to resume from. */
+  since: StreamPosition | null;
+}
+
+/** v2: the envelope of a push, after duplicates are dropped. */
+export interface PushEvent {
+  /** The message id (the same on every connection and stream it reaches). */
+  id: string;
+  /** Absent for a push sent to connection ids. */
+  stream?: string;
+  /** Absent for a push sent with history off. */
+  epoch?: string;
+  offset?: number;
+  /** The pushed JSON value (data), or its bytes (data_base64). */
+  data: unknown | ArrayBuffer;
+}
+
 export interface LongLinkEventMap {
   open: OpenEvent;
+  /** Exactly what plain mode delivers: a text push as a string, a binary one as an ArrayBuffer. */
   message: string | ArrayBuffer;
   close: CloseEvent;
   reconnecting: ReconnectingEvent;
   error: Error;
   state: LongLinkState;
+  welcome: WelcomeEvent;
+  lost: LostEvent;
+  push: PushEvent;
 }
 
 export declare class LongLink {
   constructor(options: LongLinkOptions);
   readonly state: LongLinkState;
+  /** v2: a copy of the position reached on each stream (always {} in plain). Persist it and pass it as since. */
+  positions(): Positions;
   /** Adds a listener; returns a function that removes it. */
   on<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void): () => void;
   off<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void): void;

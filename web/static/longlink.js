@@ -3,6 +3,13 @@
 // exponential backoff, follows the gateway's close-code policy, optionally asks
 // `GET /v1/endpoint` which node to use, and sends an application heartbeat.
 //
+// By default it speaks protocol v2 (subprotocol `longlink.v2`): every server message
+// is a JSON envelope, the client tracks a position per stream and resumes with
+// `?since=` after a reconnect, so pushes missed while it was away are replayed; it
+// drops duplicates (by stream offset and by message id) and reports what history
+// could not cover as 'lost'. `protocol: 'plain'` keeps the old mode, in which each
+// push is one message of exactly the pushed bytes.
+//
 // Docs and a copy-paste example: docs/client-js.md. Types: longlink.d.ts.
 // web/static/longlink.js is a generated copy of this file (go generate ./web/).
 
@@ -66,6 +73,14 @@ export function backoffDelay(attempt, minMs, maxMs, random = Math.random) {
 /** HEARTBEAT is the text message the client sends every heartbeatMs. */
 export const HEARTBEAT = '{"type":"ping"}';
 
+/** SUBPROTOCOL_V2 is the WebSocket subprotocol the client offers for protocol v2. */
+export const SUBPROTOCOL_V2 = 'longlink.v2';
+
+// SEEN_IDS bounds the set of message ids remembered to drop a message that arrives
+// again through another stream (typically replayed on a stream whose position had
+// not caught up yet when the connection dropped).
+const SEEN_IDS = 1000;
+
 const DEFAULTS = Object.freeze({
   heartbeatMs: 25000,
   minBackoffMs: 500,
@@ -74,13 +89,15 @@ const DEFAULTS = Object.freeze({
   stableMs: 10000,
 });
 
-const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state'];
+const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'welcome', 'lost', 'push'];
 
 /**
  * LongLink is one logical connection to the gateway that survives reconnects.
  * Events: 'open' ({url}), 'message' (data: string | ArrayBuffer),
  * 'close' ({code, reason, wasClean, willReconnect}), 'reconnecting'
- * ({attempt, delayMs, code}), 'error' (Error), 'state' (new state string).
+ * ({attempt, delayMs, code}), 'error' (Error), 'state' (new state string);
+ * v2 only: 'welcome' (the welcome message), 'lost' ({stream, epoch, offset, since}),
+ * 'push' ({id, stream, epoch, offset, data}).
  */
 export class LongLink {
   /** @param {import('./longlink').LongLinkOptions} options */
@@ -105,6 +122,17 @@ export class LongLink {
     if (this._opts.minBackoffMs > this._opts.maxBackoffMs) {
       throw new TypeError('longlink: options.minBackoffMs must not exceed options.maxBackoffMs');
     }
+    const protocol = this._opts.protocol === undefined ? 'v2' : this._opts.protocol;
+    if (protocol !== 'v2' && protocol !== 'plain') {
+      throw new TypeError("longlink: options.protocol must be 'v2' or 'plain'");
+    }
+    this._v2 = protocol === 'v2';
+    /** @type {Map<string, {epoch: string, offset: number}>} stream -> last position seen */
+    this._positions = this._v2 && options.since != null ? parsePositions(options.since) : new Map();
+    this._seen = new Set(); // ids of emitted messages, oldest first, at most SEEN_IDS
+    // _tails, per connection: streams a welcome reported lost, with the offsets up to
+    // its position that may still arrive (what history kept after the gap), see _onWelcome.
+    this._tails = new Map();
     this._WebSocket = options.WebSocket || globalThis.WebSocket;
     this._fetch = options.fetch || (globalThis.fetch && globalThis.fetch.bind(globalThis));
     this._random = options.random || Math.random;
@@ -137,6 +165,19 @@ export class LongLink {
   /** state is 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed'. */
   get state() {
     return this._state;
+  }
+
+  /**
+   * positions returns a copy of the position reached on each stream, as
+   * {"user:42": {epoch, offset}, ...}: what the client sends as ?since= when it
+   * reconnects. Persist it (e.g. in sessionStorage) and pass it as options.since to
+   * resume on a new page load. Always {} with protocol 'plain'.
+   * @returns {Record<string, {epoch: string, offset: number}>}
+   */
+  positions() {
+    const out = {};
+    for (const [stream, p] of this._positions) out[stream] = { epoch: p.epoch, offset: p.offset };
+    return out;
   }
 
   /**
@@ -248,6 +289,9 @@ export class LongLink {
       const token = await this._token();
       if (gen !== this._gen) return;
       url = withToken(url, token);
+      // Every connection but the very first (unless options.since was given) has
+      // positions: ask the server to replay what was missed since then.
+      if (this._v2 && this._positions.size > 0) url = withSince(url, this.positions());
     } catch (err) {
       if (gen !== this._gen) return;
       this._emit('error', asError(err, 'cannot prepare connection'));
@@ -261,7 +305,7 @@ export class LongLink {
 
     let ws;
     try {
-      ws = new this._WebSocket(url);
+      ws = this._v2 ? new this._WebSocket(url, [SUBPROTOCOL_V2]) : new this._WebSocket(url);
     } catch (err) {
       // A malformed URL throws synchronously; retrying cannot fix it.
       this._emit('error', asError(err, 'cannot create WebSocket'));
@@ -271,9 +315,16 @@ export class LongLink {
     this._ws = ws;
     ws.binaryType = 'arraybuffer';
     let opened = false;
+    let v2 = this._v2; // this connection's protocol, settled at open
     ws.onopen = () => {
       if (this._ws !== ws) return;
       opened = true;
+      // Browsers refuse a handshake that selects none of the offered subprotocols; a
+      // laxer WebSocket implementation may not. Such a server speaks plain: deliver
+      // its messages as they are (reported below, once the connection is set up).
+      const notV2 = v2 && typeof ws.protocol === 'string' && ws.protocol !== SUBPROTOCOL_V2;
+      if (notV2) v2 = false;
+      this._tails = new Map();
       clearTimeout(this._connectTimer);
       this._connectTimer = null;
       this._openedAt = Date.now();
@@ -281,11 +332,15 @@ export class LongLink {
       this._setState('open');
       this._startHeartbeat(ws);
       this._emit('open', { url: redact(url) });
+      if (notV2 && this._ws === ws) {
+        this._emit('error', new Error(`longlink: the server did not select ${SUBPROTOCOL_V2} (selected ${JSON.stringify(ws.protocol)}); this connection is plain, without recovery`));
+      }
     };
     ws.onmessage = (ev) => {
       if (this._ws !== ws) return;
       this._staleBeats = 0;
-      this._emit('message', ev.data);
+      if (v2) this._onV2Message(ev.data);
+      else this._emit('message', ev.data);
     };
     ws.onerror = () => {
       if (this._ws !== ws) return;
@@ -309,6 +364,145 @@ export class LongLink {
         this._onSocketClose(CloseCode.ABNORMAL, 'connect timeout', false, false);
       }, this._opts.connectTimeoutMs);
     }
+  }
+
+  // ---- protocol v2 ----------------------------------------------------------
+
+  _onV2Message(raw) {
+    if (typeof raw !== 'string') {
+      this._emit('error', new Error('longlink: v2 server sent a binary message; ignored'));
+      return;
+    }
+    let m;
+    try {
+      m = JSON.parse(raw);
+    } catch (err) {
+      this._emit('error', new Error(`longlink: v2 server sent a message that is not JSON; ignored: ${err.message}`));
+      return;
+    }
+    if (m === null || typeof m !== 'object') {
+      this._emit('error', new Error('longlink: v2 server sent a message that is not a JSON object; ignored'));
+      return;
+    }
+    switch (m.type) {
+      case 'welcome':
+        this._onWelcome(m);
+        break;
+      case 'push':
+        this._onPush(m, raw);
+        break;
+      case 'position': {
+        // The message with this id reached us through another stream: it also
+        // counts as seen on this one. Nothing for the application. Its id is left
+        // alone: the push that carried it already went into the set, and should a
+        // server send the position first, the push must still be delivered.
+        const pos = positionOf(m);
+        if (pos) this._advance(pos.stream, pos.epoch, pos.offset);
+        break;
+      }
+      default:
+        // Unknown types are ignored so a newer server can add some.
+    }
+  }
+
+  // _onWelcome takes the connection's streams. The welcome gives each stream's
+  // position as it will be once the replayed messages that follow are done, so a
+  // stream that is being resumed keeps the position actually reached: the replay
+  // advances it, and a connection lost halfway through the replay resumes from
+  // where it really got to.
+  _onWelcome(m) {
+    const streams = m.streams !== null && typeof m.streams === 'object' ? m.streams : {};
+    const next = new Map();
+    const lost = [];
+    this._tails = new Map();
+    for (const [stream, w] of Object.entries(streams)) {
+      if (w === null || typeof w !== 'object' || typeof w.epoch !== 'string' || !isOffset(w.offset)) {
+        this._emit('error', new Error(`longlink: welcome has an invalid position for stream ${JSON.stringify(stream)}; ignored`));
+        continue;
+      }
+      const cur = this._positions.get(stream); // sent in ?since= for this connection
+      if (cur && w.recovered !== false && cur.epoch === w.epoch
+        && (w.recovered === true ? cur.offset <= w.offset : cur.offset === w.offset)) {
+        next.set(stream, cur); // the replay that follows brings it to w.offset
+        continue;
+      }
+      // recovered:false, or a resumed stream the server did not answer for although
+      // it is elsewhere now: what lies between will not come.
+      if (w.recovered === false || (cur && w.recovered !== true)) {
+        lost.push({ stream, epoch: w.epoch, offset: w.offset, since: cur ? { epoch: cur.epoch, offset: cur.offset } : null });
+      }
+      // A stream new to this client, or one whose missed messages will not come:
+      // start from the server's position. Should the server still replay what its
+      // history kept after the gap (offsets up to w.offset), accept that too.
+      next.set(stream, { epoch: w.epoch, offset: w.offset });
+      if (cur) this._tails.set(stream, { epoch: w.epoch, after: cur.epoch === w.epoch ? cur.offset : -Infinity, upTo: w.offset });
+    }
+    // Streams missing from the welcome are no longer this connection's: forget them.
+    this._positions = next;
+    this._emit('welcome', m);
+    for (const ev of lost) this._emit('lost', ev);
+  }
+
+  _onPush(m, raw) {
+    const pos = positionOf(m);
+    let fresh = pos ? this._advance(pos.stream, pos.epoch, pos.offset) : true;
+    if (!fresh && pos) {
+      const tail = this._tails.get(pos.stream);
+      if (tail && tail.epoch === pos.epoch && pos.offset > tail.after && pos.offset <= tail.upTo) {
+        tail.after = pos.offset;
+        fresh = true;
+      }
+    }
+    const id = typeof m.id === 'string' ? m.id : undefined;
+    if (id !== undefined) {
+      if (this._seen.has(id)) fresh = false;
+      this._remember(id);
+    }
+    if (!fresh) return; // already delivered: by offset, or by id through another stream
+
+    let message;
+    let data;
+    if (typeof m.data_base64 === 'string') {
+      try {
+        message = data = base64ToArrayBuffer(m.data_base64);
+      } catch (err) {
+        this._emit('error', new Error(`longlink: push ${id} has invalid data_base64; dropped`));
+        return;
+      }
+    } else if ('data' in m) {
+      data = m.data;
+      // Exactly what plain mode delivers: a JSON string's characters, or any other
+      // value's JSON text as pushed, byte for byte (the envelope carries it verbatim;
+      // JSON.stringify would respace it and round numbers beyond 2^53).
+      message = typeof data === 'string' ? data : memberText(raw, 'data') ?? JSON.stringify(data);
+    } else {
+      this._emit('error', new Error(`longlink: push ${id} has neither data nor data_base64; dropped`));
+      return;
+    }
+    this._emit('message', message);
+    const ev = { id, data };
+    if (typeof m.stream === 'string') ev.stream = m.stream;
+    if (pos) {
+      ev.epoch = pos.epoch;
+      ev.offset = pos.offset;
+    }
+    this._emit('push', ev);
+  }
+
+  // _advance records that offset on stream was seen and reports whether it is new:
+  // a later offset of the same epoch, or any offset of an epoch not seen before (the
+  // server has announced the loss in a welcome, or the stream is new to us).
+  _advance(stream, epoch, offset) {
+    const cur = this._positions.get(stream);
+    if (cur && cur.epoch === epoch && offset <= cur.offset) return false;
+    this._positions.set(stream, { epoch, offset });
+    return true;
+  }
+
+  _remember(id) {
+    this._seen.delete(id);
+    this._seen.add(id);
+    if (this._seen.size > SEEN_IDS) this._seen.delete(this._seen.values().next().value);
   }
 
   async _resolveURL() {
@@ -440,6 +634,101 @@ function withToken(url, token) {
   const u = new URL(url);
   u.searchParams.set('token', token);
   return u.toString();
+}
+
+// withSince adds since=<positions as JSON>, percent-encoded with encodeURIComponent.
+function withSince(url, positions) {
+  const u = new URL(url);
+  u.searchParams.delete('since');
+  const rest = u.search.length > 1 ? `${u.search.slice(1)}&` : '';
+  u.search = `?${rest}since=${encodeURIComponent(JSON.stringify(positions))}`;
+  return u.toString();
+}
+
+// parsePositions validates options.since: {"user:42": {"epoch": "e", "offset": 18}}.
+function parsePositions(since) {
+  if (typeof since !== 'object' || Array.isArray(since)) {
+    throw new TypeError('longlink: options.since must be an object of {epoch, offset} by stream, as positions() returns');
+  }
+  const out = new Map();
+  for (const [stream, p] of Object.entries(since)) {
+    if (p === null || typeof p !== 'object' || typeof p.epoch !== 'string' || !isOffset(p.offset)) {
+      throw new TypeError(`longlink: options.since[${JSON.stringify(stream)}] must be {epoch: string, offset: non-negative integer}`);
+    }
+    out.set(stream, { epoch: p.epoch, offset: p.offset });
+  }
+  return out;
+}
+
+// positionOf is the {stream, epoch, offset} a push or position message carries, or
+// null (a push with history off, or one sent to connection ids).
+function positionOf(m) {
+  if (typeof m.stream !== 'string' || typeof m.epoch !== 'string' || !isOffset(m.offset)) return null;
+  return { stream: m.stream, epoch: m.epoch, offset: m.offset };
+}
+
+// memberText returns the text of the last top-level member key of the JSON object in
+// text, which JSON.parse has accepted, or undefined when there is none.
+function memberText(text, key) {
+  let found;
+  let i = skipSpace(text, 0) + 1; // past '{'
+  for (;;) {
+    i = skipSpace(text, i);
+    if (text[i] !== '"') return found; // '}'
+    const k = i;
+    i = endOfValue(text, i);
+    const name = JSON.parse(text.slice(k, i));
+    i = skipSpace(text, i) + 1; // past ':'
+    i = skipSpace(text, i);
+    const v = i;
+    i = endOfValue(text, i);
+    if (name === key) found = text.slice(v, i);
+    i = skipSpace(text, i) + 1; // past ',' or '}'
+  }
+}
+
+function skipSpace(text, i) {
+  while (text[i] === ' ' || text[i] === '\t' || text[i] === '\n' || text[i] === '\r') i++;
+  return i;
+}
+
+// endOfValue returns the index just past the JSON value that starts at i.
+function endOfValue(text, i) {
+  const c = text[i];
+  if (c === '"') {
+    for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    return i + 1;
+  }
+  if (c === '{' || c === '[') {
+    let depth = 0;
+    for (;;) {
+      const d = text[i];
+      if (d === '"') {
+        i = endOfValue(text, i);
+        continue;
+      }
+      if (d === '{' || d === '[') depth++;
+      else if (d === '}' || d === ']') {
+        if (--depth === 0) return i + 1;
+      }
+      i++;
+    }
+  }
+  while (i < text.length && !',}] \t\n\r'.includes(text[i])) i++; // number, true, false, null
+  return i;
+}
+
+function isOffset(v) {
+  return Number.isSafeInteger(v) && v >= 0;
+}
+
+// base64ToArrayBuffer decodes standard base64 (padding optional) as a browser would
+// deliver a binary message with binaryType 'arraybuffer'.
+function base64ToArrayBuffer(s) {
+  const bin = atob(s);
+  const bytes = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) bytes[i] = bin.charCodeAt(i);
+  return bytes.buffer;
 }
 
 // redact keeps the token out of events that applications tend to log.

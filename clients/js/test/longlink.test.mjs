@@ -39,10 +39,13 @@ async function flush() {
   for (let i = 0; i < 5; i++) await tick();
 }
 
+// These tests cover the connection state machine, the same in both protocols, in
+// plain mode, where a message is delivered as it arrives. Protocol v2: v2.test.js.
 function make(opts = {}) {
   const ll = new LongLink({
     url: 'ws://gw.test:8080/ws',
     token: 'tok',
+    protocol: 'plain',
     WebSocket: FakeWebSocket,
     random: () => 0.5,
     minBackoffMs: 100,
