@@ -169,8 +169,8 @@ func TestStrangersCannotJoinAKeyedCluster(t *testing.T) {
 		if data == "secret-all" {
 			body = `{"to":{"all":true},"data":"` + data + `"}`
 		}
-		if res := a.push(t, body); res.Body["forwarded"] != float64(1) {
-			t.Errorf("push %s forwarded to %v nodes, want 1 (b only)", body, res.Body["forwarded"])
+		if res := a.push(t, body); res.Body["stored"] != float64(2) {
+			t.Errorf("push %s stored on %v nodes, want 2 (a and b only)", body, res.Body["stored"])
 		}
 		victim.SetReadDeadline(time.Now().Add(10 * time.Second))
 		if _, m, err := victim.ReadMessage(); err != nil || string(m) != data {

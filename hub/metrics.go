@@ -21,6 +21,7 @@ type hubMetrics struct {
 	subscribeFailures *metrics.Counter
 	recoveriesLost    *metrics.Counter
 	recoveredMessages *metrics.Counter
+	badSince          *metrics.Counter
 }
 
 func newHubMetrics(set *metrics.Set) hubMetrics {
@@ -37,6 +38,7 @@ func newHubMetrics(set *metrics.Set) hubMetrics {
 		subscribeFailures: set.NewCounter(`longlink_stream_subscribe_failures_total`),
 		recoveriesLost:    set.NewCounter(`longlink_stream_recoveries_total{result="not_recovered"}`),
 		recoveredMessages: set.NewCounter(`longlink_stream_recovered_messages_total`),
+		badSince:          set.NewCounter(`longlink_stream_recoveries_total{result="bad_since"}`),
 	}
 }
 

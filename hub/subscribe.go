@@ -23,8 +23,11 @@ func (h *Hub) OnUpgrade(u *loop.Upgrade) {
 	s := h.st
 	since, err := parseSince(u.Since)
 	if err != nil {
-		u.Done(loop.UpgradeResult{Err: &loop.AuthError{Status: 400, Reason: err.Error()}})
-		return
+		// Refusing would make a client retry the same URL forever: resume nothing,
+		// and the welcome's missing "recovered" tells it so.
+		h.m.badSince.Inc()
+		h.log.Debug("ignoring since", "conn", u.ConnID, "err", err)
+		since = nil
 	}
 	keys := make([]skey, 0, 2+len(u.Rooms))
 	keys = append(keys, skey{loop.KeyUser, u.User})

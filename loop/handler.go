@@ -5,7 +5,6 @@ import (
 	"math"
 	"net"
 	"net/netip"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -336,9 +335,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	// The hub makes the streams' owners aware of c before its 101 (see streams.go):
 	// c is registered first and holds what arrives meanwhile.
 	u := &Upgrade{User: c.user, V2: c.v2, s: s, c: c, key: req.Key, protocol: protocol, loopSide: true}
-	if since := wsproto.QueryValue(req.RawQuery, "since"); since != "" {
-		u.Since, _ = url.QueryUnescape(since)
-	}
+	u.Since = wsproto.QueryValue(req.RawQuery, "since") // decoded already
 	c.w = &waiting{u: u}
 	c.deadline = s.clock.ticks() + s.handshakeTicks
 	u.Rooms = s.publish(c, id.Rooms)

@@ -79,9 +79,8 @@ function start() {
       heartbeatMs: numberParam('heartbeatMs'),
       minBackoffMs: numberParam('minBackoffMs'),
       maxBackoffMs: numberParam('maxBackoffMs'),
-      // The client speaks v2 by default; the node does not yet, so the page asks for
-      // plain unless ?protocol=v2. Switch this default to 'v2' once the server has it.
-      protocol: params.get('protocol') || 'plain',
+      // v2 (positions, recovery on reconnect) unless ?protocol=plain.
+      protocol: params.get('protocol') || 'v2',
     });
   } catch (err) {
     log(`cannot start: ${err.message}`);
