@@ -98,7 +98,7 @@ type Config struct {
 	MaxAnswering int
 	// OnNodeLeft is called (on its own goroutine) when a peer left or died.
 	OnNodeLeft func(name string)
-	// Probe is the memberlist probe interval. Zero means 1s. Failure
+	// Probe is the memberlist probe interval. Zero means 400ms. Failure
 	// detection takes a few probe intervals.
 	Probe time.Duration
 	// SyncInterval is the memberlist push-pull (full membership sync)
@@ -141,7 +141,9 @@ type Member struct {
 const (
 	defaultGossipPort   = 7946
 	defaultClusterName  = "longlink"
-	defaultProbe        = time.Second
+	// defaultProbe with the suspicion settings in memberlistConfig marks a dead or
+	// frozen node dead in about 1.5-2 s on a LAN (docs/cluster.md, "Failure detection").
+	defaultProbe        = 400 * time.Millisecond
 	defaultSyncInterval = 10 * time.Second
 	defaultQueueBytes   = 16 << 20
 	defaultMaxFrame     = 8 << 20

@@ -366,3 +366,5 @@ func (n *fakeNet) members() {
 		h.OnMembers(others)
 	}
 }
+
+func (l *fakeLocal) ResumeV2(loop.KeyKind, string, string) {}

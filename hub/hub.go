@@ -24,6 +24,7 @@ type Local interface {
 	Enqueue(frame []byte, t loop.Targets, accepted int64) error
 	SubmitStamped(st *loop.Stamped, accepted int64) (Pending, error)
 	EnqueueStamped(st *loop.Stamped, accepted int64) error
+	ResumeV2(kind loop.KeyKind, name, reason string)
 	UserConnections(user string) []loop.ConnInfo
 	RoomMembers(room string) loop.RoomInfo
 	Offline(users []string) []string

@@ -22,6 +22,7 @@ type hubMetrics struct {
 	recoveriesLost    *metrics.Counter
 	recoveredMessages *metrics.Counter
 	badSince          *metrics.Counter
+	stalls            *metrics.Counter
 }
 
 func newHubMetrics(set *metrics.Set) hubMetrics {
@@ -39,6 +40,7 @@ func newHubMetrics(set *metrics.Set) hubMetrics {
 		recoveriesLost:    set.NewCounter(`longlink_stream_recoveries_total{result="not_recovered"}`),
 		recoveredMessages: set.NewCounter(`longlink_stream_recovered_messages_total`),
 		badSince:          set.NewCounter(`longlink_stream_recoveries_total{result="bad_since"}`),
+		stalls:            set.NewCounter(`longlink_node_stalls_total`),
 	}
 }
 

@@ -151,17 +151,35 @@ func (s *streams) onMembers(alive []string) {
 	s.h.m.ringChanges.Inc()
 }
 
+// stallAfter is how long the sweeper may not run before the node assumes it was
+// frozen (SIGSTOP, a stalled VM) long enough for the cluster to declare it dead and
+// stop sending it messages: about the failure-detection time.
+const stallAfter = 1500 * time.Millisecond
+
 func (s *streams) sweeper() {
 	defer s.wg.Done()
-	t := time.NewTicker(time.Second)
+	const tick = 250 * time.Millisecond
+	t := time.NewTicker(tick)
 	defer t.Stop()
+	last := time.Now()
+	n := 0
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-			if n := s.store.Sweep(); n > 0 {
-				s.h.m.historyExpired.Add(n)
+			// Monotonic time: a process that was stopped sees the whole gap.
+			now := time.Now()
+			if gap := now.Sub(last); gap > stallAfter && len(s.ringNow().ring.Members()) > 1 {
+				s.h.m.stalls.Inc()
+				s.h.log.Warn("this node was frozen; v2 clients reconnect to recover what it missed", "for", gap.Round(time.Millisecond))
+				s.h.local.ResumeV2(loop.KeyAll, "", "resume: this node was unreachable")
+			}
+			last = now
+			if n++; n%4 == 0 {
+				if e := s.store.Sweep(); e > 0 {
+					s.h.m.historyExpired.Add(e)
+				}
 			}
 		}
 	}
@@ -799,7 +817,11 @@ func (s *streams) dropSeen(keys []skey, pos []stream.Position) ([]skey, []stream
 					continue
 				}
 				if p.Offset > last.Offset+1 {
+					// Messages of this stream never reached this node (it was cut
+					// off or frozen, a link dropped them): v2 clients reconnect and
+					// recover them; plain ones have lost them (counted).
 					s.h.m.streamGaps.Inc()
+					s.h.local.ResumeV2(k.kind, k.name, "resume: this node missed messages of "+name)
 				}
 			}
 			s.seen[name] = p

@@ -366,3 +366,41 @@ func timeNow() int64 { return time.Now().UnixNano() }
 func TextFrame(payload []byte) []byte {
 	return wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(payload))+len(payload)), wsproto.KindText, payload)
 }
+
+// CloseResume is the close code that tells a v2 client to reconnect with its
+// positions: this node could not vouch that it received every message of a stream it
+// takes (RFC 6455 1012, service restart).
+const CloseResume = 1012
+
+// ResumeV2 closes, with CloseResume, the v2 connections that take stream kind/name
+// (KeyAll: every v2 connection), so their clients reconnect and recover what this
+// node missed. Plain connections stay: they cannot recover. It returns at once.
+func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
+	if kind == KeyUser {
+		for _, c := range s.reg.userConns(nil, name) {
+			if c.v2 {
+				s.closeOn(c, CloseResume, reason)
+			}
+		}
+		return
+	}
+	for _, sh := range s.shardList() {
+		sh := sh
+		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			var conns []*Conn
+			if kind == KeyAll {
+				conns = append(conns, sh.conns...)
+			} else {
+				for c := range sh.rooms[name] {
+					conns = append(conns, c)
+				}
+			}
+			for _, c := range conns {
+				if c.v2 && c.state == stateOpen {
+					sh.startClose(c, CloseResume, reason)
+				}
+			}
+			return nil
+		}))
+	}
+}
