@@ -46,8 +46,14 @@ import (
 const defaultReplicas = 2
 
 // appendTimeout bounds one append or subscribe request to a peer; the origin retries
-// (the owner may have moved) until StoreTimeout.
-const appendTimeout = time.Second
+// (the owner may have moved) until StoreTimeout. It exceeds what an owner may spend
+// before answering (a sync, syncTimeout, plus replication, replicaTimeout), so a slow
+// owner is not taken for a dead one.
+const (
+	appendTimeout  = 2 * time.Second
+	syncTimeout    = 500 * time.Millisecond
+	replicaTimeout = time.Second
+)
 
 // maxReplayBytes bounds the history one subscribe answer carries per stream, under
 // the cluster's frame limit. Past it the stream is reported not recovered.
@@ -193,6 +199,9 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 	var res push.Result
 	keys := keysOf(m.To)
 	deadline := time.Now().Add(s.timeout)
+	// m.Data aliases the API's request buffer, reused once Deliver returns; the
+	// history and the v2 frames (built later, on the loops) keep this one copy.
+	m.Data = slices.Clone(m.Data)
 	ttl := s.store.Config().TTL
 	if m.TTL > 0 {
 		ttl = m.TTL
@@ -521,7 +530,7 @@ func (s *streams) replicate(repl map[string][]replEntry) {
 			b = b.str(k.stream()).str(re.job.pos[re.ki].Epoch).entry(&e)
 		}
 		go func(node string, body []byte, n int) {
-			ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+			ctx, cancel := context.WithTimeout(context.Background(), replicaTimeout)
 			defer cancel()
 			out, err := s.h.remote.Request(ctx, node, body)
 			a := answer{node: node, err: err}
@@ -606,7 +615,7 @@ func (s *streams) syncStream(ring *stream.Ring, name string) {
 	}
 	best, bestFirst, bestEntries, have := s.store.Export(name)
 	if len(others) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), appendTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
 		answers, missing := s.h.remote.Ask(ctx, others, wbuf{opSync}.str(name))
 		cancel()
 		if len(missing) > 0 {
@@ -675,7 +684,10 @@ func (s *streams) onSync(arg []byte) []byte {
 // subscriber of any of its keys.
 func (s *streams) fanOut(j *appendJob) {
 	h := s.h
-	st := s.stamped(j.m, j.keys, j.pos, nil)
+	// This node's loops skip what they already had (a retried append that was
+	// stored and fanned out before its answer was lost).
+	lkeys, lpos := s.dropSeen(slices.Clone(j.keys), slices.Clone(j.pos))
+	st := s.stamped(j.m, lkeys, lpos, nil)
 	if p, err := h.local.SubmitStamped(st, j.m.Accepted); err == nil {
 		j.pending = p
 		for _, k := range j.keys {
@@ -686,7 +698,6 @@ func (s *streams) fanOut(j *appendJob) {
 	} else {
 		h.forwardDrops.Inc()
 	}
-	s.markSeen(j.keys, j.pos)
 	peers := s.peersFor(j.keys)
 	if len(peers) == 0 {
 		return

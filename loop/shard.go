@@ -192,6 +192,18 @@ func (sh *shard) queueStamped(c *Conn, frame []byte, seq uint64, k *Key) bool {
 		c.seq = seq
 		return sh.hold(c, frame, k)
 	}
+	if c.replayed != nil && k != nil && k.Epoch != "" {
+		if hd, ok := c.replayed[k.Stream]; ok && hd.Epoch == k.Epoch {
+			if k.Offset <= hd.Offset {
+				c.seq = seq
+				return false
+			}
+			delete(c.replayed, k.Stream)
+			if len(c.replayed) == 0 {
+				c.replayed = nil
+			}
+		}
+	}
 	return sh.queueFrame(c, frame, seq)
 }
 

@@ -181,6 +181,9 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 		return
 	}
 	c.w = nil
+	if c.v2 && len(r.Frames) > 1 {
+		c.replayed = r.Heads // replayed history: see Conn.replayed
+	}
 	frames := make([][]byte, 0, 1+len(r.Frames)+len(w.held))
 	frames = append(frames, wsproto.AppendUpgradeResponse(nil, u.key, u.protocol))
 	frames = append(frames, r.Frames...)

@@ -339,6 +339,12 @@ func (s *Store) Read(name string, since Position, maxBytes int) (entries []Entry
 	if since.Epoch == "" {
 		return nil, head, true
 	}
+	if since.Offset == 0 {
+		// The client has none of this stream: every message of the current history
+		// is what it missed, whichever epoch it saw (an empty stream's epoch is
+		// made up again by every node that is asked for it).
+		since = Position{l.epoch, 0}
+	}
 	if since.Epoch != l.epoch || since.Offset > l.committed {
 		return nil, head, false
 	}

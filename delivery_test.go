@@ -1,0 +1,464 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"longlink/internal/testutil"
+)
+
+// The delivery guarantee (docs/delivery.md), tested on real binaries clustered on
+// loopback: pushes right after a connect on another node, kill -9, SIGSTOP, rolling
+// restarts, trimmed history and lost epochs.
+
+// startCluster starts n clustered nodes named n1..nN (n2.. join n1) plus extra flags,
+// and waits until every node sees all the others.
+func startCluster(t *testing.T, n int, extra ...string) []*testNode {
+	t.Helper()
+	nodes := []*testNode{startBinary(t, append([]string{"--node-name", "n1", "--log-level", "warn"}, extra...)...)}
+	for i := 2; i <= n; i++ {
+		nodes = append(nodes, startBinary(t, append([]string{"--node-name", "n" + strconv.Itoa(i), "--log-level", "warn", "--join", nodes[0].Gossip}, extra...)...))
+	}
+	waitMembers(t, nodes, n)
+	return nodes
+}
+
+// waitMembers waits until every node in nodes lists want alive members.
+func waitMembers(t *testing.T, nodes []*testNode, want int) {
+	t.Helper()
+	testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("%d nodes see %d alive members", len(nodes), want), func() bool {
+		for _, n := range nodes {
+			if len(n.members(t)) != want {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// position is a v2 stream position.
+type position struct {
+	Epoch  string `json:"epoch"`
+	Offset uint64 `json:"offset"`
+}
+
+// v2msg is any v2 server message.
+type v2msg struct {
+	Type      string                     `json:"type"`
+	ID        string                     `json:"id"`
+	Stream    string                     `json:"stream"`
+	Epoch     string                     `json:"epoch"`
+	Offset    uint64                     `json:"offset"`
+	Data      json.RawMessage            `json:"data"`
+	Node      string                     `json:"node"`
+	Streams   map[string]json.RawMessage `json:"streams"`
+	Recovered map[string]bool            `json:"-"`
+}
+
+// v2client is what the JavaScript client does, in Go: it tracks positions, resumes
+// with them, and drops what it has already seen. It records every message it
+// delivered to the "application", in order.
+type v2client struct {
+	t      *testing.T
+	user   string
+	secret string
+	rooms  []string
+
+	mu        sync.Mutex
+	ws        *websocket.Conn
+	pos       map[string]position
+	seen      map[string]bool
+	got       []string // data of delivered pushes, in order
+	dups      int      // pushes dropped as already seen
+	welcomes  []v2msg
+	recovered map[string]bool // from the last welcome
+}
+
+func newV2(t *testing.T, secret, user string, rooms ...string) *v2client {
+	return &v2client{t: t, user: user, secret: secret, rooms: rooms, pos: map[string]position{}, seen: map[string]bool{}}
+}
+
+// connect dials addr with the positions it holds and reads the welcome.
+func (c *v2client) connect(addr string) error {
+	q := url.Values{"token": {testutil.Token(c.t, c.secret, c.user, c.rooms...)}}
+	c.mu.Lock()
+	if len(c.pos) > 0 {
+		b, _ := json.Marshal(c.pos)
+		q.Set("since", string(b))
+	}
+	c.mu.Unlock()
+	d := websocket.Dialer{Subprotocols: []string{"longlink.v2"}, HandshakeTimeout: 10 * time.Second}
+	ws, resp, err := d.Dial("ws://"+addr+"/ws?"+q.Encode(), nil)
+	if err != nil {
+		if resp != nil {
+			return fmt.Errorf("dial %s: %v (%d)", addr, err, resp.StatusCode)
+		}
+		return fmt.Errorf("dial %s: %v", addr, err)
+	}
+	if resp.Header.Get("Sec-WebSocket-Protocol") != "longlink.v2" {
+		ws.Close()
+		return fmt.Errorf("server selected %q, not longlink.v2", resp.Header.Get("Sec-WebSocket-Protocol"))
+	}
+	ws.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, b, err := ws.ReadMessage()
+	if err != nil {
+		ws.Close()
+		return fmt.Errorf("reading the welcome: %v", err)
+	}
+	var w v2msg
+	if err := json.Unmarshal(b, &w); err != nil || w.Type != "welcome" {
+		ws.Close()
+		return fmt.Errorf("first message %s is not a welcome (%v)", b, err)
+	}
+	c.mu.Lock()
+	c.recovered = map[string]bool{}
+	for name, raw := range w.Streams {
+		var p struct {
+			position
+			Recovered *bool `json:"recovered"`
+		}
+		if err := json.Unmarshal(raw, &p); err != nil {
+			c.mu.Unlock()
+			return fmt.Errorf("welcome stream %s: %s: %v", name, raw, err)
+		}
+		if p.Recovered != nil {
+			c.recovered[name] = *p.Recovered
+		}
+		old, had := c.pos[name]
+		// A stream being resumed keeps the position actually reached (the replay
+		// advances it); a new or lost one starts at the head.
+		if !had || p.Recovered == nil || !*p.Recovered || old.Epoch != p.Epoch {
+			c.pos[name] = p.position
+		}
+	}
+	c.welcomes = append(c.welcomes, w)
+	c.ws = ws
+	c.mu.Unlock()
+	return nil
+}
+
+// read delivers messages until the connection ends (returning its error).
+func (c *v2client) read() error {
+	for {
+		c.ws.SetReadDeadline(time.Now().Add(time.Minute))
+		_, b, err := c.ws.ReadMessage()
+		if err != nil {
+			return err
+		}
+		var m v2msg
+		if err := json.Unmarshal(b, &m); err != nil {
+			c.t.Errorf("user %s: message %s is not JSON: %v", c.user, b, err)
+			continue
+		}
+		if m.Type != "push" {
+			continue
+		}
+		c.mu.Lock()
+		p, had := c.pos[m.Stream]
+		switch {
+		case c.seen[m.ID]:
+			c.dups++
+			c.t.Logf("user %s: duplicate id %s (%s@%d, position %v)", c.user, m.ID, m.Stream, m.Offset, p)
+		case m.Epoch != "" && had && p.Epoch == m.Epoch && m.Offset <= p.Offset:
+			c.dups++
+			c.t.Logf("user %s: duplicate offset %s@%d (id %s, position %v)", c.user, m.Stream, m.Offset, m.ID, p)
+		default:
+			if m.Epoch != "" && had && p.Epoch == m.Epoch && m.Offset != p.Offset+1 {
+				c.t.Errorf("user %s: stream %s jumped from %d to %d (message %s)", c.user, m.Stream, p.Offset, m.Offset, m.ID)
+			}
+			var s string
+			if json.Unmarshal(m.Data, &s) != nil {
+				s = string(m.Data)
+			}
+			c.got = append(c.got, s)
+			c.seen[m.ID] = true
+		}
+		if m.Epoch != "" {
+			c.pos[m.Stream] = position{m.Epoch, m.Offset}
+		}
+		c.mu.Unlock()
+	}
+}
+
+func (c *v2client) messages() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.got...)
+}
+
+func (c *v2client) close() {
+	c.mu.Lock()
+	ws := c.ws
+	c.mu.Unlock()
+	if ws != nil {
+		ws.Close()
+	}
+}
+
+// TestPushRightAfterConnectOnAnotherNode is the seed's QR-code case: the browser
+// connects to one node, the backend pushes at once to another. Nothing may be lost,
+// for plain and v2 clients alike.
+func TestPushRightAfterConnectOnAnotherNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	const tries = 200
+	lost := 0
+	for i := 0; i < tries; i++ {
+		b, a := nodes[i%3], nodes[(i+1)%3]
+		user := fmt.Sprintf("qr-%d", i)
+		data := fmt.Sprintf("scan-%d", i)
+		var ws *websocket.Conn
+		var err error
+		if i%2 == 0 {
+			ws, _, err = websocket.DefaultDialer.Dial("ws://"+b.Client+"/ws?token="+testutil.Token(t, b.secret, user), nil)
+		} else {
+			d := websocket.Dialer{Subprotocols: []string{"longlink.v2"}}
+			ws, _, err = d.Dial("ws://"+b.Client+"/ws?token="+testutil.Token(t, b.secret, user), nil)
+		}
+		if err != nil {
+			t.Fatalf("try %d: %v", i, err)
+		}
+		// Posted the moment the 101 is in hand.
+		a.push(t, `{"to":{"users":["`+user+`"]},"data":"`+data+`"}`)
+		got := false
+		ws.SetReadDeadline(time.Now().Add(3 * time.Second))
+		for !got {
+			_, m, err := ws.ReadMessage()
+			if err != nil {
+				break
+			}
+			got = string(m) == data || strings.Contains(string(m), `"data":"`+data+`"`)
+		}
+		ws.Close()
+		if !got {
+			lost++
+			t.Errorf("try %d (%s on node %d, pushed to node %d): push lost", i, user, i%3+1, (i+1)%3+1)
+			if lost >= 10 {
+				t.Fatalf("%d of %d lost; stopping", lost, i+1)
+			}
+		}
+	}
+	t.Logf("%d of %d pushes posted to another node right after the 101 were lost", lost, tries)
+}
+
+// pusher posts numbered pushes to users at a steady rate and records what each
+// answer said.
+type pusher struct {
+	t      *testing.T
+	sent   int
+	failed []string
+}
+
+func (p *pusher) run(n *testNode, users []string, count int, every time.Duration, at func(i int)) {
+	list, _ := json.Marshal(users)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for i := 0; i < count; i++ {
+		if at != nil {
+			at(i)
+		}
+		body := fmt.Sprintf(`{"to":{"users":%s},"data":"m%03d"}`, list, i)
+		r := testutil.Do(p.t, "POST", "http://"+n.API+"/v1/push", body, testutil.Bearer(n.apiKey)...)
+		if r.Status != 202 {
+			p.failed = append(p.failed, fmt.Sprintf("m%03d: %d %s", i, r.Status, r.Raw))
+		} else {
+			p.sent++
+		}
+		<-tick.C
+	}
+}
+
+func want(n int) []string {
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("m%03d", i)
+	}
+	return out
+}
+
+// keepConnected runs c against the nodes addrs returns, reconnecting with its
+// positions whenever the connection ends, until stop is closed.
+func keepConnected(t *testing.T, c *v2client, addrs func(attempt int) string, stop <-chan struct{}, wg *sync.WaitGroup) {
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for attempt := 0; ; attempt++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if err := c.connect(addrs(attempt)); err != nil {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			done := make(chan struct{})
+			go func() {
+				select {
+				case <-stop:
+					c.close()
+				case <-done:
+				}
+			}()
+			c.read()
+			close(done)
+		}
+	}()
+}
+
+func checkAll(t *testing.T, clients []*v2client, n int) {
+	t.Helper()
+	w := want(n)
+	reconnects, dups := 0, 0
+	for _, c := range clients {
+		c.mu.Lock()
+		reconnects += len(c.welcomes) - 1
+		dups += c.dups
+		for _, wl := range c.welcomes[1:] {
+			for name, raw := range wl.Streams {
+				if strings.Contains(string(raw), `"recovered":false`) {
+					t.Errorf("user %s: stream %s not recovered on a reconnect: %s", c.user, name, raw)
+				}
+			}
+		}
+		c.mu.Unlock()
+	}
+	t.Logf("%d clients: %d reconnects, %d duplicates dropped by the client", len(clients), reconnects, dups)
+	if dups > 0 {
+		t.Errorf("the server sent %d messages twice to one connection or across a resume", dups)
+	}
+	for _, c := range clients {
+		got := c.messages()
+		if strings.Join(got, ",") != strings.Join(w, ",") {
+			t.Errorf("user %s got %d messages %v, want all %d exactly once in order", c.user, len(got), got, n)
+		}
+	}
+}
+
+// TestKillNodeClientsRecoverElsewhere: kill -9 of a node while pushes flow to its
+// clients' users; each client reconnects to another node with its positions and gets
+// every message exactly once, in order.
+func TestKillNodeClientsRecoverElsewhere(t *testing.T) {
+	nodes := startCluster(t, 3)
+	victim, a := nodes[2], nodes[0]
+	const users, count = 8, 200
+	var clients []*v2client
+	var names []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < users; i++ {
+		c := newV2(t, victim.secret, fmt.Sprintf("k%d", i))
+		names = append(names, c.user)
+		clients = append(clients, c)
+		first := true
+		keepConnected(t, c, func(attempt int) string {
+			if first {
+				first = false
+				return victim.Client
+			}
+			return nodes[attempt%2].Client // n1 or n2: the survivors
+		}, stop, &wg)
+	}
+	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
+		for _, c := range clients {
+			c.mu.Lock()
+			ok := c.ws != nil
+			c.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	p := &pusher{t: t}
+	p.run(a, names, count, 10*time.Millisecond, func(i int) {
+		if i == 60 {
+			victim.Cmd.Process.Signal(syscall.SIGKILL)
+		}
+	})
+	if len(p.failed) > 0 {
+		t.Errorf("%d pushes were not accepted: %v", len(p.failed), p.failed)
+	}
+	testutil.WaitFor(t, 20*time.Second, "every client has every message", func() bool {
+		for _, c := range clients {
+			if len(c.messages()) < p.sent {
+				return false
+			}
+		}
+		return true
+	})
+	close(stop)
+	wg.Wait()
+	checkAll(t, clients, count)
+	for _, c := range clients {
+		if len(c.welcomes) < 2 {
+			t.Errorf("user %s never reconnected after its node was killed", c.user)
+		}
+	}
+}
+
+// TestFreezeNode: SIGSTOP of a node for 10 s. Pushes keep being accepted (streams it
+// owned fail over), clients elsewhere get everything, and its own v2 clients, once it
+// runs again, reconnect and recover what it missed.
+func TestFreezeNode(t *testing.T) {
+	// 10 s at 10 pushes/s: the history must hold 100 messages per stream.
+	nodes := startCluster(t, 3, "--history-size", "256")
+	frozen, a := nodes[2], nodes[0]
+	const users, count = 6, 150
+	var clients []*v2client
+	var names []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < users; i++ {
+		c := newV2(t, a.secret, fmt.Sprintf("f%d", i))
+		names = append(names, c.user)
+		clients = append(clients, c)
+		home := nodes[i%3]
+		keepConnected(t, c, func(attempt int) string {
+			if attempt == 0 {
+				return home.Client
+			}
+			return nodes[attempt%3].Client
+		}, stop, &wg)
+	}
+	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
+		for _, c := range clients {
+			c.mu.Lock()
+			ok := c.ws != nil
+			c.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+	p := &pusher{t: t}
+	p.run(a, names, count, 100*time.Millisecond, func(i int) {
+		switch i {
+		case 20:
+			frozen.Cmd.Process.Signal(syscall.SIGSTOP)
+		case 120:
+			frozen.Cmd.Process.Signal(syscall.SIGCONT)
+		}
+	})
+	if len(p.failed) > 0 {
+		t.Errorf("%d pushes were not accepted: %v", len(p.failed), p.failed)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range clients {
+		for len(c.messages()) < p.sent && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	checkAll(t, clients, count)
+}
