@@ -314,6 +314,21 @@ func keepConnected(t *testing.T, c *v2client, addrs func(attempt int) string, st
 	}()
 }
 
+func waitConnected(t *testing.T, clients []*v2client) {
+	t.Helper()
+	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
+		for _, c := range clients {
+			c.mu.Lock()
+			ok := c.ws != nil
+			c.mu.Unlock()
+			if !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
 func checkAll(t *testing.T, clients []*v2client, n int) {
 	t.Helper()
 	w := want(n)
@@ -332,6 +347,13 @@ func checkAll(t *testing.T, clients []*v2client, n int) {
 		c.mu.Unlock()
 	}
 	t.Logf("%d clients: %d reconnects, %d duplicates dropped by the client", len(clients), reconnects, dups)
+	if t.Failed() {
+		for _, c := range clients {
+			for _, wl := range c.welcomes {
+				t.Logf("welcome of %s from %s: %s", c.user, wl.Node, wl.Streams["user:"+c.user])
+			}
+		}
+	}
 	if dups > 0 {
 		t.Errorf("the server sent %d messages twice to one connection or across a resume", dups)
 	}
@@ -455,6 +477,254 @@ func TestFreezeNode(t *testing.T) {
 	deadline := time.Now().Add(30 * time.Second)
 	for _, c := range clients {
 		for len(c.messages()) < p.sent && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	checkAll(t, clients, count)
+}
+
+// resumeOnce connects c to addr with its positions, reads for a moment (until n new
+// messages arrived or the wait ends) and disconnects.
+func resumeOnce(t *testing.T, c *v2client, addr string, n int) {
+	t.Helper()
+	if err := c.connect(addr); err != nil {
+		t.Fatal(err)
+	}
+	before := len(c.messages())
+	done := make(chan struct{})
+	go func() { c.read(); close(done) }()
+	deadline := time.Now().Add(5 * time.Second)
+	c.mu.Lock()
+	lost := false
+	for _, ok := range c.recovered {
+		lost = lost || !ok
+	}
+	c.mu.Unlock()
+	for !lost && len(c.messages()) < before+n && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	c.close()
+	<-done
+}
+
+func pushTo(t *testing.T, n *testNode, user, data string, extra string) {
+	t.Helper()
+	n.push(t, `{"to":{"users":["`+user+`"]},"data":"`+data+`"`+extra+`}`)
+}
+
+// TestHistoryTrimmedAndExpired: a client that comes back after more messages than the
+// history keeps, or after they expired, is told recovered:false; one within the
+// window gets what it missed; "history":false messages are live only.
+func TestHistoryTrimmedAndExpired(t *testing.T) {
+	n := startBinary(t, "--history-size", "5")
+	c := newV2(t, n.secret, "trim")
+	resumeOnce(t, c, n.Client, 0)
+	pushTo(t, n, "trim", "m000", "")
+	pushTo(t, n, "trim", "m001", "")
+	pushTo(t, n, "trim", "skipped", `,"history":false`)
+	resumeOnce(t, c, n.Client, 2)
+	if got := c.messages(); strings.Join(got, ",") != "m000,m001" || !c.recovered["user:trim"] {
+		t.Fatalf("within the window: got %v, recovered %v; want m000,m001 recovered (and not the history:false push)", got, c.recovered)
+	}
+	for i := 2; i < 12; i++ {
+		pushTo(t, n, "trim", fmt.Sprintf("m%03d", i), "")
+	}
+	resumeOnce(t, c, n.Client, 0)
+	if c.recovered["user:trim"] {
+		t.Fatalf("10 missed messages with a history of 5: recovered %v, want false", c.recovered)
+	}
+	if p := c.pos["user:trim"]; p.Offset != 12 {
+		t.Fatalf("after recovered:false the position is the head: %v, want offset 12", p)
+	}
+	pushTo(t, n, "trim", "short", `,"ttl":"1s"`)
+	time.Sleep(2500 * time.Millisecond) // the message's own TTL must pass: a fixed wait is the point
+	resumeOnce(t, c, n.Client, 0)
+	if c.recovered["user:trim"] {
+		t.Fatalf("an expired message was missed: recovered %v, want false", c.recovered)
+	}
+	if r := testutil.Do(t, "POST", "http://"+n.API+"/v1/push", `{"to":{"users":["x"]},"data":"x","ttl":"soon"}`, testutil.Bearer(n.apiKey)...); r.Status != 400 || !strings.Contains(r.Raw, "ttl") {
+		t.Fatalf("bad ttl: %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestEpochChangesWhenAllHoldersDie: kill -9 two of three nodes. A stream both of
+// whose holders died has lost its history: resuming it says recovered:false with a
+// new epoch; a stream the survivor held recovers everything.
+func TestEpochChangesWhenAllHoldersDie(t *testing.T) {
+	nodes := startCluster(t, 3)
+	survivor := nodes[0]
+	const users = 30
+	var clients []*v2client
+	for i := 0; i < users; i++ {
+		c := newV2(t, survivor.secret, fmt.Sprintf("e%d", i))
+		resumeOnce(t, c, nodes[i%3].Client, 0)
+		clients = append(clients, c)
+	}
+	for i := 0; i < 3; i++ {
+		for _, c := range clients {
+			pushTo(t, survivor, c.user, fmt.Sprintf("m%03d", i), "")
+		}
+	}
+	nodes[1].Kill()
+	nodes[2].Kill()
+	waitMembers(t, nodes[:1], 1)
+	lost, kept := 0, 0
+	for _, c := range clients {
+		old := c.pos["user:"+c.user]
+		resumeOnce(t, c, survivor.Client, 3)
+		got := c.messages()
+		switch {
+		case c.recovered["user:"+c.user]:
+			kept++
+			if strings.Join(got, ",") != "m000,m001,m002" {
+				t.Errorf("user %s recovered but got %v", c.user, got)
+			}
+		default:
+			lost++
+			if c.pos["user:"+c.user].Epoch == old.Epoch {
+				t.Errorf("user %s: history lost but the epoch stayed %s", c.user, old.Epoch)
+			}
+		}
+	}
+	t.Logf("%d streams kept their history on the survivor, %d lost it (new epoch)", kept, lost)
+	if kept == 0 || lost == 0 {
+		t.Fatalf("kept %d, lost %d: with 2 holders of 3 nodes both must happen for 30 streams", kept, lost)
+	}
+}
+
+// TestOwnershipMovesOnJoinAndLeave: a node joins (it becomes the owner of some
+// streams and takes their history over), then leaves with SIGTERM; clients resuming
+// on any node get every message once, in order.
+func TestOwnershipMovesOnJoinAndLeave(t *testing.T) {
+	nodes := startCluster(t, 2)
+	const users = 20
+	var clients []*v2client
+	for i := 0; i < users; i++ {
+		c := newV2(t, nodes[0].secret, fmt.Sprintf("j%d", i))
+		resumeOnce(t, c, nodes[i%2].Client, 0)
+		clients = append(clients, c)
+	}
+	next := 0
+	pushRound := func(via *testNode) {
+		for _, c := range clients {
+			pushTo(t, via, c.user, fmt.Sprintf("m%03d", next), "")
+		}
+		next++
+	}
+	pushRound(nodes[0])
+	pushRound(nodes[1])
+	joined := startBinary(t, "--node-name", "n3", "--log-level", "warn", "--join", nodes[0].Gossip)
+	all := append(nodes[:2:2], joined)
+	waitMembers(t, all, 3)
+	pushRound(joined)
+	pushRound(nodes[0])
+	for _, c := range clients {
+		resumeOnce(t, c, joined.Client, next-len(c.messages()))
+	}
+	joined.Stop(t, 15*time.Second)
+	waitMembers(t, nodes, 2)
+	pushRound(nodes[1])
+	for i, c := range clients {
+		resumeOnce(t, c, nodes[i%2].Client, next-len(c.messages()))
+	}
+	checkAll(t, clients, next)
+}
+
+// TestRollingRestart: every node is restarted in turn with SIGTERM while pushes flow;
+// clients follow (1001, reconnect elsewhere with positions) and get every message
+// exactly once, in order.
+func TestRollingRestart(t *testing.T) {
+	nodes := startCluster(t, 3)
+	const users, count = 6, 120
+	var mu sync.Mutex
+	live := func(i int) *testNode {
+		mu.Lock()
+		defer mu.Unlock()
+		return nodes[i%len(nodes)]
+	}
+	restarting := -1
+	var clients []*v2client
+	var names []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < users; i++ {
+		c := newV2(t, nodes[0].secret, fmt.Sprintf("r%d", i))
+		names = append(names, c.user)
+		clients = append(clients, c)
+		start := i
+		keepConnected(t, c, func(attempt int) string {
+			mu.Lock()
+			defer mu.Unlock()
+			j := (start + attempt) % len(nodes)
+			if j == restarting {
+				j = (j + 1) % len(nodes)
+			}
+			return nodes[j].Client
+		}, stop, &wg)
+	}
+	waitConnected(t, clients)
+	restartDone := make(chan struct{})
+	p := &pusher{t: t}
+	go func() {
+		defer close(restartDone)
+		for k := 0; k < 3; k++ {
+			time.Sleep(300 * time.Millisecond)
+			mu.Lock()
+			restarting = k
+			old := nodes[k]
+			peer := nodes[(k+1)%3]
+			mu.Unlock()
+			old.Stop(t, 15*time.Second)
+			n := startBinary(t, "--node-name", "n"+strconv.Itoa(k+1), "--log-level", "warn", "--join", peer.Gossip)
+			mu.Lock()
+			nodes[k] = n
+			restarting = -1
+			mu.Unlock()
+			waitMembers(t, []*testNode{n}, 3)
+		}
+	}()
+	list, _ := json.Marshal(names)
+	var answers []string
+	defer func() {
+		if t.Failed() {
+			t.Logf("answers: %s", strings.Join(answers[:min(30, len(answers))], "\n"))
+		}
+	}()
+	for i := 0; i < count; i++ {
+		body := fmt.Sprintf(`{"to":{"users":%s},"data":"m%03d"}`, list, i)
+		var r testutil.Response
+		for try := 0; try < 3; try++ {
+			mu.Lock()
+			n := nodes[(i+try)%3]
+			skip := (i+try)%3 == restarting
+			mu.Unlock()
+			if skip {
+				continue
+			}
+			r = testutil.Do(t, "POST", "http://"+n.API+"/v1/push", body, testutil.Bearer(n.apiKey)...)
+			if r.Status == 202 {
+				break
+			}
+			t.Logf("m%03d via node %d: %d %s (retrying on the next node)", i, (i+try)%3+1, r.Status, r.Raw)
+		}
+		if r.Status != 202 {
+			p.failed = append(p.failed, fmt.Sprintf("m%03d: %d %s", i, r.Status, r.Raw))
+		} else {
+			p.sent++
+			answers = append(answers, fmt.Sprintf("m%03d: %s", i, r.Raw))
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+	<-restartDone
+	_ = live
+	if len(p.failed) > 0 {
+		t.Errorf("%d pushes were not accepted: %v", len(p.failed), p.failed)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range clients {
+		for len(c.messages()) < count && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}

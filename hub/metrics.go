@@ -23,6 +23,9 @@ type hubMetrics struct {
 	recoveredMessages *metrics.Counter
 	badSince          *metrics.Counter
 	stalls            *metrics.Counter
+	handoffStreams    *metrics.Counter
+	handoffFailures   *metrics.Counter
+	settleWaits       *metrics.Counter
 }
 
 func newHubMetrics(set *metrics.Set) hubMetrics {
@@ -41,6 +44,9 @@ func newHubMetrics(set *metrics.Set) hubMetrics {
 		recoveredMessages: set.NewCounter(`longlink_stream_recovered_messages_total`),
 		badSince:          set.NewCounter(`longlink_stream_recoveries_total{result="bad_since"}`),
 		stalls:            set.NewCounter(`longlink_node_stalls_total`),
+		handoffStreams:    set.NewCounter(`longlink_stream_handoff_streams_total`),
+		handoffFailures:   set.NewCounter(`longlink_stream_handoff_failures_total`),
+		settleWaits:       set.NewCounter(`longlink_stream_settle_waits_total`),
 	}
 }
 

@@ -78,6 +78,8 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.st.onSync(arg)
 	case opSubscribe:
 		return h.st.onSubscribe(arg)
+	case opHandoff:
+		return h.st.onHandoff(arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

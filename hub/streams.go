@@ -42,6 +42,14 @@ import (
 // the committer owns the batch it is processing, under seqMu; seen is guarded by
 // seenMu; the store has its own lock.
 
+const dbgStreams = false
+
+// settle is how long after a membership change a node waits before it extends a
+// stream it may have just become the owner of (one it holds nothing of, or a stale
+// one): long enough for the other nodes' views to converge (a few gossip rounds), so
+// the previous owner has stopped stamping and what it stamped is there to be synced.
+const settle = 500 * time.Millisecond
+
 // Replicas default.
 const defaultReplicas = 2
 
@@ -59,7 +67,18 @@ const (
 // the cluster's frame limit. Past it the stream is reported not recovered.
 const maxReplayBytes = 4 << 20
 
+// ownerRing is the ring the origin of a push or a subscribe uses; nil when this node
+// is leaving and has already left (it knows no peer to store on).
+func (s *streams) ownerRing(rs *ringState) *stream.Ring {
+	if s.h.draining() && len(rs.alive) == 0 {
+		return nil
+	}
+	return rs.ring
+}
+
 type ringState struct {
+	since   time.Time // when this view replaced the previous one
+	alive   []string  // the peers it was built from
 	ring    *stream.Ring
 	changed chan struct{} // closed when this ring is replaced
 }
@@ -74,13 +93,14 @@ type streams struct {
 	ringMu sync.Mutex
 	rs     *ringState
 
-	seqMu    sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
-	qMu      sync.Mutex
-	queue    []*appendJob
-	wake     chan struct{}
-	stop     chan struct{}
-	wg       sync.WaitGroup // committer and sweeper
-	stopOnce sync.Once
+	seqMu     sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
+	qMu       sync.Mutex
+	queue     []*appendJob
+	wake      chan struct{}
+	stop      chan struct{}
+	wg        sync.WaitGroup // committer, sweeper, handoffLoop
+	handoffCh chan struct{}
+	stopOnce  sync.Once
 
 	seenMu sync.Mutex
 	seen   map[string]stream.Position // last position fanned out to this node's loops
@@ -105,18 +125,20 @@ type appendJob struct {
 
 func newStreams(h *Hub, cfg Config) *streams {
 	s := &streams{
-		h:        h,
-		store:    stream.New(cfg.History),
-		replicas: cfg.Replicas,
-		timeout:  cfg.StoreTimeout,
-		wake:     make(chan struct{}, 1),
-		stop:     make(chan struct{}),
-		seen:     map[string]stream.Position{},
+		h:         h,
+		store:     stream.New(cfg.History),
+		replicas:  cfg.Replicas,
+		timeout:   cfg.StoreTimeout,
+		wake:      make(chan struct{}, 1),
+		handoffCh: make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		seen:      map[string]stream.Position{},
 	}
 	s.rs = &ringState{ring: stream.NewRing([]string{h.cfg.NodeName}), changed: make(chan struct{})}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go s.committer()
 	go s.sweeper()
+	go s.handoffLoop()
 	return s
 }
 
@@ -125,25 +147,37 @@ func (s *streams) close() {
 	s.wg.Wait()
 }
 
+// ringNow returns the ring of the cluster's current view: rebuilt here when the
+// alive set changed, so it is never behind what the cluster reports (OnMembers can
+// lag a moment behind a join).
 func (s *streams) ringNow() *ringState {
+	alive := s.h.remote.AliveNodes()
 	s.ringMu.Lock()
-	defer s.ringMu.Unlock()
-	return s.rs
+	rs := s.rs
+	same := slices.Equal(rs.alive, alive)
+	s.ringMu.Unlock()
+	if !same {
+		s.onMembers(alive)
+		s.ringMu.Lock()
+		rs = s.rs
+		s.ringMu.Unlock()
+	}
+	return rs
 }
 
 // OnMembers rebuilds the ring from the alive members. Streams this node now owns but
 // did not before are marked stale: before extending one, the node asks the other
 // holders for what they have.
 func (s *streams) onMembers(alive []string) {
-	members := append(slices.Clone(alive), s.h.cfg.NodeName)
-	ring := stream.NewRing(members)
+	alive = slices.Clone(alive)
+	ring := stream.NewRing(append(slices.Clone(alive), s.h.cfg.NodeName))
 	s.ringMu.Lock()
 	old := s.rs
-	if slices.Equal(old.ring.Members(), ring.Members()) {
+	if slices.Equal(old.alive, alive) {
 		s.ringMu.Unlock()
 		return
 	}
-	s.rs = &ringState{ring: ring, changed: make(chan struct{})}
+	s.rs = &ringState{since: time.Now(), alive: alive, ring: ring, changed: make(chan struct{})}
 	s.ringMu.Unlock()
 	close(old.changed)
 	self := s.h.cfg.NodeName
@@ -155,6 +189,111 @@ func (s *streams) onMembers(alive []string) {
 	}
 	s.store.MarkStale(gained)
 	s.h.m.ringChanges.Inc()
+	select {
+	case s.handoffCh <- struct{}{}:
+	default:
+	}
+}
+
+// handoffLoop copies, after every membership change, each history this node holds
+// to the nodes that now hold that stream with it: a node that joined or came back,
+// or a replica that replaced one that left, gets what was stored before it arrived,
+// so the next failure does not lose it. A holder keeps the longer history (onHandoff).
+func (s *streams) handoffLoop() {
+	defer s.wg.Done()
+	for {
+		select {
+		case <-s.stop:
+			return
+		case <-s.handoffCh:
+		}
+		s.handoffRound()
+	}
+}
+
+// handoffChunk bounds one handoff request (the cluster's frame limit is larger).
+const handoffChunk = 1 << 20
+
+func (s *streams) handoffRound() {
+	ring := s.ringNow().ring
+	if len(ring.Members()) < 2 {
+		return
+	}
+	self := s.h.cfg.NodeName
+	per := map[string][]string{}
+	for _, name := range s.store.Names() {
+		for _, n := range ring.Holders(name, s.replicas) {
+			if n != self {
+				per[n] = append(per[n], name)
+			}
+		}
+	}
+	for node, names := range per {
+		b := wbuf{opHandoff}
+		n := 0
+		flush := func() {
+			if n == 0 {
+				return
+			}
+			body := wbuf{opHandoff}.uv(uint64(n))
+			body = append(body, b[1:]...)
+			ctx, cancel := context.WithTimeout(context.Background(), replicaTimeout)
+			if _, err := s.h.remote.Request(ctx, node, body); err != nil {
+				s.h.m.handoffFailures.Inc()
+			} else {
+				s.h.m.handoffStreams.Add(n)
+			}
+			cancel()
+			b, n = wbuf{opHandoff}, 0
+		}
+		for _, name := range names {
+			pos, _, entries, ok := s.store.Export(name)
+			if !ok {
+				continue
+			}
+			b = b.str(name).pos(pos).uv(uint64(len(entries)))
+			for i := range entries {
+				b = b.entry(&entries[i])
+			}
+			if n++; len(b) > handoffChunk {
+				flush()
+			}
+			select {
+			case <-s.stop:
+				return
+			default:
+			}
+		}
+		flush()
+	}
+}
+
+// onHandoff takes the histories a peer holds of streams this node holds too, where
+// they are longer than what is here.
+func (s *streams) onHandoff(arg []byte) []byte {
+	r := rbuf{b: arg}
+	for n := r.count(3); n > 0 && r.err == nil; n-- {
+		name := r.str()
+		pos := r.pos()
+		var entries []stream.Entry
+		for m := r.count(4); m > 0; m-- {
+			entries = append(entries, r.entry())
+		}
+		if r.err != nil {
+			break
+		}
+		local, _, _, ok := s.store.Export(name)
+		if !ok || longer(pos, local) {
+			s.store.Adopt(name, pos, entries)
+			s.h.m.historyAdopted.Inc()
+			if s.ringNow().ring.Owner(name) == s.h.cfg.NodeName {
+				// Another holder may have more (the previous owner): ask before
+				// extending it.
+				s.store.SetStale(name)
+			}
+		}
+	}
+	return []byte{}
 }
 
 // stallAfter is how long the sweeper may not run before the node assumes it was
@@ -226,10 +365,14 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 	var offline []string
 	for attempt := 0; len(left) > 0; attempt++ {
 		rs := s.ringNow()
+		ring := s.ownerRing(rs)
+		if ring == nil {
+			return res, &statusError{503, fmt.Sprintf("message %s not stored on %d of its %d streams: this node left the cluster meanwhile (shutting down); retry on another node", m.ID, len(left), len(keys))}
+		}
 		groups := map[string][]skey{}
 		var owners []string
 		for _, k := range left {
-			o := rs.ring.Owner(k.stream())
+			o := ring.Owner(k.stream())
 			if _, ok := groups[o]; !ok {
 				owners = append(owners, o)
 			}
@@ -278,12 +421,16 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 			return res, &statusError{503, fmt.Sprintf("message %s not stored on %d of its %d streams within %s (%v); nothing is promised for them, retry", m.ID, len(left), len(keys), s.timeout, lastErr)}
 		}
 		s.h.m.appendRetries.Inc()
-		if !retryNow || attempt > 3 {
+		wait := 100 * time.Millisecond
+		if retryNow {
+			wait = 20 * time.Millisecond // the owner is settling or resyncing
+		}
+		if !retryNow || attempt > 0 {
 			// The owner is unreachable, not the owner any more, or busy: wait for the
 			// membership to change (failure detection) or a moment.
 			select {
 			case <-rs.changed:
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(wait):
 			}
 		}
 	}
@@ -441,11 +588,15 @@ type replEntry struct {
 // process runs one batch: stamp, replicate, commit, fan out, answer.
 func (s *streams) process(batch []*appendJob) {
 	self := s.h.cfg.NodeName
-	ring := s.ringNow().ring
-	if s.h.draining() && len(ring.Members()) > 1 {
-		// A node that is leaving keeps no new history: the origin waits for the ring
-		// to drop it and appends at the next owner, which holds copies of everything
-		// this node committed.
+	rs := s.ringNow()
+	ring := rs.ring
+	// Any change counts, a shrink to this node alone included: that is what a node
+	// sees when a peer's leave and another's rejoin under a reused name overlap.
+	settling := time.Since(rs.since) < settle
+	if s.h.draining() && len(ring.Members()) == 1 {
+		// A node that has left sees itself alone: that is not ownership of every
+		// stream. (While it is leaving it still stamps, replicating to the next
+		// owner as always.) The origin fails these at once (leftCluster).
 		for _, j := range batch {
 			j.status = statusNotOwner
 			close(j.done)
@@ -459,12 +610,27 @@ func (s *streams) process(batch []*appendJob) {
 		// Every key must be ours before any is stamped: a job is stored whole or not.
 		for _, k := range j.keys {
 			if ring.Owner(k.stream()) != self {
+				if dbgStreams {
+					s.h.log.Warn("DBG not owner", "stream", k.stream(), "owner", ring.Owner(k.stream()), "ring", ring.Members())
+				}
 				j.status = statusNotOwner
 				break
 			}
 		}
 		if j.status != statusOK || j.m.NoHistory {
 			continue
+		}
+		if settling {
+			for _, k := range j.keys {
+				if name := k.stream(); !s.store.Has(name) || s.store.Stale(name) {
+					j.status = statusRetry
+					s.h.m.settleWaits.Inc()
+					break
+				}
+			}
+			if j.status != statusOK {
+				continue
+			}
 		}
 		for ki, k := range j.keys {
 			name := k.stream()
@@ -500,6 +666,11 @@ func (s *streams) process(batch []*appendJob) {
 		}
 	}
 	for _, j := range batch {
+		if dbgStreams {
+			for ki, k := range j.keys {
+				s.h.log.Warn("DBG process", "id", j.m.ID, "stream", k.stream(), "pos", j.pos[ki], "copies", j.kcopies[ki], "status", j.status, "ring", ring.Members(), "holders", ring.Holders(k.stream(), s.replicas))
+			}
+		}
 		if j.status == statusOK {
 			s.fanOut(j)
 		}
@@ -558,9 +729,15 @@ func (s *streams) replicate(repl map[string][]replEntry) {
 		for i, re := range es {
 			switch {
 			case a.err != nil:
+				if dbgStreams {
+					s.h.log.Warn("DBG replicate failed", "to", a.node, "stream", re.job.keys[re.ki].stream(), "err", a.err)
+				}
 				re.job.kcopies[re.ki]-- // not stored there (counted: fewer copies than asked)
 				s.h.m.replicaFailures.Inc()
 			case !a.ok[i]:
+				if dbgStreams {
+					s.h.log.Warn("DBG replicate refused", "to", a.node, "stream", re.job.keys[re.ki].stream())
+				}
 				refused = append(refused, streamAt{re.job.keys[re.ki].stream(), re.job.pos[re.ki]})
 				re.job.status = statusRetry
 			}
@@ -650,7 +827,9 @@ func (s *streams) syncStream(ring *stream.Ring, name string) {
 	s.store.Fresh(name)
 }
 
-// longer reports whether history a should win over b.
+// longer reports whether history a should win over b: more messages, and between
+// equally long histories of two epochs the older epoch (the one announced first, so
+// the one clients are likelier to hold).
 func longer(a, b stream.Position) bool {
 	if a.Epoch == b.Epoch {
 		return a.Offset > b.Offset
@@ -658,7 +837,7 @@ func longer(a, b stream.Position) bool {
 	if a.Offset != b.Offset {
 		return a.Offset > b.Offset
 	}
-	return a.Epoch > b.Epoch
+	return stream.Older(a.Epoch, b.Epoch)
 }
 
 func (s *streams) onSync(arg []byte) []byte {

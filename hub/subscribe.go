@@ -46,7 +46,9 @@ func (h *Hub) OnUpgrade(u *loop.Upgrade) {
 			break
 		}
 	}
-	if !remote && (!u.V2 || rs.ring.Owner("all") == self) {
+	// Inline on the loop only when nothing needs a peer: a node alone. In a cluster
+	// even streams this node owns may need their replicas (ensure), off the loop.
+	if !remote && len(rs.ring.Members()) == 1 {
 		u.Done(s.upgradeResult(u, keys, since, s.readLocal(keys, since)))
 		return
 	}
@@ -66,6 +68,43 @@ type streamRead struct {
 	head      stream.Position
 	recovered bool
 	entries   []stream.Entry
+}
+
+// syncIfUnknown syncs a stream this owner holds no history of, or a stale one, before
+// answering a subscriber: a node that just took the stream over (it joined, or came
+// back) must not make up a new epoch for a stream the other holders have.
+func (s *streams) syncIfUnknown(ring *stream.Ring, name string) {
+	if !s.store.Has(name) || s.store.Stale(name) {
+		s.syncStream(ring, name)
+	}
+	pos, created := s.store.Create(name)
+	if !created {
+		return
+	}
+	// A new stream: its replicas learn its epoch now, so one that takes over keeps
+	// it (a client's position in an empty stream stays valid).
+	holders := ring.Holders(name, s.replicas)
+	if len(holders) < 2 {
+		return
+	}
+	b := wbuf{opReplicate}.uv(1)
+	e := stream.Entry{}
+	b = b.str(name).str(pos.Epoch).entry(&e)
+	ctx, cancel := context.WithTimeout(context.Background(), replicaTimeout)
+	defer cancel()
+	answers, missing := s.h.remote.Ask(ctx, holders[1:], b)
+	if len(missing) > 0 {
+		s.h.m.replicaFailures.Add(len(missing))
+	}
+	for _, a := range answers {
+		if len(a) == 1 && a[0] == 0 {
+			// A holder has messages of this stream after all (it came back while we
+			// asked): take its history.
+			s.store.SetStale(name)
+			s.syncStream(ring, name)
+			return
+		}
+	}
 }
 
 // parseSince reads ?since=: {"user:42":{"epoch":"e","offset":18},...}.
@@ -98,9 +137,7 @@ func (s *streams) readLocal(keys []skey, since map[string]stream.Position) map[s
 	ring := s.ringNow().ring
 	for _, k := range keys {
 		name := k.stream()
-		if s.store.Stale(name) {
-			s.syncStream(ring, name)
-		}
+		s.syncIfUnknown(ring, name)
 		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
 		out[name] = streamRead{head: head, recovered: rec, entries: entries}
 	}
@@ -119,10 +156,14 @@ func (s *streams) subscribe(keys []skey, since map[string]stream.Position, v2 bo
 	deadline := time.Now().Add(s.timeout)
 	for len(left) > 0 {
 		rs := s.ringNow()
+		ring := s.ownerRing(rs)
+		if ring == nil {
+			return nil, fmt.Errorf("this node is shutting down; connect to another")
+		}
 		groups := map[string][]skey{}
 		var owners []string
 		for _, k := range left {
-			o := rs.ring.Owner(k.stream())
+			o := ring.Owner(k.stream())
 			if _, ok := groups[o]; !ok {
 				owners = append(owners, o)
 			}
@@ -227,10 +268,11 @@ func (s *streams) onSubscribe(arg []byte) []byte {
 	}
 	b := wbuf{statusOK}.uv(uint64(len(names)))
 	for _, name := range names {
-		if s.store.Stale(name) {
-			s.syncStream(ring, name)
-		}
+		s.syncIfUnknown(ring, name)
 		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
+		if dbgStreams {
+			s.h.log.Warn("DBG subscribe", "stream", name, "since", since[name], "head", head, "rec", rec, "n", len(entries))
+		}
 		var recb byte
 		if rec {
 			recb = 1

@@ -18,6 +18,7 @@ const (
 	opReplicate byte = 'R' // {entries}                  -> {ok or nack+position per entry}
 	opSync      byte = 'Y' // {streams}                  -> {position, entries per stream}
 	opSubscribe byte = 'U' // {streams with since}       -> {head, recovered, entries per stream}
+	opHandoff   byte = 'H' // {histories}                -> {}
 
 	// wireStamped is a fan-out copy: {keys with positions, conns, flags, message}.
 	wireStamped byte = 'S'

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 )
@@ -116,18 +117,24 @@ func NewEpoch(now time.Time) string {
 	return strconv.FormatInt(now.UnixMilli(), 36) + "-" + strconv.FormatUint(uint64(binary.BigEndian.Uint32(b[:])), 36)
 }
 
-// newer reports whether epoch a was created after b.
-func newer(a, b string) bool {
-	if len(a) != len(b) {
-		return len(a) > len(b)
+// Older reports whether epoch a was created before b (ties broken by the random part).
+func Older(a, b string) bool {
+	ta, _, _ := strings.Cut(a, "-")
+	tb, _, _ := strings.Cut(b, "-")
+	if len(ta) != len(tb) {
+		return len(ta) < len(tb)
 	}
-	return a > b
+	if ta != tb {
+		return ta < tb
+	}
+	return a < b
 }
 
 func (s *Store) logFor(name string, create bool) *log {
 	l := s.logs[name]
 	if l == nil && create {
-		l = &log{name: name, epoch: NewEpoch(s.cfg.Now()), first: 1, next: 1}
+		now := s.cfg.Now()
+		l = &log{name: name, epoch: NewEpoch(now), first: 1, next: 1, touched: now.UnixNano()}
 		s.logs[name] = l
 	}
 	return l
@@ -194,12 +201,27 @@ func (s *Store) Apply(name string, pos Position, e Entry) (ok bool, have Positio
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.logs[name]
+	if pos.Offset == 0 {
+		// The owner announces the epoch of a stream with no messages yet (Create).
+		switch {
+		case l == nil:
+			s.logs[name] = &log{name: name, epoch: pos.Epoch, first: 1, next: 1, touched: s.cfg.Now().UnixNano()}
+		case l.epoch == pos.Epoch:
+		case l.next > 1:
+			return false, Position{l.epoch, l.next - 1}
+		default:
+			s.reset(l, pos.Epoch)
+		}
+		return true, Position{}
+	}
 	switch {
 	case l == nil:
-		l = &log{name: name, epoch: pos.Epoch}
+		l = &log{name: name, epoch: pos.Epoch, first: 1, next: 1, touched: s.cfg.Now().UnixNano()}
 		s.logs[name] = l
 	case l.epoch != pos.Epoch:
-		if newer(l.epoch, pos.Epoch) && l.next > 1 {
+		// Another history of the stream: the longer one wins (the owner may be a
+		// node that came back empty, or this node a holder left behind).
+		if l.next-1 >= pos.Offset {
 			return false, Position{l.epoch, l.next - 1}
 		}
 		s.reset(l, pos.Epoch)
@@ -317,6 +339,38 @@ func (s *Store) Head(name string) (Position, bool) {
 	return Position{l.epoch, l.committed}, true
 }
 
+// Create makes an empty history of stream name if there is none and returns its
+// position. The owner of a stream creates it when a subscriber asks for it, and sends
+// the epoch to the replicas (Apply with offset 0): otherwise a replica that takes over
+// would make up another epoch for a stream with no messages, and every client would
+// be told its (empty) history was lost.
+func (s *Store) Create(name string) (pos Position, created bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logs[name]
+	if l != nil {
+		return Position{l.epoch, l.committed}, false
+	}
+	l = s.logFor(name, true)
+	return Position{l.epoch, 0}, true
+}
+
+// SetStale marks stream name stale.
+func (s *Store) SetStale(name string) {
+	s.mu.Lock()
+	if l := s.logs[name]; l != nil {
+		l.stale = true
+	}
+	s.mu.Unlock()
+}
+
+// Has reports whether this node holds a history of stream name.
+func (s *Store) Has(name string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.logs[name] != nil
+}
+
 // Stale reports whether stream name must be synced before this node extends it.
 func (s *Store) Stale(name string) bool {
 	s.mu.Lock()
@@ -338,12 +392,6 @@ func (s *Store) Read(name string, since Position, maxBytes int) (entries []Entry
 	head = Position{l.epoch, l.committed}
 	if since.Epoch == "" {
 		return nil, head, true
-	}
-	if since.Offset == 0 {
-		// The client has none of this stream: every message of the current history
-		// is what it missed, whichever epoch it saw (an empty stream's epoch is
-		// made up again by every node that is asked for it).
-		since = Position{l.epoch, 0}
 	}
 	if since.Epoch != l.epoch || since.Offset > l.committed {
 		return nil, head, false
@@ -378,7 +426,7 @@ func (s *Store) Export(name string) (pos Position, first uint64, entries []Entry
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	l := s.logs[name]
-	if l == nil || l.next <= 1 && len(l.entries) == 0 {
+	if l == nil {
 		return Position{}, 0, nil, false
 	}
 	return Position{l.epoch, l.next - 1}, l.first, slices.Clone(l.entries), true
@@ -393,6 +441,7 @@ func (s *Store) Adopt(name string, pos Position, entries []Entry) {
 	defer s.mu.Unlock()
 	l := s.logFor(name, true)
 	s.dropEntries(l)
+	l.touched = s.cfg.Now().UnixNano()
 	l.epoch = pos.Epoch
 	l.next = pos.Offset + 1
 	l.committed = pos.Offset
