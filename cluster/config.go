@@ -139,8 +139,8 @@ type Member struct {
 }
 
 const (
-	defaultGossipPort   = 7946
-	defaultClusterName  = "longlink"
+	defaultGossipPort  = 7946
+	defaultClusterName = "longlink"
 	// defaultProbe with the suspicion settings in memberlistConfig marks a dead or
 	// frozen node dead in about 1.5-2 s on a LAN (docs/cluster.md, "Failure detection").
 	defaultProbe        = 400 * time.Millisecond

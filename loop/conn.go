@@ -36,14 +36,14 @@ type Conn struct {
 
 	// owned by the loop
 	parser   wsproto.Parser
-	idx      int32  // position in sh.conns
-	pend     int32  // 1 + index in sh.pending while frames wait for this drain's flush
-	state    uint8  //
-	kept     uint16 // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
-	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
-	deadline uint32 // handshake or close deadline in ticks; 0 = none
-	expires  uint32 // token expiry in ticks; 0 = none
-	seq      uint64 // sequence of the last delivery job written, to deliver once per job
+	idx      int32    // position in sh.conns
+	pend     int32    // 1 + index in sh.pending while frames wait for this drain's flush
+	state    uint8    //
+	kept     uint16   // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
+	lastSeen uint32   // coarse clock ticks (see clock.go) of the last byte received
+	deadline uint32   // handshake or close deadline in ticks; 0 = none
+	expires  uint32   // token expiry in ticks; 0 = none
+	seq      uint64   // sequence of the last delivery job written, to deliver once per job
 	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
 	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
 	// replayed is, for a v2 connection that was replayed history, how far each

@@ -204,11 +204,11 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		data = append([]byte(nil), data...)
 	}
 	*m = Message{
-		ID:       string(b[idLo:idHi]),
-		Binary:   flags&flagBinary != 0,
-		Data:     data,
-		Accepted: int64(binary.BigEndian.Uint64(b[2:10])),
-		To:       Target{Users: lists[0], Connections: lists[1], Rooms: lists[2], All: flags&flagAll != 0},
+		ID:        string(b[idLo:idHi]),
+		Binary:    flags&flagBinary != 0,
+		Data:      data,
+		Accepted:  int64(binary.BigEndian.Uint64(b[2:10])),
+		To:        Target{Users: lists[0], Connections: lists[1], Rooms: lists[2], All: flags&flagAll != 0},
 		JSON:      flags&flagJSON != 0,
 		NoHistory: flags&flagNoHistory != 0,
 		TTL:       time.Duration(ttl) * time.Millisecond,
