@@ -8,6 +8,7 @@ import (
 	"slices"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/VictoriaMetrics/metrics"
 
@@ -198,7 +199,7 @@ func newFakeNet() *fakeNet {
 func (n *fakeNet) add(t testing.TB, name string, mod func(*Config)) (*Hub, *fakeLocal) {
 	t.Helper()
 	l := newFakeLocal()
-	cfg := Config{NodeName: name, Local: l, Remote: &fakeRemote{net: n, self: name}, Metrics: metrics.NewSet(), Logger: quiet}
+	cfg := Config{NodeName: name, Local: l, Remote: &fakeRemote{net: n, self: name}, Metrics: metrics.NewSet(), Logger: quiet, Settle: time.Nanosecond}
 	if mod != nil {
 		mod(&cfg)
 	}

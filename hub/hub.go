@@ -104,6 +104,9 @@ type Config struct {
 	// StoreTimeout bounds how long Deliver keeps trying to store a message on its
 	// streams' owners (they may be failing over). Zero means 5s.
 	StoreTimeout time.Duration
+	// Settle is how long after a membership change the node waits before it extends
+	// a stream it may have just taken over (see streams.go). Zero means 500ms.
+	Settle time.Duration
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -160,6 +163,9 @@ func New(cfg Config) (*Hub, error) {
 	}
 	if cfg.StoreTimeout <= 0 {
 		cfg.StoreTimeout = defaultStoreTimeout
+	}
+	if cfg.Settle <= 0 {
+		cfg.Settle = defaultSettle
 	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }

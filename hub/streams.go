@@ -44,11 +44,11 @@ import (
 
 const dbgStreams = false
 
-// settle is how long after a membership change a node waits before it extends a
-// stream it may have just become the owner of (one it holds nothing of, or a stale
+// defaultSettle is how long after a membership change a node waits before it extends
+// a stream it may have just become the owner of (one it holds nothing of, or a stale
 // one): long enough for the other nodes' views to converge (a few gossip rounds), so
 // the previous owner has stopped stamping and what it stamped is there to be synced.
-const settle = 500 * time.Millisecond
+const defaultSettle = 500 * time.Millisecond
 
 // Replicas default.
 const defaultReplicas = 2
@@ -89,6 +89,7 @@ type streams struct {
 	store    *stream.Store
 	replicas int
 	timeout  time.Duration // StoreTimeout
+	settle   time.Duration
 
 	ringMu sync.Mutex
 	rs     *ringState
@@ -129,6 +130,7 @@ func newStreams(h *Hub, cfg Config) *streams {
 		store:     stream.New(cfg.History),
 		replicas:  cfg.Replicas,
 		timeout:   cfg.StoreTimeout,
+		settle:    cfg.Settle,
 		wake:      make(chan struct{}, 1),
 		handoffCh: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
@@ -592,7 +594,7 @@ func (s *streams) process(batch []*appendJob) {
 	ring := rs.ring
 	// Any change counts, a shrink to this node alone included: that is what a node
 	// sees when a peer's leave and another's rejoin under a reused name overlap.
-	settling := time.Since(rs.since) < settle
+	settling := time.Since(rs.since) < s.settle
 	if s.h.draining() && len(ring.Members()) == 1 {
 		// A node that has left sees itself alone: that is not ownership of every
 		// stream. (While it is leaving it still stamps, replicating to the next
