@@ -693,7 +693,9 @@ func TestRollingRestart(t *testing.T) {
 		}
 	}()
 	for i := 0; i < count; i++ {
-		body := fmt.Sprintf(`{"to":{"users":%s},"data":"m%03d"}`, list, i)
+		// The id makes a retry on another node idempotent: a node that was asked
+		// while it shut down may have stored the message on some streams only.
+		body := fmt.Sprintf(`{"to":{"users":%s},"data":"m%03d","id":"rolling-%03d"}`, list, i, i)
 		var r testutil.Response
 		for try := 0; try < 3; try++ {
 			mu.Lock()

@@ -20,12 +20,13 @@ type pushRequest struct {
 	Data       json.RawMessage `json:"data"`
 	DataBase64 json.RawMessage `json:"data_base64"`
 	TTL        string          `json:"ttl"`
+	ID         string          `json:"id"`
 	History    *bool           `json:"history"`
 }
 
 // pushFields and batchFields name the accepted fields in unknown-field errors.
 const (
-	pushFields  = "to (users, connections, rooms, all), data, data_base64, ttl, history"
+	pushFields  = "to (users, connections, rooms, all), data, data_base64, ttl, history, id"
 	batchFields = "messages"
 )
 
@@ -104,7 +105,9 @@ func (a *API) handleBatch(w http.ResponseWriter, r *http.Request) int {
 
 // deliver stamps m and hands it to the hub.
 func (a *API) deliver(m *Message) (Result, *apiError) {
-	m.ID = a.nextID()
+	if m.ID == "" {
+		m.ID = a.nextID()
+	}
 	m.Accepted = time.Now().UnixNano()
 	a.m.countAccepted(m)
 	id := m.ID // m belongs to the hub once Deliver is called
@@ -140,6 +143,14 @@ func (a *API) message(req *pushRequest) (*Message, *apiError) {
 	}
 	data, b64 := present(req.Data), present(req.DataBase64)
 	m := &Message{To: req.To}
+	if req.ID != "" {
+		// The caller's id makes a retry idempotent: a stream that already stored a
+		// message with this id keeps the first (see docs/api.md, "Retries").
+		if len(req.ID) > maxIDLen || !printableASCII(req.ID) {
+			return nil, badRequest("id must be 1 to %d printable ASCII characters", maxIDLen)
+		}
+		m.ID = req.ID
+	}
 	if req.History != nil && !*req.History {
 		m.NoHistory = true
 	}
@@ -258,4 +269,13 @@ func checkID(field string, i int, id string) *apiError {
 		return badRequest("%s is %d bytes long, the limit is %d", where, len(id), maxIDLen)
 	}
 	return nil
+}
+
+func printableASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < 0x21 || s[i] > 0x7e {
+			return false
+		}
+	}
+	return true
 }
