@@ -734,3 +734,60 @@ func TestRollingRestart(t *testing.T) {
 	wg.Wait()
 	checkAll(t, clients, count)
 }
+
+// TestOnceAcrossStreams: a message for a user, a room it is in, everyone and its
+// connection id reaches the connection once, though the streams' owners (and the
+// origin, for the connection id) each send their own copy.
+func TestOnceAcrossStreams(t *testing.T) {
+	nodes := startCluster(t, 3)
+	var conns []*websocket.Conn
+	for i, proto := range []string{"", "longlink.v2"} {
+		d := websocket.Dialer{}
+		if proto != "" {
+			d.Subprotocols = []string{proto}
+		}
+		ws, _, err := d.Dial("ws://"+nodes[i].Client+"/ws?token="+testutil.Token(t, nodes[0].secret, "once", "lobby", "hall"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer ws.Close()
+		conns = append(conns, ws)
+	}
+	// The v2 client's welcome.
+	conns[1].SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := conns[1].ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	_, body := nodes[2].get(t, "/v1/users/once")
+	var infos struct{ Connections []struct{ ID string } }
+	json.Unmarshal([]byte(body), &infos)
+	if len(infos.Connections) != 2 {
+		t.Fatalf("user's connections: %s", body)
+	}
+	ids, _ := json.Marshal([]string{infos.Connections[0].ID, infos.Connections[1].ID})
+	const n = 20
+	for i := 0; i < n; i++ {
+		nodes[2].push(t, fmt.Sprintf(`{"to":{"users":["once"],"rooms":["hall","lobby"],"all":true,"connections":%s},"data":"m%03d"}`, ids, i))
+	}
+	for c, ws := range conns {
+		var got []string
+		for {
+			ws.SetReadDeadline(time.Now().Add(time.Second))
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				break
+			}
+			var m v2msg
+			if json.Unmarshal(b, &m) == nil && m.Type == "push" {
+				var s string
+				json.Unmarshal(m.Data, &s)
+				got = append(got, s)
+			} else {
+				got = append(got, string(b))
+			}
+		}
+		if len(got) != n {
+			t.Errorf("connection %d got %d messages for %d pushes: %v", c, len(got), n, got)
+		}
+	}
+}
