@@ -386,11 +386,18 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 			err   error
 		}
 		results := make(chan result, len(owners))
-		for _, o := range owners {
-			go func(o string, ks []skey) {
-				a, err := s.appendAt(o, m, ks, expire)
-				results <- result{o, a, err}
-			}(o, groups[o])
+		if len(owners) == 1 {
+			// The common case (one user, one room, everyone, or a node alone): no
+			// goroutine.
+			a, err := s.appendAt(owners[0], m, groups[owners[0]], expire)
+			results <- result{owners[0], a, err}
+		} else {
+			for _, o := range owners {
+				go func(o string, ks []skey) {
+					a, err := s.appendAt(o, m, ks, expire)
+					results <- result{o, a, err}
+				}(o, groups[o])
+			}
 		}
 		left = nil
 		retryNow := true
@@ -467,6 +474,15 @@ type appendAnswer struct {
 
 func (s *streams) appendAt(owner string, m *push.Message, keys []skey, expire int64) (appendAnswer, error) {
 	if owner == s.h.cfg.NodeName {
+		if len(s.ringNow().ring.Members()) == 1 {
+			// Alone: nothing to replicate, so no batching to gain; stamp and fan out
+			// here, in order with the committer's batches (seqMu).
+			j := &appendJob{m: m, keys: keys, ttl: expire, done: make(chan struct{})}
+			s.seqMu.Lock()
+			s.process([]*appendJob{j})
+			s.seqMu.Unlock()
+			return s.finish(j), nil
+		}
 		j := s.submit(m, keys, expire)
 		return s.finish(j), nil
 	}
