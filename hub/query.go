@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"longlink/loop"
 	"longlink/push"
 )
 
@@ -118,6 +119,9 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		var n int
 		if op == opJoin {
 			n, _, _ = h.local.JoinRoom(ctx, rb.Room, rb.Users)
+			if n > 0 && h.st.barrier(skey{loop.KeyRoom, rb.Room}) != nil {
+				return nil // the asker reports this node as not answering
+			}
 		} else {
 			n, _, _ = h.local.LeaveRoom(ctx, rb.Room, rb.Users)
 		}
@@ -290,6 +294,9 @@ func (h *Hub) room(op byte, room string, users []string) (int, error) {
 	var err error
 	if op == opJoin {
 		n, _, err = h.local.JoinRoom(ctx, room, users)
+		if err == nil && n > 0 {
+			err = h.st.barrier(skey{loop.KeyRoom, room})
+		}
 	} else {
 		n, _, err = h.local.LeaveRoom(ctx, room, users)
 	}

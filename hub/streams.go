@@ -63,8 +63,8 @@ const (
 	replicaTimeout = time.Second
 )
 
-// maxReplayBytes bounds the history one subscribe answer carries per stream, under
-// the cluster's frame limit. Past it the stream is reported not recovered.
+// maxReplayBytes bounds the history replayed to one connection (one subscribe answer,
+// under the cluster's frame limit): the streams past it are reported not recovered.
 const maxReplayBytes = 4 << 20
 
 // ownerRing is the ring the origin of a push or a subscribe uses; nil when this node

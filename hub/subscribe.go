@@ -63,6 +63,16 @@ func (h *Hub) OnUpgrade(u *loop.Upgrade) {
 	}()
 }
 
+// barrier returns once the owner of stream k knows this node holds a subscriber of
+// it: a room joined through the API gets every push accepted after the join returns.
+func (s *streams) barrier(k skey) error {
+	if len(s.ringNow().ring.Members()) == 1 {
+		return nil
+	}
+	_, err := s.subscribe([]skey{k}, nil, false)
+	return err
+}
+
 // streamRead is what an owner knows of one stream for a subscriber.
 type streamRead struct {
 	head      stream.Position
@@ -135,10 +145,14 @@ func parseSince(raw string) (map[string]stream.Position, error) {
 func (s *streams) readLocal(keys []skey, since map[string]stream.Position) map[string]streamRead {
 	out := make(map[string]streamRead, len(keys))
 	ring := s.ringNow().ring
+	budget := maxReplayBytes // what one connection is replayed at most
 	for _, k := range keys {
 		name := k.stream()
 		s.syncIfUnknown(ring, name)
-		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
+		entries, head, rec := s.store.Read(name, since[name], max(budget, 0))
+		for i := range entries {
+			budget -= len(entries[i].Data)
+		}
 		out[name] = streamRead{head: head, recovered: rec, entries: entries}
 	}
 	return out
@@ -267,9 +281,13 @@ func (s *streams) onSubscribe(arg []byte) []byte {
 		}
 	}
 	b := wbuf{statusOK}.uv(uint64(len(names)))
+	budget := maxReplayBytes // for the whole answer: it must fit a cluster frame
 	for _, name := range names {
 		s.syncIfUnknown(ring, name)
-		entries, head, rec := s.store.Read(name, since[name], maxReplayBytes)
+		entries, head, rec := s.store.Read(name, since[name], max(budget, 0))
+		for i := range entries {
+			budget -= len(entries[i].Data)
+		}
 		if dbgStreams {
 			s.h.log.Warn("DBG subscribe", "stream", name, "since", since[name], "head", head, "rec", rec, "n", len(entries))
 		}
