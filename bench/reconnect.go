@@ -100,6 +100,7 @@ func (r *runner) reconnect() error {
 		return fmt.Errorf("reconnect: dropping the connections: %w", err)
 	}
 	res.DropS = time.Since(tDrop).Seconds()
+	r.sample(st, time.Now()) // the timeline shows the drop even in a short run
 	res.Killed = sum(st, func(w *WorkerStats) int64 { return w.Killed })
 	r.logf("dropped %s connections (RST)", commas(res.Killed))
 	res.ServerSawDropS = -1
@@ -166,6 +167,7 @@ func (r *runner) reconnect() error {
 	if err != nil {
 		return fmt.Errorf("reconnect: %w", err)
 	}
+	r.sample(full, time.Now())
 	srv1 := scrape(r.ctx, o.APIs)
 	m1, _ := scrapeStreams(r.ctx, o.APIs)
 	res.ServerCPUS = srv1.CPUSeconds - srv0.CPUSeconds
