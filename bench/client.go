@@ -155,6 +155,7 @@ type eloop struct {
 	killed       atomic.Int64 // connections dropped abruptly by the drop op
 	recovered    atomic.Int64 // reconnect: clients that received every expected push
 	notRecovered atomic.Int64 // reconnect: welcomes that said recovered:false for a stream
+	resuming     atomic.Int64 // reconnect: clients reopened (those that had a welcome)
 }
 
 func newLoop() (*eloop, error) {
@@ -314,6 +315,10 @@ func (l *eloop) openSome(now int64) {
 	}
 	l.lastRefill = now
 	for k := 0; k < 1000 && l.tokens >= 1 && l.next < s.Count && int(l.inflight.Load()) < s.MaxInflight; k++ {
+		if l.resume && len(l.recs[l.next].streams) == 0 {
+			l.next++ // never welcomed: not one of the clients coming back
+			continue
+		}
 		l.tokens--
 		l.openOne(s.First+l.next, now)
 		l.next++
@@ -738,10 +743,15 @@ func (l *eloop) reopen(r ReopenSpec) error {
 	if r.MaxInflight > 0 {
 		l.spec.MaxInflight = r.MaxInflight
 	}
+	var n int64
 	for i := range l.recs {
 		rec := &l.recs[i]
 		rec.got, rec.done, rec.lost, rec.resumed = 0, false, false, false
+		if len(rec.streams) > 0 {
+			n++
+		}
 	}
+	l.resuming.Store(n)
 	for _, a := range []*atomic.Int64{&l.attempted, &l.opened, &l.failed, &l.v2Dups, &l.v2Gaps, &l.v2Other,
 		&l.v2NoPos, &l.epochChanges, &l.recovered, &l.notRecovered} {
 		a.Store(0)
@@ -766,6 +776,9 @@ func (l *eloop) resumeLeft() (missing, noWelcome int64) {
 	}
 	for i := range l.recs {
 		rec := &l.recs[i]
+		if len(rec.streams) == 0 {
+			continue // not reopened
+		}
 		if !rec.resumed {
 			noWelcome++
 		}

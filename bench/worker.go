@@ -51,6 +51,7 @@ type WorkerStats struct {
 	Killed       int64 `json:"killed,omitempty"`
 	Recovered    int64 `json:"recovered,omitempty"`
 	NotRecovered int64 `json:"not_recovered,omitempty"`
+	Resuming     int64 `json:"resuming,omitempty"` // clients a reopen brings back
 	// With hists, after a reopen: expected pushes not (yet) received, and
 	// clients with no welcome yet.
 	Missing   int64      `json:"missing,omitempty"`
@@ -170,7 +171,7 @@ func (l *eloop) snapshot(full, reset bool) WorkerStats {
 		Done:   l.done.Load() && l.inflight.Load() == 0,
 		V2Dups: l.v2Dups.Load(), V2Gaps: l.v2Gaps.Load(), V2Other: l.v2Other.Load(), V2NoPos: l.v2NoPos.Load(),
 		EpochChanges: l.epochChanges.Load(), Killed: l.killed.Load(),
-		Recovered: l.recovered.Load(), NotRecovered: l.notRecovered.Load(),
+		Recovered: l.recovered.Load(), NotRecovered: l.notRecovered.Load(), Resuming: l.resuming.Load(),
 	}
 	st.CPUNs, st.RSSBytes = selfUsage()
 	var ms runtime.MemStats
