@@ -148,3 +148,14 @@ func TestV2AgainstPlainServer(t *testing.T) {
 		t.Fatalf("opened %d failures %v", rep.Connect.Opened, rep.Connect.Failures)
 	}
 }
+
+func BenchmarkParseEnvelope(b *testing.B) {
+	p := []byte(`{"type":"push","id":"n1-18ea8ea12a70582e","stream":"user:bench-1234","epoch":"mbq3x1c0-1k2j3h","offset":1818,"data":"1712345678901234567:1099511627777"}`)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		e, ok := parseEnvelope(p)
+		if _, sok := e.stampOf(); !ok || !sok {
+			b.Fatal("not parsed")
+		}
+	}
+}
