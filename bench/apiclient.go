@@ -44,35 +44,55 @@ func (a *apiConn) close() {
 // A request that fails on a reused connection before any answer is retried
 // once on a fresh connection (the server may have closed an idle one).
 func (a *apiConn) push(ctx context.Context, body []byte) (int64, string) {
+	status, resp, reason := a.post(ctx, "/v1/push", body)
+	if reason != "" {
+		return 0, reason
+	}
+	if status != 202 && status != 200 {
+		return 0, "http_" + strconv.Itoa(status)
+	}
+	d, ok := jsonInt(resp, `"delivered":`)
+	if !ok {
+		return 0, "bad_answer"
+	}
+	return d, ""
+}
+
+// post POSTs body to path and returns the status and the answer's body,
+// which is valid until the next call; reason is "transport" or "cancelled"
+// when no answer came. Retried once like push.
+func (a *apiConn) post(ctx context.Context, path string, body []byte) (int, []byte, string) {
 	for attempt := 0; attempt < 2; attempt++ {
 		reused := a.conn != nil
-		d, reason, err := a.roundTrip(ctx, body)
+		status, resp, err := a.roundTrip(ctx, path, body)
 		if err == nil {
-			return d, reason
+			return status, resp, ""
 		}
 		a.close()
 		a.lastErr = err
 		if ctx.Err() != nil {
-			return 0, "cancelled"
+			return 0, nil, "cancelled"
 		}
 		if !reused {
-			return 0, "transport"
+			return 0, nil, "transport"
 		}
 	}
-	return 0, "transport"
+	return 0, nil, "transport"
 }
 
-func (a *apiConn) roundTrip(ctx context.Context, body []byte) (int64, string, error) {
+func (a *apiConn) roundTrip(ctx context.Context, path string, body []byte) (int, []byte, error) {
 	if a.conn == nil {
 		d := net.Dialer{Timeout: 5 * time.Second}
 		c, err := d.DialContext(ctx, "tcp", a.addr)
 		if err != nil {
-			return 0, "", err
+			return 0, nil, err
 		}
 		a.conn, a.br, a.armed = c, bufio.NewReaderSize(c, 4096), 0
 	}
 	a.arm(ctx, time.Now())
-	r := append(a.req[:0], "POST /v1/push HTTP/1.1\r\nHost: "...)
+	r := append(a.req[:0], "POST "...)
+	r = append(r, path...)
+	r = append(r, " HTTP/1.1\r\nHost: "...)
 	r = append(r, a.addr...)
 	r = append(r, "\r\nAuthorization: Bearer "...)
 	r = append(r, a.key...)
@@ -82,26 +102,19 @@ func (a *apiConn) roundTrip(ctx context.Context, body []byte) (int64, string, er
 	r = append(r, body...)
 	a.req = r
 	if _, err := a.conn.Write(r); err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
 	status, respBody, closeAfter, err := readResponse(a.br, a.body[:0])
 	if err != nil {
-		return 0, "", err
+		return 0, nil, err
 	}
-	if cap(respBody) <= 64<<10 {
+	if cap(respBody) <= 1<<20 {
 		a.body = respBody // keep the buffer unless an odd answer made it large
 	}
 	if closeAfter {
 		a.close()
 	}
-	if status != 202 && status != 200 {
-		return 0, "http_" + strconv.Itoa(status), nil
-	}
-	d, ok := jsonInt(respBody, `"delivered":`)
-	if !ok {
-		return 0, "bad_answer", nil
-	}
-	return d, "", nil
+	return status, respBody, nil
 }
 
 // callTimeout bounds one request; a call may get up to callTimeout and at

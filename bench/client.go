@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
@@ -43,6 +44,24 @@ type OpenSpec struct {
 	// PingInterval is how often each open connection sends its own ping so
 	// the server's idle timeout never fires during long holds.
 	PingInterval time.Duration `json:"ping_interval"`
+	// V2 speaks the v2 protocol (v2.go): offer longlink.v2, count a
+	// connection as open once its welcome arrived, read push envelopes and
+	// keep each client's stream positions.
+	V2 bool `json:"v2,omitempty"`
+}
+
+// ReopenSpec tells a worker to open its connections again after a drop, each
+// resuming with ?since= from the positions it had (the reconnect scenario).
+type ReopenSpec struct {
+	PortBase    int     `json:"port_base"`
+	Rate        float64 `json:"rate"` // 0: as fast as MaxInflight allows
+	MaxInflight int     `json:"max_inflight,omitempty"`
+	// StartNs is when the reconnect started (unix ns, CLOCK_REALTIME): each
+	// client's recovery time counts from it.
+	StartNs int64 `json:"start_ns"`
+	// Expect is how many distinct pushes each connection must receive after
+	// the reconnect to count as recovered.
+	Expect int `json:"expect"`
 }
 
 // smallBatch is the epoll_wait result size below which BatchWait applies.
@@ -51,6 +70,7 @@ const smallBatch = 32
 const (
 	stConnecting uint8 = iota + 1
 	stUpgrading
+	stWelcome // v2: upgraded, waiting for the welcome
 	stOpen
 )
 
@@ -77,6 +97,7 @@ type target struct {
 type eloop struct {
 	spec    OpenSpec
 	epfd    int
+	wakefd  int // eventfd in epfd: call() wakes the loop so commands wait for no epoll timeout
 	targets []target
 	srcs    []unix.Sockaddr
 	conns   []*conn // indexed by fd
@@ -102,6 +123,15 @@ type eloop struct {
 	tcpHist  Histogram // connect() to TCP established
 	latHist  Histogram // payload stamp to receipt
 
+	// v2 (spec.V2): every client's positions, by index relative to
+	// spec.First; they survive drop and reopen.
+	recs        []v2rec
+	sinceBuf    []byte
+	resume      bool  // opening again with ?since=
+	resumeStart int64 // ReopenSpec.StartNs
+	expect      uint32
+	recHist     Histogram // reconnect start to the last expected push, per client
+
 	cmds chan func()
 
 	// Read by other goroutines without asking the loop.
@@ -115,6 +145,17 @@ type eloop struct {
 	unstamped atomic.Int64
 	pings     atomic.Int64
 	done      atomic.Bool
+
+	// v2 counters, read without asking the loop.
+	v2Dups       atomic.Int64 // pushes at or below the stream position already reached
+	v2Gaps       atomic.Int64 // offsets skipped: pushes of a stream that never came
+	v2Other      atomic.Int64 // v2 messages that are not pushes
+	v2NoPos      atomic.Int64 // pushes without epoch/offset (history off, connection ids)
+	epochChanges atomic.Int64 // pushes of a stream in an epoch other than the one known
+	killed       atomic.Int64 // connections dropped abruptly by the drop op
+	recovered    atomic.Int64 // reconnect: clients that received every expected push
+	notRecovered atomic.Int64 // reconnect: welcomes that said recovered:false for a stream
+	resuming     atomic.Int64 // reconnect: clients reopened (those that had a welcome)
 }
 
 func newLoop() (*eloop, error) {
@@ -122,8 +163,19 @@ func newLoop() (*eloop, error) {
 	if err != nil {
 		return nil, fmt.Errorf("cannot create epoll instance: %w", err)
 	}
+	wakefd, err := unix.Eventfd(0, unix.EFD_NONBLOCK|unix.EFD_CLOEXEC)
+	if err != nil {
+		unix.Close(epfd)
+		return nil, fmt.Errorf("cannot create eventfd: %w", err)
+	}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, wakefd, &unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(wakefd)}); err != nil {
+		unix.Close(epfd)
+		unix.Close(wakefd)
+		return nil, fmt.Errorf("cannot watch eventfd: %w", err)
+	}
 	return &eloop{
 		epfd:     epfd,
+		wakefd:   wakefd,
 		events:   make([]unix.EpollEvent, 256),
 		rbuf:     make([]byte, 64<<10),
 		failures: map[string]int64{},
@@ -170,6 +222,9 @@ func (l *eloop) setSpec(s OpenSpec) error {
 		l.srcs = append(l.srcs, sockaddr(ip, 0))
 	}
 	l.spec = s
+	if s.V2 {
+		l.recs = make([]v2rec, s.Count)
+	}
 	l.minter = newJWTMinter([]byte(s.TokenSecret), s.UserPrefix)
 	l.tokUser = -1
 	l.next = 0
@@ -221,6 +276,11 @@ func (l *eloop) run(stop <-chan struct{}) {
 		for i := 0; i < n; i++ {
 			ev := l.events[i]
 			fd := int(ev.Fd)
+			if fd == l.wakefd {
+				var b [8]byte
+				_, _ = rawRead(fd, b[:]) // level-triggered: clear it; the command is in cmds
+				continue
+			}
 			if fd < len(l.conns) && l.conns[fd] != nil {
 				l.handle(l.conns[fd], ev.Events)
 			}
@@ -255,6 +315,10 @@ func (l *eloop) openSome(now int64) {
 	}
 	l.lastRefill = now
 	for k := 0; k < 1000 && l.tokens >= 1 && l.next < s.Count && int(l.inflight.Load()) < s.MaxInflight; k++ {
+		if l.resume && len(l.recs[l.next].streams) == 0 {
+			l.next++ // never welcomed: not one of the clients coming back
+			continue
+		}
 		l.tokens--
 		l.openOne(s.First+l.next, now)
 		l.next++
@@ -425,7 +489,14 @@ func (l *eloop) established(c *conn) bool {
 	idx := c.idx
 	c.lastPing = now
 	t := &l.targets[idx%len(l.targets)]
-	l.upgrade = appendUpgrade(l.upgrade[:0], t.host, l.token(idx/l.spec.ConnsPerUser))
+	var since []byte
+	if l.resume {
+		if rec := &l.recs[idx-l.spec.First]; len(rec.streams) > 0 {
+			l.sinceBuf = appendSince(l.sinceBuf[:0], rec.streams)
+			since = l.sinceBuf
+		}
+	}
+	l.upgrade = appendUpgradeV(l.upgrade[:0], t.host, l.token(idx/l.spec.ConnsPerUser), l.spec.V2, since)
 	n, err := rawWrite(c.fd, l.upgrade)
 	if err != nil || n != len(l.upgrade) {
 		// A fresh socket's send buffer holds far more than one request, so a
@@ -499,14 +570,17 @@ func (l *eloop) consume(c *conn, data []byte) bool {
 			l.closeConn(c, reason)
 			return false
 		}
+		if l.spec.V2 && selectedProtocol(c.buf[:hl]) != subprotocolV2 {
+			l.closeConn(c, "no_v2_protocol")
+			return false
+		}
 		rest := c.buf[hl:]
 		c.buf = nil
-		c.state = stOpen
-		l.inflight.Add(-1)
-		l.opened.Add(1)
-		l.open.Add(1)
-		l.tcpHist.Record(c.tcpNs - c.startNs)
-		l.hsHist.Record(now - c.startNs)
+		if l.spec.V2 {
+			c.state = stWelcome // open once the welcome is in
+		} else {
+			l.markOpen(c, now)
+		}
 		if len(rest) == 0 {
 			return true
 		}
@@ -531,6 +605,16 @@ func (l *eloop) consume(c *conn, data []byte) bool {
 	return true
 }
 
+// markOpen counts c as connected: the 101 (plain) or the welcome (v2).
+func (l *eloop) markOpen(c *conn, now int64) {
+	c.state = stOpen
+	l.inflight.Add(-1)
+	l.opened.Add(1)
+	l.open.Add(1)
+	l.tcpHist.Record(c.tcpNs - c.startNs)
+	l.hsHist.Record(now - c.startNs)
+}
+
 func (l *eloop) frames(c *conn, data []byte, now int64) (int, string) {
 	used := 0
 	for used < len(data) {
@@ -544,6 +628,12 @@ func (l *eloop) frames(c *conn, data []byte, now int64) (int, string) {
 		used += n
 		switch f.op {
 		case opText, opBinary, opCont:
+			if l.spec.V2 {
+				if reason := l.v2Message(c, f, now); reason != "" {
+					return used, reason
+				}
+				continue
+			}
 			l.received.Add(1)
 			if ts, ok := parseStamp(f.payload); ok {
 				l.latHist.Record(now - ts)
@@ -614,6 +704,193 @@ func (l *eloop) sweep(now int64) {
 	}
 }
 
+// dropAll closes every connection abruptly, as a killed node's clients see
+// it: SO_LINGER 0 makes close() send a RST, with no close frame and no FIN
+// handshake. The v2 positions are kept for reopen.
+func (l *eloop) dropAll() {
+	var n int64
+	for _, c := range l.conns {
+		if c == nil {
+			continue
+		}
+		_ = unix.SetsockoptLinger(c.fd, unix.SOL_SOCKET, unix.SO_LINGER, &unix.Linger{Onoff: 1, Linger: 0})
+		if c.state == stOpen {
+			l.open.Add(-1)
+		} else {
+			l.inflight.Add(-1)
+		}
+		unix.Close(c.fd)
+		l.conns[c.fd] = nil
+		n++
+	}
+	l.killed.Add(n)
+	l.next = l.spec.Count
+	l.done.Store(true)
+}
+
+// reopen starts opening every connection again, each resuming from its
+// positions, and resets the per-phase counters so that statistics read
+// afterwards describe the reconnect.
+func (l *eloop) reopen(r ReopenSpec) error {
+	if !l.spec.V2 {
+		return errors.New("reopen needs a v2 spec")
+	}
+	l.resume = true
+	l.resumeStart = r.StartNs
+	l.expect = uint32(max(0, r.Expect))
+	l.spec.PortBase = r.PortBase
+	l.spec.Rate = r.Rate
+	if r.MaxInflight > 0 {
+		l.spec.MaxInflight = r.MaxInflight
+	}
+	var n int64
+	for i := range l.recs {
+		rec := &l.recs[i]
+		rec.got, rec.done, rec.lost, rec.resumed = 0, false, false, false
+		if len(rec.streams) > 0 {
+			n++
+		}
+	}
+	l.resuming.Store(n)
+	for _, a := range []*atomic.Int64{&l.attempted, &l.opened, &l.failed, &l.v2Dups, &l.v2Gaps, &l.v2Other,
+		&l.v2NoPos, &l.epochChanges, &l.recovered, &l.notRecovered} {
+		a.Store(0)
+	}
+	l.failures = map[string]int64{}
+	l.hsHist.Reset()
+	l.tcpHist.Reset()
+	l.recHist.Reset()
+	l.tokUser = -1
+	l.next = 0
+	l.tokens = 1
+	l.lastRefill = time.Now().UnixNano()
+	l.done.Store(l.spec.Count == 0)
+	return nil
+}
+
+// resumeLeft is, after a reopen, how many expected pushes have not arrived
+// (missing) and how many clients have no welcome yet.
+func (l *eloop) resumeLeft() (missing, noWelcome int64) {
+	if !l.resume {
+		return 0, 0
+	}
+	for i := range l.recs {
+		rec := &l.recs[i]
+		if len(rec.streams) == 0 {
+			continue // not reopened
+		}
+		if !rec.resumed {
+			noWelcome++
+		}
+		if rec.got < l.expect {
+			missing += int64(l.expect - rec.got)
+		}
+	}
+	return missing, noWelcome
+}
+
+// v2Message handles one data message of a v2 connection: the welcome, or a
+// push envelope. It returns a close reason when c must be closed.
+func (l *eloop) v2Message(c *conn, f frame, now int64) string {
+	if c.state == stWelcome {
+		if f.op != opText || !f.fin {
+			return "bad_welcome"
+		}
+		w, err := parseWelcome(f.payload)
+		if err != nil {
+			return "bad_welcome"
+		}
+		l.welcome(c, w, now)
+		return ""
+	}
+	e, ok := parseEnvelope(f.payload)
+	if !ok {
+		l.v2Other.Add(1)
+		return ""
+	}
+	l.received.Add(1)
+	if ts, ok := e.stampOf(); ok {
+		l.latHist.Record(now - ts)
+	} else {
+		l.unstamped.Add(1)
+	}
+	rec := &l.recs[c.idx-l.spec.First]
+	fresh := true
+	if e.epoch == nil {
+		l.v2NoPos.Add(1)
+	} else if s := rec.find(e.stream); s == nil {
+		l.v2Other.Add(1) // a stream the welcome did not list
+	} else if string(e.epoch) != s.epoch {
+		l.epochChanges.Add(1)
+		s.epoch, s.offset = string(e.epoch), e.offset
+	} else if e.offset <= s.offset {
+		l.v2Dups.Add(1)
+		fresh = false
+	} else {
+		if e.offset > s.offset+1 {
+			l.v2Gaps.Add(int64(e.offset - s.offset - 1))
+		}
+		s.offset = e.offset
+	}
+	if fresh && rec.resumed && !rec.done {
+		rec.got++
+		if rec.got >= l.expect {
+			l.recoveredAt(rec, now)
+		}
+	}
+	return ""
+}
+
+func (l *eloop) recoveredAt(rec *v2rec, now int64) {
+	rec.done = true
+	l.recovered.Add(1)
+	l.recHist.Record(now - l.resumeStart)
+}
+
+// welcome records the streams of a v2 connection's welcome and counts it
+// open. On a first connection the positions are the welcome's heads; on a
+// resume a recovered stream keeps the client's own position (the replay
+// follows and advances it) and any other takes the head.
+func (l *eloop) welcome(c *conn, w *welcomeMsg, now int64) {
+	rec := &l.recs[c.idx-l.spec.First]
+	if !l.resume || len(rec.streams) == 0 {
+		rec.streams = rec.streams[:0]
+		for name, s := range w.Streams {
+			rec.streams = append(rec.streams, streamPos{name: name, epoch: s.Epoch, offset: s.Offset})
+		}
+	} else {
+		lost := false
+		for name, s := range w.Streams {
+			p := rec.find([]byte(name))
+			switch {
+			case p == nil: // new to this client: start at the head
+				rec.streams = append(rec.streams, streamPos{name: name, epoch: s.Epoch, offset: s.Offset})
+			case s.Recovered != nil && !*s.Recovered:
+				lost = true
+				p.epoch, p.offset = s.Epoch, s.Offset
+			case s.Recovered == nil: // asked but not answered: lost if the stream moved on
+				if p.epoch != s.Epoch || p.offset != s.Offset {
+					lost = true
+					p.epoch, p.offset = s.Epoch, s.Offset
+				}
+			case p.offset == 0 && p.epoch != s.Epoch:
+				// An empty stream's epoch is made up by whoever is asked: the
+				// replay, if any, is in the welcome's epoch.
+				p.epoch = s.Epoch
+			}
+		}
+		rec.resumed = true
+		if lost {
+			rec.lost = true
+			l.notRecovered.Add(1)
+		}
+		if !rec.done && rec.got >= l.expect {
+			l.recoveredAt(rec, now)
+		}
+	}
+	l.markOpen(c, now)
+}
+
 func (l *eloop) closeAll() {
 	for _, c := range l.conns {
 		if c != nil {
@@ -628,6 +905,7 @@ func (l *eloop) closeAll() {
 		}
 	}
 	unix.Close(l.epfd)
+	unix.Close(l.wakefd)
 }
 
 // call runs f on the loop and waits for it, at most 10 s.
@@ -635,6 +913,9 @@ func (l *eloop) call(f func()) error {
 	done := make(chan struct{})
 	select {
 	case l.cmds <- func() { f(); close(done) }:
+		var one [8]byte
+		binary.NativeEndian.PutUint64(one[:], 1)
+		_, _ = rawWrite(l.wakefd, one[:])
 	case <-time.After(10 * time.Second):
 		return errors.New("event loop did not accept a command within 10s")
 	}

@@ -1,10 +1,11 @@
 // Package bench is longlink's load generator: `longlink bench connect`,
-// `broadcast` and `push`. It measures a node or a cluster from the outside,
+// `broadcast`, `push` and `reconnect` (a storm of v2 clients resuming with
+// ?since=), over the plain or the v2 protocol (v2.go). It measures a node or a cluster from the outside,
 // over TCP, exactly as real clients and API callers would see it.
 //
 // It owns: the epoll-driven WebSocket client (client.go, wire.go), the worker
 // processes that hold the connections (worker.go, pool.go), the scenarios
-// (scenarios.go), and the reports: summary table, JSON and self-contained
+// (scenarios.go, reconnect.go), and the reports: summary table, JSON and self-contained
 // HTML with inline SVG charts (report.go, html.go).
 //
 // It deliberately does not import the server's packages: a bench that shared

@@ -233,6 +233,8 @@ var wantMetrics = map[string]bool{
 	"longlink_connections": true, "process_resident_memory_bytes": true,
 	"go_memstats_heap_inuse_bytes": true, "go_memstats_alloc_bytes": true,
 	"process_cpu_seconds_total": true,
+	// reconnect: the nodes' own recovery counts
+	metricRecoveredMessages: true, metricNotRecovered: true,
 }
 
 func scrapeOne(ctx context.Context, api string) (map[string]float64, error) {

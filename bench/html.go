@@ -201,7 +201,11 @@ func writeHTML(path string, rep *Report) error {
 			{"opened (client)", "#3b7dd8", opened}, {"open (client)", "#2ca02c", open}, {"server longlink_connections", "#d62728", srvConns}})),
 		template.HTML(lineChart("Memory over time", "seconds", "MiB", xs, []series{
 			{"server RSS", "#d62728", srvRSS}, {"server Go heap", "#ff7f0e", srvHeap}, {"bench workers RSS", "#7f7f7f", cliRSS}})),
-		template.HTML(histChart("Handshake latency (connect() to 101)", rep.Hists["handshake"])),
+		template.HTML(histChart(handshakeTitle(rep), rep.Hists["handshake"])),
+	}
+	if bins, ok := rep.Hists["recovery"]; ok {
+		charts = append(charts, template.HTML(histChart("Recovery time (reconnect start to a client's last missed push)", bins)),
+			template.HTML(histChart("Reconnect handshake (connect() to welcome)", rep.Hists["reconnect_handshake"])))
 	}
 	if bins, ok := rep.Hists["delivery"]; ok {
 		charts = append(charts, template.HTML(histChart("Delivery latency (API call to client receipt)", bins)))
@@ -220,6 +224,10 @@ func writeHTML(path string, rep *Report) error {
 	}
 	if p := rep.Push; p != nil {
 		cards = append(cards, kv{"pushes/s", commas(int64(p.PushesPerS))}, kv{"e2e p99", fmt.Sprintf("%.1f ms", p.Latency.P99Ms)})
+	}
+	if x := rep.Reconnect; x != nil {
+		cards = append(cards, kv{"recovered", commas(x.Recovered) + " / " + commas(int64(x.Clients))},
+			kv{"recovery p99", fmt.Sprintf("%.0f ms", x.Recovery.P99Ms)}, kv{"all recovered", fmt.Sprintf("%.0f ms", x.AllRecoveredS*1e3)})
 	}
 	var sb strings.Builder
 	printSummary(&sb, rep)
@@ -262,4 +270,11 @@ func sourceSummary(ips []string) string {
 		return ips[0]
 	}
 	return fmt.Sprintf("%s … %s (%d)", ips[0], ips[len(ips)-1], len(ips))
+}
+
+func handshakeTitle(rep *Report) string {
+	if rep.Options.Protocol == "v2" {
+		return "Handshake latency (connect() to welcome)"
+	}
+	return "Handshake latency (connect() to 101)"
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -98,5 +99,133 @@ func TestRealCluster(t *testing.T) {
 	checkPush(t, rep, "closed")
 	if rep.Server.AfterOpen.Nodes != 2 || rep.Server.AfterOpen.Connections != 100 {
 		t.Errorf("server sample over the cluster: %+v", rep.Server.AfterOpen)
+	}
+}
+
+// checkV2 asserts every v2 push arrived in sequence: no duplicate, no gap.
+// withPos is whether pushes carry positions (history on).
+func checkV2(t *testing.T, rep *Report, withPos bool, received int64) {
+	t.Helper()
+	v := rep.V2
+	if rep.Options.Protocol != "v2" || v == nil {
+		t.Fatalf("protocol %q, v2 checks %+v", rep.Options.Protocol, v)
+	}
+	if v.Duplicates != 0 || v.Gaps != 0 || v.EpochChanges != 0 || v.Other != 0 {
+		t.Errorf("v2 sequence broken: %+v", *v)
+	}
+	if want := int64(0); !withPos {
+		if v.NoPosition != received {
+			t.Errorf("history off: %d pushes without position, want all %d", v.NoPosition, received)
+		}
+	} else if v.NoPosition != want {
+		t.Errorf("history on: %d pushes without position", v.NoPosition)
+	}
+}
+
+// TestRealV2 runs broadcast and push (open and closed loop, history on and
+// off) over the v2 protocol against the real binary.
+func TestRealV2(t *testing.T) {
+	n := startRealNode(t, "")
+	dir := t.TempDir()
+	jp := filepath.Join(dir, "b.json")
+	out := runBench(t, "broadcast", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
+		"--conns", "200", "--rounds", "2", "--protocol", "v2", "--workers", "2", "--json", jp)
+	if !strings.Contains(out, "protocol") || !strings.Contains(out, "v2 (Sec-WebSocket-Protocol: longlink.v2") {
+		t.Errorf("summary does not name the protocol:\n%s", out)
+	}
+	rep := readReport(t, jp)
+	checkConnect(t, rep, 200)
+	for _, r := range rep.Broadcast.Rounds {
+		if r.Error != "" || r.TimedOut || r.Received != 200 || r.Delivered != 200 || r.LastMs <= 0 {
+			t.Errorf("round %+v", r)
+		}
+	}
+	if rep.Broadcast.Latency.Count != 400 {
+		t.Errorf("latency counted %d deliveries, want 400 (stamps read from the envelopes)", rep.Broadcast.Latency.Count)
+	}
+	checkV2(t, rep, true, 400)
+
+	for _, c := range []struct {
+		mode    string
+		history bool
+	}{{"closed", true}, {"open", false}} {
+		jp := filepath.Join(dir, c.mode+".json")
+		args := []string{"push", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
+			"--users", "25", "--conns-per-user", "2", "--callers", "8", "--duration", "1s", "--protocol", "v2", "--json", jp}
+		if c.mode == "open" {
+			args = append(args, "--push-rate", "500")
+		}
+		if !c.history {
+			args = append(args, "--history=false")
+		}
+		out := runBench(t, args...)
+		rep := readReport(t, jp)
+		checkConnect(t, rep, 50)
+		checkPush(t, rep, c.mode)
+		checkV2(t, rep, c.history, rep.Push.Received)
+		if rep.Options.History != c.history || !strings.Contains(out, map[bool]string{true: "history on", false: "history off"}[c.history]) {
+			t.Errorf("history %v not in the report:\n%s", c.history, out)
+		}
+	}
+}
+
+// TestRealReconnect drops 50 v2 clients at once (2 per user), pushes 10 to
+// each user while they are away and checks that every client gets exactly
+// those 10 after reconnecting with ?since=.
+func TestRealReconnect(t *testing.T) {
+	n := startRealNode(t, "")
+	jp := filepath.Join(t.TempDir(), "r.json")
+	out := runBench(t, "reconnect", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
+		"--conns", "50", "--conns-per-user", "2", "--messages", "10", "--workers", "2", "--round-timeout", "15s", "--json", jp)
+	rep := readReport(t, jp)
+	checkConnect(t, rep, 50)
+	x := rep.Reconnect
+	if x == nil {
+		t.Fatalf("no reconnect result:\n%s", out)
+	}
+	if x.Clients != 50 || x.Users != 25 || x.Killed != 50 || x.WarmupPushes != 25 || x.WarmupReceived != 50 {
+		t.Errorf("before the reconnect: %+v", *x)
+	}
+	if x.Pushed != 250 || x.Stored != 250 || len(x.PushErrors) != 0 {
+		t.Errorf("pushes while away: pushed %d stored %d errors %v", x.Pushed, x.Stored, x.PushErrors)
+	}
+	if x.Reconnected != 50 || x.Failed != 0 || x.NoWelcome != 0 || x.Recovered != 50 || x.NotRecoveredFlag != 0 ||
+		x.Missing != 0 || x.Duplicates != 0 || x.Gaps != 0 || x.EpochChanges != 0 || x.TimedOut {
+		t.Errorf("reconnect: %+v", *x)
+	}
+	if x.Recovery.Count != 50 || x.AllRecoveredS <= 0 || x.AllRecoveredS*1e3+0.01 < x.Recovery.P99Ms || x.Recovery.P50Ms <= 0 {
+		t.Errorf("recovery times: %+v, all %.3fs", x.Recovery, x.AllRecoveredS)
+	}
+	// The node replayed 10 messages to each of the 50 connections and refused none.
+	if x.ServerRecoveredMessages != 500 || x.ServerNotRecovered != 0 {
+		t.Errorf("server counts: %v replayed, %v refused", x.ServerRecoveredMessages, x.ServerNotRecovered)
+	}
+	for _, want := range []string{"recovery time", "all recovered", "recovered:false 0; missing 0; duplicates 0"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+}
+
+// TestRealClusterReconnect runs the storm over two joined nodes: clients
+// alternate between them, pushes go through both APIs, and each stream's
+// owner (either node) must replay what its users missed.
+func TestRealClusterReconnect(t *testing.T) {
+	a := startRealNode(t, "")
+	b := startRealNode(t, a.Gossip)
+	testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
+		_, body := testutil.Get("http://" + a.API + "/metrics")
+		m, _ := testutil.ParseMetrics(body)
+		return m[`longlink_cluster_members{state="alive"}`] == 2
+	})
+	jp := filepath.Join(t.TempDir(), "rc.json")
+	runBench(t, "reconnect", "--target", a.Client, "--target", b.Client, "--api", a.API, "--api", b.API,
+		"--token-secret", itSecret, "--api-key", itKey, "--conns", "60", "--messages", "5", "--round-timeout", "15s", "--json", jp)
+	x := readReport(t, jp).Reconnect
+	if x == nil || x.Pushed != 300 || x.Recovered != 60 || x.Missing != 0 || x.Duplicates != 0 || x.NotRecoveredFlag != 0 || x.Failed != 0 {
+		t.Fatalf("cluster reconnect: %+v", x)
+	}
+	if x.ServerRecoveredMessages != 300 {
+		t.Errorf("nodes replayed %v messages, want 300", x.ServerRecoveredMessages)
 	}
 }

@@ -39,6 +39,14 @@ type Options struct {
 	PingInterval     time.Duration `json:"ping_interval_ns"`
 	RoundTimeout     time.Duration `json:"round_timeout_ns"`
 	BatchWait        time.Duration `json:"batch_wait_ns"`
+	// Protocol is "plain" (every push is one message of the pushed bytes) or
+	// "v2" (welcome, then JSON envelopes with stream positions).
+	Protocol string `json:"protocol"`
+	// History false adds "history":false to every push (not stored).
+	History bool `json:"history"`
+	// Messages is, for reconnect, how many pushes each user gets while its
+	// clients are away.
+	Messages int `json:"messages,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -68,6 +76,7 @@ Usage:
   longlink bench connect   [flags]   open N connections at --rate, hold them for --duration
   longlink bench broadcast [flags]   open N, push one message to all --rounds times
   longlink bench push      [flags]   U users x C conns; R API callers push to random users for --duration
+  longlink bench reconnect [flags]   N v2 clients drop at once, M pushes each while away, all resume with ?since=
 
 Examples:
   # 19,000 idle connections against one node, server memory per connection
@@ -87,6 +96,13 @@ Examples:
       --api-key k --users 1900 --conns-per-user 10 --callers 600 --duration 120s
   # open loop at 5,000 pushes/s, latency from each push's scheduled time
   longlink bench push ... --push-rate 5000
+  # the same over the v2 protocol (welcome + JSON envelopes), pushes not stored
+  longlink bench push ... --push-rate 5000 --protocol v2 --history=false
+
+  # reconnect storm: 19,000 v2 clients drop at once (RST, as if their node died),
+  # 10 pushes per user while away, all reconnect at once with ?since=
+  longlink bench reconnect --target 127.0.0.1:8080 --api 127.0.0.1:8081 --token-secret s3cret \
+      --api-key k --conns 19000 --messages 10 --workers 2
 
 Flags:
 `
@@ -99,17 +115,17 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 			return o, flag.ErrHelp
 		}
 		printUsage(stderr)
-		return o, errors.New("missing scenario: connect, broadcast or push")
+		return o, errors.New("missing scenario: connect, broadcast, push or reconnect")
 	}
 	o.Scenario = args[0]
 	switch o.Scenario {
-	case "connect", "broadcast", "push":
+	case "connect", "broadcast", "push", "reconnect":
 	case "help":
 		printUsage(stderr)
 		return o, flag.ErrHelp
 	default:
 		printUsage(stderr)
-		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast or push", o.Scenario)
+		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast, push or reconnect", o.Scenario)
 	}
 	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -139,13 +155,13 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.Var(multiFlag{&o.APIs}, "api", "API `HOST:PORT` of a node for pushes and /metrics (repeatable)")
 	fs.StringVar(&o.TokenSecret, "token-secret", os.Getenv("LONGLINK_TOKEN_SECRET"), "HS256 `secret` for client JWTs (env LONGLINK_TOKEN_SECRET)")
 	fs.StringVar(&o.APIKey, "api-key", os.Getenv("LONGLINK_API_KEY"), "push API `key` (env LONGLINK_API_KEY)")
-	fs.IntVar(&o.Conns, "conns", 1000, "connections to open (push: users x conns-per-user)")
+	fs.IntVar(&o.Conns, "conns", 1000, "connections to open (push, reconnect: users x conns-per-user)")
 	fs.DurationVar(&o.Duration, "duration", 0, "connect: hold time (default 10s); push: push time (default 10s); broadcast: hold after rounds")
 	fs.StringVar(&o.JSONPath, "json", "", "write the JSON report to `FILE`")
 	fs.StringVar(&o.HTMLPath, "html", "", "write the self-contained HTML report to `FILE`")
-	fs.IntVar(&o.Users, "users", 0, "push: distinct users (default conns / conns-per-user)")
+	fs.IntVar(&o.Users, "users", 0, "push, reconnect: distinct users (default conns / conns-per-user)")
 	fs.IntVar(&o.ConnsPerUser, "conns-per-user", 1, "connections per user id (bench-<n>)")
-	fs.IntVar(&o.Callers, "callers", 64, "push: concurrent API callers")
+	fs.IntVar(&o.Callers, "callers", 64, "push: concurrent API callers; reconnect: concurrent batch requests (default 8)")
 	fs.IntVar(&o.Rounds, "rounds", 3, "broadcast: messages pushed to everyone")
 	fs.Float64Var(&o.Rate, "rate", 5000, "connections opened per second (0 = as fast as possible)")
 	fs.Float64Var(&o.PushRate, "push-rate", 0, "push: open loop at this many pushes/s (0 = closed loop)")
@@ -154,8 +170,11 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses: `RANGE` 127.0.0.2-127.0.0.50, a list, or a count from 127.0.0.2 (default: one per 50,000 conns when targets are loopback)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "give up on a connection not upgraded after this long")
 	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "each client pings this often to stay alive")
-	fs.DurationVar(&o.RoundTimeout, "round-timeout", 30*time.Second, "broadcast: wait at most this long for a round; push: for the last deliveries")
+	fs.DurationVar(&o.RoundTimeout, "round-timeout", 30*time.Second, "broadcast: wait at most this long for a round; push: for the last deliveries; reconnect: for every client to recover (else the run fails)")
 	fs.DurationVar(&o.BatchWait, "batch-wait", 100*time.Microsecond, "after a wake-up with few events, clients wait this long to read more per wake-up (less CPU; receipt times may be late by up to this; 0 disables)")
+	fs.StringVar(&o.Protocol, "protocol", "plain", "client protocol: plain (each push is one message of the pushed bytes) or v2 (offer longlink.v2: welcome, then JSON envelopes with stream positions); reconnect always speaks v2")
+	fs.BoolVar(&o.History, "history", true, "push, broadcast: store pushes in the streams' history; --history=false sends \"history\":false")
+	fs.IntVar(&o.Messages, "messages", 10, "reconnect: pushes to each user while its clients are away")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }
@@ -176,7 +195,29 @@ func (o *Options) finish(set map[string]bool) error {
 	if o.ConnsPerUser < 1 {
 		return errors.New("--conns-per-user must be at least 1")
 	}
-	if o.Scenario == "push" {
+	switch o.Protocol {
+	case "plain", "v2":
+	default:
+		return fmt.Errorf("--protocol %q: want plain or v2", o.Protocol)
+	}
+	if o.Scenario == "reconnect" {
+		if set["protocol"] && o.Protocol != "v2" {
+			return errors.New("reconnect speaks v2 (resuming with ?since= needs it): drop --protocol plain")
+		}
+		o.Protocol = "v2"
+		if !o.History {
+			return errors.New("reconnect needs pushes stored in history: drop --history=false")
+		}
+		if o.Messages < 0 || o.Messages > 10000 {
+			return errors.New("--messages must be between 0 and 10000")
+		}
+		if !set["callers"] {
+			o.Callers = 8
+		}
+	} else {
+		o.Messages = 0
+	}
+	if o.Scenario == "push" || o.Scenario == "reconnect" {
 		if o.Users == 0 {
 			o.Users = max(1, o.Conns/o.ConnsPerUser)
 		}

@@ -28,7 +28,10 @@ type Report struct {
 	Server    ServerResult     `json:"server"`
 	Broadcast *BroadcastResult `json:"broadcast,omitempty"`
 	Push      *PushResult      `json:"push,omitempty"`
-	Client    ClientOverhead   `json:"client"`
+	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	// V2 is what the v2 clients checked on every push (--protocol v2).
+	V2     *V2Checks      `json:"v2,omitempty"`
+	Client ClientOverhead `json:"client"`
 
 	Limits   []string             `json:"limits_hit"`
 	Advice   string               `json:"advice,omitempty"`
@@ -117,6 +120,17 @@ type PushResult struct {
 	// API request and every delivery of that push.
 	ServerCPUS         float64 `json:"server_cpu_s"`
 	ServerCPUPerPushUs float64 `json:"server_cpu_per_push_us"`
+}
+
+// V2Checks counts, over every v2 connection, pushes that broke their stream's
+// sequence: each push of a stored stream should carry the offset after the
+// last one the connection saw.
+type V2Checks struct {
+	Duplicates   int64 `json:"duplicates"`    // offset at or below the position reached
+	Gaps         int64 `json:"gaps"`          // offsets skipped (pushes that never came)
+	EpochChanges int64 `json:"epoch_changes"` // a push in an epoch other than the welcome's
+	NoPosition   int64 `json:"no_position"`   // pushes without epoch/offset (history off)
+	Other        int64 `json:"other"`         // messages that were not push envelopes
 }
 
 // ClientOverhead is what bench itself cost.
@@ -211,7 +225,17 @@ func printSummary(w io.Writer, rep *Report) {
 	row("connections", fmt.Sprintf("%s requested, %s opened, %s failed, %s dropped later, %s open at end",
 		commas(c.Requested), commas(c.Opened), commas(c.Failed), commas(c.Dropped), commas(c.OpenAtEnd)))
 	row("connect rate", fmt.Sprintf("%s/s over %.1fs", commas(int64(c.RatePerS)), c.DurationS))
-	row("handshake", latRow(c.Handshake))
+	proto := rep.Options.Protocol
+	if proto == "" {
+		proto = "plain"
+	}
+	if proto == "v2" {
+		row("protocol", "v2 (Sec-WebSocket-Protocol: longlink.v2; connected = welcome received; latency from the envelope's data)")
+		row("handshake", latRow(c.Handshake)+"  connect() to welcome")
+	} else {
+		row("protocol", "plain (each push is one message of the pushed bytes)")
+		row("handshake", latRow(c.Handshake))
+	}
 	row("failures", reasons(c.Failures))
 	row("drops", reasons(c.Drops))
 	if s := rep.Server; s.Available {
@@ -245,6 +269,38 @@ func printSummary(w io.Writer, rep *Report) {
 		row("API call", latRow(p.APILatency))
 		row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %d deliveries)", p.ServerCPUS, p.ServerCPUPerPushUs, p.ConnsPerUser))
 		row("bench CPU", fmt.Sprintf("%.2f µs per message received, %.1f µs per push sent", p.ClientCPUPerMsgUs, p.CallerCPUPerPushUs))
+	}
+	if rep.Scenario == "push" || rep.Scenario == "broadcast" {
+		h := "history on (stored)"
+		if !rep.Options.History {
+			h = `history off ("history":false)`
+		}
+		row("pushes sent", h)
+	}
+	if v := rep.V2; v != nil {
+		row("v2 sequence", fmt.Sprintf("duplicates %s, gaps %s, epoch changes %s, pushes without position %s, other messages %s",
+			commas(v.Duplicates), commas(v.Gaps), commas(v.EpochChanges), commas(v.NoPosition), commas(v.Other)))
+	}
+	if x := rep.Reconnect; x != nil {
+		row("reconnect", fmt.Sprintf("%s clients (%d users x %d), %d pushes per user while away",
+			commas(int64(x.Clients)), x.Users, x.ConnsPerUser, x.Messages))
+		row("drop", fmt.Sprintf("%s connections reset at once in %.3fs; nodes counted them gone %.3fs after the drop started", commas(x.Killed), x.DropS, x.ServerSawDropS))
+		row("pushes away", fmt.Sprintf("%s accepted, %s stored, in %.2fs; errors: %s (warm-up: %s pushed, %s received)",
+			commas(x.Pushed), commas(x.Stored), x.PushS, reasons(x.PushErrors), commas(x.WarmupPushes), commas(x.WarmupReceived)))
+		row("reconnected", fmt.Sprintf("%s welcomed, %s failed (%s), %s without welcome", commas(x.Reconnected),
+			commas(x.Failed), reasons(x.Failures), commas(x.NoWelcome)))
+		row("reconnect handshake", latRow(x.Handshake)+"  connect() to welcome")
+		row("recovered", fmt.Sprintf("%s of %s clients got all %d; recovered:false %s; missing %s; duplicates %s; gaps %s",
+			commas(x.Recovered), commas(int64(x.Clients)), x.Messages, commas(x.NotRecoveredFlag), commas(x.Missing),
+			commas(x.Duplicates), commas(x.Gaps)))
+		row("recovery time", latRow(x.Recovery)+"  from the reconnect start")
+		if x.Recovered >= int64(x.Clients) {
+			row("all recovered", fmt.Sprintf("%.3fs after the reconnect started", x.AllRecoveredS))
+		} else {
+			row("all recovered", fmt.Sprintf("no: not within %.0fs (--round-timeout)", x.DeadlineS))
+		}
+		row("server", fmt.Sprintf("%.0f messages replayed, %.0f recoveries refused (its /metrics); %.2fs CPU during the reconnect",
+			x.ServerRecoveredMessages, x.ServerNotRecovered, x.ServerCPUS))
 	}
 	cl := rep.Client
 	row("bench overhead", fmt.Sprintf("CPU %.2fs (coordinator %.2fs, workers %.2fs); RSS coordinator %s, workers %s",

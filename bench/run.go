@@ -133,6 +133,9 @@ func (r *runner) progress(st []WorkerStats, now time.Time, final bool) {
 	}
 	opened := sum(st, func(w *WorkerStats) int64 { return w.Opened })
 	rate := 0.0
+	if opened < r.lastOpen { // counters start again (reconnect)
+		r.lastOpen = 0
+	}
 	if !r.lastAt.IsZero() {
 		rate = float64(opened-r.lastOpen) / now.Sub(r.lastAt).Seconds()
 	}
@@ -143,8 +146,11 @@ func (r *runner) progress(st []WorkerStats, now time.Time, final bool) {
 		commas(sum(st, func(w *WorkerStats) int64 { return w.Failed })),
 		commas(int64(rate)),
 		commas(sum(st, func(w *WorkerStats) int64 { return w.Received })))
-	if r.o.Scenario == "push" {
+	if r.o.Scenario == "push" || r.o.Scenario == "reconnect" {
 		line += "  pushes " + commas(r.pushes.Load())
+	}
+	if r.o.Scenario == "reconnect" {
+		line += "  recovered " + commas(sum(st, func(w *WorkerStats) int64 { return w.Recovered }))
 	}
 	line += fmt.Sprintf("  elapsed %.1fs", now.Sub(r.t0).Seconds())
 	if r.tty {
@@ -243,6 +249,7 @@ func (r *runner) openAll() error {
 			First: first, Count: min(chunk, n-first),
 			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", TokenSecret: r.o.TokenSecret,
 			Rate: r.o.Rate / float64(w), PortBase: portBase, BatchWait: r.o.BatchWait, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
+			V2: r.o.Protocol == "v2",
 		}}
 	})
 	if err != nil {

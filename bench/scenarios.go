@@ -66,8 +66,8 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		return err
 	}
 	r.rep.Workers = w
-	fmt.Fprintf(stdout, "longlink bench %s: %s connections to %v from %d source address(es), %d worker(s)\n",
-		o.Scenario, commas(int64(o.Conns)), o.Targets, max(1, len(o.SourceIPs)), w)
+	fmt.Fprintf(stdout, "longlink bench %s: %s %s connections to %v from %d source address(es), %d worker(s)\n",
+		o.Scenario, commas(int64(o.Conns)), o.Protocol, o.Targets, max(1, len(o.SourceIPs)), w)
 	if len(o.APIs) > 0 {
 		r.rep.Server.Before = scrape(ctx, o.APIs)
 		for _, e := range r.rep.Server.Before.Errors {
@@ -98,6 +98,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		r.note("no connection could be opened")
 	}
 
+	var runErr error
 	switch o.Scenario {
 	case "connect":
 		r.hold(o.Duration)
@@ -110,18 +111,38 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		if r.rep.Connect.OpenAtEnd > 0 {
 			r.push()
 		}
+	case "reconnect":
+		if r.rep.Connect.OpenAtEnd > 0 {
+			runErr = r.reconnect()
+		} else {
+			runErr = errors.New("reconnect: no connection could be opened")
+		}
 	}
 	r.rep.HostCPU = hostCPU(cpuStart, readCPUTimes(), time.Since(tStart))
 	last, err := r.p.stats(true, false)
 	if err != nil {
 		r.note(fmt.Sprintf("final statistics: %v", err))
-	} else {
+	} else if o.Scenario != "reconnect" {
+		// (reconnect's workers count the reconnect phase by now; the
+		// connect figures are the first phase's, filled in above.)
 		r.fillConnect(last)
+		if o.Protocol == "v2" {
+			r.rep.V2 = &V2Checks{
+				Duplicates:   sum(last, func(w *WorkerStats) int64 { return w.V2Dups }),
+				Gaps:         sum(last, func(w *WorkerStats) int64 { return w.V2Gaps }),
+				EpochChanges: sum(last, func(w *WorkerStats) int64 { return w.EpochChanges }),
+				NoPosition:   sum(last, func(w *WorkerStats) int64 { return w.V2NoPos }),
+				Other:        sum(last, func(w *WorkerStats) int64 { return w.V2Other }),
+			}
+		}
 	}
 	if len(o.APIs) > 0 {
 		r.rep.Server.End = scrape(ctx, o.APIs)
 	}
-	return r.finish(last)
+	if err := r.finish(last); err != nil {
+		return errors.Join(err, runErr)
+	}
+	return runErr
 }
 
 // hold keeps the connections open for d, or until ctx is cancelled.
@@ -150,7 +171,8 @@ func (r *runner) clientCPU(st []WorkerStats) int64 {
 }
 
 // appendBody builds {"to":{...},"data":"<stamp>:<seq>[pad]"}; user < 0 means all.
-func appendBody(b []byte, user int, stamp int64, seq uint64, size int) []byte {
+// Without history it adds "history":false.
+func appendBody(b []byte, user int, stamp int64, seq uint64, size int, history bool) []byte {
 	if user < 0 {
 		b = append(b, `{"to":{"all":true},"data":"`...)
 	} else {
@@ -162,6 +184,9 @@ func appendBody(b []byte, user int, stamp int64, seq uint64, size int) []byte {
 	b = appendPayload(b, stamp, seq)
 	for len(b)-start < size {
 		b = append(b, 'x')
+	}
+	if !history {
+		return append(b, `","history":false}`...)
 	}
 	return append(b, `"}`...)
 }
@@ -190,7 +215,7 @@ func (r *runner) broadcast() {
 		cpu0 := r.clientCPU(before)
 		srv0 := scrape(r.ctx, r.o.APIs).CPUSeconds
 		stamp := time.Now().UnixNano()
-		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size)
+		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size, r.o.History)
 		ac := conns[(round-1)%len(conns)]
 		api := ac.addr
 		delivered, reason := ac.push(r.ctx, body)
@@ -307,7 +332,7 @@ func (r *runner) push() {
 					stamp = time.Now().UnixNano()
 				}
 				seq++
-				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size)
+				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size, o.History)
 				ac := conns[rng.IntN(len(conns))]
 				t := time.Now()
 				// The request runs under the run's context, not the phase

@@ -34,14 +34,45 @@ var wsAccept = func() []byte {
 
 // appendUpgrade appends the HTTP upgrade request for path ?token=.
 func appendUpgrade(b []byte, host string, token []byte) []byte {
+	return appendUpgradeV(b, host, token, false, nil)
+}
+
+// subprotocolV2 is what a v2 client offers in Sec-WebSocket-Protocol and the
+// server selects.
+const subprotocolV2 = "longlink.v2"
+
+// appendUpgradeV appends the upgrade request; v2 offers the longlink.v2
+// subprotocol and since, already URL-encoded, resumes from those positions.
+func appendUpgradeV(b []byte, host string, token []byte, v2 bool, since []byte) []byte {
 	b = append(b, "GET /ws?token="...)
 	b = append(b, token...)
+	if len(since) > 0 {
+		b = append(b, "&since="...)
+		b = append(b, since...)
+	}
 	b = append(b, " HTTP/1.1\r\nHost: "...)
 	b = append(b, host...)
 	b = append(b, "\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: "...)
 	b = append(b, wsKey...)
+	if v2 {
+		b = append(b, "\r\nSec-WebSocket-Protocol: "+subprotocolV2...)
+	}
 	b = append(b, "\r\nSec-WebSocket-Version: 13\r\n\r\n"...)
 	return b
+}
+
+// selectedProtocol returns the Sec-WebSocket-Protocol of an upgrade
+// response head (as parseUpgradeResponse accepted it), "" when absent.
+func selectedProtocol(b []byte) string {
+	end := bytes.Index(b, []byte("\r\n\r\n"))
+	if end < 0 {
+		return ""
+	}
+	v, ok := headerValue(b[:end+2], "sec-websocket-protocol:")
+	if !ok {
+		return ""
+	}
+	return string(bytes.TrimSpace(v[:bytes.Index(v, []byte("\r\n"))]))
 }
 
 var errIncomplete = errors.New("incomplete")

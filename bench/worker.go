@@ -21,10 +21,11 @@ const WorkerEnv = "LONGLINK_BENCH_WORKER"
 
 // workerCmd is one request from the coordinator, one JSON line on stdin.
 type workerCmd struct {
-	Op    string    `json:"op"` // "open", "stats" or "close"
-	Open  *OpenSpec `json:"open,omitempty"`
-	Hists bool      `json:"hists,omitempty"` // include histograms and reason maps
-	Reset bool      `json:"reset,omitempty"` // clear the latency histogram after reading it
+	Op     string      `json:"op"` // "open", "stats", "drop", "reopen" or "close"
+	Open   *OpenSpec   `json:"open,omitempty"`
+	Reopen *ReopenSpec `json:"reopen,omitempty"`
+	Hists  bool        `json:"hists,omitempty"` // include histograms and reason maps
+	Reset  bool        `json:"reset,omitempty"` // clear the latency histogram after reading it
 }
 
 // WorkerStats is a worker's answer, one JSON line on stdout.
@@ -40,6 +41,22 @@ type WorkerStats struct {
 	Unstamped int64 `json:"unstamped"`
 	Pings     int64 `json:"pings"`
 	Done      bool  `json:"done"` // every assigned connection attempted
+
+	// v2 (see eloop): sequence checks on every push, and the reconnect.
+	V2Dups       int64 `json:"v2_dups,omitempty"`
+	V2Gaps       int64 `json:"v2_gaps,omitempty"`
+	V2Other      int64 `json:"v2_other,omitempty"`
+	V2NoPos      int64 `json:"v2_no_pos,omitempty"`
+	EpochChanges int64 `json:"epoch_changes,omitempty"`
+	Killed       int64 `json:"killed,omitempty"`
+	Recovered    int64 `json:"recovered,omitempty"`
+	NotRecovered int64 `json:"not_recovered,omitempty"`
+	Resuming     int64 `json:"resuming,omitempty"` // clients a reopen brings back
+	// With hists, after a reopen: expected pushes not (yet) received, and
+	// clients with no welcome yet.
+	Missing   int64      `json:"missing,omitempty"`
+	NoWelcome int64      `json:"no_welcome,omitempty"`
+	Recovery  *Histogram `json:"recovery,omitempty"`
 
 	Failures  map[string]int64 `json:"failures,omitempty"`
 	Drops     map[string]int64 `json:"drops,omitempty"`
@@ -108,6 +125,23 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			} else {
 				st = l.snapshot(false, false)
 			}
+		case "drop":
+			if err := l.call(l.dropAll); err != nil {
+				st.Err = err.Error()
+			} else {
+				st = l.snapshot(false, false)
+			}
+		case "reopen":
+			var serr error
+			if cmd.Reopen == nil {
+				serr = errors.New("reopen without spec")
+			} else if err := l.call(func() { serr = l.reopen(*cmd.Reopen) }); err != nil {
+				serr = err
+			}
+			st = l.snapshot(false, false)
+			if serr != nil {
+				st.Err = serr.Error()
+			}
 		case "close":
 			shutdown()
 			st = l.snapshot(true, false)
@@ -134,7 +168,10 @@ func (l *eloop) snapshot(full, reset bool) WorkerStats {
 		Attempted: l.attempted.Load(), Opened: l.opened.Load(), Open: l.open.Load(),
 		Failed: l.failed.Load(), Dropped: l.dropped.Load(), Inflight: l.inflight.Load(),
 		Received: l.received.Load(), Unstamped: l.unstamped.Load(), Pings: l.pings.Load(),
-		Done: l.done.Load() && l.inflight.Load() == 0,
+		Done:   l.done.Load() && l.inflight.Load() == 0,
+		V2Dups: l.v2Dups.Load(), V2Gaps: l.v2Gaps.Load(), V2Other: l.v2Other.Load(), V2NoPos: l.v2NoPos.Load(),
+		EpochChanges: l.epochChanges.Load(), Killed: l.killed.Load(),
+		Recovered: l.recovered.Load(), NotRecovered: l.notRecovered.Load(), Resuming: l.resuming.Load(),
 	}
 	st.CPUNs, st.RSSBytes = selfUsage()
 	var ms runtime.MemStats
@@ -145,6 +182,11 @@ func (l *eloop) snapshot(full, reset bool) WorkerStats {
 		st.Drops = copyMap(l.drops)
 		hs, tcp, lat := l.hsHist, l.tcpHist, l.latHist
 		st.Handshake, st.TCP, st.Latency = &hs, &tcp, &lat
+		if l.resume {
+			rh := l.recHist
+			st.Recovery = &rh
+			st.Missing, st.NoWelcome = l.resumeLeft()
+		}
 		if reset {
 			l.latHist.Reset()
 		}
