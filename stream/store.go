@@ -71,6 +71,13 @@ type Store struct {
 type fifoItem struct {
 	l      *log
 	offset uint64
+	gen    uint32 // l.gen when stored: a replaced history's items are dead
+}
+
+// live reports whether the entry it names is still held.
+func (it *fifoItem) live() bool {
+	l := it.l
+	return it.gen == l.gen && it.offset >= l.first && it.offset < l.first+uint64(len(l.entries))
 }
 
 // log is one stream's history: entries[i].Offset == first+i, contiguous. next-1 is the
@@ -83,6 +90,7 @@ type log struct {
 	next      uint64 // next offset to stamp
 	committed uint64
 	touched   int64 // unix nanoseconds of the last append
+	gen       uint32 // bumped whenever entries are dropped other than from the front
 	// stale marks a history this node must not extend before asking the stream's
 	// other holders what they have (ownership came here from elsewhere).
 	stale bool
@@ -167,6 +175,10 @@ func (s *Store) Commit(name string, p Position) {
 	s.mu.Lock()
 	if l := s.logs[name]; l != nil && l.epoch == p.Epoch && p.Offset > l.committed && p.Offset < l.next {
 		l.committed = p.Offset
+		for len(l.entries) > s.cfg.Size && l.entries[0].Offset <= l.committed {
+			s.trimFront(l)
+		}
+		s.evict()
 	}
 	s.mu.Unlock()
 }
@@ -180,6 +192,7 @@ func (s *Store) Rollback(name string, p Position) {
 	if l == nil || l.epoch != p.Epoch || p.Offset <= l.committed || p.Offset >= l.next {
 		return
 	}
+	l.gen++
 	for len(l.entries) > 0 && l.entries[len(l.entries)-1].Offset >= p.Offset {
 		s.bytes -= l.entries[len(l.entries)-1].size()
 		s.live--
@@ -255,6 +268,7 @@ func (s *Store) dropEntries(l *log) {
 	s.live -= len(l.entries)
 	l.entries = nil
 	l.first = l.next
+	l.gen++
 }
 
 // put appends e (e.Offset == l.next-1, contiguous) and enforces Size and MaxBytes.
@@ -266,18 +280,31 @@ func (s *Store) put(l *log, e Entry) {
 	l.touched = s.cfg.Now().UnixNano()
 	s.bytes += e.size()
 	s.live++
-	s.fifo = append(s.fifo, fifoItem{l, e.Offset})
+	s.fifo = append(s.fifo, fifoItem{l, e.Offset, l.gen})
 	for len(l.entries) > s.cfg.Size && l.entries[0].Offset <= l.committed {
 		s.trimFront(l)
 	}
+	s.evict()
+}
+
+// evict drops the oldest entries, of any stream, while the store is over MaxBytes. It
+// stops at an uncommitted one (its batch is being replicated): Commit evicts again.
+func (s *Store) evict() {
 	for s.bytes > s.cfg.MaxBytes && s.head < len(s.fifo) {
-		it := s.fifo[s.head]
-		s.fifo[s.head] = fifoItem{}
-		s.head++
-		if len(it.l.entries) > 0 && it.l.entries[0].Offset == it.offset && it.l.entries[0].Offset <= it.l.committed {
+		it := &s.fifo[s.head]
+		if it.live() {
+			if it.offset > it.l.committed {
+				break
+			}
+			for it.l.entries[0].Offset < it.offset {
+				s.trimFront(it.l) // older entries of the same stream go first
+				s.evicted++
+			}
 			s.trimFront(it.l)
 			s.evicted++
 		}
+		s.fifo[s.head] = fifoItem{}
+		s.head++
 	}
 	s.compactFIFO()
 }
@@ -298,8 +325,7 @@ func (s *Store) trimFront(l *log) {
 // bounded by the entries stored, not by the entries ever stored.
 func (s *Store) compactFIFO() {
 	for s.head < len(s.fifo) {
-		it := s.fifo[s.head]
-		if len(it.l.entries) > 0 && it.offset >= it.l.first && it.l.epochOf(it.offset) {
+		if s.fifo[s.head].live() {
 			break
 		}
 		s.fifo[s.head] = fifoItem{}
@@ -316,7 +342,7 @@ func (s *Store) compactFIFO() {
 	if n := len(s.fifo) - s.head; n > 2*s.live+1024 {
 		kept := s.fifo[:0]
 		for _, it := range s.fifo[s.head:] {
-			if it.offset >= it.l.first && it.l.epochOf(it.offset) {
+			if it.live() {
 				kept = append(kept, it)
 			}
 		}
@@ -325,8 +351,6 @@ func (s *Store) compactFIFO() {
 	}
 }
 
-// epochOf reports whether offset is still held (not trimmed, not rolled back).
-func (l *log) epochOf(offset uint64) bool { return offset < l.first+uint64(len(l.entries)) }
 
 // Head returns the committed position of stream name (ok false: no history here).
 func (s *Store) Head(name string) (Position, bool) {
