@@ -483,6 +483,17 @@ func TestFreezeNode(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	checkAll(t, clients, count)
+	// The frozen node knew it had been stopped, and the clients it closed recovered.
+	if m := testutil.Metrics(t, frozen.API); m["longlink_node_stalls_total"] < 1 {
+		t.Errorf("longlink_node_stalls_total on the frozen node = %v, want >= 1", m["longlink_node_stalls_total"])
+	}
+	recovered := 0.0
+	for _, n := range nodes {
+		recovered += testutil.Metrics(t, n.API)["longlink_stream_recovered_messages_total"]
+	}
+	if recovered == 0 {
+		t.Error("longlink_stream_recovered_messages_total did not move on any node")
+	}
 }
 
 // resumeOnce connects c to addr with its positions, reads for a moment (until n new
@@ -543,6 +554,14 @@ func TestHistoryTrimmedAndExpired(t *testing.T) {
 	resumeOnce(t, c, n.Client, 0)
 	if c.recovered["user:trim"] {
 		t.Fatalf("an expired message was missed: recovered %v, want false", c.recovered)
+	}
+	// Expired messages leave the store from the front of their stream.
+	pushTo(t, n, "ttl-only", "gone", `,"ttl":"1s"`)
+	testutil.WaitFor(t, 5*time.Second, "the expired message swept", func() bool {
+		return testutil.Metrics(t, n.API)["longlink_stream_history_expired_total"] >= 1
+	})
+	if m := testutil.Metrics(t, n.API); m[`longlink_stream_recoveries_total{result="not_recovered"}`] < 2 {
+		t.Errorf("not_recovered = %v after two failed recoveries", m[`longlink_stream_recoveries_total{result="not_recovered"}`])
 	}
 	if r := testutil.Do(t, "POST", "http://"+n.API+"/v1/push", `{"to":{"users":["x"]},"data":"x","ttl":"soon"}`, testutil.Bearer(n.apiKey)...); r.Status != 400 || !strings.Contains(r.Raw, "ttl") {
 		t.Fatalf("bad ttl: %d %s", r.Status, r.Raw)
@@ -733,6 +752,15 @@ func TestRollingRestart(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	checkAll(t, clients, count)
+	handed, adopted := 0.0, 0.0
+	for _, n := range nodes {
+		m := testutil.Metrics(t, n.API)
+		handed += m["longlink_stream_handoff_streams_total"]
+		adopted += m["longlink_stream_history_adopted_total"]
+	}
+	if handed == 0 || adopted == 0 {
+		t.Errorf("after three restarts: %v histories handed off, %v adopted; want both > 0", handed, adopted)
+	}
 }
 
 // TestOnceAcrossStreams: a message for a user, a room it is in, everyone and its

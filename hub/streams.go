@@ -67,16 +67,23 @@ const (
 // under the cluster's frame limit): the streams past it are reported not recovered.
 const maxReplayBytes = 4 << 20
 
-// ownerRing is the ring the origin of a push or a subscribe uses; nil when this node
-// is leaving and has already left (it knows no peer to store on).
+// ownerRing is the ring the origin of a push or a subscribe uses: rs.ring, except that
+// a node that is leaving leaves itself out (its committer refuses everything), and
+// nil once it has left (it knows no peer to store on).
 func (s *streams) ownerRing(rs *ringState) *stream.Ring {
-	if s.h.draining() && len(rs.alive) == 0 {
+	if !s.h.draining() {
+		return rs.ring
+	}
+	if len(rs.alive) == 0 {
 		return nil
 	}
-	return rs.ring
+	rs.noSelfOnce.Do(func() { rs.noSelf = stream.NewRing(rs.alive) })
+	return rs.noSelf
 }
 
 type ringState struct {
+	noSelfOnce sync.Once
+	noSelf     *stream.Ring
 	since   time.Time // when this view replaced the previous one
 	alive   []string  // the peers it was built from
 	ring    *stream.Ring
@@ -611,10 +618,11 @@ func (s *streams) process(batch []*appendJob) {
 	// Any change counts, a shrink to this node alone included: that is what a node
 	// sees when a peer's leave and another's rejoin under a reused name overlap.
 	settling := time.Since(rs.since) < s.settle
-	if s.h.draining() && len(ring.Members()) == 1 {
-		// A node that has left sees itself alone: that is not ownership of every
-		// stream. (While it is leaving it still stamps, replicating to the next
-		// owner as always.) The origin fails these at once (leftCluster).
+	if s.h.draining() {
+		// A node that is leaving keeps no new history: the origin waits for the ring
+		// to drop it and appends at the next owner, which holds copies of everything
+		// this node committed (and this node, as an origin, skips itself: ownerRing).
+		// Once it has left it sees itself alone, which is not ownership of everything.
 		for _, j := range batch {
 			j.status = statusNotOwner
 			close(j.done)

@@ -149,6 +149,23 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		// A flood of handshakes and an over-limit peer: cluster/limits_test.go.
 		"longlink_cluster_inbound_rejected_total":  true,
 		"longlink_cluster_link_limit_closes_total": true,
+		// Streams under failures, asserted on real binaries in delivery_test.go
+		// (kill -9, SIGSTOP, rolling restart, trimmed and expired history) and in
+		// stream/store_test.go (MaxBytes eviction); the rest need a failing replica or
+		// owner at a precise moment.
+		"longlink_history_evicted_total":           true,
+		"longlink_stream_history_expired_total":    true,
+		"longlink_stream_settle_waits_total":       true,
+		"longlink_stream_replica_failures_total":   true,
+		"longlink_stream_replica_refusals_total":   true,
+		"longlink_stream_sync_failures_total":      true,
+		"longlink_stream_history_adopted_total":    true,
+		"longlink_stream_handoff_streams_total":    true,
+		"longlink_stream_handoff_failures_total":   true,
+		"longlink_stream_gaps_total":               true,
+		"longlink_node_stalls_total":               true,
+		"longlink_stream_subscribe_failures_total": true,
+		"longlink_stream_recovered_messages_total": true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)

@@ -89,7 +89,7 @@ type log struct {
 	entries   []Entry
 	next      uint64 // next offset to stamp
 	committed uint64
-	touched   int64 // unix nanoseconds of the last append
+	touched   int64  // unix nanoseconds of the last append
 	gen       uint32 // bumped whenever entries are dropped other than from the front
 	// stale marks a history this node must not extend before asking the stream's
 	// other holders what they have (ownership came here from elsewhere).
@@ -350,7 +350,6 @@ func (s *Store) compactFIFO() {
 		s.fifo, s.head = kept, 0
 	}
 }
-
 
 // Head returns the committed position of stream name (ok false: no history here).
 func (s *Store) Head(name string) (Position, bool) {
