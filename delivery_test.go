@@ -389,17 +389,7 @@ func TestKillNodeClientsRecoverElsewhere(t *testing.T) {
 			return nodes[attempt%2].Client // n1 or n2: the survivors
 		}, stop, &wg)
 	}
-	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
-		for _, c := range clients {
-			c.mu.Lock()
-			ok := c.ws != nil
-			c.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
+	waitConnected(t, clients)
 	p := &pusher{t: t}
 	p.run(a, names, count, 10*time.Millisecond, func(i int) {
 		if i == 60 {
@@ -451,17 +441,7 @@ func TestFreezeNode(t *testing.T) {
 			return nodes[attempt%3].Client
 		}, stop, &wg)
 	}
-	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
-		for _, c := range clients {
-			c.mu.Lock()
-			ok := c.ws != nil
-			c.mu.Unlock()
-			if !ok {
-				return false
-			}
-		}
-		return true
-	})
+	waitConnected(t, clients)
 	p := &pusher{t: t}
 	p.run(a, names, count, 100*time.Millisecond, func(i int) {
 		switch i {

@@ -378,15 +378,7 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 		if ring == nil {
 			return res, &statusError{503, fmt.Sprintf("message %s not stored on %d of its %d streams: this node left the cluster meanwhile (shutting down); retry on another node", m.ID, len(left), len(keys))}
 		}
-		groups := map[string][]skey{}
-		var owners []string
-		for _, k := range left {
-			o := ring.Owner(k.stream())
-			if _, ok := groups[o]; !ok {
-				owners = append(owners, o)
-			}
-			groups[o] = append(groups[o], k)
-		}
+		owners, groups := byOwner(ring, left)
 		type result struct {
 			owner string
 			ans   appendAnswer
@@ -456,6 +448,19 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 	res.Stored = max(stored, 0)
 	res.OfflineUsers = offline
 	return res, nil
+}
+
+// byOwner groups keys by their owner on ring, owners in the order first seen.
+func byOwner(ring *stream.Ring, keys []skey) (owners []string, groups map[string][]skey) {
+	groups = map[string][]skey{}
+	for _, k := range keys {
+		o := ring.Owner(k.stream())
+		if _, ok := groups[o]; !ok {
+			owners = append(owners, o)
+		}
+		groups[o] = append(groups[o], k)
+	}
+	return owners, groups
 }
 
 func statusText(st byte) string {

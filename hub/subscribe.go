@@ -174,15 +174,7 @@ func (s *streams) subscribe(keys []skey, since map[string]stream.Position, v2 bo
 		if ring == nil {
 			return nil, fmt.Errorf("this node is shutting down; connect to another")
 		}
-		groups := map[string][]skey{}
-		var owners []string
-		for _, k := range left {
-			o := ring.Owner(k.stream())
-			if _, ok := groups[o]; !ok {
-				owners = append(owners, o)
-			}
-			groups[o] = append(groups[o], k)
-		}
+		owners, groups := byOwner(ring, left)
 		type result struct {
 			owner string
 			got   map[string]streamRead

@@ -7,10 +7,10 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unicode/utf8"
 
 	"github.com/panjf2000/gnet/v2"
 
+	"longlink/internal/jsonstr"
 	"longlink/wsproto"
 )
 
@@ -319,49 +319,9 @@ func AppendData(b []byte, binary, isJSON bool, data []byte) []byte {
 	return b
 }
 
-// AppendJSONString appends s as a JSON string (RFC 8259), escaping what must be and
-// replacing invalid UTF-8 with U+FFFD.
-func AppendJSONString(b []byte, s string) []byte {
-	const hex = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hex[c>>4], hex[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i += size
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
+// AppendJSONString appends s as a JSON string (jsonstr.Append), for the hub's
+// welcome and replay envelopes.
+func AppendJSONString(b []byte, s string) []byte { return jsonstr.Append(b, s) }
 
 func timeNow() int64 { return time.Now().UnixNano() }
 

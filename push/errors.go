@@ -10,7 +10,8 @@ import (
 	"reflect"
 	"strconv"
 	"strings"
-	"unicode/utf8"
+
+	"longlink/internal/jsonstr"
 )
 
 // apiError is an error answered as {"error": msg, "status": status}.
@@ -49,7 +50,7 @@ func AppendError(b []byte, status int, msg string) []byte {
 
 func appendError(b []byte, e *apiError) []byte {
 	b = append(b, `{"error":`...)
-	b = appendJSONString(b, e.msg)
+	b = jsonstr.Append(b, e.msg)
 	b = append(b, `,"status":`...)
 	b = strconv.AppendInt(b, int64(e.status), 10)
 	if e.users != nil {
@@ -179,58 +180,13 @@ func kindName(t reflect.Type) string {
 	return "a " + t.String()
 }
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes U+FFFD
-// as in encoding/json; HTML characters are not escaped (the API is not
-// embedded in HTML).
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	start := 0
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			if c >= 0x20 && c != '"' && c != '\\' {
-				i++
-				continue
-			}
-			b = append(b, s[start:i]...)
-			switch c {
-			case '"', '\\':
-				b = append(b, '\\', c)
-			case '\n':
-				b = append(b, '\\', 'n')
-			case '\r':
-				b = append(b, '\\', 'r')
-			case '\t':
-				b = append(b, '\\', 't')
-			default:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			}
-			i++
-			start = i
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, s[start:i]...)
-			b = append(b, `\ufffd`...)
-			i++
-			start = i
-			continue
-		}
-		i += size
-	}
-	b = append(b, s[start:]...)
-	return append(b, '"')
-}
-
 func appendJSONStrings(b []byte, list []string) []byte {
 	b = append(b, '[')
 	for i, s := range list {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = appendJSONString(b, s)
+		b = jsonstr.Append(b, s)
 	}
 	return append(b, ']')
 }

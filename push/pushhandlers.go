@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"time"
 	"unicode/utf8"
+
+	"longlink/internal/jsonstr"
 )
 
 // pushRequest is the body of POST /v1/push and one element of a batch. Data
@@ -121,7 +123,7 @@ func (a *API) deliver(m *Message) (Result, *apiError) {
 
 func appendResult(b []byte, id string, res *Result) []byte {
 	b = append(b, `{"id":`...)
-	b = appendJSONString(b, id)
+	b = jsonstr.Append(b, id)
 	b = append(b, `,"stored":`...)
 	b = strconv.AppendInt(b, int64(res.Stored), 10)
 	b = append(b, `,"delivered":`...)
