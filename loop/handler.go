@@ -341,9 +341,12 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	u.Rooms = s.publish(c, id.Rooms)
 	u.ConnID = c.ID()
 	s.cfg.OnUpgrade(u)
+	u.mu.Lock()
 	u.loopSide = false
-	if u.result != nil {
-		s.finishUpgrade(u, u.result)
+	res := u.result
+	u.mu.Unlock()
+	if res != nil {
+		s.finishUpgrade(u, res)
 	}
 	return n, gnet.None
 }

@@ -89,7 +89,8 @@ type Upgrade struct {
 	c        *Conn
 	key      string
 	protocol string
-	loopSide bool // OnUpgrade is still running on the loop
+	mu       sync.Mutex // loopSide and result: Done may run while OnUpgrade has not returned
+	loopSide bool       // OnUpgrade is still running on the loop
 	result   *UpgradeResult
 	done     atomic.Bool
 }
@@ -110,10 +111,13 @@ func (u *Upgrade) Done(r UpgradeResult) {
 	if !u.done.CompareAndSwap(false, true) {
 		return
 	}
+	u.mu.Lock()
 	if u.loopSide {
 		u.result = &r
+		u.mu.Unlock()
 		return
 	}
+	u.mu.Unlock()
 	sh := u.c.sh
 	_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		u.s.finishUpgrade(u, &r)
