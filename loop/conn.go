@@ -46,10 +46,10 @@ type Conn struct {
 	seq      uint64   // sequence of the last delivery job written, to deliver once per job
 	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
 	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
-	// replayed is, for a v2 connection that was replayed history, how far each
-	// stream's replay went: a live copy at or below it (a retried append fanned out
-	// again) is not sent twice. An entry goes at the stream's first newer message.
-	replayed map[string]Head
+	// replayed is, for a v2 connection, the heads its welcome announced: a live copy
+	// at or below one (a retried append fanned out again) is not sent twice. An entry
+	// goes at the stream's first newer message.
+	replayed []streamHead // a slice, not a map: a few streams, and idle connections are many
 
 	// guarded by the registry shard of user; one of the room structures doc.go lists
 	rooms   []string

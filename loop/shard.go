@@ -193,15 +193,20 @@ func (sh *shard) queueStamped(c *Conn, frame []byte, seq uint64, k *Key) bool {
 		return sh.hold(c, frame, k)
 	}
 	if c.replayed != nil && k != nil && k.Epoch != "" {
-		if hd, ok := c.replayed[k.Stream]; ok && hd.Epoch == k.Epoch {
+		for i := range c.replayed {
+			hd := &c.replayed[i]
+			if hd.stream != k.Stream || hd.Epoch != k.Epoch {
+				continue
+			}
 			if k.Offset <= hd.Offset {
 				c.seq = seq
 				return false
 			}
-			delete(c.replayed, k.Stream)
+			c.replayed = append(c.replayed[:i], c.replayed[i+1:]...)
 			if len(c.replayed) == 0 {
 				c.replayed = nil
 			}
+			break
 		}
 	}
 	return sh.queueFrame(c, frame, seq)

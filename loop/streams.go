@@ -77,6 +77,12 @@ type Head struct {
 	Offset uint64
 }
 
+// streamHead is one entry of Conn.replayed.
+type streamHead struct {
+	stream string
+	Head
+}
+
 // Upgrade is a handshake waiting for Config.OnUpgrade to finish it.
 type Upgrade struct {
 	ConnID string
@@ -185,8 +191,13 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 		return
 	}
 	c.w = nil
-	if c.v2 && len(r.Frames) > 1 {
-		c.replayed = r.Heads // replayed history: see Conn.replayed
+	if c.v2 && len(r.Heads) > 0 {
+		// The welcome's heads: what is at or below them the client has (replayed, or
+		// from before it was entitled to it). See Conn.replayed.
+		c.replayed = make([]streamHead, 0, len(r.Heads))
+		for name, hd := range r.Heads {
+			c.replayed = append(c.replayed, streamHead{name, hd})
+		}
 	}
 	frames := make([][]byte, 0, 1+len(r.Frames)+len(w.held))
 	frames = append(frames, wsproto.AppendUpgradeResponse(nil, u.key, u.protocol))

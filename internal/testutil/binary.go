@@ -23,7 +23,12 @@ var build struct {
 
 // BuildBinary builds the longlink binary (the module's main package) once per test
 // process and returns its path; Run removes it when the tests are done.
+// LONGLINK_TEST_BINARY names a prebuilt one instead (say, built with -race, to run
+// the tests that start real nodes against it).
 func BuildBinary() (string, error) {
+	if p := os.Getenv("LONGLINK_TEST_BINARY"); p != "" {
+		UseBinary(p)
+	}
 	build.once.Do(func() {
 		if build.dir, build.err = os.MkdirTemp("", "longlink-test-bin-"); build.err != nil {
 			return
