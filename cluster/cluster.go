@@ -50,9 +50,10 @@ type Cluster struct {
 
 	alive atomic.Pointer[[]string] // sorted peer names with a link
 
-	membersChanged chan struct{} // signalled when alive changes; see membersLoop
-	flushMu        sync.Mutex    // one route flush at a time, so deltas stay in order
-	flushBuf       []byte        // guarded by flushMu
+	membersChanged  chan struct{} // signalled when alive changes; see membersLoop
+	gossipAdvertise string        // set in Start, before anything reads it
+	flushMu         sync.Mutex    // one route flush at a time, so deltas stay in order
+	flushBuf        []byte        // guarded by flushMu
 
 	memMu   sync.RWMutex
 	members map[string]*memberInfo
@@ -146,6 +147,7 @@ func (c *Cluster) Start() error {
 	if ip := net.ParseIP(fHost); fHost == "" || (ip != nil && ip.IsUnspecified()) {
 		fHost = c.ml.LocalNode().Addr.String()
 	}
+	c.gossipAdvertise = c.ml.LocalNode().Address()
 	fPort := c.ln.Addr().(*net.TCPAddr).Port
 	c.fwdAdvertise.Store(net.JoinHostPort(fHost, strconv.Itoa(fPort)))
 	if err := c.ml.UpdateNode(0); err != nil {
@@ -248,7 +250,9 @@ func (c *Cluster) GossipAddr() string {
 	if c == nil || !c.started {
 		return ""
 	}
-	return c.ml.LocalNode().Address()
+	// Read once at Start: memberlist rewrites its local node on every meta update,
+	// without a lock a reader could take (found by a -race build of the binary).
+	return c.gossipAdvertise
 }
 
 // ForwardAddr is the advertised forwarding host:port.
