@@ -41,6 +41,9 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	// production user would.
 	tok := testutil.Token(t, tokenSecret, "42")
 	drv.do(t, map[string]any{"cmd": "open", "user": "42", "token": tok, "timeoutMs": 20000})
+	// The page speaks v2 (the JavaScript client's default): its first message is the
+	// welcome naming its streams.
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "streams=user:42,all"})
 	// The node agrees: one connection, one user (docs/metrics.md).
 	waitMetric(t, srv, "longlink_connections", 1)
 	waitMetric(t, srv, "longlink_users", 1)
@@ -57,6 +60,12 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	srv = restartServer(t, srv, prodFlags...)
 	drv.do(t, map[string]any{"cmd": "status", "is": "open", "timeoutMs": 20000})
 	waitMetric(t, srv, "longlink_connections", 1)
+	// The page resumed with its positions; a standalone node that restarted has lost
+	// its history, and the client says so to the application instead of skipping it.
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "lost stream=user:42"})
+	if m := testutil.Metrics(t, srv.API); m[`longlink_stream_recoveries_total{result="not_recovered"}`] < 1 {
+		t.Errorf("the node did not count the page's failed recovery: %v", m[`longlink_stream_recoveries_total{result="not_recovered"}`])
+	}
 
 	second := fmt.Sprintf("hello-e2e-2-%d", nonce)
 	push(t, srv, `{"to":{"all":true},"data":"`+second+`"}`)
