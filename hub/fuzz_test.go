@@ -18,7 +18,7 @@ import (
 // send them. Nothing may panic; malformed input is dropped. Moved from node.
 func FuzzPeerMessage(f *testing.F) {
 	m := push.Message{ID: "m1", To: push.Target{Users: []string{"u1"}}, Data: []byte(`{"a":1}`)}
-	f.Add(m.AppendBinary([]byte{wirePush}))
+	f.Add(stampedPayload(&m, 1))
 	f.Add(query(opUser, []byte("u1")))
 	f.Add(query(opRoom, []byte("lobby")))
 	f.Add(query(opStats, nil))

@@ -252,52 +252,16 @@ func toTargets(t push.Target) loop.Targets {
 	return loop.Targets{All: t.All, Users: t.Users, Connections: t.Connections, Rooms: t.Rooms}
 }
 
-// wirePush prefixes a forwarded push.Message on a cluster data payload. The byte
-// is what nodes have always sent, so pushes keep flowing between versions.
-const wirePush byte = 'P'
-
-// Deliver queues m on the local loops, forwards it to the peers that may hold a
-// recipient, then waits for the local writes. Queuing locally first means a push
-// refused here (overloaded, stopping) is refused before any peer has it, so the
-// caller's retry cannot duplicate it; forwarding before waiting lets peers work while
-// this node writes.
+// Deliver appends m to its streams on their owners, which store, replicate and fan it
+// out (streams.go), and sends its connection-id targets directly. It returns once
+// every stream has it stored, or fails (503) when some could not be within
+// StoreTimeout.
 func (h *Hub) Deliver(m *push.Message) (push.Result, error) {
 	var res push.Result
 	if h.draining() {
 		return res, errDraining
 	}
 	return h.st.deliver(m)
-}
-
-// deliverPlain is the delivery of a node without streams (kept for comparison in
-// benchmarks): local first, then forward by the routing table.
-func (h *Hub) deliverPlain(m *push.Message) (push.Result, error) {
-	var res push.Result
-	frame := loop.PrepareFrame(m.Binary, m.Data)
-	pending, err := h.local.Submit(frame, toTargets(m.To), m.Accepted)
-	if err != nil {
-		return res, hubErr(err)
-	}
-	r := h.remote
-	if peers := h.peersFor(r, m.To); len(peers) > 0 {
-		payload := m.AppendBinary([]byte{wirePush})
-		for _, p := range peers {
-			if err := r.Send(p, payload); err == nil {
-				res.Forwarded++
-			}
-		}
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
-	defer cancel()
-	n, err := pending.Wait(ctx)
-	res.Delivered = n
-	if err != nil {
-		return res, hubErr(err)
-	}
-	if len(m.To.Users) > 0 {
-		res.OfflineUsers = offlineByTable(r, pending.Offline())
-	}
-	return res, nil
 }
 
 // peersFor returns the peers a message must be forwarded to: all for broadcasts, the
@@ -335,53 +299,12 @@ func nodeOfConn(id string) string {
 	return id[:i]
 }
 
-// offlineByTable narrows the users with no connection here (as Submit found them) to
-// those that, per the routing table, have none anywhere else. A user the table cannot
-// rule out counts as online.
-func offlineByTable(r Remote, local []string) []string {
-	if len(local) == 0 {
-		return local
-	}
-	var out []string
-	for _, u := range local {
-		if len(r.NodesForUsers([]string{u})) == 0 {
-			out = append(out, u)
-		}
-	}
-	return out
-}
-
 // OnMessage is the cluster's OnMessage: a push forwarded by a peer. It runs on the
 // peer's link reader, so one peer's pushes are handled in order; payload is valid
 // only during the call.
 func (h *Hub) OnMessage(from string, payload []byte) {
 	if len(payload) > 0 && payload[0] == wireStamped {
 		h.st.onStamped(from, payload[1:])
-		return
 	}
-	if len(payload) == 0 || payload[0] != wirePush {
-		return // nothing else travels as data; a newer peer's kind is skipped
-	}
-	var m push.Message
-	// Data aliases payload: PrepareFrame copies it into the frame, the one copy.
-	if err := m.UnmarshalBinaryAlias(payload[1:]); err != nil {
-		h.log.Warn("dropping malformed push from peer", "peer", from, "err", err)
-		return
-	}
-	h.deliverForwarded(&m)
-}
-
-// deliverForwarded queues a peer's push on the local loops without waiting for the
-// writes, so the link reader keeps the peer's order without stalling on them.
-//
-// When a loop's inbox is full the push is dropped at once and counted
-// (forward_overloaded). Waiting would hold up the peer's whole link, which also
-// carries route deltas and query answers, to save a message whose API caller was
-// answered long ago; forwarding is at-most-once anyway, and a full inbox (MaxQueue
-// jobs or MaxQueueBytes) is far more than a moment's burst.
-func (h *Hub) deliverForwarded(m *push.Message) {
-	frame := loop.PrepareFrame(m.Binary, m.Data)
-	if err := h.local.Enqueue(frame, toTargets(m.To), m.Accepted); errors.Is(err, loop.ErrOverloaded) {
-		h.forwardDrops.Inc()
-	}
+	// Nothing else travels as data; a newer peer's kind is skipped.
 }

@@ -11,6 +11,7 @@ import (
 	"longlink/cluster"
 	"longlink/loop"
 	"longlink/push"
+	"longlink/stream"
 )
 
 func httpStatus(err error) int {
@@ -145,7 +146,7 @@ func TestForwardedPushOverloadedIsDroppedAtOnce(t *testing.T) {
 func TestForwardedPayloadCopiedOnceIntoFrame(t *testing.T) {
 	b, lb := newFakeNet().add(t, "b", nil)
 	m := push.Message{ID: "a-1", Binary: true, Data: bytes.Repeat([]byte{7}, 100<<10), To: push.Target{Rooms: []string{"r"}}}
-	payload := m.AppendBinary([]byte{wirePush})
+	payload := stampedPayload(&m, 1)
 	b.OnMessage("a", payload)
 	clear(payload)
 	if len(lb.enqueued) != 1 || !bytes.Equal(lb.enqueued[0], loop.PrepareFrame(true, m.Data)) || !slices.Equal(lb.targets[0].Rooms, []string{"r"}) {
@@ -154,12 +155,15 @@ func TestForwardedPayloadCopiedOnceIntoFrame(t *testing.T) {
 	if raceEnabled {
 		return
 	}
-	payload = m.AppendBinary([]byte{wirePush})
+	const runs = 20
+	payloads := make([][]byte, runs)
+	for i := range payloads {
+		payloads[i] = stampedPayload(&m, uint64(2+i)) // a new position each time: not a repeat
+	}
 	var before, after runtime.MemStats
 	runtime.ReadMemStats(&before)
-	const runs = 20
-	for range runs {
-		b.OnMessage("a", payload)
+	for i := range runs {
+		b.OnMessage("a", payloads[i])
 		lb.enqueued = lb.enqueued[:0]
 		lb.targets = lb.targets[:0]
 	}
@@ -170,7 +174,7 @@ func TestForwardedPayloadCopiedOnceIntoFrame(t *testing.T) {
 	// Nothing but pushes travels as data; anything else is ignored.
 	b.OnMessage("a", []byte("Qxyz"))
 	b.OnMessage("a", nil)
-	b.OnMessage("a", []byte{wirePush, 9, 9})
+	b.OnMessage("a", []byte{wireStamped, 9, 9})
 	if len(lb.enqueued) != 0 {
 		t.Fatal("a non-push payload was delivered")
 	}
@@ -288,4 +292,15 @@ func TestOnPresence(t *testing.T) {
 	if !slices.Equal(r.presence, []string{"u+u", "r+r", "u-u"}) {
 		t.Fatalf("presence %v", r.presence)
 	}
+}
+
+// stampedPayload is the fan-out copy an owner sends for m, covering its rooms at
+// offset off of epoch "e".
+func stampedPayload(m *push.Message, off uint64) []byte {
+	b := wbuf{wireStamped}.uv(uint64(len(m.To.Rooms)))
+	for _, r := range m.To.Rooms {
+		b = b.key(skey{loop.KeyRoom, r}).pos(stream.Position{Epoch: "e", Offset: off})
+	}
+	b = b.uv(0)
+	return m.AppendBinary(b)
 }

@@ -84,10 +84,10 @@ func (s *streams) ownerRing(rs *ringState) *stream.Ring {
 type ringState struct {
 	noSelfOnce sync.Once
 	noSelf     *stream.Ring
-	since   time.Time // when this view replaced the previous one
-	alive   []string  // the peers it was built from
-	ring    *stream.Ring
-	changed chan struct{} // closed when this ring is replaced
+	since      time.Time // when this view replaced the previous one
+	alive      []string  // the peers it was built from
+	ring       *stream.Ring
+	changed    chan struct{} // closed when this ring is replaced
 }
 
 // streams is the hub's stream machinery.
@@ -951,8 +951,12 @@ func (s *streams) peersFor(keys []skey) []string {
 
 // stamped builds the loops' form of one copy.
 func (s *streams) stamped(m *push.Message, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
-	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns}
-	st.Plain = loop.PrepareFrame(m.Binary, m.Data)
+	return s.stampedWith(m, loop.PrepareFrame(m.Binary, m.Data), keys, pos, conns)
+}
+
+// stampedWith is stamped with the plain frame already built (m.Data may point into it).
+func (s *streams) stampedWith(m *push.Message, plain []byte, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
+	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns, Plain: plain}
 	st.Keys = make([]loop.Key, len(keys))
 	for i, k := range keys {
 		st.Keys[i] = loop.Key{Kind: k.kind, Name: k.name, Stream: k.stream()}
@@ -989,8 +993,9 @@ func (s *streams) onStamped(from string, payload []byte) {
 		return
 	}
 	var m push.Message
-	// A copy, not an alias: the loops build v2 frames from the data later.
-	if err := m.UnmarshalBinary(r.b); err != nil {
+	// Data aliases payload (the link's buffer) until it is copied into the plain
+	// frame, its one copy: the loops build v2 frames later from that copy.
+	if err := m.UnmarshalBinaryAlias(r.b); err != nil {
 		s.h.log.Warn("dropping malformed stream message from peer", "peer", from, "err", err)
 		return
 	}
@@ -998,7 +1003,9 @@ func (s *streams) onStamped(from string, payload []byte) {
 	if len(keys) == 0 && len(conns) == 0 {
 		return
 	}
-	st := s.stamped(&m, keys, pos, conns)
+	plain := loop.PrepareFrame(m.Binary, m.Data)
+	m.Data = plain[len(plain)-len(m.Data):]
+	st := s.stampedWith(&m, plain, keys, pos, conns)
 	if err := s.h.local.EnqueueStamped(st, m.Accepted); errors.Is(err, loop.ErrOverloaded) {
 		s.h.forwardDrops.Inc()
 	}
