@@ -1,7 +1,9 @@
 // Package hub is the delivery logic of one node: it implements push.Hub by
-// combining this node's event loops with the cluster. A push is queued on the local
-// loops first, then forwarded to the peers that may hold a recipient; presence,
-// room and kick calls run here and, as cluster requests, on those peers.
+// combining this node's event loops with the cluster. A push is appended to its
+// streams on their owners, which store it, replicate it and fan it out to the nodes
+// that hold a recipient (streams.go); a connection is made known to its streams'
+// owners before its 101 and replayed what it missed (subscribe.go). Presence, room
+// and kick calls run here and, as cluster requests, on the peers.
 //
 // It is written against two small interfaces so it can be tested with fakes:
 // Local (what it needs of *loop.Server; LoopLocal adapts one) and Remote (what it
@@ -26,7 +28,12 @@
 //   - OnPresence is loop's OnPresence: it runs on an event loop under the
 //     registry lock that decided the change and only records it in the cluster's
 //     routing table (non-blocking).
+//   - OnUpgrade is loop's OnUpgrade: it runs on an event loop and answers there
+//     when the node is alone, else from a goroutine of its own that asks the owners.
+//   - OnMembers is the cluster's membership callback (one cluster goroutine).
 //   - The hub's fields are set in New and never change (the node builds the
-//     cluster first, without binding it); it keeps no mutable state of its own.
+//     cluster first, without binding it). Its mutable state is the streams'
+//     (streams.go says which lock guards what: the committer's batch under seqMu,
+//     the ring under ringMu, positions seen under seenMu, the store its own).
 //     Metrics are created in New.
 package hub

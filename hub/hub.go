@@ -299,9 +299,9 @@ func nodeOfConn(id string) string {
 	return id[:i]
 }
 
-// OnMessage is the cluster's OnMessage: a push forwarded by a peer. It runs on the
-// peer's link reader, so one peer's pushes are handled in order; payload is valid
-// only during the call.
+// OnMessage is the cluster's OnMessage: a stream owner's fan-out copy (or an origin's
+// copy for connection ids). It runs on the peer's link reader, so one peer's copies
+// are handled in order; payload is valid only during the call.
 func (h *Hub) OnMessage(from string, payload []byte) {
 	if len(payload) > 0 && payload[0] == wireStamped {
 		h.st.onStamped(from, payload[1:])
