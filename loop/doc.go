@@ -16,6 +16,17 @@
 //     sharded mutexes. It changes on connect, disconnect and room changes, never per
 //     message.
 //
+// # Upgrades that wait, and the v2 protocol
+//
+// With Config.OnUpgrade set (the node always sets it), an upgrade is registered first
+// and finished by the hub: Conn.w holds it between the two. While it waits, frames
+// for it are held (bounded), nothing it sends is read, and the sweep closes it at the
+// handshake deadline; Upgrade.Done writes the 101, the hub's frames (welcome, replay)
+// and what was held. Stamped deliveries (streams.go) carry a message's stream
+// positions: plain connections get the pushed bytes, v2 connections a JSON envelope
+// per stream, encoded once per stream and shared; a connection takes a message from
+// one copy only (primary).
+//
 // # Room membership: decided in one place, held in four
 //
 // Who is in a room is decided in one place, under one lock: the registry shard of
