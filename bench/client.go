@@ -62,6 +62,8 @@ type ReopenSpec struct {
 	// Expect is how many distinct pushes each connection must receive after
 	// the reconnect to count as recovered.
 	Expect int `json:"expect"`
+	// Targets, if set, replace the client targets for the reconnect.
+	Targets []string `json:"targets,omitempty"`
 }
 
 // smallBatch is the epoll_wait result size below which BatchWait applies.
@@ -734,6 +736,16 @@ func (l *eloop) dropAll() {
 func (l *eloop) reopen(r ReopenSpec) error {
 	if !l.spec.V2 {
 		return errors.New("reopen needs a v2 spec")
+	}
+	if len(r.Targets) > 0 {
+		l.targets = l.targets[:0]
+		for _, t := range r.Targets {
+			a, err := net.ResolveTCPAddr("tcp", t)
+			if err != nil {
+				return fmt.Errorf("cannot resolve reconnect target %q: %w", t, err)
+			}
+			l.targets = append(l.targets, target{sa: sockaddr(a.IP, a.Port), host: t, family: family(a.IP)})
+		}
 	}
 	l.resume = true
 	l.resumeStart = r.StartNs

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -227,5 +228,32 @@ func TestRealClusterReconnect(t *testing.T) {
 	}
 	if x.ServerRecoveredMessages != 300 {
 		t.Errorf("nodes replayed %v messages, want 300", x.ServerRecoveredMessages)
+	}
+}
+
+// TestRealReconnectAfterKill: the clients' node is killed (--kill-pid) right after
+// they drop; the pushes while they are away wait for the failover, and every client
+// comes back to the other node (--reconnect-target) and recovers them all.
+func TestRealReconnectAfterKill(t *testing.T) {
+	a := startRealNode(t, "")
+	b := startRealNode(t, a.Gossip)
+	testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
+		_, body := testutil.Get("http://" + b.API + "/metrics")
+		m, _ := testutil.ParseMetrics(body)
+		return m[`longlink_cluster_members{state="alive"}`] == 2
+	})
+	jp := filepath.Join(t.TempDir(), "rk.json")
+	out := runBench(t, "reconnect", "--target", a.Client, "--api", b.API, "--reconnect-target", b.Client,
+		"--kill-pid", fmt.Sprint(a.Cmd.Process.Pid), "--token-secret", itSecret, "--api-key", itKey,
+		"--conns", "40", "--messages", "5", "--round-timeout", "20s", "--json", jp)
+	x := readReport(t, jp).Reconnect
+	if x == nil || x.Pushed != 200 || x.Stored < 200 || x.Recovered != 40 || x.Missing != 0 || x.Duplicates != 0 ||
+		x.NotRecoveredFlag != 0 || x.Failed != 0 {
+		t.Fatalf("reconnect after a kill: %+v\n%s", x, out)
+	}
+	select {
+	case <-a.Done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("--kill-pid did not kill the node")
 	}
 }

@@ -47,6 +47,12 @@ type Options struct {
 	// Messages is, for reconnect, how many pushes each user gets while its
 	// clients are away.
 	Messages int `json:"messages,omitempty"`
+	// ReconnectTargets, for reconnect, are where the clients come back (default:
+	// where they were): another node, as after their node died.
+	ReconnectTargets []string `json:"reconnect_targets,omitempty"`
+	// KillPID, for reconnect, is a node process the bench kills (SIGKILL) right after
+	// the drop: the clients' node really dies, and the streams it owned fail over.
+	KillPID int `json:"kill_pid,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -175,6 +181,8 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Protocol, "protocol", "plain", "client protocol: plain (each push is one message of the pushed bytes) or v2 (offer longlink.v2: welcome, then JSON envelopes with stream positions); reconnect always speaks v2")
 	fs.BoolVar(&o.History, "history", true, "push, broadcast: store pushes in the streams' history; --history=false sends \"history\":false")
 	fs.IntVar(&o.Messages, "messages", 10, "reconnect: pushes to each user while its clients are away")
+	fs.Var(multiFlag{&o.ReconnectTargets}, "reconnect-target", "reconnect: client `HOST:PORT` the clients come back to (repeatable; default: --target)")
+	fs.IntVar(&o.KillPID, "kill-pid", 0, "reconnect: `PID` of the node to kill -9 right after the drop (a node on this host; give --api and --reconnect-target of the others)")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }

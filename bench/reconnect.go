@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 )
 
@@ -110,6 +111,14 @@ func (r *runner) reconnect() error {
 	r.sample(st, time.Now()) // the timeline shows the drop even in a short run
 	res.Killed = sum(st, func(w *WorkerStats) int64 { return w.Killed })
 	r.logf("dropped %s connections (RST)", commas(res.Killed))
+	if o.KillPID > 0 {
+		// Their node dies too: what it owned must fail over before the pushes below
+		// are stored, and the clients come back elsewhere (--reconnect-target).
+		if err := syscall.Kill(o.KillPID, syscall.SIGKILL); err != nil {
+			return fmt.Errorf("reconnect: kill -9 %d: %w", o.KillPID, err)
+		}
+		r.logf("killed node process %d (SIGKILL)", o.KillPID)
+	}
 	res.ServerSawDropS = -1
 	if poll(10*time.Second, 20*time.Millisecond, func() bool {
 		s := scrape(r.ctx, o.APIs)
@@ -140,7 +149,7 @@ func (r *runner) reconnect() error {
 	portBase := (rand.IntN(portSpan) + o.Conns) % portSpan
 	st, err = r.p.each(func(int) workerCmd {
 		return workerCmd{Op: "reopen", Reopen: &ReopenSpec{PortBase: portBase, StartNs: start.UnixNano(),
-			Expect: o.Messages, MaxInflight: reconnectInflight}}
+			Expect: o.Messages, MaxInflight: reconnectInflight, Targets: o.ReconnectTargets}}
 	})
 	if err != nil {
 		return fmt.Errorf("reconnect: %w", err)
