@@ -799,3 +799,73 @@ func TestOnceAcrossStreams(t *testing.T) {
 		}
 	}
 }
+
+// TestFlappingNode: one node is killed with SIGKILL and started again under the same
+// name three times while pushes flow; clients on the stable nodes get every message
+// once, in order, as ownership moves to and from it.
+func TestFlappingNode(t *testing.T) {
+	nodes := startCluster(t, 3)
+	const users, count = 6, 120
+	var clients []*v2client
+	var names []string
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := 0; i < users; i++ {
+		c := newV2(t, nodes[0].secret, fmt.Sprintf("fl%d", i))
+		names = append(names, c.user)
+		clients = append(clients, c)
+		home := nodes[i%2] // n1 and n2: they stay up
+		keepConnected(t, c, func(int) string { return home.Client }, stop, &wg)
+	}
+	waitConnected(t, clients)
+	var mu sync.Mutex
+	flapper := nodes[2]
+	flapDone := make(chan struct{})
+	go func() {
+		defer close(flapDone)
+		for k := 0; k < 3; k++ {
+			time.Sleep(700 * time.Millisecond)
+			mu.Lock()
+			old := flapper
+			mu.Unlock()
+			old.Kill()
+			n := startBinary(t, "--node-name", "n3", "--log-level", "warn", "--join", nodes[0].Gossip)
+			mu.Lock()
+			flapper = n
+			mu.Unlock()
+		}
+	}()
+	list, _ := json.Marshal(names)
+	failed := 0
+	for i := 0; i < count; i++ {
+		// Posted to the stable nodes, retried with the same id: a push whose owner
+		// was just killed may be answered 503 once its store timeout passes.
+		body := fmt.Sprintf(`{"to":{"users":%s},"data":"m%03d","id":"flap-%03d"}`, list, i, i)
+		ok := false
+		for try := 0; try < 3 && !ok; try++ {
+			n := nodes[(i+try)%2]
+			r := testutil.Do(t, "POST", "http://"+n.API+"/v1/push", body, testutil.Bearer(n.apiKey)...)
+			ok = r.Status == 202
+			if !ok {
+				t.Logf("m%03d via n%d: %d %s", i, (i+try)%2+1, r.Status, r.Raw)
+			}
+		}
+		if !ok {
+			failed++
+		}
+		time.Sleep(30 * time.Millisecond)
+	}
+	<-flapDone
+	if failed > 0 {
+		t.Errorf("%d pushes were not accepted after 3 tries", failed)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, c := range clients {
+		for len(c.messages()) < count && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	checkAll(t, clients, count)
+}
