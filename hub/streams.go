@@ -38,11 +38,13 @@ import (
 // missed. A push accepted after the 101 therefore reaches the connection whichever
 // node accepted it.
 //
-// Who owns what: ring and ringCh are replaced on every membership change (OnMembers);
-// the committer owns the batch it is processing, under seqMu; seen is guarded by
-// seenMu; the store has its own lock.
-
-const dbgStreams = false
+// Membership changes: every node copies the histories it holds to their new holders
+// (handoffLoop, opHandoff); an owner that may have just taken a stream over waits
+// Settle, then syncs it from the other holders (opSync) before stamping.
+//
+// Who owns what: rs (the ring of the cluster's current view) is replaced under ringMu
+// whenever ringNow sees the alive set change; the committer owns the batch it is
+// processing, under seqMu; seen is guarded by seenMu; the store has its own lock.
 
 // defaultSettle is how long after a membership change a node waits before it extends
 // a stream it may have just become the owner of (one it holds nothing of, or a stale
@@ -641,9 +643,6 @@ func (s *streams) process(batch []*appendJob) {
 		// Every key must be ours before any is stamped: a job is stored whole or not.
 		for _, k := range j.keys {
 			if ring.Owner(k.stream()) != self {
-				if dbgStreams {
-					s.h.log.Warn("DBG not owner", "stream", k.stream(), "owner", ring.Owner(k.stream()), "ring", ring.Members())
-				}
 				j.status = statusNotOwner
 				break
 			}
@@ -697,11 +696,6 @@ func (s *streams) process(batch []*appendJob) {
 		}
 	}
 	for _, j := range batch {
-		if dbgStreams {
-			for ki, k := range j.keys {
-				s.h.log.Warn("DBG process", "id", j.m.ID, "stream", k.stream(), "pos", j.pos[ki], "copies", j.kcopies[ki], "status", j.status, "ring", ring.Members(), "holders", ring.Holders(k.stream(), s.replicas))
-			}
-		}
 		if j.status == statusOK {
 			s.fanOut(j)
 		}
@@ -760,15 +754,9 @@ func (s *streams) replicate(repl map[string][]replEntry) {
 		for i, re := range es {
 			switch {
 			case a.err != nil:
-				if dbgStreams {
-					s.h.log.Warn("DBG replicate failed", "to", a.node, "stream", re.job.keys[re.ki].stream(), "err", a.err)
-				}
 				re.job.kcopies[re.ki]-- // not stored there (counted: fewer copies than asked)
 				s.h.m.replicaFailures.Inc()
 			case !a.ok[i]:
-				if dbgStreams {
-					s.h.log.Warn("DBG replicate refused", "to", a.node, "stream", re.job.keys[re.ki].stream())
-				}
 				refused = append(refused, streamAt{re.job.keys[re.ki].stream(), re.job.pos[re.ki]})
 				re.job.status = statusRetry
 			}

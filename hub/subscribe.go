@@ -280,9 +280,6 @@ func (s *streams) onSubscribe(arg []byte) []byte {
 		for i := range entries {
 			budget -= len(entries[i].Data)
 		}
-		if dbgStreams {
-			s.h.log.Warn("DBG subscribe", "stream", name, "since", since[name], "head", head, "rec", rec, "n", len(entries))
-		}
 		var recb byte
 		if rec {
 			recb = 1
