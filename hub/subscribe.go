@@ -46,6 +46,12 @@ func (h *Hub) OnUpgrade(u *loop.Upgrade) {
 			break
 		}
 	}
+	// A plain client needs no history: only that the owners know it is here, which
+	// a node that owns all its streams already does.
+	if !u.V2 && !remote {
+		u.Done(loop.UpgradeResult{})
+		return
+	}
 	// Inline on the loop only when nothing needs a peer: a node alone. In a cluster
 	// even streams this node owns may need their replicas (ensure), off the loop.
 	if !remote && len(rs.ring.Members()) == 1 {
@@ -183,12 +189,15 @@ func (s *streams) subscribe(keys []skey, since map[string]stream.Position, v2 bo
 		results := make(chan result, len(owners))
 		for _, o := range owners {
 			go func(o string, ks []skey) {
-				if o == self {
+				switch {
+				case o == self && !v2:
+					results <- result{o, nil, nil} // a barrier: this node knows itself
+				case o == self:
 					results <- result{o, s.readLocal(ks, since), nil}
-					return
+				default:
+					got, err := s.subscribeAt(o, ks, since, !v2)
+					results <- result{o, got, err}
 				}
-				got, err := s.subscribeAt(o, ks, since)
-				results <- result{o, got, err}
 			}(o, groups[o])
 		}
 		left = nil
@@ -219,8 +228,14 @@ func (s *streams) subscribe(keys []skey, since map[string]stream.Position, v2 bo
 	return out, nil
 }
 
-func (s *streams) subscribeAt(owner string, keys []skey, since map[string]stream.Position) (map[string]streamRead, error) {
-	b := wbuf{opSubscribe}.uv(uint64(len(keys)))
+// subscribeAt asks owner; barrier asks only that it knows this node holds a
+// subscriber (a plain client, a room join): no history is read or created.
+func (s *streams) subscribeAt(owner string, keys []skey, since map[string]stream.Position, barrier bool) (map[string]streamRead, error) {
+	var flags byte
+	if barrier {
+		flags = subscribeBarrier
+	}
+	b := wbuf{opSubscribe, flags}.uv(uint64(len(keys)))
 	for _, k := range keys {
 		b = b.str(k.stream()).pos(since[k.stream()])
 	}
@@ -252,6 +267,7 @@ func (s *streams) subscribeAt(owner string, keys []skey, since map[string]stream
 // onSubscribe answers a peer's opSubscribe as the owner of the streams it names.
 func (s *streams) onSubscribe(arg []byte) []byte {
 	r := rbuf{b: arg}
+	flags := r.byte1()
 	n := r.count(2)
 	names := make([]string, 0, n)
 	since := make(map[string]stream.Position, n)
@@ -271,6 +287,10 @@ func (s *streams) onSubscribe(arg []byte) []byte {
 		if ring.Owner(name) != s.h.cfg.NodeName {
 			return []byte{statusNotOwner}
 		}
+	}
+	if flags&subscribeBarrier != 0 {
+		// The route delta that came before this request on the link is applied.
+		return wbuf{statusOK}.uv(0)
 	}
 	b := wbuf{statusOK}.uv(uint64(len(names)))
 	budget := maxReplayBytes // for the whole answer: it must fit a cluster frame

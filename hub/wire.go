@@ -17,12 +17,16 @@ const (
 	opAppend    byte = 'A' // {keys, message}            -> appendAnswer
 	opReplicate byte = 'R' // {entries}                  -> {ok or nack+position per entry}
 	opSync      byte = 'Y' // {streams}                  -> {position, entries per stream}
-	opSubscribe byte = 'U' // {streams with since}       -> {head, recovered, entries per stream}
+	opSubscribe byte = 'U' // {flags, streams with since} -> {head, recovered, entries per stream}
 	opHandoff   byte = 'H' // {histories}                -> {}
 
 	// wireStamped is a fan-out copy: {keys with positions, conns, flags, message}.
 	wireStamped byte = 'S'
 )
+
+// subscribeBarrier in opSubscribe's flags: the asker only needs the owner to have
+// applied its route change (a plain client, a room join), not the heads.
+const subscribeBarrier byte = 1
 
 // Answer status of an append.
 const (
