@@ -243,8 +243,14 @@ func hubErr(err error) error {
 func (h *Hub) OnPresence(kind loop.PresenceKind, name string, present bool) {
 	if kind == loop.PresenceUser {
 		h.remote.SetLocalUser(name, present)
+		if present {
+			h.st.forgetSeen("user:" + name)
+		}
 	} else {
 		h.remote.SetLocalRoom(name, present)
+		if present {
+			h.st.forgetSeen("room:" + name)
+		}
 	}
 }
 

@@ -125,7 +125,8 @@ type appendJob struct {
 	// results, set by the committer
 	status  byte
 	pos     []stream.Position
-	kcopies []int // nodes storing each key
+	kcopies []int  // nodes storing each key
+	fresh   []bool // the key was stamped by this job in this batch (not a dup)
 	copies  int
 	pending Pending
 	forward int
@@ -188,9 +189,8 @@ func (s *streams) onMembers(alive []string) {
 		s.ringMu.Unlock()
 		return
 	}
-	s.rs = &ringState{since: time.Now(), alive: alive, ring: ring, changed: make(chan struct{})}
-	s.ringMu.Unlock()
-	close(old.changed)
+	// The streams this node gains are marked stale before anyone can see the new
+	// ring, so no stamp under it skips their sync. Lock order: ringMu, then the store.
 	self := s.h.cfg.NodeName
 	var gained []string
 	for _, name := range s.store.Names() {
@@ -199,6 +199,9 @@ func (s *streams) onMembers(alive []string) {
 		}
 	}
 	s.store.MarkStale(gained)
+	s.rs = &ringState{since: time.Now(), alive: alive, ring: ring, changed: make(chan struct{})}
+	s.ringMu.Unlock()
+	close(old.changed)
 	s.h.m.ringChanges.Inc()
 	select {
 	case s.handoffCh <- struct{}{}:
@@ -293,8 +296,10 @@ func (s *streams) onHandoff(arg []byte) []byte {
 		if r.err != nil {
 			break
 		}
+		s.seqMu.Lock() // not under the committer's feet: it may be stamping this stream
 		local, _, _, ok := s.store.Export(name)
-		if !ok || longer(pos, local) {
+		adopt := !ok || longer(pos, local)
+		if adopt {
 			s.store.Adopt(name, pos, entries)
 			s.h.m.historyAdopted.Inc()
 			if s.ringNow().ring.Owner(name) == s.h.cfg.NodeName {
@@ -303,6 +308,7 @@ func (s *streams) onHandoff(arg []byte) []byte {
 				s.store.SetStale(name)
 			}
 		}
+		s.seqMu.Unlock()
 	}
 	return []byte{}
 }
@@ -640,6 +646,7 @@ func (s *streams) process(batch []*appendJob) {
 	for _, j := range batch {
 		j.pos = make([]stream.Position, len(j.keys))
 		j.kcopies = make([]int, len(j.keys))
+		j.fresh = make([]bool, len(j.keys))
 		// Every key must be ours before any is stamped: a job is stored whole or not.
 		for _, k := range j.keys {
 			if ring.Owner(k.stream()) != self {
@@ -678,6 +685,7 @@ func (s *streams) process(batch []*appendJob) {
 			if dup {
 				continue // replicated when it was first stored
 			}
+			j.fresh[ki] = true
 			for _, r := range holders[1:] {
 				repl[r] = append(repl[r], replEntry{j, ki})
 			}
@@ -686,9 +694,11 @@ func (s *streams) process(batch []*appendJob) {
 	if len(repl) > 0 {
 		s.replicate(repl)
 	}
-	// Commit whatever the replicas took, also of jobs that must retry for another
-	// key: their retry finds these entries by id (Stamp's dup) and fans them out.
+	s.rollbackRetries(batch)
 	for _, j := range batch {
+		if j.status != statusOK {
+			continue
+		}
 		for ki, k := range j.keys {
 			if j.pos[ki].Epoch != "" {
 				s.store.Commit(k.stream(), j.pos[ki])
@@ -762,17 +772,51 @@ func (s *streams) replicate(repl map[string][]replEntry) {
 			}
 		}
 	}
-	for _, r := range refused {
-		s.h.m.replicaRefusals.Inc()
-		s.store.Rollback(r.name, r.pos)
-		// Later jobs of this batch stamped after the rolled back offset are gone too.
-		for _, es := range repl {
-			for _, re := range es {
-				if re.job.keys[re.ki].stream() == r.name && re.job.pos[re.ki].Epoch == r.pos.Epoch && re.job.pos[re.ki].Offset >= r.pos.Offset {
-					re.job.status = statusRetry
+	s.h.m.replicaRefusals.Add(len(refused))
+}
+
+// rollbackRetries gives back everything the batch's retrying jobs stamped: each
+// stream is rolled back to the first offset such a job stamped in it, and every job
+// with a position at or after that offset in that stream (stamped after it, or a
+// duplicate of an entry that goes) retries too, until nothing changes. Nothing of a
+// job that retries is committed or fanned out, so no other job can overtake it in a
+// stream and no answer names a position that was rolled back.
+func (s *streams) rollbackRetries(batch []*appendJob) {
+	type at struct{ name, epoch string }
+	points := map[at]uint64{}
+	for changed := true; changed; {
+		changed = false
+		for _, j := range batch {
+			if j.status != statusRetry {
+				continue
+			}
+			for ki, k := range j.keys {
+				if p := j.pos[ki]; j.fresh[ki] {
+					key := at{k.stream(), p.Epoch}
+					if cur, ok := points[key]; !ok || p.Offset < cur {
+						points[key] = p.Offset
+						changed = true
+					}
 				}
 			}
 		}
+		for _, j := range batch {
+			if j.status != statusOK {
+				continue
+			}
+			for ki, k := range j.keys {
+				if p := j.pos[ki]; p.Epoch != "" {
+					if from, ok := points[at{k.stream(), p.Epoch}]; ok && p.Offset >= from {
+						j.status = statusRetry
+						changed = true
+						break
+					}
+				}
+			}
+		}
+	}
+	for key, from := range points {
+		s.store.Rollback(key.name, stream.Position{Epoch: key.epoch, Offset: from})
 	}
 }
 
@@ -999,24 +1043,27 @@ func (s *streams) onStamped(from string, payload []byte) {
 	}
 }
 
-// markSeen records what this node's loops were given, for dropSeen.
-func (s *streams) markSeen(keys []skey, pos []stream.Position) {
+// forgetSeen drops what dropSeen remembers of a stream that just got its first
+// subscriber on this node: while it had none, this node was not sent its messages,
+// which is no gap.
+func (s *streams) forgetSeen(name string) {
 	s.seenMu.Lock()
-	defer s.seenMu.Unlock()
-	if len(s.seen) > 1<<20 {
-		s.seen = map[string]stream.Position{} // a bound, not a cache policy: see dropSeen
-	}
-	for i, k := range keys {
-		if pos[i].Epoch != "" {
-			s.seen[k.stream()] = pos[i]
-		}
-	}
+	delete(s.seen, name)
+	s.seenMu.Unlock()
 }
 
 // dropSeen removes the keys this node's loops already had at that position or later
 // (a retried append fanned out again), records the rest, and counts gaps: a position
 // past the next one means this node missed messages of that stream.
 func (s *streams) dropSeen(keys []skey, pos []stream.Position) ([]skey, []stream.Position) {
+	var resume []skey
+	defer func() {
+		// After seenMu is released: ResumeV2 takes the registry's locks, and the
+		// registry calls OnPresence (which takes seenMu) under them.
+		for _, k := range resume {
+			s.h.local.ResumeV2(k.kind, k.name, "resume: this node missed messages of "+k.stream())
+		}
+	}()
 	s.seenMu.Lock()
 	defer s.seenMu.Unlock()
 	if len(s.seen) > 1<<20 {
@@ -1037,7 +1084,7 @@ func (s *streams) dropSeen(keys []skey, pos []stream.Position) ([]skey, []stream
 					// off or frozen, a link dropped them): v2 clients reconnect and
 					// recover them; plain ones have lost them (counted).
 					s.h.m.streamGaps.Inc()
-					s.h.local.ResumeV2(k.kind, k.name, "resume: this node missed messages of "+name)
+					resume = append(resume, k)
 				}
 			}
 			s.seen[name] = p

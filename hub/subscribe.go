@@ -90,6 +90,13 @@ type streamRead struct {
 // answering a subscriber: a node that just took the stream over (it joined, or came
 // back) must not make up a new epoch for a stream the other holders have.
 func (s *streams) syncIfUnknown(ring *stream.Ring, name string) {
+	if s.store.Has(name) && !s.store.Stale(name) {
+		return
+	}
+	// Under seqMu: the committer must not stamp the stream while its history is
+	// being replaced (a sync adopts another holder's).
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
 	if !s.store.Has(name) || s.store.Stale(name) {
 		s.syncStream(ring, name)
 	}

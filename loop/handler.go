@@ -96,6 +96,12 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		if c.state == stateClosed {
 			return gnet.None // writing the 101 failed and gnet closed the socket
 		}
+		if c.w != nil {
+			// Waiting for the hub: nothing may be written before the 101, so frames
+			// sent early stay in the buffer until the client sends again.
+			gc.Discard(n)
+			return gnet.None
+		}
 	}
 	// Bytes left undiscarded last time (a frame header, a control frame) are offered
 	// again; count each byte once.

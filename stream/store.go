@@ -239,7 +239,7 @@ func (s *Store) Apply(name string, pos Position, e Entry) (ok bool, have Positio
 		}
 		s.reset(l, pos.Epoch)
 	case pos.Offset < l.next:
-		if pos.Offset >= l.first && l.entries[pos.Offset-l.first].ID == e.ID {
+		if i := pos.Offset - l.first; pos.Offset >= l.first && i < uint64(len(l.entries)) && l.entries[i].ID == e.ID {
 			return true, Position{}
 		}
 		return false, Position{l.epoch, l.next - 1}
@@ -470,15 +470,19 @@ func (s *Store) Adopt(name string, pos Position, entries []Entry) {
 	l.committed = pos.Offset
 	l.first = l.next
 	l.stale = false
+	// Only a contiguous run ending exactly at pos.Offset is taken (the entries
+	// invariant: first+len(entries) == next); anything else from a peer is kept as
+	// the position alone.
+	if n := uint64(len(entries)); n == 0 || n > pos.Offset || entries[n-1].Offset != pos.Offset {
+		return
+	}
+	for i := range entries {
+		if entries[i].Offset != entries[0].Offset+uint64(i) {
+			return
+		}
+	}
+	l.first = entries[0].Offset
 	for _, e := range entries {
-		if e.Offset > pos.Offset || e.Offset+uint64(len(entries)) <= pos.Offset {
-			continue
-		}
-		if len(l.entries) == 0 {
-			l.first = e.Offset
-		} else if e.Offset != l.first+uint64(len(l.entries)) {
-			continue
-		}
 		s.put(l, e)
 	}
 	l.next = pos.Offset + 1

@@ -1272,3 +1272,33 @@ func BenchmarkRead(b *testing.B) {
 		})
 	}
 }
+
+// A history a peer hands over that is not one run ending at its position (a
+// malicious or broken peer) is not stored: taking it would break the entries
+// invariant and a later Apply would index past them.
+func TestAdoptRefusesBrokenHistories(t *testing.T) {
+	s, c := newTestStore(t, Config{Size: 8, TTL: time.Hour})
+	exp := c.now().Add(time.Hour).UnixNano()
+	e := func(off uint64) Entry { return Entry{Offset: off, ID: fmt.Sprint("m", off), Expire: exp} }
+	for _, tc := range []struct {
+		name    string
+		entries []Entry
+	}{
+		{"ends before the position", []Entry{e(8), e(9)}},
+		{"not contiguous", []Entry{e(7), e(9), e(10)}},
+		{"more entries than offsets", []Entry{e(1), e(1), e(2), e(3), e(4), e(5), e(6), e(7), e(8), e(9), e(10), e(10)}},
+	} {
+		s.Adopt("user:x", Position{"E", 10}, tc.entries)
+		if _, first, got, ok := s.Export("user:x"); !ok || len(got) != 0 || first != 11 {
+			t.Errorf("%s: kept %d entries from %d", tc.name, len(got), first)
+		}
+		// The position is taken; the next entry continues it without a panic.
+		if ok, _ := s.Apply("user:x", Position{"E", 10}, e(10)); ok {
+			t.Errorf("%s: an entry at the adopted head was taken as new", tc.name)
+		}
+		if ok, _ := s.Apply("user:x", Position{"E", 11}, e(11)); !ok {
+			t.Errorf("%s: the next entry was refused", tc.name)
+		}
+		s.Adopt("user:x", Position{"E", 0}, nil)
+	}
+}
