@@ -779,6 +779,9 @@ func TestOnceAcrossStreams(t *testing.T) {
 	}
 	for c, ws := range conns {
 		var got []string
+		positions := map[string]int{} // stream -> position messages
+		ids := map[string]bool{}
+		var posIDs []string
 		for {
 			ws.SetReadDeadline(time.Now().Add(time.Second))
 			_, b, err := ws.ReadMessage()
@@ -786,16 +789,39 @@ func TestOnceAcrossStreams(t *testing.T) {
 				break
 			}
 			var m v2msg
-			if json.Unmarshal(b, &m) == nil && m.Type == "push" {
+			switch {
+			case c == 0:
+				got = append(got, string(b))
+			case json.Unmarshal(b, &m) == nil && m.Type == "push":
 				var s string
 				json.Unmarshal(m.Data, &s)
 				got = append(got, s)
-			} else {
-				got = append(got, string(b))
+				ids[m.ID] = true
+				if m.Stream != "user:once" {
+					t.Errorf("v2 push through %s, want user:once (the first target it matches)", m.Stream)
+				}
+			case m.Type == "position":
+				positions[m.Stream]++
+				posIDs = append(posIDs, m.ID)
+			default:
+				t.Errorf("connection %d: unexpected %s", c, b)
 			}
 		}
 		if len(got) != n {
 			t.Errorf("connection %d got %d messages for %d pushes: %v", c, len(got), n, got)
+		}
+		if c == 1 {
+			// Every other stream it matched moved too: its two rooms and everyone.
+			for _, s := range []string{"room:hall", "room:lobby", "all"} {
+				if positions[s] != n {
+					t.Errorf("v2 connection: %d position messages for %s, want %d", positions[s], s, n)
+				}
+			}
+			for _, id := range posIDs {
+				if !ids[id] {
+					t.Errorf("position message for %s, a message the connection never got", id)
+				}
+			}
 		}
 	}
 }

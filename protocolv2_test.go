@@ -80,6 +80,11 @@ func TestProtocolV2Messages(t *testing.T) {
 	if _, m, raw = read(v2); m["data"] != "once" || m["stream"] != "user:42" {
 		t.Fatalf("user+room push: %s", raw)
 	}
+	onceID := m["id"]
+	// It came through the user's stream; its position in the room's moves too.
+	if _, m, raw = read(v2); m["type"] != "position" || m["stream"] != "room:lobby" || m["id"] != onceID || m["offset"] != float64(1) {
+		t.Fatalf("after the user+room push: %s, want its position in room:lobby", raw)
+	}
 	if _, m, raw = read(v2); m["data"] != "live only" || m["epoch"] != nil || m["offset"] != nil {
 		t.Fatalf("history:false push: %s, want no epoch or offset", raw)
 	}

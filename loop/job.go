@@ -169,7 +169,15 @@ func (sh *shard) step(budget int) int {
 		nbytes := 0
 		for i := sh.cursor; i < end; i++ {
 			c, k := sh.snap[i], int(sh.snapKey[i])
-			if c.state != stateOpen || c.seq == j.seq || !sh.primary(c, st, k) {
+			if c.state != stateOpen {
+				continue
+			}
+			if c.seq == j.seq || !sh.primary(c, st, k) {
+				// It takes the message through another stream; a v2 client's
+				// position in this one still advances.
+				if c.v2 && k >= 0 && st.Keys[k].Epoch != "" {
+					sh.queuePosition(c, st, k)
+				}
 				continue
 			}
 			f := st.frameFor(c, k)

@@ -229,6 +229,33 @@ func (sh *shard) queueFrame(c *Conn, frame []byte, seq uint64) bool {
 	if c.w != nil {
 		return sh.hold(c, frame, nil)
 	}
+	return sh.appendPending(c, frame)
+}
+
+// queuePosition queues the v2 position message of st in its stream k for c, which
+// takes st through another stream (see streams.go).
+func (sh *shard) queuePosition(c *Conn, st *Stamped, k int) {
+	key := &st.Keys[k]
+	f := st.positionFrame(key)
+	if c.w != nil {
+		sh.hold(c, f, key)
+		return
+	}
+	if c.replayed != nil {
+		for i := range c.replayed {
+			if hd := &c.replayed[i]; hd.stream == key.Stream && hd.Epoch == key.Epoch && key.Offset <= hd.Offset {
+				return
+			}
+		}
+	}
+	if sh.appendPending(c, f) {
+		sh.framesOut.Add(1)
+		sh.bytesOut.Add(uint64(len(f)))
+	}
+}
+
+// appendPending adds frame to c's pending writes, enforcing MaxOutbound.
+func (sh *shard) appendPending(c *Conn, frame []byte) bool {
 	if c.pend == 0 {
 		if sh.npending == len(sh.pending) {
 			sh.pending = append(sh.pending, pendingWrite{})

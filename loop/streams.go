@@ -49,7 +49,8 @@ type Key struct {
 	Epoch  string // "" when the message was not stored (history off)
 	Offset uint64
 
-	v2 atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
+	v2  atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
+	pos atomic.Pointer[[]byte] // the v2 position message, likewise
 }
 
 // Stamped is one copy of a message for this node's loops.
@@ -294,6 +295,26 @@ func (st *Stamped) frameFor(c *Conn, k int) []byte {
 	}
 	f := st.appendV2(nil, key)
 	p.Store(&f)
+	return f
+}
+
+// positionFrame is the v2 message that moves a connection's position in stream key
+// for st, which it takes through another stream.
+func (st *Stamped) positionFrame(key *Key) []byte {
+	if f := key.pos.Load(); f != nil {
+		return *f
+	}
+	b := append(make([]byte, 0, 96+len(key.Stream)), `{"type":"position","stream":`...)
+	b = AppendJSONString(b, key.Stream)
+	b = append(b, `,"epoch":`...)
+	b = AppendJSONString(b, key.Epoch)
+	b = append(b, `,"offset":`...)
+	b = strconv.AppendUint(b, key.Offset, 10)
+	b = append(b, `,"id":`...)
+	b = AppendJSONString(b, st.ID)
+	b = append(b, '}')
+	f := TextFrame(b)
+	key.pos.Store(&f)
 	return f
 }
 
