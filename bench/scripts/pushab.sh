@@ -1,7 +1,7 @@
 #!/bin/bash
 # A/B: server CPU per push and latency, OLD build vs NEW build, the NEW build's bench.
 # Usage: OLD=path/to/old NEW=path/to/new pushab.sh [extra bench flags]
-for r in 1 2 3; do
+for r in ${RUNS:-1 2 3}; do
   for b in s3 new; do
     bin=$OLD; [ $b = new ] && bin=$NEW
     S=0123456789abcdef0123 K=key-0123456789
