@@ -314,6 +314,22 @@ func keepConnected(t *testing.T, c *v2client, addrs func(attempt int) string, st
 	}()
 }
 
+// connectAll makes users v2 clients named prefix0, prefix1, ..., keeps each connected
+// (keepConnected) to addr(i, attempt) until stop, and waits until all are connected.
+func connectAll(t *testing.T, secret, prefix string, users int, addr func(i, attempt int) string, stop <-chan struct{}, wg *sync.WaitGroup) ([]*v2client, []string) {
+	t.Helper()
+	var clients []*v2client
+	var names []string
+	for i := 0; i < users; i++ {
+		c := newV2(t, secret, fmt.Sprintf("%s%d", prefix, i))
+		names = append(names, c.user)
+		clients = append(clients, c)
+		keepConnected(t, c, func(attempt int) string { return addr(i, attempt) }, stop, wg)
+	}
+	waitConnected(t, clients)
+	return clients, names
+}
+
 func waitConnected(t *testing.T, clients []*v2client) {
 	t.Helper()
 	testutil.WaitFor(t, 10*time.Second, "clients connected", func() bool {
@@ -372,24 +388,14 @@ func TestKillNodeClientsRecoverElsewhere(t *testing.T) {
 	nodes := startCluster(t, 3)
 	victim, a := nodes[2], nodes[0]
 	const users, count = 8, 200
-	var clients []*v2client
-	var names []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := 0; i < users; i++ {
-		c := newV2(t, victim.secret, fmt.Sprintf("k%d", i))
-		names = append(names, c.user)
-		clients = append(clients, c)
-		first := true
-		keepConnected(t, c, func(attempt int) string {
-			if first {
-				first = false
-				return victim.Client
-			}
-			return nodes[attempt%2].Client // n1 or n2: the survivors
-		}, stop, &wg)
-	}
-	waitConnected(t, clients)
+	clients, names := connectAll(t, victim.secret, "k", users, func(i, attempt int) string {
+		if attempt == 0 {
+			return victim.Client
+		}
+		return nodes[attempt%2].Client // n1 or n2: the survivors
+	}, stop, &wg)
 	p := &pusher{t: t}
 	p.run(a, names, count, 10*time.Millisecond, func(i int) {
 		if i == 60 {
@@ -425,23 +431,11 @@ func TestFreezeNode(t *testing.T) {
 	nodes := startCluster(t, 3, "--history-size", "256")
 	frozen, a := nodes[2], nodes[0]
 	const users, count = 6, 150
-	var clients []*v2client
-	var names []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := 0; i < users; i++ {
-		c := newV2(t, a.secret, fmt.Sprintf("f%d", i))
-		names = append(names, c.user)
-		clients = append(clients, c)
-		home := nodes[i%3]
-		keepConnected(t, c, func(attempt int) string {
-			if attempt == 0 {
-				return home.Client
-			}
-			return nodes[attempt%3].Client
-		}, stop, &wg)
-	}
-	waitConnected(t, clients)
+	clients, names := connectAll(t, a.secret, "f", users, func(i, attempt int) string {
+		return nodes[(i+attempt)%3].Client // first its home, then the others in turn
+	}, stop, &wg)
 	p := &pusher{t: t}
 	p.run(a, names, count, 100*time.Millisecond, func(i int) {
 		switch i {
@@ -644,26 +638,17 @@ func TestRollingRestart(t *testing.T) {
 		return nodes[i%len(nodes)]
 	}
 	restarting := -1
-	var clients []*v2client
-	var names []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := 0; i < users; i++ {
-		c := newV2(t, nodes[0].secret, fmt.Sprintf("r%d", i))
-		names = append(names, c.user)
-		clients = append(clients, c)
-		start := i
-		keepConnected(t, c, func(attempt int) string {
-			mu.Lock()
-			defer mu.Unlock()
-			j := (start + attempt) % len(nodes)
-			if j == restarting {
-				j = (j + 1) % len(nodes)
-			}
-			return nodes[j].Client
-		}, stop, &wg)
-	}
-	waitConnected(t, clients)
+	clients, names := connectAll(t, nodes[0].secret, "r", users, func(i, attempt int) string {
+		mu.Lock()
+		defer mu.Unlock()
+		j := (i + attempt) % len(nodes)
+		if j == restarting {
+			j = (j + 1) % len(nodes)
+		}
+		return nodes[j].Client
+	}, stop, &wg)
 	restartDone := make(chan struct{})
 	p := &pusher{t: t}
 	go func() {
@@ -832,18 +817,11 @@ func TestOnceAcrossStreams(t *testing.T) {
 func TestFlappingNode(t *testing.T) {
 	nodes := startCluster(t, 3)
 	const users, count = 6, 120
-	var clients []*v2client
-	var names []string
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
-	for i := 0; i < users; i++ {
-		c := newV2(t, nodes[0].secret, fmt.Sprintf("fl%d", i))
-		names = append(names, c.user)
-		clients = append(clients, c)
-		home := nodes[i%2] // n1 and n2: they stay up
-		keepConnected(t, c, func(int) string { return home.Client }, stop, &wg)
-	}
-	waitConnected(t, clients)
+	clients, names := connectAll(t, nodes[0].secret, "fl", users, func(i, attempt int) string {
+		return nodes[i%2].Client // n1 and n2: they stay up
+	}, stop, &wg)
 	var mu sync.Mutex
 	flapper := nodes[2]
 	flapDone := make(chan struct{})

@@ -16,6 +16,21 @@ const itSecret, itKey = "bench-integration-secret-0123456789", "bench-integratio
 
 // startRealNode starts `longlink serve` on loopback port-0 addresses, joining join
 // unless it is empty; it skips the test when the binary does not build.
+// startRealPair starts two clustered nodes and waits until both see each other.
+func startRealPair(t testing.TB) (a, b *testutil.Node) {
+	t.Helper()
+	a = startRealNode(t, "")
+	b = startRealNode(t, a.Gossip)
+	for _, n := range []*testutil.Node{a, b} {
+		testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
+			_, body := testutil.Get("http://" + n.API + "/metrics")
+			m, _ := testutil.ParseMetrics(body)
+			return m[`longlink_cluster_members{state="alive"}`] == 2
+		})
+	}
+	return a, b
+}
+
 func startRealNode(t testing.TB, join string) *testutil.Node {
 	t.Helper()
 	if _, err := testutil.BuildBinary(); err != nil {
@@ -83,13 +98,7 @@ func TestRealPush(t *testing.T) {
 // TestRealCluster spreads clients over two joined nodes and pushes through
 // both API addresses: every delivery must arrive wherever the user is.
 func TestRealCluster(t *testing.T) {
-	a := startRealNode(t, "")
-	b := startRealNode(t, a.Gossip)
-	testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
-		_, body := testutil.Get("http://" + a.API + "/metrics")
-		m, _ := testutil.ParseMetrics(body)
-		return m[`longlink_cluster_members{state="alive"}`] == 2
-	})
+	a, b := startRealPair(t)
 	dir := t.TempDir()
 	jp := filepath.Join(dir, "cluster.json")
 	runBench(t, "push", "--target", a.Client, "--target", b.Client, "--api", a.API, "--api", b.API,
@@ -212,13 +221,7 @@ func TestRealReconnect(t *testing.T) {
 // alternate between them, pushes go through both APIs, and each stream's
 // owner (either node) must replay what its users missed.
 func TestRealClusterReconnect(t *testing.T) {
-	a := startRealNode(t, "")
-	b := startRealNode(t, a.Gossip)
-	testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
-		_, body := testutil.Get("http://" + a.API + "/metrics")
-		m, _ := testutil.ParseMetrics(body)
-		return m[`longlink_cluster_members{state="alive"}`] == 2
-	})
+	a, b := startRealPair(t)
 	jp := filepath.Join(t.TempDir(), "rc.json")
 	runBench(t, "reconnect", "--target", a.Client, "--target", b.Client, "--api", a.API, "--api", b.API,
 		"--token-secret", itSecret, "--api-key", itKey, "--conns", "60", "--messages", "5", "--round-timeout", "15s", "--json", jp)
@@ -235,13 +238,7 @@ func TestRealClusterReconnect(t *testing.T) {
 // they drop; the pushes while they are away wait for the failover, and every client
 // comes back to the other node (--reconnect-target) and recovers them all.
 func TestRealReconnectAfterKill(t *testing.T) {
-	a := startRealNode(t, "")
-	b := startRealNode(t, a.Gossip)
-	testutil.WaitFor(t, 10*time.Second, "the nodes to form a cluster of 2", func() bool {
-		_, body := testutil.Get("http://" + b.API + "/metrics")
-		m, _ := testutil.ParseMetrics(body)
-		return m[`longlink_cluster_members{state="alive"}`] == 2
-	})
+	a, b := startRealPair(t)
 	jp := filepath.Join(t.TempDir(), "rk.json")
 	out := runBench(t, "reconnect", "--target", a.Client, "--api", b.API, "--reconnect-target", b.Client,
 		"--kill-pid", fmt.Sprint(a.Cmd.Process.Pid), "--token-secret", itSecret, "--api-key", itKey,

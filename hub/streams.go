@@ -998,7 +998,9 @@ func (s *streams) stampedWith(m *push.Message, plain []byte, keys []skey, pos []
 	}
 	// Other copies exist when the message has targets this copy does not cover: keys
 	// owned elsewhere, or connection ids sent by the origin.
-	if n := len(keysOf(m.To)); n != len(keys) || len(m.To.Connections) > 0 && len(keys) > 0 || len(conns) > 0 && n > 0 {
+	// (Counted without building the keys: on every copy's hot path. A target listed
+	// twice counts twice, which only makes the copy check primary for nothing.)
+	if n := len(m.To.Users) + len(m.To.Rooms) + b2i(m.To.All); n != len(keys) || len(m.To.Connections) > 0 && len(keys) > 0 || len(conns) > 0 && n > 0 {
 		t := toTargets(m.To)
 		st.Full = &t
 	}

@@ -141,6 +141,13 @@ func keysOf(t push.Target) []skey {
 	return dedupKeys(keys)
 }
 
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // dedupKeys drops repeated keys (a user listed twice), keeping the first.
 func dedupKeys(keys []skey) []skey {
 	if len(keys) < 2 {
