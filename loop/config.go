@@ -94,9 +94,10 @@ type Config struct {
 
 	// Echo sends every client data message back to its connection (conformance tests).
 	Echo bool
-	// OnMessage, if set, receives client data messages when Echo is off. It runs on the
-	// loop; payload is valid only during the call; it must not block.
-	OnMessage func(connID, user string, binary bool, payload []byte)
+	// OnMessage, if set, receives client data messages when Echo is off. It runs on
+	// c's loop; payload is valid only during the call; it must not block. c may be
+	// kept to answer later (Server.Send) and its accessors read from any goroutine.
+	OnMessage func(c *Conn, binary bool, payload []byte)
 	// OnPresence is called when a user gets its first connection on this node
 	// (present=true) or loses its last one, and likewise for rooms. It runs on a loop or
 	// API goroutine while the registry lock that decided the change is held, so events

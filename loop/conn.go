@@ -30,7 +30,8 @@ type Conn struct {
 	user   string
 	remote netip.AddrPort
 	device string
-	since  int64 // unix nanoseconds
+	meta   string // a JSON object's text from the connect hook; "" when none
+	since  int64  // unix nanoseconds
 	sh     *shard
 	gc     gnet.Conn
 

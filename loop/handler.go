@@ -159,7 +159,7 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 					return gnet.None
 				}
 			} else if s.cfg.OnMessage != nil {
-				s.cfg.OnMessage(c.ID(), c.user, ev.Kind == wsproto.KindBinary, ev.Payload)
+				s.cfg.OnMessage(c, ev.Kind == wsproto.KindBinary, ev.Payload)
 			}
 		case wsproto.KindPing:
 			if c.state != stateOpen {

@@ -175,6 +175,7 @@ func New(cfg Config) (*Node, error) {
 	// reads n.hub, set below, before Start lets any presence happen.
 	lc.OnPresence = func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) }
 	lc.OnUpgrade = func(u *loop.Upgrade) { n.hub.OnUpgrade(u) }
+	lc.OnMessage = n.onClientMessage
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
 	if n.loop, err = loop.New(lc); err != nil {
 		return nil, err
