@@ -14,6 +14,7 @@ import (
 	"longlink/loop"
 	"longlink/push"
 	"longlink/stream"
+	"longlink/webhook"
 )
 
 // Local is what the hub needs of this node's event loops (*loop.Server, through
@@ -107,6 +108,9 @@ type Config struct {
 	// Settle is how long after a membership change the node waits before it extends
 	// a stream it may have just taken over (see streams.go). Zero means 500ms.
 	Settle time.Duration
+	// Events receives the webhook events the hub decides (message.expired, and
+	// presence). Nil: none are made.
+	Events webhook.Sink
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
