@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"time"
 )
@@ -38,15 +39,26 @@ type Message struct {
 	NoHistory bool
 	// TTL is how long the message is kept for recovery; 0 means the node's default.
 	TTL time.Duration
+	// Ack asks the users and connections it targets to acknowledge it; until they
+	// do (or its TTL passes) it is delivered again when they reconnect.
+	Ack bool
+	// Receipt keeps a receipt of the message (GET /v1/messages/{id}): which nodes
+	// wrote it to how many connections of each target, and who acknowledged it.
+	// Ack and Wait imply it.
+	Receipt bool
+	// Wait is how long the origin waits for its targets before answering (at most
+	// 30s); 0: it answers once the message is stored.
+	Wait time.Duration
 }
 
 // Binary encoding, version 1 (all integers are unsigned varints unless said):
 //
 //	version   1 byte, wireVersion
-//	flags     1 byte, bit 0 Binary, bit 1 To.All, bit 2 JSON, bit 3 NoHistory;
-//	          other bits must be zero
+//	flags     1 byte, bit 0 Binary, bit 1 To.All, bit 2 JSON, bit 3 NoHistory,
+//	          bit 4 Ack, bit 5 Receipt; other bits must be zero
 //	accepted  8 bytes, big-endian int64
 //	ttl       milliseconds
+//	wait      milliseconds
 //	id        length, bytes
 //	data      length, bytes
 //	users     count, then per item: length, bytes
@@ -56,14 +68,16 @@ type Message struct {
 // Nothing may follow. The version byte lets a newer node refuse, with an
 // error naming the version, what an older node cannot read during a rolling
 // upgrade, instead of misreading it.
-const wireVersion = 2
+const wireVersion = 3
 
 const (
 	flagBinary    = 1 << 0
 	flagAll       = 1 << 1
 	flagJSON      = 1 << 2
 	flagNoHistory = 1 << 3
-	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory
+	flagAck       = 1 << 4
+	flagReceipt   = 1 << 5
+	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory | flagAck | flagReceipt
 )
 
 // ErrShortMessage is returned (wrapped, naming the field) by UnmarshalBinary
@@ -72,7 +86,7 @@ var ErrShortMessage = errors.New("push: encoded message is truncated")
 
 // EncodedSize returns len(m.AppendBinary(nil)).
 func (m *Message) EncodedSize() int {
-	n := 2 + 8 + uvarintLen(int(m.TTL.Milliseconds())) + uvarintLen(len(m.ID)) + len(m.ID) + uvarintLen(len(m.Data)) + len(m.Data)
+	n := 2 + 8 + uvarintLen(int(m.TTL.Milliseconds())) + uvarintLen(int(m.Wait.Milliseconds())) + uvarintLen(len(m.ID)) + len(m.ID) + uvarintLen(len(m.Data)) + len(m.Data)
 	for _, list := range [...][]string{m.To.Users, m.To.Connections, m.To.Rooms} {
 		n += uvarintLen(len(list))
 		for _, s := range list {
@@ -100,9 +114,16 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	if m.NoHistory {
 		flags |= flagNoHistory
 	}
+	if m.Ack {
+		flags |= flagAck
+	}
+	if m.Receipt {
+		flags |= flagReceipt
+	}
 	dst = append(dst, wireVersion, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Accepted))
 	dst = binary.AppendUvarint(dst, uint64(m.TTL.Milliseconds()))
+	dst = binary.AppendUvarint(dst, uint64(m.Wait.Milliseconds()))
 	dst = binary.AppendUvarint(dst, uint64(len(m.ID)))
 	dst = append(dst, m.ID...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
@@ -149,7 +170,11 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 	}
 	// First pass: validate and count so the second pass allocates exactly.
 	r := reader{b: b, off: 10}
-	ttl, err := r.uvarint("ttl", "milliseconds")
+	ttl, err := r.millis("ttl")
+	if err != nil {
+		return err
+	}
+	wait, err := r.millis("wait")
 	if err != nil {
 		return err
 	}
@@ -212,6 +237,9 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		JSON:      flags&flagJSON != 0,
 		NoHistory: flags&flagNoHistory != 0,
 		TTL:       time.Duration(ttl) * time.Millisecond,
+		Ack:       flags&flagAck != 0,
+		Receipt:   flags&flagReceipt != 0,
+		Wait:      time.Duration(wait) * time.Millisecond,
 	}
 	if m.Data == nil {
 		m.Data = []byte{}
@@ -237,6 +265,20 @@ func (r *reader) uvarint(field, what string) (int, error) {
 	}
 	r.off += n
 	return int(v), nil
+}
+
+// millis reads a duration in milliseconds. Unlike a length it is not bounded by
+// the bytes left, only by what a time.Duration holds.
+func (r *reader) millis(field string) (int64, error) {
+	v, n := binary.Uvarint(r.b[r.off:])
+	if n == 0 {
+		return 0, fmt.Errorf("%w: %s is missing at byte %d", ErrShortMessage, field, r.off)
+	}
+	if n < 0 || v > uint64(math.MaxInt64/int64(time.Millisecond)) {
+		return 0, fmt.Errorf("push: encoded message has an impossible %s at byte %d", field, r.off)
+	}
+	r.off += n
+	return int64(v), nil
 }
 
 // span reads a length-prefixed byte string and returns its bounds in r.b.

@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleMessages() []Message {
@@ -59,6 +60,20 @@ func TestMessageListsDoNotOverlap(t *testing.T) {
 	}
 }
 
+// TestDurationsRoundTrip: a ttl or wait is not a length, so it is not bounded by the
+// message's size (a forwarded push with "ttl": "10s" was refused by its owner).
+func TestDurationsRoundTrip(t *testing.T) {
+	m := Message{ID: "a-1", Data: []byte("x"), TTL: 24 * time.Hour, Wait: 30 * time.Second, Ack: true, Receipt: true,
+		To: Target{Users: []string{"u"}}}
+	var got Message
+	if err := got.UnmarshalBinary(m.AppendBinary(nil)); err != nil {
+		t.Fatal(err)
+	}
+	if got.TTL != m.TTL || got.Wait != m.Wait || !got.Ack || !got.Receipt {
+		t.Fatalf("decoded %+v, want %+v", got, m)
+	}
+}
+
 func TestUnmarshalBinaryErrors(t *testing.T) {
 	valid := (&Message{ID: "id", Data: []byte("data"), To: Target{Users: []string{"u1", "u2"}}}).AppendBinary(nil)
 	f := func(name string, b []byte, want string) {
@@ -74,7 +89,7 @@ func TestUnmarshalBinaryErrors(t *testing.T) {
 	}
 	f("empty", nil, "the header alone is 10")
 	f("version", append([]byte{1}, valid[1:]...), "version 1")
-	f("flags", append([]byte{2, 0x80}, valid[2:]...), "unknown flag bits 0x80")
+	f("flags", append([]byte{wireVersion, 0x80}, valid[2:]...), "unknown flag bits 0x80")
 	f("trailing", append(append([]byte{}, valid...), 0), "1 unexpected bytes after the rooms")
 	f("huge count", append(append([]byte{}, valid[:len(valid)-2]...), 0xff, 0x01), "impossible connections count")
 	for cut := 10; cut < len(valid); cut++ {
