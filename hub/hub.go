@@ -111,6 +111,9 @@ type Config struct {
 	// Events receives the webhook events the hub decides (message.expired, and
 	// presence). Nil: none are made.
 	Events webhook.Sink
+	// MaxReceipts bounds the message receipts this node keeps (receipts.go); the
+	// oldest go first beyond it. Zero means 262144.
+	MaxReceipts int
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -140,6 +143,7 @@ type Hub struct {
 	log          *slog.Logger
 	forwardDrops *metrics.Counter
 	st           *streams
+	rc           *receipts
 	m            hubMetrics
 }
 
@@ -191,8 +195,9 @@ func New(cfg Config) (*Hub, error) {
 		h.remote = standalone{}
 	}
 	h.m = newHubMetrics(cfg.Metrics)
+	h.rc = newReceipts(h, cfg.MaxReceipts)
 	h.st = newStreams(h, cfg)
-	h.m.register(cfg.Metrics, h.st.store)
+	h.m.register(cfg.Metrics, h.st.store, h.rc)
 	return h, nil
 }
 
@@ -313,8 +318,34 @@ func nodeOfConn(id string) string {
 // copy for connection ids). It runs on the peer's link reader, so one peer's copies
 // are handled in order; payload is valid only during the call.
 func (h *Hub) OnMessage(from string, payload []byte) {
-	if len(payload) > 0 && payload[0] == wireStamped {
-		h.st.onStamped(from, payload[1:])
+	if len(payload) == 0 {
+		return
 	}
-	// Nothing else travels as data; a newer peer's kind is skipped.
+	switch payload[0] {
+	case wireStamped:
+		h.st.onStamped(from, payload[1:])
+	case wireDelivered:
+		h.rc.onDelivered(from, payload[1:])
+	case wireAck:
+		h.rc.onAcks(payload[1:])
+	case wireAckCopy:
+		h.rc.onAckCopy(payload[1:])
+	case wireReceipt:
+		h.rc.onReceiptNote(payload[1:])
+	}
+	// A newer peer's kind is skipped.
+}
+
+// emit hands an event to the webhook sink, if any, stamped with this node.
+func (h *Hub) emit(e webhook.Event) {
+	if h.cfg.Events == nil {
+		return
+	}
+	if e.Time.IsZero() {
+		e.Time = time.Now()
+	}
+	if e.Node == "" {
+		e.Node = h.cfg.NodeName
+	}
+	h.cfg.Events.Emit(e)
 }

@@ -26,6 +26,16 @@ type hubMetrics struct {
 	handoffStreams    *metrics.Counter
 	handoffFailures   *metrics.Counter
 	settleWaits       *metrics.Counter
+
+	acks             *metrics.Counter
+	acksDropped      *metrics.Counter
+	ackCopiesLost    *metrics.Counter
+	receiptsEvicted  *metrics.Counter
+	receiptNotesLost *metrics.Counter
+	reportsLost      *metrics.Counter
+	expired          [2]*metrics.Counter // expTTL, expEvicted
+	expiredLost      *metrics.Counter
+	redelivered      *metrics.Counter
 }
 
 func newHubMetrics(set *metrics.Set) hubMetrics {
@@ -47,10 +57,24 @@ func newHubMetrics(set *metrics.Set) hubMetrics {
 		handoffStreams:    set.NewCounter(`longlink_stream_handoff_streams_total`),
 		handoffFailures:   set.NewCounter(`longlink_stream_handoff_failures_total`),
 		settleWaits:       set.NewCounter(`longlink_stream_settle_waits_total`),
+
+		acks:             set.NewCounter(`longlink_acks_total`),
+		acksDropped:      set.NewCounter(`longlink_acks_dropped_total`),
+		ackCopiesLost:    set.NewCounter(`longlink_ack_copies_lost_total`),
+		receiptsEvicted:  set.NewCounter(`longlink_receipts_evicted_total`),
+		receiptNotesLost: set.NewCounter(`longlink_receipt_notes_lost_total`),
+		reportsLost:      set.NewCounter(`longlink_receipt_reports_lost_total`),
+		expired: [2]*metrics.Counter{
+			set.NewCounter(`longlink_messages_expired_total{reason="ttl"}`),
+			set.NewCounter(`longlink_messages_expired_total{reason="evicted"}`),
+		},
+		expiredLost: set.NewCounter(`longlink_messages_expired_unreported_total`),
+		redelivered: set.NewCounter(`longlink_messages_redelivered_total`),
 	}
 }
 
-func (m *hubMetrics) register(set *metrics.Set, st *stream.Store) {
+func (m *hubMetrics) register(set *metrics.Set, st *stream.Store, rc *receipts) {
+	set.NewGauge(`longlink_receipts`, func() float64 { return float64(rc.len()) })
 	set.NewGauge(`longlink_history_streams`, func() float64 { return float64(st.Stats().Streams) })
 	set.NewGauge(`longlink_history_messages`, func() float64 { return float64(st.Stats().Entries) })
 	set.NewGauge(`longlink_history_bytes`, func() float64 { return float64(st.Stats().Bytes) })

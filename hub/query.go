@@ -72,7 +72,7 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 	op, arg := body[0], body[1:]
 	switch op {
 	case opAppend:
-		return h.st.onAppend(arg)
+		return h.st.onAppend(from, arg)
 	case opReplicate:
 		return h.st.onReplicate(arg)
 	case opSync:
@@ -81,6 +81,8 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.st.onSubscribe(arg)
 	case opHandoff:
 		return h.st.onHandoff(arg)
+	case opReceipt:
+		return h.onReceiptQuery(arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

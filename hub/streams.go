@@ -118,9 +118,10 @@ type streams struct {
 
 // appendJob is one origin's request to this node as owner.
 type appendJob struct {
-	m    *push.Message
-	keys []skey
-	ttl  int64 // absolute expiry, unix nanoseconds
+	m      *push.Message
+	keys   []skey
+	ttl    int64  // absolute expiry, unix nanoseconds
+	origin string // the node that accepted the push (receipts tell it when it waits)
 
 	// results, set by the committer
 	status  byte
@@ -129,6 +130,7 @@ type appendJob struct {
 	fresh   []bool // the key was stamped by this job in this batch (not a dup)
 	copies  int
 	pending Pending
+	track   *loop.Track // the local copy's counts, for a message with a receipt
 	forward int
 	offline []string
 	done    chan struct{}
@@ -147,7 +149,8 @@ func newStreams(h *Hub, cfg Config) *streams {
 		seen:      map[string]stream.Position{},
 	}
 	s.rs = &ringState{ring: stream.NewRing([]string{h.cfg.NodeName}), changed: make(chan struct{})}
-	s.wg.Add(3)
+	s.wg.Add(4)
+	go func() { defer s.wg.Done(); h.rc.ackLoop(s.stop) }()
 	go s.committer()
 	go s.sweeper()
 	go s.handoffLoop()
@@ -269,6 +272,8 @@ func (s *streams) handoffRound() {
 			for i := range entries {
 				b = b.entry(&entries[i])
 			}
+			acked, _ := s.store.Acked(name)
+			b = b.uv(acked.Offset)
 			if n++; len(b) > handoffChunk {
 				flush()
 			}
@@ -293,6 +298,7 @@ func (s *streams) onHandoff(arg []byte) []byte {
 		for m := r.count(4); m > 0; m-- {
 			entries = append(entries, r.entry())
 		}
+		acked := r.uv()
 		if r.err != nil {
 			break
 		}
@@ -309,6 +315,8 @@ func (s *streams) onHandoff(arg []byte) []byte {
 			}
 		}
 		s.seqMu.Unlock()
+		// Acks are cumulative: the furthest any holder knows counts.
+		s.store.Ack(name, stream.Position{Epoch: pos.Epoch, Offset: acked})
 	}
 	return []byte{}
 }
@@ -342,7 +350,9 @@ func (s *streams) sweeper() {
 				if e := s.store.Sweep(); e > 0 {
 					s.h.m.historyExpired.Add(e)
 				}
+				s.h.rc.sweep(now.UnixNano())
 			}
+			s.h.rc.expireDropped()
 		}
 	}
 }
@@ -351,8 +361,7 @@ func (s *streams) sweeper() {
 
 // deliverStreams appends m to its streams on their owners and returns once every key
 // is stored (or the store timeout passes).
-func (s *streams) deliver(m *push.Message) (push.Result, error) {
-	var res push.Result
+func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 	keys := keysOf(m.To)
 	deadline := time.Now().Add(s.timeout)
 	// m.Data aliases the API's request buffer, reused once Deliver returns; the
@@ -363,6 +372,17 @@ func (s *streams) deliver(m *push.Message) (push.Result, error) {
 		ttl = m.TTL
 	}
 	expire := m.Accepted + int64(ttl)
+	if m.Wait > 0 {
+		// Registered before anything is sent, so no target's news can come first.
+		w := s.h.rc.watch(m)
+		defer s.h.rc.unwatch(m.ID, w)
+		defer func() {
+			if res.Targets != nil || err != nil {
+				return
+			}
+			res.Targets, res.Complete = w.result(time.Unix(0, m.Accepted+int64(m.Wait)))
+		}()
+	}
 	if len(m.To.Connections) > 0 {
 		// Connection ids have no stream: the origin sends them directly, and each
 		// receiving node lets a connection also matched by a stream take it from that
@@ -497,13 +517,13 @@ func (s *streams) appendAt(owner string, m *push.Message, keys []skey, expire in
 		if len(s.ringNow().ring.Members()) == 1 {
 			// Alone: nothing to replicate, so no batching to gain; stamp and fan out
 			// here, in order with the committer's batches (seqMu).
-			j := &appendJob{m: m, keys: keys, ttl: expire, done: make(chan struct{})}
+			j := &appendJob{m: m, keys: keys, ttl: expire, origin: owner, done: make(chan struct{})}
 			s.seqMu.Lock()
 			s.process([]*appendJob{j})
 			s.seqMu.Unlock()
 			return s.finish(j), nil
 		}
-		j := s.submit(m, keys, expire)
+		j := s.submit(m, keys, expire, owner)
 		return s.finish(j), nil
 	}
 	b := wbuf{opAppend}.uv(uint64(expire)).uv(uint64(len(keys)))
@@ -529,7 +549,7 @@ func (s *streams) appendAt(owner string, m *push.Message, keys []skey, expire in
 }
 
 // onAppend answers a peer's opAppend: it runs on a cluster answering goroutine.
-func (s *streams) onAppend(arg []byte) []byte {
+func (s *streams) onAppend(from string, arg []byte) []byte {
 	r := rbuf{b: arg}
 	expire := int64(r.uv())
 	n := r.count(2)
@@ -544,7 +564,7 @@ func (s *streams) onAppend(arg []byte) []byte {
 	if err := m.UnmarshalBinary(r.b); err != nil {
 		return nil
 	}
-	a := s.finish(s.submit(m, keys, expire))
+	a := s.finish(s.submit(m, keys, expire, from))
 	b := wbuf{a.status}.uv(uint64(a.copies)).uv(uint64(a.delivered)).uv(uint64(a.forwarded)).uv(uint64(len(a.offline)))
 	for _, u := range a.offline {
 		b = b.str(u)
@@ -554,8 +574,8 @@ func (s *streams) onAppend(arg []byte) []byte {
 
 // ---- owner: the committer ----
 
-func (s *streams) submit(m *push.Message, keys []skey, expire int64) *appendJob {
-	j := &appendJob{m: m, keys: keys, ttl: expire, done: make(chan struct{})}
+func (s *streams) submit(m *push.Message, keys []skey, expire int64, origin string) *appendJob {
+	j := &appendJob{m: m, keys: keys, ttl: expire, origin: origin, done: make(chan struct{})}
 	s.qMu.Lock()
 	s.queue = append(s.queue, j)
 	s.qMu.Unlock()
@@ -574,6 +594,9 @@ func (s *streams) finish(j *appendJob) appendAnswer {
 		ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 		a.delivered, _ = j.pending.Wait(ctx)
 		cancel()
+		if j.track != nil {
+			s.h.rc.report(j.m.ID, s.h.cfg.NodeName, j.track)
+		}
 	}
 	return a
 }
@@ -707,6 +730,9 @@ func (s *streams) process(batch []*appendJob) {
 	}
 	for _, j := range batch {
 		if j.status == statusOK {
+			if j.m.Receipt {
+				s.h.rc.open(j.m, j.ttl, j.origin, userTargets(j.keys))
+			}
 			s.fanOut(j)
 		}
 		j.copies = 0
@@ -872,9 +898,13 @@ func (s *streams) syncStream(ring *stream.Ring, name string) {
 			for n := r.count(4); n > 0; n-- {
 				entries = append(entries, r.entry())
 			}
+			acked := r.uv()
 			if r.err != nil {
 				continue
 			}
+			// Acks are cumulative: the furthest any holder knows counts, applied once
+			// the history is settled (an adopted one of another epoch starts unacked).
+			defer s.store.Ack(name, stream.Position{Epoch: pos.Epoch, Offset: acked})
 			if !have || longer(pos, best) {
 				best, bestFirst, bestEntries, have = pos, first, entries, true
 				_ = bestFirst
@@ -917,7 +947,8 @@ func (s *streams) onSync(arg []byte) []byte {
 	for i := range entries {
 		b = b.entry(&entries[i])
 	}
-	return b
+	acked, _ := s.store.Acked(name)
+	return b.uv(acked.Offset)
 }
 
 // ---- fan-out ----
@@ -930,6 +961,10 @@ func (s *streams) fanOut(j *appendJob) {
 	// stored and fanned out before its answer was lost).
 	lkeys, lpos := s.dropSeen(slices.Clone(j.keys), slices.Clone(j.pos))
 	st := s.stamped(j.m, lkeys, lpos, nil)
+	if j.m.Receipt {
+		st.Track = &loop.Track{}
+		j.track = st.Track
+	}
 	if p, err := h.local.SubmitStamped(st, j.m.Accepted); err == nil {
 		j.pending = p
 		for _, k := range j.keys {
@@ -988,7 +1023,7 @@ func (s *streams) stamped(m *push.Message, keys []skey, pos []stream.Position, c
 
 // stampedWith is stamped with the plain frame already built (m.Data may point into it).
 func (s *streams) stampedWith(m *push.Message, plain []byte, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
-	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns, Plain: plain}
+	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns, Plain: plain, Ack: m.Ack}
 	st.Keys = make([]loop.Key, len(keys))
 	for i, k := range keys {
 		st.Keys[i] = loop.Key{Kind: k.kind, Name: k.name, Stream: k.stream()}
@@ -1040,9 +1075,54 @@ func (s *streams) onStamped(from string, payload []byte) {
 	plain := loop.PrepareFrame(m.Binary, m.Data)
 	m.Data = plain[len(plain)-len(m.Data):]
 	st := s.stampedWith(&m, plain, keys, pos, conns)
+	if m.Receipt {
+		// Counted as the loops write it, and reported to the owner that sent the
+		// copy; this node holds the records of its own connection targets.
+		st.Track = &loop.Track{}
+		if local := s.localConns(conns); len(local) > 0 {
+			s.h.rc.open(&m, m.Accepted+int64(s.ttlOf(&m)), from, local)
+		}
+		p, err := s.h.local.SubmitStamped(st, m.Accepted)
+		if err != nil {
+			s.h.forwardDrops.Inc()
+			return
+		}
+		s.h.rc.track(&m, st, p, from)
+		return
+	}
 	if err := s.h.local.EnqueueStamped(st, m.Accepted); errors.Is(err, loop.ErrOverloaded) {
 		s.h.forwardDrops.Inc()
 	}
+}
+
+// localConns returns "connection:<id>" for the ids of conns this node holds.
+func (s *streams) localConns(conns []string) []string {
+	var out []string
+	for _, c := range conns {
+		if nodeOfConn(c) == s.h.cfg.NodeName {
+			out = append(out, "connection:"+c)
+		}
+	}
+	return out
+}
+
+// ttlOf is how long m is kept: its own ttl or the history's.
+func (s *streams) ttlOf(m *push.Message) time.Duration {
+	if m.TTL > 0 {
+		return m.TTL
+	}
+	return s.store.Config().TTL
+}
+
+// userTargets returns "user:<id>" for the user keys of keys.
+func userTargets(keys []skey) []string {
+	var out []string
+	for _, k := range keys {
+		if k.kind == loop.KeyUser {
+			out = append(out, k.stream())
+		}
+	}
+	return out
 }
 
 // forgetSeen drops what dropSeen remembers of a stream that just got its first
@@ -1106,6 +1186,12 @@ func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error)
 	if !withKeys {
 		st.Full = nil
 	}
+	if m.Receipt {
+		st.Track = &loop.Track{}
+		if local := s.localConns(m.To.Connections); len(local) > 0 {
+			h.rc.open(m, m.Accepted+int64(s.ttlOf(m)), h.cfg.NodeName, local)
+		}
+	}
 	p, err := h.local.SubmitStamped(st, m.Accepted)
 	if err != nil {
 		return 0, 0, hubErr(err)
@@ -1126,6 +1212,9 @@ func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error)
 	ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
 	defer cancel()
 	n, err := p.Wait(ctx)
+	if st.Track != nil {
+		h.rc.report(m.ID, h.cfg.NodeName, st.Track)
+	}
 	if err != nil {
 		return n, fwd, hubErr(err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"longlink/loop"
@@ -162,13 +163,35 @@ func (s *streams) readLocal(keys []skey, since map[string]stream.Position) map[s
 	for _, k := range keys {
 		name := k.stream()
 		s.syncIfUnknown(ring, name)
-		entries, head, rec := s.store.Read(name, since[name], max(budget, 0))
+		entries, head, rec := s.read(name, since[name], max(budget, 0))
 		for i := range entries {
 			budget -= len(entries[i].Data)
 		}
 		out[name] = streamRead{head: head, recovered: rec, entries: entries}
 	}
 	return out
+}
+
+// read is what a v2 subscriber of stream name gets: the entries after since, and
+// before them, in a user stream, the messages that asked for an ack and have none:
+// the client may have received them without handling them (its ack never arrived).
+func (s *streams) read(name string, since stream.Position, budget int) ([]stream.Entry, stream.Position, bool) {
+	entries, head, rec := s.store.Read(name, since, budget)
+	if !strings.HasPrefix(name, "user:") {
+		return entries, head, rec
+	}
+	upTo := head.Offset
+	if rec && since.Epoch == head.Epoch {
+		upTo = since.Offset // what follows is in entries already
+	}
+	for i := range entries {
+		budget -= len(entries[i].Data)
+	}
+	if un := s.store.Unacked(name, upTo, max(budget, 0)); len(un) > 0 {
+		s.h.m.redelivered.Add(len(un))
+		entries = append(un, entries...)
+	}
+	return entries, head, rec
 }
 
 // subscribe asks every owner of keys (this node included) for the heads and, where
@@ -303,7 +326,7 @@ func (s *streams) onSubscribe(arg []byte) []byte {
 	budget := maxReplayBytes // for the whole answer: it must fit a cluster frame
 	for _, name := range names {
 		s.syncIfUnknown(ring, name)
-		entries, head, rec := s.store.Read(name, since[name], max(budget, 0))
+		entries, head, rec := s.read(name, since[name], max(budget, 0))
 		for i := range entries {
 			budget -= len(entries[i].Data)
 		}
@@ -354,6 +377,7 @@ func (s *streams) upgradeResult(u *loop.Upgrade, keys []skey, since map[string]s
 		}
 		w = append(w, '}')
 		res.Heads[name] = loop.Head{Epoch: sr.head.Epoch, Offset: sr.head.Offset}
+		var acked []string
 		for _, e := range sr.entries {
 			// A message reached through several streams is replayed once.
 			if _, dup := sent[e.ID]; dup {
@@ -361,6 +385,14 @@ func (s *streams) upgradeResult(u *loop.Upgrade, keys []skey, since map[string]s
 			}
 			sent[e.ID] = struct{}{}
 			replay = append(replay, replayFrame(name, sr.head.Epoch, &e))
+			if e.Ack {
+				acked = append(acked, e.ID)
+			}
+		}
+		if len(acked) > 0 && k.kind == loop.KeyUser {
+			// Its receipt learns it reached a connection (written right after
+			// the 101, in Frames).
+			s.h.rc.replayed(name, acked)
 		}
 		if len(sr.entries) > 0 {
 			s.h.m.recoveredMessages.Add(len(sr.entries))
@@ -381,6 +413,9 @@ func replayFrame(name, epoch string, e *stream.Entry) []byte {
 	b = loop.AppendJSONString(b, epoch)
 	b = append(b, `,"offset":`...)
 	b = strconv.AppendUint(b, e.Offset, 10)
+	if e.Ack {
+		b = append(b, `,"ack":true`...)
+	}
 	b = loop.AppendData(b, e.Binary, e.JSON, e.Data)
 	b = append(b, '}')
 	return loop.TextFrame(b)

@@ -19,9 +19,15 @@ const (
 	opSync      byte = 'Y' // {streams}                  -> {position, entries per stream}
 	opSubscribe byte = 'U' // {flags, streams with since} -> {head, recovered, entries per stream}
 	opHandoff   byte = 'H' // {histories}                -> {}
+	opReceipt   byte = 'E' // {message id}               -> {expire, targets with states}
 
 	// wireStamped is a fan-out copy: {keys with positions, conns, flags, message}.
 	wireStamped byte = 'S'
+	// Receipts (receipts.go), all one-way data:
+	wireDelivered byte = 'D' // {id, users with connections written}: to the owner
+	wireAck       byte = 'K' // {acks: stream, epoch, offset, conn, at}: to the owner
+	wireAckCopy   byte = 'C' // {streams with acked positions}: owner to replicas
+	wireReceipt   byte = 'T' // {id, target, state}: to the origin waiting
 )
 
 // subscribeBarrier in opSubscribe's flags: the asker only needs the owner to have
@@ -166,7 +172,7 @@ func dedupKeys(keys []skey) []skey {
 
 // entryOf is the stored form of m.
 func entryOf(m *push.Message, ttl int64) stream.Entry {
-	return stream.Entry{ID: m.ID, Data: m.Data, Binary: m.Binary, JSON: m.JSON, Expire: ttl}
+	return stream.Entry{ID: m.ID, Data: m.Data, Binary: m.Binary, JSON: m.JSON, Ack: m.Ack, Expire: ttl}
 }
 
 func (b wbuf) entry(e *stream.Entry) wbuf {
@@ -177,6 +183,9 @@ func (b wbuf) entry(e *stream.Entry) wbuf {
 	if e.JSON {
 		flags |= 2
 	}
+	if e.Ack {
+		flags |= 4
+	}
 	return b.uv(e.Offset).str(e.ID).bytes(e.Data).byte1(flags).uv(uint64(e.Expire))
 }
 
@@ -184,7 +193,7 @@ func (r *rbuf) entry() stream.Entry {
 	e := stream.Entry{Offset: r.uv(), ID: r.str()}
 	e.Data = append([]byte(nil), r.raw()...)
 	flags := r.byte1()
-	e.Binary, e.JSON = flags&1 != 0, flags&2 != 0
+	e.Binary, e.JSON, e.Ack = flags&1 != 0, flags&2 != 0, flags&4 != 0
 	e.Expire = int64(r.uv())
 	return e
 }

@@ -188,6 +188,9 @@ func (sh *shard) step(budget int) int {
 			if sh.queueStamped(c, f, j.seq, key) {
 				written++
 				nbytes += len(f)
+				if st.Track != nil {
+					st.Track.wrote(st, c, k)
+				}
 			}
 		}
 		sh.bytesOut.Add(uint64(nbytes))

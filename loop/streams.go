@@ -66,6 +66,11 @@ type Stamped struct {
 	// Full is every target of the message when other copies cover some of them, so a
 	// connection matched here and there takes it once. Nil: this copy is the only one.
 	Full *Targets
+	// Ack marks the v2 envelopes "ack":true: the client acknowledges the message.
+	Ack bool
+	// Track, when set, counts the connections of each user and connection target
+	// the loops wrote this copy to (receipts).
+	Track *Track
 
 	usersOnce sync.Once
 	users     map[string]struct{}
@@ -333,9 +338,49 @@ func (st *Stamped) appendV2(dst []byte, key *Key) []byte {
 			b = strconv.AppendUint(b, key.Offset, 10)
 		}
 	}
+	if st.Ack {
+		b = append(b, `,"ack":true`...)
+	}
 	b = AppendData(b, st.Binary, st.JSON, st.Data)
 	b = append(b, '}')
 	return wsproto.AppendFrame(dst, wsproto.KindText, b)
+}
+
+// Track counts where one copy of a message with a receipt was written. The loops
+// add to it as they write; read it once the copy's Pending is done.
+type Track struct {
+	mu    sync.Mutex
+	users map[string]int // user -> connections written through its user stream
+	conns []string       // connection ids written as connection targets
+}
+
+// Users returns, per user target, the connections written.
+func (t *Track) Users() map[string]int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.users
+}
+
+// Conns returns the connection targets written.
+func (t *Track) Conns() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.conns
+}
+
+// wrote records c, reached through key index k of st (-1: a connection id).
+func (t *Track) wrote(st *Stamped, c *Conn, k int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	switch {
+	case k < 0:
+		t.conns = append(t.conns, c.ID())
+	case st.Keys[k].Kind == KeyUser:
+		if t.users == nil {
+			t.users = map[string]int{}
+		}
+		t.users[st.Keys[k].Name]++
+	}
 }
 
 // AppendData appends `,"data":...` or `,"data_base64":"..."` for a message's bytes.

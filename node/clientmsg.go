@@ -21,6 +21,7 @@ type clientMsg struct {
 	Type     string          `json:"type"`
 	ID       json.RawMessage `json:"id"`       // the client's request id, echoed in the reply
 	Stream   string          `json:"stream"`   // ack
+	Epoch    string          `json:"epoch"`    // ack (optional)
 	Offset   uint64          `json:"offset"`   // ack
 	Message  string          `json:"message"`  // ack of a message by id (connection targets)
 	Business string          `json:"business"` // send

@@ -197,7 +197,7 @@ func TestBatch(t *testing.T) {
 	}
 	wantErr := map[int]string{
 		1: "messages[1]: to must name at least one of users, connections, rooms, all",
-		3: `messages[3]: unknown field "extra"; the fields are to (users, connections, rooms, all), data, data_base64, ttl, history, id`,
+		3: `messages[3]: unknown field "extra"; the fields are to (users, connections, rooms, all), data, data_base64, ttl, history, id, ack, receipt, wait`,
 		4: "messages[4]: to.users[0] is empty",
 	}
 	var ids []string
@@ -345,7 +345,7 @@ func TestErrors(t *testing.T) {
 		{"POST", "/v1/push", `{"to":{"all":true},,"data":"x"}`, nil, 400, "invalid JSON at byte offset 20: invalid character ',' looking for beginning of object key string"},
 		{"POST", "/v1/push", `[1]`, nil, 400, "expected a JSON object, got a JSON array at byte offset 1"},
 		{"POST", "/v1/push", `{"to":{"all":true},"data":"x"} {}`, nil, 400, "unexpected data after the JSON object, which ends at byte offset 30"},
-		{"POST", "/v1/push", `{"to":{"user":["42"]},"data":"x"}`, nil, 400, `unknown field "user"; the fields are to (users, connections, rooms, all), data, data_base64, ttl, history, id`},
+		{"POST", "/v1/push", `{"to":{"user":["42"]},"data":"x"}`, nil, 400, `unknown field "user"; the fields are to (users, connections, rooms, all), data, data_base64, ttl, history, id, ack, receipt, wait`},
 		{"POST", "/v1/push", `{"to":{"users":[42]},"data":"x"}`, nil, 400, "to.users: expected a string, got a JSON number at byte offset 18"},
 		{"POST", "/v1/push", `{"to":"42","data":"x"}`, nil, 400, "to: expected an object, got a JSON string at byte offset 10"},
 		{"POST", "/v1/push", `{"to":{"all":"yes"},"data":"x"}`, nil, 400, "to.all: expected true or false, got a JSON string at byte offset 18"},

@@ -171,3 +171,5 @@ func (e statusError) Error() string   { return http.StatusText(e.status) + " fro
 func (e statusError) HTTPStatus() int { return e.status }
 
 var errBoom = errors.New("boom")
+
+func (h *fakeHub) Receipt(id string) (*Receipt, error) { return nil, nil }

@@ -38,6 +38,9 @@ type Hub interface {
 	JoinRoom(room string, users []string) (connections int, err error)
 	// LeaveRoom is the reverse of JoinRoom.
 	LeaveRoom(room string, users []string) (connections int, err error)
+	// Receipt gathers the receipt of message id cluster-wide; nil when no node
+	// keeps one.
+	Receipt(id string) (*Receipt, error)
 }
 
 // Result is what Deliver reports.
@@ -52,6 +55,10 @@ type Result struct {
 	Forwarded int
 	// OfflineUsers are the targeted users with no connection anywhere.
 	OfflineUsers []string
+	// Targets is, for a push with "wait", each user and connection target's state
+	// when the answer was given; Complete says every one of them was final then.
+	Targets  map[string]TargetStatus
+	Complete bool
 }
 
 // ConnInfo describes one connection for presence queries.

@@ -24,11 +24,14 @@ type pushRequest struct {
 	TTL        string          `json:"ttl"`
 	ID         string          `json:"id"`
 	History    *bool           `json:"history"`
+	Ack        bool            `json:"ack"`
+	Receipt    bool            `json:"receipt"`
+	Wait       string          `json:"wait"`
 }
 
 // pushFields and batchFields name the accepted fields in unknown-field errors.
 const (
-	pushFields  = "to (users, connections, rooms, all), data, data_base64, ttl, history, id"
+	pushFields  = "to (users, connections, rooms, all), data, data_base64, ttl, history, id, ack, receipt, wait"
 	batchFields = "messages"
 )
 
@@ -134,6 +137,13 @@ func appendResult(b []byte, id string, res *Result) []byte {
 		b = append(b, `,"offline_users":`...)
 		b = appendJSONStrings(b, res.OfflineUsers)
 	}
+	if res.Targets != nil {
+		b = append(b, `,"complete":`...)
+		b = strconv.AppendBool(b, res.Complete)
+		b = append(b, `,"targets":`...)
+		t, _ := json.Marshal(res.Targets) // maps of strings and ints: cannot fail
+		b = append(b, t...)
+	}
 	return append(b, '}')
 }
 
@@ -155,6 +165,25 @@ func (a *API) message(req *pushRequest) (*Message, *apiError) {
 	}
 	if req.History != nil && !*req.History {
 		m.NoHistory = true
+	}
+	if req.Ack || req.Receipt || req.Wait != "" {
+		if len(req.To.Rooms) > 0 || req.To.All {
+			return nil, badRequest("ack, receipt and wait are for users and connections targets: rooms and all name no one to acknowledge or wait for")
+		}
+		if m.NoHistory && req.Ack {
+			return nil, badRequest("ack needs the message stored until it is acknowledged: it cannot go with \"history\": false")
+		}
+		m.Ack, m.Receipt = req.Ack, true
+	}
+	if req.Wait != "" {
+		d, err := time.ParseDuration(req.Wait)
+		switch {
+		case err != nil:
+			return nil, badRequest("wait %q is not a duration such as \"5s\"", req.Wait)
+		case d <= 0 || d > MaxWait:
+			return nil, badRequest("wait %s is out of range: more than 0, at most %s", req.Wait, MaxWait)
+		}
+		m.Wait = d
 	}
 	if req.TTL != "" {
 		d, err := time.ParseDuration(req.TTL)

@@ -31,6 +31,7 @@ var apiRoutes = []route{
 	{http.MethodDelete, "/v1/users/{id}", http.StatusOK, true, (*API).handleKickUser},
 	{http.MethodDelete, "/v1/connections/{id}", http.StatusOK, true, (*API).handleKickConnection},
 	{http.MethodGet, "/v1/stats", http.StatusOK, false, (*API).handleStats},
+	{http.MethodGet, "/v1/messages/{id}", http.StatusOK, false, (*API).handleMessage},
 }
 
 // unmatchedRoute labels requests that match no route.

@@ -60,7 +60,11 @@ func (a *API) pushBody(body, buf []byte) (int, []byte) {
 	if e != nil {
 		return a.errorAnswer(e, buf)
 	}
-	return http.StatusAccepted, appendResult(buf, m.ID, &res)
+	status := http.StatusAccepted
+	if res.Targets != nil && res.Complete {
+		status = http.StatusOK // waited, and every target got there
+	}
+	return status, appendResult(buf, m.ID, &res)
 }
 
 func (a *API) errorAnswer(e *apiError, buf []byte) (int, []byte) {

@@ -17,8 +17,20 @@ type Entry struct {
 	Data   []byte
 	Binary bool  // a binary WebSocket message
 	JSON   bool  // Data is the text of a JSON value (else a string's characters)
+	Ack    bool  // asks its stream's subscribers to acknowledge it (Store.Ack)
 	Expire int64 // unix nanoseconds
 }
+
+// Dropped is an entry that asked for an acknowledgement and left its stream's
+// history without one (Store.TakeDropped).
+type Dropped struct {
+	Stream, ID string
+	// Reason is "ttl" (expired) or "evicted" (pushed out by Size or MaxBytes).
+	Reason string
+}
+
+// maxDropped bounds the drops kept between two TakeDropped calls.
+const maxDropped = 1 << 16
 
 func (e *Entry) size() int64 { return int64(len(e.Data)+len(e.ID)) + entryOverhead }
 
@@ -66,6 +78,10 @@ type Store struct {
 
 	// Evicted counts entries dropped for MaxBytes before their TTL (metrics).
 	evicted uint64
+	// dropped are unacknowledged Ack entries that left a history since the last
+	// TakeDropped; droppedLost counts those past maxDropped.
+	dropped     []Dropped
+	droppedLost uint64
 }
 
 type fifoItem struct {
@@ -89,6 +105,8 @@ type log struct {
 	entries   []Entry
 	next      uint64 // next offset to stamp
 	committed uint64
+	acked     uint64 // acknowledged through this offset (cumulative, this epoch)
+	hasAck    bool   // an entry asking for an ack was stored (Sweep looks for expired ones)
 	touched   int64  // unix nanoseconds of the last append
 	gen       uint32 // bumped whenever entries are dropped other than from the front
 	// stale marks a history this node must not extend before asking the stream's
@@ -176,7 +194,7 @@ func (s *Store) Commit(name string, p Position) {
 	if l := s.logs[name]; l != nil && l.epoch == p.Epoch && p.Offset > l.committed && p.Offset < l.next {
 		l.committed = p.Offset
 		for len(l.entries) > s.cfg.Size && l.entries[0].Offset <= l.committed {
-			s.trimFront(l)
+			s.trimFront(l, "evicted")
 		}
 		s.evict()
 	}
@@ -258,7 +276,7 @@ func (s *Store) Apply(name string, pos Position, e Entry) (ok bool, have Positio
 
 func (s *Store) reset(l *log, epoch string) {
 	s.dropEntries(l)
-	l.epoch, l.first, l.next, l.committed = epoch, 1, 1, 0
+	l.epoch, l.first, l.next, l.committed, l.acked = epoch, 1, 1, 0, 0
 }
 
 func (s *Store) dropEntries(l *log) {
@@ -277,12 +295,13 @@ func (s *Store) put(l *log, e Entry) {
 		l.first = e.Offset
 	}
 	l.entries = append(l.entries, e)
+	l.hasAck = l.hasAck || e.Ack
 	l.touched = s.cfg.Now().UnixNano()
 	s.bytes += e.size()
 	s.live++
 	s.fifo = append(s.fifo, fifoItem{l, e.Offset, l.gen})
 	for len(l.entries) > s.cfg.Size && l.entries[0].Offset <= l.committed {
-		s.trimFront(l)
+		s.trimFront(l, "evicted")
 	}
 	s.evict()
 }
@@ -297,10 +316,10 @@ func (s *Store) evict() {
 				break
 			}
 			for it.l.entries[0].Offset < it.offset {
-				s.trimFront(it.l) // older entries of the same stream go first
+				s.trimFront(it.l, "evicted") // older entries of the same stream go first
 				s.evicted++
 			}
-			s.trimFront(it.l)
+			s.trimFront(it.l, "evicted")
 			s.evicted++
 		}
 		s.fifo[s.head] = fifoItem{}
@@ -309,7 +328,10 @@ func (s *Store) evict() {
 	s.compactFIFO()
 }
 
-func (s *Store) trimFront(l *log) {
+func (s *Store) trimFront(l *log, reason string) {
+	if e := &l.entries[0]; e.Ack && e.Offset > l.acked {
+		s.drop(Dropped{Stream: l.name, ID: e.ID, Reason: reason})
+	}
 	s.live--
 	s.bytes -= l.entries[0].size()
 	l.entries[0] = Entry{}
@@ -465,6 +487,9 @@ func (s *Store) Adopt(name string, pos Position, entries []Entry) {
 	l := s.logFor(name, true)
 	s.dropEntries(l)
 	l.touched = s.cfg.Now().UnixNano()
+	if l.epoch != pos.Epoch {
+		l.acked = 0
+	}
 	l.epoch = pos.Epoch
 	l.next = pos.Offset + 1
 	l.committed = pos.Offset
@@ -534,8 +559,25 @@ func (s *Store) Sweep() int {
 	n := 0
 	for name, l := range s.logs {
 		for len(l.entries) > 0 && l.entries[0].Expire <= now && l.entries[0].Offset <= l.committed {
-			s.trimFront(l)
+			s.trimFront(l, "ttl")
 			n++
+		}
+		if l.hasAck {
+			// An entry with a short ttl behind a longer-lived one stays until that
+			// one goes, but its ack is over when its own ttl is: report it now, once.
+			l.hasAck = false
+			for i := range l.entries {
+				e := &l.entries[i]
+				if !e.Ack || e.Offset <= l.acked {
+					continue
+				}
+				if e.Expire <= now && e.Offset <= l.committed {
+					e.Ack = false
+					s.drop(Dropped{Stream: l.name, ID: e.ID, Reason: "ttl"})
+					continue
+				}
+				l.hasAck = true
+			}
 		}
 		if len(l.entries) == 0 && l.next == l.committed+1 && now-l.touched > 2*int64(s.cfg.TTL) {
 			delete(s.logs, name)
@@ -543,6 +585,88 @@ func (s *Store) Sweep() int {
 	}
 	s.compactFIFO()
 	return n
+}
+
+// Ack records that stream name is acknowledged through p.Offset (cumulative; an ack
+// of another epoch, or of what is not committed here, counts for what is). It returns
+// the ids of the entries asking for an ack that this newly covers.
+func (s *Store) Ack(name string, p Position) (ids []string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logs[name]
+	if l == nil || l.epoch != p.Epoch {
+		return nil
+	}
+	to := min(p.Offset, l.committed)
+	if to <= l.acked {
+		return nil
+	}
+	for i := range l.entries {
+		if e := &l.entries[i]; e.Offset > l.acked && e.Offset <= to && e.Ack {
+			ids = append(ids, e.ID)
+		}
+	}
+	l.acked = to
+	return ids
+}
+
+// Acked returns how far stream name is acknowledged (ok false: no history here).
+func (s *Store) Acked(name string) (Position, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logs[name]
+	if l == nil {
+		return Position{}, false
+	}
+	return Position{l.epoch, l.acked}, true
+}
+
+// Unacked returns the committed, unexpired entries of stream name up to offset upTo
+// that ask for an ack and are not acknowledged: what a subscriber gets again however
+// far it says it has read (its earlier copy may never have been handled). maxBytes
+// bounds the data returned; the oldest come first and the rest are left out.
+func (s *Store) Unacked(name string, upTo uint64, maxBytes int) []Entry {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l := s.logs[name]
+	if l == nil {
+		return nil
+	}
+	now := s.cfg.Now().UnixNano()
+	var out []Entry
+	total := 0
+	for i := range l.entries {
+		e := l.entries[i]
+		if e.Offset > upTo || e.Offset > l.committed {
+			break
+		}
+		if !e.Ack || e.Offset <= l.acked || e.Expire <= now {
+			continue
+		}
+		if total += len(e.Data); total > maxBytes {
+			break
+		}
+		out = append(out, e)
+	}
+	return out
+}
+
+func (s *Store) drop(d Dropped) {
+	if len(s.dropped) < maxDropped {
+		s.dropped = append(s.dropped, d)
+	} else {
+		s.droppedLost++
+	}
+}
+
+// TakeDropped returns the unacknowledged entries that left their histories since
+// the last call, and how many more did but were not kept (over maxDropped).
+func (s *Store) TakeDropped() ([]Dropped, uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, lost := s.dropped, s.droppedLost
+	s.dropped, s.droppedLost = nil, 0
+	return d, lost
 }
 
 // Stats is what the store holds, for metrics.

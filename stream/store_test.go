@@ -1302,3 +1302,65 @@ func TestAdoptRefusesBrokenHistories(t *testing.T) {
 		s.Adopt("user:x", Position{"E", 0}, nil)
 	}
 }
+
+// TestAcks: a cumulative ack covers the entries that asked for one up to its offset;
+// what is left unacknowledged is read again whatever the reader's position, and is
+// reported once when its ttl passes or it is evicted.
+func TestAcks(t *testing.T) {
+	now := time.Unix(1000, 0)
+	s := New(Config{Size: 4, Now: func() time.Time { return now }})
+	exp := now.Add(time.Minute).UnixNano()
+	var last Position
+	for i, ack := range []bool{true, false, true, true} {
+		p, _, _ := s.Stamp("user:1", Entry{ID: fmt.Sprint("m", i+1), Ack: ack, Expire: exp})
+		s.Commit("user:1", p)
+		last = p
+	}
+	ids := func(es []Entry) (out []string) {
+		for _, e := range es {
+			out = append(out, e.ID)
+		}
+		return out
+	}
+	if got := ids(s.Unacked("user:1", last.Offset, 1<<20)); !slices.Equal(got, []string{"m1", "m3", "m4"}) {
+		t.Fatalf("unacked %v", got)
+	}
+	if got := s.Ack("user:1", Position{last.Epoch, 3}); !slices.Equal(got, []string{"m1", "m3"}) {
+		t.Fatalf("ack through 3 covered %v", got)
+	}
+	if got := s.Ack("user:1", Position{last.Epoch, 2}); got != nil {
+		t.Fatalf("an older ack covered %v", got)
+	}
+	if got := s.Ack("user:1", Position{"other-epoch", 9}); got != nil {
+		t.Fatalf("an ack of another epoch covered %v", got)
+	}
+	if got := ids(s.Unacked("user:1", 3, 1<<20)); got != nil {
+		t.Fatalf("unacked up to 3 after the ack: %v", got)
+	}
+	if a, _ := s.Acked("user:1"); a.Offset != 3 {
+		t.Fatalf("acked %v", a)
+	}
+	// m4 is pushed out by a fifth message (Size 4): reported once as evicted.
+	p, _, _ := s.Stamp("user:1", Entry{ID: "m5", Expire: exp})
+	s.Commit("user:1", p)
+	p, _, _ = s.Stamp("user:1", Entry{ID: "m6", Expire: exp})
+	s.Commit("user:1", p)
+	p, _, _ = s.Stamp("user:1", Entry{ID: "m7", Expire: now.Add(2 * time.Minute).UnixNano()})
+	s.Commit("user:1", p)
+	p, _, _ = s.Stamp("user:1", Entry{ID: "m8", Ack: true, Expire: now.Add(10 * time.Second).UnixNano()})
+	s.Commit("user:1", p)
+	d, lost := s.TakeDropped()
+	if lost != 0 || len(d) != 1 || d[0] != (Dropped{"user:1", "m4", "evicted"}) {
+		t.Fatalf("dropped %v (%d lost)", d, lost)
+	}
+	// m8 expires behind longer-lived entries: reported at its own ttl, once.
+	now = now.Add(11 * time.Second)
+	s.Sweep()
+	s.Sweep()
+	if d, _ := s.TakeDropped(); len(d) != 1 || d[0] != (Dropped{"user:1", "m8", "ttl"}) {
+		t.Fatalf("dropped after m8's ttl: %v", d)
+	}
+	if got := s.Unacked("user:1", p.Offset, 1<<20); got != nil {
+		t.Fatalf("unacked after expiry: %v", ids(got))
+	}
+}

@@ -1,0 +1,769 @@
+package hub
+
+import (
+	"context"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"longlink/loop"
+	"longlink/push"
+	"longlink/stream"
+	"longlink/webhook"
+)
+
+// Receipts and acknowledgements (docs/api.md, "Receipts and acknowledgements").
+//
+// A push with a receipt (push.Message.Receipt: "ack", "wait" or "receipt") has a
+// record per target where the facts about that target meet:
+//
+//   - a user target's on the owner of its stream user:<id>. The owner opens it when it
+//     stores the message; the nodes it fans the copy out to write it, count the
+//     connections per user (loop.Track) and report them back (wireDelivered); a v2
+//     client's cumulative ack goes from its node to the owner (wireAck), which applies
+//     it to the stream (stream.Store.Ack, which names the messages it newly covers),
+//     records who acknowledged them, and copies the ack to the stream's replicas
+//     (wireAckCopy) so a new owner does not deliver acknowledged messages again.
+//   - a connection target's on the node that holds the connection, which writes it
+//     and to which the connection acks it by message id.
+//
+// A record that changes while its origin waits for it ("wait") is sent there
+// (wireReceipt) and the origin's waiter answers once every target is final.
+// GET /v1/messages/{id} asks every node for what it holds of the id (opReceipt).
+//
+// Records live until the message's ttl, then a minute more as "expired" or their final
+// state, within Config.MaxReceipts (oldest first beyond it, counted). They are not
+// replicated: when a stream's owner dies, its records of that stream's messages go
+// with it; the messages themselves, their ack state and their redelivery survive on
+// the replicas, and message.expired is then sent by the new owner.
+//
+// Who owns what: everything below is guarded by receipts.mu; waiters by wmu. Nothing
+// here is called on an event loop except ackLocal/onClientAck, which only queue.
+
+const (
+	// receiptLinger keeps a record past its message's ttl, so its final state can
+	// still be read.
+	receiptLinger = time.Minute
+	// defaultMaxReceipts bounds the records one node keeps.
+	defaultMaxReceipts = 1 << 18
+	// ackQueue bounds the acks waiting to be sent to their owners; past it an ack is
+	// dropped and counted (the message is delivered again: at least once).
+	ackQueue = 1 << 16
+	// ackFlush is how long acks may wait to be coalesced.
+	ackFlush = 5 * time.Millisecond
+	// maxReporters bounds the goroutines waiting for local writes to report them.
+	maxReporters = 4096
+)
+
+type receipts struct {
+	h   *Hub
+	max int
+
+	mu    sync.Mutex
+	byID  map[string]*receipt
+	order []*receipt // insertion order, for the MaxReceipts bound
+
+	wmu     sync.Mutex
+	waiters map[string]*waiter
+
+	acks      chan ackNote
+	reporters chan struct{}
+}
+
+// receipt is what this node holds of one message's targets.
+type receipt struct {
+	id      string
+	expire  int64  // the message's ttl, unix nanoseconds
+	notify  string // the origin waiting for changes, "" none
+	until   int64  // ... until then
+	targets map[string]*tstate
+	gone    bool // evicted or swept: order may still hold it
+}
+
+// tstate is one target's facts.
+type tstate struct {
+	ack       bool
+	delivered map[string]int
+	ackedBy   string
+	ackedAt   int64
+	expired   string // reason; "" not expired
+}
+
+func (t *tstate) status() push.TargetStatus {
+	st := push.TargetStatus{Ack: t.ack, Delivered: map[string]int{}}
+	for n, c := range t.delivered {
+		st.Delivered[n] = c
+	}
+	switch {
+	case t.ackedBy != "":
+		st.Status = push.StatusAcked
+		st.AckedBy = t.ackedBy
+		at := time.Unix(0, t.ackedAt).UTC()
+		st.AckedAt = &at
+	case t.expired != "":
+		st.Status, st.Reason = push.StatusExpired, t.expired
+	case len(t.delivered) > 0:
+		st.Status = push.StatusDelivered
+	default:
+		st.Status = push.StatusPending
+	}
+	return st
+}
+
+// ackNote is one client ack on its way to the stream's owner.
+type ackNote struct {
+	stream string
+	epoch  string // "" the owner's current epoch
+	offset uint64
+	conn   string
+	at     int64
+	// message, when set, acks that message to connection conn (a connection
+	// target) instead of a stream.
+	message string
+}
+
+func newReceipts(h *Hub, max int) *receipts {
+	if max <= 0 {
+		max = defaultMaxReceipts
+	}
+	return &receipts{h: h, max: max, byID: map[string]*receipt{}, waiters: map[string]*waiter{},
+		acks: make(chan ackNote, ackQueue), reporters: make(chan struct{}, maxReporters)}
+}
+
+// open makes (or extends: a retried append) the record of id for targets, each
+// "user:<id>" or "connection:<id>".
+func (r *receipts) open(m *push.Message, expire int64, origin string, targets []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rc := r.byID[m.ID]
+	if rc == nil {
+		rc = &receipt{id: m.ID, expire: expire, targets: make(map[string]*tstate, len(targets))}
+		r.byID[m.ID] = rc
+		r.order = append(r.order, rc)
+		r.bound()
+	}
+	if m.Wait > 0 && origin != "" {
+		rc.notify, rc.until = origin, m.Accepted+int64(m.Wait)
+	}
+	for _, t := range targets {
+		if rc.targets[t] == nil {
+			rc.targets[t] = &tstate{ack: m.Ack}
+		}
+	}
+}
+
+// bound evicts the oldest records beyond max (under mu).
+func (r *receipts) bound() {
+	for len(r.byID) > r.max && len(r.order) > 0 {
+		old := r.order[0]
+		r.order[0] = nil
+		r.order = r.order[1:]
+		if !old.gone {
+			old.gone = true
+			delete(r.byID, old.id)
+			r.h.m.receiptsEvicted.Inc()
+		}
+	}
+	if cap(r.order) > 1024 && len(r.order) < cap(r.order)/4 {
+		r.order = slices.Clone(r.order)
+	}
+}
+
+// update applies fn to target t of id and sends the change to a waiting origin.
+func (r *receipts) update(id, t string, fn func(*tstate) bool) {
+	r.mu.Lock()
+	rc := r.byID[id]
+	if rc == nil {
+		r.mu.Unlock()
+		return
+	}
+	ts := rc.targets[t]
+	if ts == nil || !fn(ts) {
+		r.mu.Unlock()
+		return
+	}
+	notify := ""
+	if rc.notify != "" && time.Now().UnixNano() < rc.until {
+		notify = rc.notify
+	}
+	st := ts.status()
+	r.mu.Unlock()
+	if notify != "" {
+		r.tell(notify, id, t, &st)
+	}
+}
+
+func (r *receipts) delivered(id, t, node string, n int) {
+	if n <= 0 {
+		return
+	}
+	r.update(id, t, func(ts *tstate) bool {
+		if ts.delivered == nil {
+			ts.delivered = map[string]int{}
+		}
+		if ts.delivered[node] >= n {
+			return false
+		}
+		ts.delivered[node] = n
+		return true
+	})
+}
+
+func (r *receipts) acked(id, t, conn string, at int64) {
+	r.update(id, t, func(ts *tstate) bool {
+		if ts.ackedBy != "" || !ts.ack {
+			return false
+		}
+		ts.ackedBy, ts.ackedAt = conn, at
+		return true
+	})
+}
+
+func (r *receipts) expired(id, t, reason string) {
+	r.update(id, t, func(ts *tstate) bool {
+		if ts.ackedBy != "" || ts.expired != "" {
+			return false
+		}
+		ts.expired = reason
+		return true
+	})
+}
+
+// query returns what this node holds of id.
+func (r *receipts) query(id string) (expire int64, out map[string]push.TargetStatus) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	rc := r.byID[id]
+	if rc == nil {
+		return 0, nil
+	}
+	out = make(map[string]push.TargetStatus, len(rc.targets))
+	for t, ts := range rc.targets {
+		out[t] = ts.status()
+	}
+	return rc.expire, out
+}
+
+// sweep expires the connection targets that were not acknowledged within the ttl
+// (user targets expire with their stream entries: expireDropped) and forgets records
+// past their linger.
+func (r *receipts) sweep(now int64) {
+	type exp struct{ id, target string }
+	var expiring []exp
+	r.mu.Lock()
+	for id, rc := range r.byID {
+		if now >= rc.expire+int64(receiptLinger) {
+			rc.gone = true
+			delete(r.byID, id)
+			continue
+		}
+		if now < rc.expire {
+			continue
+		}
+		for t, ts := range rc.targets {
+			if ts.ack && ts.ackedBy == "" && ts.expired == "" && strings.HasPrefix(t, "connection:") {
+				expiring = append(expiring, exp{id, t})
+			}
+		}
+	}
+	if len(r.order) > 0 && len(r.byID) < len(r.order)/2 {
+		kept := r.order[:0]
+		for _, rc := range r.order {
+			if !rc.gone {
+				kept = append(kept, rc)
+			}
+		}
+		clear(r.order[len(kept):])
+		r.order = kept
+	}
+	r.mu.Unlock()
+	for _, e := range expiring {
+		r.expired(e.id, e.target, "ttl")
+		r.h.m.expired[expTTL].Inc()
+		r.h.emit(webhook.Event{Type: "message.expired", Message: e.id, Target: e.target, Reason: "ttl"})
+	}
+}
+
+func (r *receipts) len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.byID)
+}
+
+// ---- waiting at the origin ----
+
+// waiter collects the states of one message's targets while its push waits.
+type waiter struct {
+	mu      sync.Mutex
+	targets map[string]push.TargetStatus
+	left    int // targets not final
+	done    chan struct{}
+}
+
+// watch registers a waiter for m before it is appended, so no change is missed.
+func (r *receipts) watch(m *push.Message) *waiter {
+	w := &waiter{targets: map[string]push.TargetStatus{}, done: make(chan struct{})}
+	for _, u := range m.To.Users {
+		w.targets["user:"+u] = push.TargetStatus{Status: push.StatusPending, Ack: m.Ack, Delivered: map[string]int{}}
+	}
+	for _, c := range m.To.Connections {
+		w.targets["connection:"+c] = push.TargetStatus{Status: push.StatusPending, Ack: m.Ack, Delivered: map[string]int{}}
+	}
+	w.left = len(w.targets)
+	r.wmu.Lock()
+	r.waiters[m.ID] = w
+	r.wmu.Unlock()
+	return w
+}
+
+func (r *receipts) unwatch(id string, w *waiter) {
+	r.wmu.Lock()
+	if r.waiters[id] == w {
+		delete(r.waiters, id)
+	}
+	r.wmu.Unlock()
+}
+
+// seen records a target's state at the origin.
+func (r *receipts) seen(id, t string, st *push.TargetStatus) {
+	r.wmu.Lock()
+	w := r.waiters[id]
+	r.wmu.Unlock()
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	old, ok := w.targets[t]
+	if !ok || old.Final() {
+		return
+	}
+	w.targets[t] = *st
+	if st.Final() {
+		if w.left--; w.left == 0 {
+			close(w.done)
+		}
+	}
+}
+
+// result waits for w until deadline and returns the targets' states.
+func (w *waiter) result(deadline time.Time) (map[string]push.TargetStatus, bool) {
+	w.mu.Lock()
+	left := w.left
+	w.mu.Unlock()
+	if left > 0 {
+		t := time.NewTimer(time.Until(deadline))
+		select {
+		case <-w.done:
+		case <-t.C:
+		}
+		t.Stop()
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return maps(w.targets), w.left == 0
+}
+
+func maps(m map[string]push.TargetStatus) map[string]push.TargetStatus {
+	out := make(map[string]push.TargetStatus, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// tell sends a target's new state to the origin waiting for it.
+func (r *receipts) tell(origin, id, t string, st *push.TargetStatus) {
+	if origin == r.h.cfg.NodeName {
+		r.seen(id, t, st)
+		return
+	}
+	b := wbuf{wireReceipt}.str(id).str(t).status(st)
+	if r.h.remote.Send(origin, b) != nil {
+		r.h.m.receiptNotesLost.Inc()
+	}
+}
+
+func (r *receipts) onReceiptNote(payload []byte) {
+	rb := rbuf{b: payload}
+	id, t := rb.str(), rb.str()
+	st := rb.status()
+	if rb.err != nil {
+		return
+	}
+	r.seen(id, t, &st)
+}
+
+// ---- delivery reports ----
+
+// track gives a copy of a message with a receipt a loop.Track, and reports its counts
+// once the loops wrote it: user targets to the owner that sent the copy (from; this
+// node: recorded here), connection targets recorded here. It never blocks: past
+// maxReporters waiting reports, the counts are lost (counted).
+func (r *receipts) track(m *push.Message, st *loop.Stamped, p Pending, from string) {
+	tr := st.Track
+	select {
+	case r.reporters <- struct{}{}:
+	default:
+		r.h.m.reportsLost.Inc()
+		return
+	}
+	id := m.ID
+	go func() {
+		defer func() { <-r.reporters }()
+		r.waitPending(p)
+		r.report(id, from, tr)
+	}()
+}
+
+func (r *receipts) waitPending(p Pending) {
+	ctx, cancel := contextWithTimeout(deliverTimeout)
+	defer cancel()
+	p.Wait(ctx)
+}
+
+// report records or sends what tr counted for message id.
+func (r *receipts) report(id, owner string, tr *loop.Track) {
+	self := r.h.cfg.NodeName
+	for _, c := range tr.Conns() {
+		r.delivered(id, "connection:"+c, self, 1)
+	}
+	users := tr.Users()
+	if len(users) == 0 {
+		return
+	}
+	if owner == self {
+		for u, n := range users {
+			r.delivered(id, "user:"+u, self, n)
+		}
+		return
+	}
+	b := wbuf{wireDelivered}.str(id).uv(uint64(len(users)))
+	for u, n := range users {
+		b = b.str(u).uv(uint64(n))
+	}
+	if r.h.remote.Send(owner, b) != nil {
+		r.h.m.reportsLost.Inc()
+	}
+}
+
+// replayed reports messages of user stream name replayed to one connection here.
+func (r *receipts) replayed(name string, ids []string) {
+	self := r.h.cfg.NodeName
+	owner := r.h.st.ringNow().ring.Owner(name)
+	u := strings.TrimPrefix(name, "user:")
+	for _, id := range ids {
+		if owner == self {
+			r.delivered(id, name, self, 1)
+			continue
+		}
+		if r.h.remote.Send(owner, wbuf{wireDelivered}.str(id).uv(1).str(u).uv(1)) != nil {
+			r.h.m.reportsLost.Inc()
+		}
+	}
+}
+
+func (r *receipts) onDelivered(from string, payload []byte) {
+	rb := rbuf{b: payload}
+	id := rb.str()
+	for n := rb.count(2); n > 0 && rb.err == nil; n-- {
+		u, c := rb.str(), int(rb.uv())
+		if rb.err == nil {
+			r.delivered(id, "user:"+u, from, c)
+		}
+	}
+}
+
+// ---- acks ----
+
+// onClientAck takes a v2 client's ack on its loop: queued, never blocking.
+func (r *receipts) onClientAck(a ackNote) {
+	select {
+	case r.acks <- a:
+	default:
+		r.h.m.acksDropped.Inc()
+	}
+}
+
+// ackLoop coalesces the queued acks per stream and sends each owner its batch.
+func (r *receipts) ackLoop(stop <-chan struct{}) {
+	pending := map[string]ackNote{}
+	var t *time.Timer
+	var tc <-chan time.Time
+	flush := func() {
+		if len(pending) == 0 {
+			return
+		}
+		rs := r.h.st.ringNow()
+		per := map[string][]ackNote{}
+		for _, a := range pending {
+			o := rs.ring.Owner(a.stream)
+			per[o] = append(per[o], a)
+		}
+		clear(pending)
+		for o, as := range per {
+			if o == r.h.cfg.NodeName {
+				r.applyAcks(as)
+				continue
+			}
+			b := wbuf{wireAck}.uv(uint64(len(as)))
+			for _, a := range as {
+				b = b.str(a.stream).str(a.epoch).uv(a.offset).str(a.conn).uv(uint64(a.at))
+			}
+			if r.h.remote.Send(o, b) != nil {
+				r.h.m.acksDropped.Add(len(as))
+			}
+		}
+	}
+	for {
+		select {
+		case <-stop:
+			return
+		case a := <-r.acks:
+			if a.message != "" {
+				r.acked(a.message, "connection:"+a.conn, a.conn, a.at)
+				continue
+			}
+			if old, ok := pending[a.stream]; !ok || a.offset > old.offset || a.epoch != old.epoch {
+				pending[a.stream] = a
+			}
+			if len(pending) >= 1024 {
+				flush()
+			} else if tc == nil {
+				t = time.NewTimer(ackFlush)
+				tc = t.C
+			}
+		case <-tc:
+			tc = nil
+			flush()
+		}
+	}
+}
+
+func (r *receipts) onAcks(payload []byte) {
+	rb := rbuf{b: payload}
+	n := rb.count(5)
+	as := make([]ackNote, 0, n)
+	for ; n > 0; n-- {
+		a := ackNote{stream: rb.str(), epoch: rb.str(), offset: rb.uv(), conn: rb.str(), at: int64(rb.uv())}
+		if rb.err != nil {
+			return
+		}
+		as = append(as, a)
+	}
+	r.applyAcks(as)
+}
+
+// applyAcks applies acks as the owner of their streams: to the history, the
+// receipts, and the replicas.
+func (r *receipts) applyAcks(as []ackNote) {
+	s := r.h.st
+	ring := s.ringNow().ring
+	copies := map[string]wbuf{}
+	counts := map[string]int{}
+	for _, a := range as {
+		epoch := a.epoch
+		if epoch == "" {
+			head, ok := s.store.Head(a.stream)
+			if !ok {
+				continue
+			}
+			epoch = head.Epoch
+		}
+		pos := stream.Position{Epoch: epoch, Offset: a.offset}
+		r.h.m.acks.Inc()
+		for _, id := range s.store.Ack(a.stream, pos) {
+			r.acked(id, a.stream, a.conn, a.at)
+		}
+		for _, n := range ring.Holders(a.stream, s.replicas)[1:] {
+			copies[n] = copies[n].str(a.stream).pos(pos)
+			counts[n]++
+		}
+	}
+	for n, b := range copies {
+		body := append(wbuf{wireAckCopy}.uv(uint64(counts[n])), b...)
+		if r.h.remote.Send(n, body) != nil {
+			r.h.m.ackCopiesLost.Inc()
+		}
+	}
+}
+
+func (r *receipts) onAckCopy(payload []byte) {
+	rb := rbuf{b: payload}
+	for n := rb.count(2); n > 0 && rb.err == nil; n-- {
+		name, pos := rb.str(), rb.pos()
+		if rb.err == nil {
+			r.h.st.store.Ack(name, pos)
+		}
+	}
+}
+
+// ---- expiry ----
+
+// expireDropped handles the unacknowledged entries the store dropped: the owner of
+// each stream sends message.expired (a replica stays silent: once per message).
+func (r *receipts) expireDropped() {
+	s := r.h.st
+	drops, lost := s.store.TakeDropped()
+	if lost > 0 {
+		r.h.m.expiredLost.Add(int(lost))
+	}
+	if len(drops) == 0 {
+		return
+	}
+	ring := s.ringNow().ring
+	self := r.h.cfg.NodeName
+	for _, d := range drops {
+		if ring.Owner(d.Stream) != self {
+			continue
+		}
+		reason := expTTL
+		if d.Reason == "evicted" {
+			reason = expEvicted
+		}
+		r.h.m.expired[reason].Inc()
+		r.expired(d.ID, d.Stream, d.Reason)
+		e := webhook.Event{Type: "message.expired", Message: d.ID, Target: d.Stream, Reason: d.Reason}
+		if u, ok := strings.CutPrefix(d.Stream, "user:"); ok {
+			e.User = u
+		}
+		r.h.emit(e)
+	}
+}
+
+// Expiry reasons, indexes into hubMetrics.expired.
+const (
+	expTTL = iota
+	expEvicted
+)
+
+// ---- the wire ----
+
+func (b wbuf) status(st *push.TargetStatus) wbuf {
+	var flags byte
+	if st.Ack {
+		flags = 1
+	}
+	b = b.str(st.Status).byte1(flags).uv(uint64(len(st.Delivered)))
+	for n, c := range st.Delivered {
+		b = b.str(n).uv(uint64(c))
+	}
+	var at int64
+	if st.AckedAt != nil {
+		at = st.AckedAt.UnixNano()
+	}
+	return b.str(st.AckedBy).uv(uint64(at)).str(st.Reason)
+}
+
+func (r *rbuf) status() push.TargetStatus {
+	st := push.TargetStatus{Status: r.str(), Ack: r.byte1() == 1, Delivered: map[string]int{}}
+	for n := r.count(2); n > 0 && r.err == nil; n-- {
+		node, c := r.str(), int(r.uv())
+		st.Delivered[node] = c
+	}
+	st.AckedBy = r.str()
+	if at := int64(r.uv()); at != 0 {
+		t := time.Unix(0, at).UTC()
+		st.AckedAt = &t
+	}
+	st.Reason = r.str()
+	return st
+}
+
+// ---- the hub's API ----
+
+// Receipt implements push.Hub: this node's records of id and every peer's, merged.
+func (h *Hub) Receipt(id string) (*push.Receipt, error) {
+	expire, targets := h.rc.query(id)
+	if peers := h.remote.AliveNodes(); len(peers) > 0 {
+		ctx, cancel := contextWithTimeout(h.cfg.QueryTimeout)
+		answers, _ := h.remote.Ask(ctx, peers, wbuf{opReceipt}.str(id))
+		cancel()
+		for _, body := range answers {
+			rb := rbuf{b: body}
+			e := int64(rb.uv())
+			n := rb.count(2)
+			for ; n > 0 && rb.err == nil; n-- {
+				t, st := rb.str(), rb.status()
+				if rb.err != nil {
+					break
+				}
+				if targets == nil {
+					targets = map[string]push.TargetStatus{}
+				}
+				targets[t] = merge(targets[t], st)
+			}
+			expire = max(expire, e)
+		}
+	}
+	if targets == nil {
+		return nil, nil
+	}
+	return &push.Receipt{ID: id, Expires: time.Unix(0, expire).UTC(), Targets: targets}, nil
+}
+
+// merge combines two nodes' records of one target (after an owner change both may
+// hold one): the more final state, and every node's deliveries.
+func merge(a, b push.TargetStatus) push.TargetStatus {
+	if a.Status == "" {
+		return b
+	}
+	rank := func(s string) int {
+		switch s {
+		case push.StatusAcked:
+			return 3
+		case push.StatusExpired:
+			return 2
+		case push.StatusDelivered:
+			return 1
+		}
+		return 0
+	}
+	out := a
+	if rank(b.Status) > rank(a.Status) {
+		out = b
+	}
+	d := map[string]int{}
+	for n, c := range a.Delivered {
+		d[n] = c
+	}
+	for n, c := range b.Delivered {
+		d[n] = max(d[n], c)
+	}
+	out.Delivered = d
+	if out.Status == push.StatusPending && len(d) > 0 {
+		out.Status = push.StatusDelivered
+	}
+	return out
+}
+
+func (h *Hub) onReceiptQuery(arg []byte) []byte {
+	rb := rbuf{b: arg}
+	id := rb.str()
+	if rb.err != nil {
+		return nil
+	}
+	expire, targets := h.rc.query(id)
+	b := wbuf{}.uv(uint64(expire)).uv(uint64(len(targets)))
+	for t, st := range targets {
+		b = b.str(t).status(&st)
+	}
+	return b
+}
+
+// Ack takes a v2 client's cumulative ack of its user stream (epoch "" means the
+// owner's current one). It runs on the connection's loop and only queues.
+func (h *Hub) Ack(connID, stream, epoch string, offset uint64) {
+	h.rc.onClientAck(ackNote{stream: stream, epoch: epoch, offset: offset, conn: connID, at: time.Now().UnixNano()})
+}
+
+// AckMessage takes a connection's ack of a message sent to it by connection id.
+// It runs on the connection's loop and only queues.
+func (h *Hub) AckMessage(connID, id string) {
+	h.rc.onClientAck(ackNote{message: id, conn: connID, at: time.Now().UnixNano()})
+}
+
+func contextWithTimeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), d)
+}
