@@ -196,7 +196,7 @@ func New(cfg Config) (*Hub, error) {
 	}
 	h.m = newHubMetrics(cfg.Metrics)
 	h.rc = newReceipts(h, cfg.MaxReceipts)
-	h.st = newStreams(h, cfg)
+	newStreams(h, cfg) // sets h.st before its goroutines start
 	h.m.register(cfg.Metrics, h.st.store, h.rc)
 	return h, nil
 }

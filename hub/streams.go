@@ -149,6 +149,7 @@ func newStreams(h *Hub, cfg Config) *streams {
 		seen:      map[string]stream.Position{},
 	}
 	s.rs = &ringState{ring: stream.NewRing([]string{h.cfg.NodeName}), changed: make(chan struct{})}
+	h.st = s // before the goroutines: they reach the streams through the hub
 	s.wg.Add(4)
 	go func() { defer s.wg.Done(); h.rc.ackLoop(s.stop) }()
 	go s.committer()
