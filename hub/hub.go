@@ -122,7 +122,7 @@ type Config struct {
 
 // Defaults returns the values zero fields of a Config stand for.
 func Defaults() Config {
-	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout}
+	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout, MaxReceipts: defaultMaxReceipts}
 }
 
 const (
