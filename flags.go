@@ -121,7 +121,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&c.Hub.History.Size, "history-size", d.Hub.History.Size, "messages kept per stream (user, room, all) for clients that reconnect")
 	fs.DurationVar(&c.Hub.History.TTL, "history-ttl", d.Hub.History.TTL, "how long a message is kept for recovery unless its push says \"ttl\"")
 	fs.Int64Var(&c.Hub.History.MaxBytes, "history-max-bytes", d.Hub.History.MaxBytes, "bytes of history this node keeps for all streams together; over it the oldest messages go first")
-	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "message receipts (pushes with ack, wait or receipt) this node keeps, each for its message's ttl; the oldest go first beyond it (about 300 bytes each plus 60 per node that delivered)")
+	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "message receipts (pushes with ack, wait or receipt) this node keeps, each for its message's ttl; the oldest go first beyond it (about 260 bytes for one target written by one node, BenchmarkReceiptMemory)")
 	fs.DurationVar(&c.Hub.StoreTimeout, "store-timeout", d.Hub.StoreTimeout, "how long a push keeps trying to store its message on its streams' owners (failover) before it is answered 503")
 
 	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")

@@ -77,23 +77,60 @@ type receipt struct {
 	expire  int64  // the message's ttl, unix nanoseconds
 	notify  string // the origin waiting for changes, "" none
 	until   int64  // ... until then
-	targets map[string]*tstate
+	// Most messages have one target here: it is held inline, a map only beyond.
+	one     string
+	oneSt   *tstate
+	more    map[string]*tstate
 	gone    bool // evicted or swept: order may still hold it
+}
+
+func (rc *receipt) target(t string) *tstate {
+	if rc.one == t {
+		return rc.oneSt
+	}
+	return rc.more[t]
+}
+
+func (rc *receipt) add(t string, ts *tstate) {
+	switch {
+	case rc.oneSt == nil:
+		rc.one, rc.oneSt = t, ts
+	default:
+		if rc.more == nil {
+			rc.more = map[string]*tstate{}
+		}
+		rc.more[t] = ts
+	}
+}
+
+func (rc *receipt) each(fn func(t string, ts *tstate)) {
+	if rc.oneSt != nil {
+		fn(rc.one, rc.oneSt)
+	}
+	for t, ts := range rc.more {
+		fn(t, ts)
+	}
 }
 
 // tstate is one target's facts.
 type tstate struct {
 	ack       bool
-	delivered map[string]int
+	delivered []nodeCount // a few nodes: a slice costs a third of a map
 	ackedBy   string
 	ackedAt   int64
 	expired   string // reason; "" not expired
 }
 
+// nodeCount is how many connections a node wrote a message to.
+type nodeCount struct {
+	node string
+	n    int
+}
+
 func (t *tstate) status() push.TargetStatus {
-	st := push.TargetStatus{Ack: t.ack, Delivered: map[string]int{}}
-	for n, c := range t.delivered {
-		st.Delivered[n] = c
+	st := push.TargetStatus{Ack: t.ack, Delivered: make(map[string]int, len(t.delivered))}
+	for _, d := range t.delivered {
+		st.Delivered[d.node] = d.n
 	}
 	switch {
 	case t.ackedBy != "":
@@ -138,7 +175,7 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 	defer r.mu.Unlock()
 	rc := r.byID[m.ID]
 	if rc == nil {
-		rc = &receipt{id: m.ID, expire: expire, targets: make(map[string]*tstate, len(targets))}
+		rc = &receipt{id: m.ID, expire: expire}
 		r.byID[m.ID] = rc
 		r.order = append(r.order, rc)
 		r.bound()
@@ -147,8 +184,8 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 		rc.notify, rc.until = origin, m.Accepted+int64(m.Wait)
 	}
 	for _, t := range targets {
-		if rc.targets[t] == nil {
-			rc.targets[t] = &tstate{ack: m.Ack}
+		if rc.target(t) == nil {
+			rc.add(t, &tstate{ack: m.Ack})
 		}
 	}
 }
@@ -178,7 +215,7 @@ func (r *receipts) update(id, t string, fn func(*tstate) bool) {
 		r.mu.Unlock()
 		return
 	}
-	ts := rc.targets[t]
+	ts := rc.target(t)
 	if ts == nil || !fn(ts) {
 		r.mu.Unlock()
 		return
@@ -199,13 +236,16 @@ func (r *receipts) delivered(id, t, node string, n int) {
 		return
 	}
 	r.update(id, t, func(ts *tstate) bool {
-		if ts.delivered == nil {
-			ts.delivered = map[string]int{}
+		for i := range ts.delivered {
+			if d := &ts.delivered[i]; d.node == node {
+				if d.n >= n {
+					return false
+				}
+				d.n = n
+				return true
+			}
 		}
-		if ts.delivered[node] >= n {
-			return false
-		}
-		ts.delivered[node] = n
+		ts.delivered = append(ts.delivered, nodeCount{node, n})
 		return true
 	})
 }
@@ -238,10 +278,8 @@ func (r *receipts) query(id string) (expire int64, out map[string]push.TargetSta
 	if rc == nil {
 		return 0, nil
 	}
-	out = make(map[string]push.TargetStatus, len(rc.targets))
-	for t, ts := range rc.targets {
-		out[t] = ts.status()
-	}
+	out = make(map[string]push.TargetStatus, 1+len(rc.more))
+	rc.each(func(t string, ts *tstate) { out[t] = ts.status() })
 	return rc.expire, out
 }
 
@@ -261,11 +299,11 @@ func (r *receipts) sweep(now int64) {
 		if now < rc.expire {
 			continue
 		}
-		for t, ts := range rc.targets {
+		rc.each(func(t string, ts *tstate) {
 			if ts.ack && ts.ackedBy == "" && ts.expired == "" && strings.HasPrefix(t, "connection:") {
 				expiring = append(expiring, exp{id, t})
 			}
-		}
+		})
 	}
 	if len(r.order) > 0 && len(r.byID) < len(r.order)/2 {
 		kept := r.order[:0]
