@@ -208,8 +208,10 @@ func (b *Biz) Send(who Caller, id, data []byte, done func(Reply)) bool {
 	b.up.wg.Add(1)
 	go func() {
 		defer b.up.wg.Done()
-		defer b.slots.give()
 		r := b.send(who, id, data)
+		// The slot goes back before the answer: a client that sends again the moment
+		// it reads it finds the slot free.
+		b.slots.give()
 		b.m.reply(r.Status)
 		done(r)
 	}()
@@ -272,8 +274,9 @@ func (b *Biz) Subscribe(who Caller, room string, done func(Reply)) bool {
 	b.up.wg.Add(1)
 	go func() {
 		defer b.up.wg.Done()
-		defer b.slots.give()
-		done(b.subscribe(who, room))
+		r := b.subscribe(who, room)
+		b.slots.give()
+		done(r)
 	}()
 	return true
 }
