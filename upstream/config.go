@@ -70,10 +70,10 @@ type Config struct {
 	ClientRate float64
 	// ClientBurst is how many of them may come at once. Zero means 100.
 	ClientBurst int
-	// RoomInFlight bounds the subscribes to rooms of no business that wait for the
-	// stream's owner at once (a cluster; a node alone answers on the loop). Over it:
-	// 503. Zero means 1024.
-	RoomInFlight int
+	// SubscribeInFlight bounds the subscribes that wait at once for their room
+	// stream's owner to know this node (in a cluster; a node alone answers on the
+	// loop). Over it: 503. Zero means 1024.
+	SubscribeInFlight int
 
 	// NodeName is sent to back-ends as the node that holds the connection. Required.
 	NodeName string
@@ -85,7 +85,7 @@ type Config struct {
 
 // Defaults returns the values zero fields of a Config stand for.
 func Defaults() Config {
-	return Config{ClientRate: 50, ClientBurst: 100, RoomInFlight: 1024}
+	return Config{ClientRate: 50, ClientBurst: 100, SubscribeInFlight: 1024}
 }
 
 const maxNameLen = 64

@@ -79,7 +79,7 @@ func newClientMetrics(set *metrics.Set, u *Upstream) *ClientMetrics {
 	sub := func(r string) *metrics.Counter {
 		return set.NewCounter(`longlink_client_subscribes_total{result="` + r + `"}`)
 	}
-	set.NewGauge(`longlink_client_room_subscribes_inflight`, func() float64 { return float64(u.rooms.n.Load()) })
+	set.NewGauge(`longlink_client_subscribes_inflight`, func() float64 { return float64(u.rooms.n.Load()) })
 	return &ClientMetrics{
 		RateLimitedSend:        set.NewCounter(`longlink_client_rate_limited_total{type="send"}`),
 		RateLimitedSubscribe:   set.NewCounter(`longlink_client_rate_limited_total{type="subscribe"}`),

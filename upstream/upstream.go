@@ -29,7 +29,7 @@ type Upstream struct {
 	cfg    Config
 	byName map[string]*Biz // read-only after New
 	list   []*Biz          // in Config order; Biz.Index is the position
-	rooms  slots           // subscribes to rooms of no business waiting for an owner
+	rooms  slots           // subscribes waiting for their room stream's owner (GoRoom)
 	Client *ClientMetrics
 
 	ctx    context.Context // cancelled by Close: what is in flight ends
@@ -82,11 +82,11 @@ func New(cfg Config) (*Upstream, error) {
 	if cfg.ClientBurst == 0 {
 		cfg.ClientBurst = d.ClientBurst
 	}
-	if cfg.RoomInFlight < 0 {
-		return nil, fmt.Errorf("upstream: Config.RoomInFlight %d must not be negative", cfg.RoomInFlight)
+	if cfg.SubscribeInFlight < 0 {
+		return nil, fmt.Errorf("upstream: Config.SubscribeInFlight %d must not be negative", cfg.SubscribeInFlight)
 	}
-	if cfg.RoomInFlight == 0 {
-		cfg.RoomInFlight = d.RoomInFlight
+	if cfg.SubscribeInFlight == 0 {
+		cfg.SubscribeInFlight = d.SubscribeInFlight
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.NewSet()
@@ -95,7 +95,7 @@ func New(cfg Config) (*Upstream, error) {
 		cfg.Logger = slog.Default()
 	}
 	u := &Upstream{cfg: cfg, byName: make(map[string]*Biz, len(cfg.Businesses))}
-	u.rooms.max = int64(cfg.RoomInFlight)
+	u.rooms.max = int64(cfg.SubscribeInFlight)
 	u.ctx, u.cancel = context.WithCancel(context.Background())
 	u.Client = newClientMetrics(cfg.Metrics, u)
 	for i, b := range cfg.Businesses {
@@ -157,12 +157,21 @@ func (u *Upstream) ForRoom(room string) (b *Biz, namespaced bool) {
 	return u.byName[room[:i]], true
 }
 
-// RoomSlot takes one of the slots for subscribes to rooms of no business that wait
-// for a peer; false when none is free. Give it back with RoomSlotDone.
-func (u *Upstream) RoomSlot() bool { return u.rooms.take() }
-
-// RoomSlotDone gives back a RoomSlot.
-func (u *Upstream) RoomSlotDone() { u.rooms.give() }
+// GoRoom runs fn in a goroutine if one of the SubscribeInFlight slots is free (a
+// subscribe waiting for its room stream's owner) and reports whether it did. Close
+// waits for it.
+func (u *Upstream) GoRoom(fn func()) bool {
+	if !u.rooms.take() {
+		return false
+	}
+	u.wg.Add(1)
+	go func() {
+		defer u.wg.Done()
+		defer u.rooms.give()
+		fn()
+	}()
+	return true
+}
 
 // Close cancels every request in flight (their callbacks run with 503) and waits
 // for their goroutines.
@@ -374,7 +383,7 @@ func (b *Biz) post(target string, body []byte) (int, []byte, error) {
 	if len(answer) > b.MaxReply {
 		return 0, nil, &errAnswer{"too_large", fmt.Sprintf("the answer of %s's back-end is larger than %d bytes", b.Name, b.MaxReply)}
 	}
-	if len(bytes.TrimSpace(answer)) == 0 {
+	if answer = bytes.TrimSpace(answer); len(answer) == 0 {
 		return resp.StatusCode, nil, nil
 	}
 	if !json.Valid(answer) {
