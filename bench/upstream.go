@@ -330,6 +330,7 @@ func runUpstream(ctx context.Context, o Options, stdout, stderr io.Writer) error
 	if be != nil {
 		be0 = be.Requests()
 	}
+	cpuStart := readCPUTimes()
 	phase, cancel := context.WithTimeout(ctx, o.Duration)
 	defer cancel()
 	var wg sync.WaitGroup
@@ -385,6 +386,7 @@ func runUpstream(ctx context.Context, o Options, stdout, stderr io.Writer) error
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	r.rep.HostCPU = hostCPU(cpuStart, readCPUTimes(), elapsed)
 	srv1 := scrape(ctx, o.APIs).CPUSeconds
 	self1, _ := selfUsage()
 	var all Histogram
