@@ -14,6 +14,7 @@ import (
 
 	"longlink/cluster"
 	"longlink/node"
+	"longlink/upstream"
 )
 
 // listFlag is a repeatable flag; from the environment or a config file it takes a
@@ -48,6 +49,49 @@ func (s *setList) Set(v string) error {
 		s.set = true
 	}
 	return s.l.Set(v)
+}
+
+// businessFlag is the repeatable --business NAME=URL[,key=value...]; from the
+// environment or a config file line it takes several specs separated by ';' (a spec
+// holds commas). Each Set appends; a spec that does not parse is refused, naming
+// the part that is wrong. String masks the secrets (--print-config).
+type businessFlag struct {
+	l   *[]upstream.Business
+	set bool
+}
+
+func (b *businessFlag) String() string {
+	if b.l == nil {
+		return ""
+	}
+	specs := make([]string, len(*b.l))
+	for i, x := range *b.l {
+		specs[i] = x.String()
+	}
+	return strings.Join(specs, ";")
+}
+
+func (b *businessFlag) Set(v string) error {
+	if !b.set {
+		*b.l = nil
+		b.set = true
+	}
+	for _, spec := range strings.Split(v, ";") {
+		if spec = strings.TrimSpace(spec); spec == "" {
+			continue
+		}
+		x, err := upstream.ParseBusiness(spec)
+		if err != nil {
+			return err
+		}
+		for _, y := range *b.l {
+			if y.Name == x.Name {
+				return fmt.Errorf("business %q is given twice", x.Name)
+			}
+		}
+		*b.l = append(*b.l, x)
+	}
+	return nil
 }
 
 // serveOptions is what `longlink serve` parses: the node's Config, which flags fill
@@ -123,6 +167,11 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.Int64Var(&c.Hub.History.MaxBytes, "history-max-bytes", d.Hub.History.MaxBytes, "bytes of history this node keeps for all streams together; over it the oldest messages go first")
 	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "message receipts (pushes with ack, wait or receipt) this node keeps, each for its message's ttl; the oldest go first beyond it (about 260 bytes for one target written by one node, BenchmarkReceiptMemory)")
 	fs.DurationVar(&c.Hub.StoreTimeout, "store-timeout", d.Hub.StoreTimeout, "how long a push keeps trying to store its message on its streams' owners (failover) before it is answered 503")
+
+	fs.Var(&businessFlag{l: &c.Upstream.Businesses}, "business", "a business client requests go to: NAME=URL[,timeout=5s][,inflight=256][,pool=64][,secret=S][,subscribe=HOOK_URL][,rate=R][,burst=B][,rooms=32][,max-reply=65536]; repeat for several (';' separates them in the environment and config file); see docs/api.md")
+	fs.Float64Var(&c.Upstream.ClientRate, "client-rate", d.Upstream.ClientRate, "requests a second one connection may make (send, subscribe, unsubscribe; not acks); over it: a reply with status 429 (-1: no limit)")
+	fs.IntVar(&c.Upstream.ClientBurst, "client-burst", d.Upstream.ClientBurst, "how many of --client-rate's requests may come at once")
+	fs.IntVar(&c.Upstream.SubscribeInFlight, "subscribe-inflight", d.Upstream.SubscribeInFlight, "client subscribes that may wait at once for their room stream's owner (cluster); over it: a reply with status 503")
 
 	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")

@@ -195,9 +195,10 @@ func token(args []string, stdout, stderr io.Writer) int {
 	secret := fs.String("secret", "", "HS256 token secret, as given to serve --token-secret (env LONGLINK_TOKEN_SECRET)")
 	user := fs.String("user", "", "user id (the token's sub claim); required")
 	rooms := fs.String("rooms", "", "comma-separated rooms the connection joins (the rooms claim)")
+	subscribe := fs.String("subscribe", "", "comma-separated rooms or prefix* patterns (chat/*) the client may subscribe itself to (the subscribe claim)")
 	ttl := fs.Duration("ttl", time.Hour, "how long the token is valid")
 	fs.Usage = func() {
-		fmt.Fprint(stderr, "Usage: longlink token --secret S --user 42 [--rooms a,b] [--ttl 1h]\n\nPrints a client token and nothing else.\n\n")
+		fmt.Fprint(stderr, "Usage: longlink token --secret S --user 42 [--rooms a,b] [--subscribe chat/*] [--ttl 1h]\n\nPrints a client token and nothing else.\n\n")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -217,7 +218,11 @@ func token(args []string, stdout, stderr io.Writer) int {
 	if *rooms != "" {
 		rs = strings.Split(*rooms, ",")
 	}
-	tok, err := auth.Mint([]byte(*secret), *user, rs, *ttl)
+	var sub []string
+	if *subscribe != "" {
+		sub = strings.Split(*subscribe, ",")
+	}
+	tok, err := auth.MintClaims([]byte(*secret), auth.Claims{User: *user, Rooms: rs, Subscribe: sub}, *ttl)
 	if err != nil {
 		fmt.Fprintf(stderr, "longlink token: %v\n", err)
 		return 2

@@ -38,18 +38,23 @@ const Leeway = 5 * time.Second
 // large keys in its session tables.
 const MaxUserID = 128
 
-// MaxRooms bounds the rooms claim for the same reason.
+// MaxRooms bounds the rooms claim for the same reason, and the subscribe claim.
 const MaxRooms = 64
 
 // Claims is what the gateway needs from a verified token.
 type Claims struct {
-	User    string
-	Rooms   []string
-	Expires time.Time
+	User  string
+	Rooms []string
+	// Subscribe lists the rooms the client may subscribe its connection to itself
+	// (the subscribe claim): names, or patterns "prefix*" that match every room
+	// starting with prefix. What a pattern may cover is the node's rule.
+	Subscribe []string
+	Expires   time.Time
 }
 
 type tokenClaims struct {
-	Rooms []string `json:"rooms,omitempty"`
+	Rooms     []string `json:"rooms,omitempty"`
+	Subscribe []string `json:"subscribe,omitempty"`
 	jwt.RegisteredClaims
 
 	// dates backs ExpiresAt, NotBefore and IssuedAt when the fast path in
@@ -113,12 +118,20 @@ func (v *Verifier) Verify(token string) (Claims, error) {
 	if len(tc.Rooms) > MaxRooms {
 		return Claims{}, fmt.Errorf("%w: more than %d rooms", ErrMalformed, MaxRooms)
 	}
+	if len(tc.Subscribe) > MaxRooms {
+		return Claims{}, fmt.Errorf("%w: more than %d subscribe entries", ErrMalformed, MaxRooms)
+	}
 	for _, r := range tc.Rooms {
 		if r == "" || len(r) > MaxUserID {
 			return Claims{}, fmt.Errorf("%w: room names must be 1..%d bytes", ErrMalformed, MaxUserID)
 		}
 	}
-	c := Claims{User: tc.Subject, Rooms: tc.Rooms}
+	for _, r := range tc.Subscribe {
+		if r == "" || len(r) > MaxUserID {
+			return Claims{}, fmt.Errorf("%w: subscribe entries must be 1..%d bytes", ErrMalformed, MaxUserID)
+		}
+	}
+	c := Claims{User: tc.Subject, Rooms: tc.Rooms, Subscribe: tc.Subscribe}
 	if tc.ExpiresAt != nil {
 		c.Expires = tc.ExpiresAt.Time
 	}
@@ -154,6 +167,13 @@ func classify(err error) error {
 // tests, `longlink token` and the demo page; production tokens come from the
 // application's own auth service, signed with the same secret.
 func Mint(secret []byte, user string, rooms []string, ttl time.Duration) (string, error) {
+	return MintClaims(secret, Claims{User: user, Rooms: rooms}, ttl)
+}
+
+// MintClaims is Mint with every claim the gateway reads (c.Expires is ignored: ttl
+// sets it).
+func MintClaims(secret []byte, c Claims, ttl time.Duration) (string, error) {
+	user, rooms := c.User, c.Rooms
 	if user == "" {
 		return "", errors.New("auth: user id is empty")
 	}
@@ -165,7 +185,8 @@ func Mint(secret []byte, user string, rooms []string, ttl time.Duration) (string
 	}
 	now := time.Now()
 	tc := tokenClaims{
-		Rooms: rooms,
+		Rooms:     rooms,
+		Subscribe: c.Subscribe,
 		RegisteredClaims: jwt.RegisteredClaims{
 			Subject:   user,
 			IssuedAt:  jwt.NewNumericDate(now),

@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -148,5 +149,34 @@ func TestReason(t *testing.T) {
 	}
 	if got := Reason(fmt.Errorf("%w: sub longer than 128 bytes", ErrMalformed)); got != "token malformed: sub longer than 128 bytes" {
 		t.Fatalf("Reason(wrapped) = %q", got)
+	}
+}
+
+// The subscribe claim comes through Verify and MintClaims, and is bounded like rooms.
+func TestSubscribeClaim(t *testing.T) {
+	v, err := NewVerifier(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := MintClaims(secret, Claims{User: "42", Rooms: []string{"news"}, Subscribe: []string{"chat/lobby", "chat/*"}}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(c.Subscribe, []string{"chat/lobby", "chat/*"}) || !slices.Equal(c.Rooms, []string{"news"}) {
+		t.Fatalf("claims = %+v", c)
+	}
+	many := make([]string, MaxRooms+1)
+	for i := range many {
+		many[i] = "r"
+	}
+	for _, bad := range [][]string{many, {""}, {strings.Repeat("x", MaxUserID+1)}} {
+		tok, _ := MintClaims(secret, Claims{User: "42", Subscribe: bad}, time.Hour)
+		if _, err := v.Verify(tok); !errors.Is(err, ErrMalformed) {
+			t.Fatalf("subscribe of %d entries (first %d bytes): err = %v, want malformed", len(bad), len(bad[0]), err)
+		}
 	}
 }

@@ -18,7 +18,7 @@ type plainClaims tokenClaims
 // struct by reflection and NumericDate re-enters json.Unmarshal per date, which made
 // claim decoding the largest cost of a handshake in a connect storm. The fast path
 // covers the shape real tokens have: a flat object of strings without escapes, plain
-// integer dates and an array of plain strings for rooms. Anything else (escapes,
+// integer dates and arrays of plain strings for rooms and subscribe. Anything else (escapes,
 // fractions, nulls, nested values, keys that only differ in case from a claim name)
 // is decoded by encoding/json from the same bytes, so the result is always the one
 // encoding/json gives, with one deliberate difference: a time claim that is not a
@@ -86,6 +86,7 @@ const (
 	seenNbf
 	seenIat
 	seenRooms
+	seenSubscribe
 )
 
 // fastClaims holds what the fast path read until the input is known to be fully
@@ -94,9 +95,10 @@ type fastClaims struct {
 	seen          uint
 	sub, iss, jti []byte
 	exp, nbf, iat int64
-	// rooms and aud are the array's bytes from '[' to ']', re-walked by commit once
-	// the element count is known so each slice is allocated once at its final size.
-	rooms, aud []byte
+	// rooms, subscribe and aud are the array's bytes from '[' to ']', re-walked by
+	// commit once the element count is known so each slice is allocated once at its
+	// final size.
+	rooms, subscribe, aud []byte
 	// audOne is set when aud was a single string rather than an array.
 	audOne bool
 }
@@ -174,6 +176,12 @@ func (f *fastClaims) value(data []byte, i int, key []byte) (int, bool) {
 		if i, ok = scanStringArray(data, i); ok {
 			f.rooms = data[start:i]
 		}
+	case "subscribe":
+		f.seen |= seenSubscribe
+		start := i
+		if i, ok = scanStringArray(data, i); ok {
+			f.subscribe = data[start:i]
+		}
 	case "aud":
 		f.seen |= seenAud
 		start := i
@@ -200,7 +208,8 @@ func (f *fastClaims) value(data []byte, i int, key []byte) (int, bool) {
 // commit stores what parse read into tc the way encoding/json would: a string claim
 // replaces the field, a date is written through an existing pointer or a new one, an
 // array replaces the slice's contents, and an empty aud array leaves aud nil (that is
-// what ClaimStrings.UnmarshalJSON does) while an empty rooms array is an empty slice.
+// what ClaimStrings.UnmarshalJSON does) while an empty rooms or subscribe array is an
+// empty slice.
 func (f *fastClaims) commit(tc *tokenClaims) {
 	if f.seen&seenSub != 0 {
 		tc.Subject = string(f.sub)
@@ -222,6 +231,9 @@ func (f *fastClaims) commit(tc *tokenClaims) {
 	}
 	if f.seen&seenRooms != 0 {
 		tc.Rooms = appendStrings(make([]string, 0, countStrings(f.rooms)), f.rooms)
+	}
+	if f.seen&seenSubscribe != 0 {
+		tc.Subscribe = appendStrings(make([]string, 0, countStrings(f.subscribe)), f.subscribe)
 	}
 	if f.seen&seenAud != 0 {
 		if f.audOne {
@@ -436,7 +448,7 @@ func skipDigits(data []byte, i int) int {
 }
 
 // claimNames are the JSON names of tokenClaims' fields.
-var claimNames = [...]string{"sub", "iss", "jti", "aud", "exp", "nbf", "iat", "rooms"}
+var claimNames = [...]string{"sub", "iss", "jti", "aud", "exp", "nbf", "iat", "rooms", "subscribe"}
 
 // mayFoldToClaim reports whether encoding/json might match key, which is not exactly
 // a claim name, to a claim field: it does when the key equals a name ignoring ASCII

@@ -29,6 +29,9 @@ var claimsInputs = []string{
 	`{"aud":[],"sub":"42"}`,
 	`{"sub":"1","sub":"2","exp":1,"exp":2,"rooms":["a","b","c"],"rooms":["d"]}`,
 	`{"aud":["x","y"],"aud":"z"}`,
+	`{"sub":"42","exp":1700000000,"subscribe":["chat/lobby","chat/*"],"rooms":["a"]}`,
+	`{"subscribe":[],"sub":"42"}`,
+	`{"subscribe":["a"],"subscribe":["b","c"]}`,
 	`{"name":"Ann","admin":true,"beta":false,"x":null,"n":-1.5e+3,"m":0,"k":12.25E-1}`,
 	// Fallbacks.
 	`{"sub":"4\u0032","exp":1700000000}`,
@@ -57,6 +60,11 @@ var claimsInputs = []string{
 	`{"rooms":"lobby"}`,
 	`{"rooms":["a",1]}`,
 	`{"rooms":[["a"]]}`,
+	`{"subscribe":"chat/*"}`,
+	`{"subscribe":["a\/b"]}`,
+	`{"subscribe":[1]}`,
+	`{"subscribe":null}`,
+	`{"SUBSCRIBE":["x"]}`,
 	`{"aud":["a",1]}`,
 	`{"aud":5}`,
 	`{"SUB":"42","Exp":1700000000,"ROOMS":["a"]}`,
@@ -90,8 +98,8 @@ var claimsInputs = []string{
 // decodedClaims is everything a decode yields that callers can see: tokenClaims
 // minus the storage behind its date pointers (reflect.DeepEqual follows pointers).
 type decodedClaims struct {
-	Rooms []string
-	Reg   jwt.RegisteredClaims
+	Rooms, Subscribe []string
+	Reg              jwt.RegisteredClaims
 }
 
 // nonNumericDate reports whether data is a valid JSON object with a key that
@@ -142,8 +150,8 @@ func decodeBoth(t *testing.T, data []byte, start func() *tokenClaims) {
 		if (fastErr == nil) != (plainErr == nil) || (fastErr != nil && fastErr.Error() != plainErr.Error()) {
 			t.Fatalf("%s %q: fast err = %v, encoding/json err = %v", how, data, fastErr, plainErr)
 		}
-		got := decodedClaims{fast.Rooms, fast.RegisteredClaims}
-		want := decodedClaims{plain.Rooms, plain.RegisteredClaims}
+		got := decodedClaims{fast.Rooms, fast.Subscribe, fast.RegisteredClaims}
+		want := decodedClaims{plain.Rooms, plain.Subscribe, plain.RegisteredClaims}
 		if !reflect.DeepEqual(got, want) {
 			t.Fatalf("%s %q:\nfast           %#v\nencoding/json  %#v", how, data, got, want)
 		}
@@ -168,7 +176,8 @@ func zeroClaims() *tokenClaims { return new(tokenClaims) }
 // encoding/json does: absent claims stay, date pointers are written through.
 func filledClaims() *tokenClaims {
 	return &tokenClaims{
-		Rooms: []string{"old1", "old2", "old3"},
+		Rooms:     []string{"old1", "old2", "old3"},
+		Subscribe: []string{"olds/*"},
 		RegisteredClaims: jwt.RegisteredClaims{
 			Issuer: "old-iss", Subject: "old-sub", ID: "old-jti",
 			Audience:  jwt.ClaimStrings{"old-aud"},
@@ -221,6 +230,7 @@ func TestClaimsFastPathTaken(t *testing.T) {
 	}
 	f(string(minted), true)
 	f(`{"iss":"auth","sub":"u-1","aud":["gw"],"exp":1700003600,"nbf":1700000000,"iat":1700000000,"jti":"x","rooms":["a"],"name":"Ann"}`, true)
+	f(`{"sub":"42","exp":1700003600,"subscribe":["chat/lobby","chat/*"]}`, true)
 	f(`{"sub":"4\u0032"}`, false)
 	f(`{"exp":1.5}`, false)
 	f(`{"Sub":"42"}`, false)

@@ -53,6 +53,13 @@ type Options struct {
 	// KillPID, for reconnect, is a node process the bench kills (SIGKILL) right after
 	// the drop: the clients' node really dies, and the streams it owned fail over.
 	KillPID int `json:"kill_pid,omitempty"`
+	// Business is, for upstream, the business the clients send to.
+	Business string `json:"business,omitempty"`
+	// BackendAddr is, for upstream, where the scenario runs the bundled back-end
+	// ("": an external one, such as `longlink bench backend`).
+	BackendAddr string `json:"backend_addr,omitempty"`
+	// BackendDelay is how long the bundled back-end waits before each answer.
+	BackendDelay time.Duration `json:"backend_delay_ns,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -83,6 +90,8 @@ Usage:
   longlink bench broadcast [flags]   open N, push one message to all --rounds times
   longlink bench push      [flags]   U users x C conns; R API callers push to random users for --duration
   longlink bench reconnect [flags]   N v2 clients drop at once, M pushes each while away, all resume with ?since=
+  longlink bench upstream  [flags]   N v2 clients send requests to a business through the gateway, closed loop
+  longlink bench backend   [flags]   run the bundled test back-end alone (--addr, --delay, --secret)
 
 Examples:
   # 19,000 idle connections against one node, server memory per connection
@@ -110,6 +119,11 @@ Examples:
   longlink bench reconnect --target 127.0.0.1:8080 --api 127.0.0.1:8081 --token-secret s3cret \
       --api-key k --conns 19000 --messages 10 --workers 2
 
+  # upstream: the bundled back-end on 127.0.0.1:9000, 64 clients for 20 s
+  longlink serve --business bench=http://127.0.0.1:9000/ ... &
+  longlink bench upstream --target 127.0.0.1:8080 --api 127.0.0.1:8081 --token-secret s3cret \
+      --conns 64 --duration 20s
+
 Flags:
 `
 
@@ -121,17 +135,17 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 			return o, flag.ErrHelp
 		}
 		printUsage(stderr)
-		return o, errors.New("missing scenario: connect, broadcast, push or reconnect")
+		return o, errors.New("missing scenario: connect, broadcast, push, reconnect or upstream")
 	}
 	o.Scenario = args[0]
 	switch o.Scenario {
-	case "connect", "broadcast", "push", "reconnect":
+	case "connect", "broadcast", "push", "reconnect", "upstream":
 	case "help":
 		printUsage(stderr)
 		return o, flag.ErrHelp
 	default:
 		printUsage(stderr)
-		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast, push or reconnect", o.Scenario)
+		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast, push, reconnect or upstream", o.Scenario)
 	}
 	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -183,6 +197,9 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.IntVar(&o.Messages, "messages", 10, "reconnect: pushes to each user while its clients are away")
 	fs.Var(multiFlag{&o.ReconnectTargets}, "reconnect-target", "reconnect: client `HOST:PORT` the clients come back to (repeatable; default: --target)")
 	fs.IntVar(&o.KillPID, "kill-pid", 0, "reconnect: `PID` of the node to kill -9 right after the drop (a node on this host; give --api and --reconnect-target of the others)")
+	fs.StringVar(&o.Business, "business", "bench", "upstream: the `NAME` of the business clients send to (the gateway's --business NAME=URL)")
+	fs.StringVar(&o.BackendAddr, "backend-addr", "127.0.0.1:9000", "upstream: run the bundled back-end on `HOST:PORT` (\"\": use an external one, e.g. longlink bench backend)")
+	fs.DurationVar(&o.BackendDelay, "backend-delay", 0, "upstream: the bundled back-end waits this long before each answer")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }
@@ -244,8 +261,23 @@ func (o *Options) finish(set map[string]bool) error {
 		if len(o.APIs) == 0 {
 			return fmt.Errorf("%s needs at least one --api HOST:PORT", o.Scenario)
 		}
-		if o.APIKey == "" {
+		if o.APIKey == "" && o.Scenario != "upstream" {
 			return fmt.Errorf("%s needs --api-key", o.Scenario)
+		}
+	}
+	if o.Scenario == "upstream" {
+		if o.Business == "" {
+			return errors.New("upstream needs --business NAME")
+		}
+		if !set["conns"] {
+			o.Conns = 64
+		}
+		if o.Conns > 10000 {
+			return errors.New("upstream: --conns at most 10000 (one goroutine each)")
+		}
+		o.Protocol = "v2"
+		if !set["round-timeout"] {
+			o.RoundTimeout = 10 * time.Second
 		}
 	}
 	if !set["duration"] && o.Scenario != "broadcast" {

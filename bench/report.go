@@ -29,6 +29,7 @@ type Report struct {
 	Broadcast *BroadcastResult `json:"broadcast,omitempty"`
 	Push      *PushResult      `json:"push,omitempty"`
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
+	Upstream  *UpstreamResult  `json:"upstream,omitempty"`
 	// V2 is what the v2 clients checked on every push (--protocol v2).
 	V2     *V2Checks      `json:"v2,omitempty"`
 	Client ClientOverhead `json:"client"`
@@ -276,6 +277,9 @@ func printSummary(w io.Writer, rep *Report) {
 			h = `history off ("history":false)`
 		}
 		row("pushes sent", h)
+	}
+	if u := rep.Upstream; u != nil {
+		upstreamRows(row, u)
 	}
 	if v := rep.V2; v != nil {
 		row("v2 sequence", fmt.Sprintf("duplicates %s, gaps %s, epoch changes %s, pushes without position %s, other messages %s",

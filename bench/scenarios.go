@@ -19,6 +19,9 @@ import (
 // Main runs `longlink bench ...`; args exclude "bench". It returns the exit
 // code: 0 on success, 1 when the run failed, 2 on a usage error.
 func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && args[0] == "backend" {
+		return backendMain(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "worker" {
 		if err := RunWorker(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintf(stderr, "bench worker: %v\n", err)
@@ -48,6 +51,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if _, err := raiseNoFile(); err != nil {
 		fmt.Fprintf(stderr, "warning: %v\n", err)
+	}
+	if o.Scenario == "upstream" {
+		return runUpstream(ctx, o, stdout, stderr)
 	}
 	// Worker processes' stderr is copied by exec's goroutines while this
 	// goroutine also writes: serialise them for writers that are not files.

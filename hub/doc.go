@@ -30,6 +30,9 @@
 //     routing table (non-blocking).
 //   - OnUpgrade is loop's OnUpgrade: it runs on an event loop and answers there
 //     when the node is alone, else from a goroutine of its own that asks the owners.
+//   - SubscribeRoom (connrooms.go) is a client's own subscribe: the node calls it
+//     from a bounded goroutine of its own and it may wait for the room stream's
+//     owner up to StoreTimeout; RoomHeadLocal is the loop's way on a node alone.
 //   - OnMembers is the cluster's membership callback (one cluster goroutine).
 //   - The hub's fields are set in New and never change (the node builds the
 //     cluster first, without binding it). Its mutable state is the streams'

@@ -19,6 +19,10 @@ type Identity struct {
 	User    string
 	Rooms   []string
 	Expires time.Time // zero: never
+	// Subscribe are the rooms, or "prefix*" patterns, the client may subscribe its
+	// connection to itself (the receiver of its messages decides; see Ext). Kept in
+	// the connection's Ext, allocated only when this is not empty.
+	Subscribe []string
 }
 
 // AuthError rejects a handshake with an HTTP status and a short reason.

@@ -34,23 +34,28 @@ type Conn struct {
 	since  int64  // unix nanoseconds
 	sh     *shard
 	gc     gnet.Conn
+	v2     bool // speaks the v2 protocol (JSON envelopes with stream positions)
 
-	// owned by the loop
-	parser   wsproto.Parser
-	idx      int32    // position in sh.conns
-	pend     int32    // 1 + index in sh.pending while frames wait for this drain's flush
-	state    uint8    //
-	kept     uint16   // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
-	lastSeen uint32   // coarse clock ticks (see clock.go) of the last byte received
-	deadline uint32   // handshake or close deadline in ticks; 0 = none
-	expires  uint32   // token expiry in ticks; 0 = none
-	seq      uint64   // sequence of the last delivery job written, to deliver once per job
-	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
-	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
+	// owned by the loop. The small fields come first so they share v2's word: the
+	// struct is 256 bytes, a size class, and every idle connection pays for a byte
+	// more with 32 (BenchmarkConnSize guards it).
+	state    uint8          //
+	kept     uint16         // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
+	lastSeen uint32         // coarse clock ticks (see clock.go) of the last byte received
+	deadline uint32         // handshake or close deadline in ticks; 0 = none
+	expires  uint32         // token expiry in ticks; 0 = none
+	idx      int32          // position in sh.conns
+	pend     int32          // 1 + index in sh.pending while frames wait for this drain's flush
+	parser   wsproto.Parser //
+	seq      uint64         // sequence of the last delivery job written, to deliver once per job
+	w        *waiting       // registered, 101 not sent yet (Config.OnUpgrade working)
 	// replayed is, for a v2 connection, the heads its welcome announced: a live copy
 	// at or below one (a retried append fanned out again) is not sent twice. An entry
 	// goes at the stream's first newer message.
 	replayed []streamHead // a slice, not a map: a few streams, and idle connections are many
+	// ext is what the receiver of the client's messages keeps for it (ext.go): nil
+	// until the token or a first message needs it.
+	ext *Ext
 
 	// guarded by the registry shard of user; one of the room structures doc.go lists
 	rooms   []string

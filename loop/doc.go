@@ -30,7 +30,8 @@
 // # Room membership: decided in one place, held in four
 //
 // Who is in a room is decided in one place, under one lock: the registry shard of
-// the user (JoinRoom, LeaveRoom, connect and close all change it there). Four
+// the user (JoinRoom, LeaveRoom, a connection's own JoinConn and LeaveConn, connect
+// and close all change it there). Four
 // structures hold the result, each for a reader the others cannot serve without a
 // lock or a scan on its path; each is updated under that decision's lock, or in an
 // ordered job it queued:
@@ -45,7 +46,10 @@
 //   - shard.rooms (owned by the loop): room -> the loop's members, walked without
 //     any lock when a push to a room is written. Changes reach it as jobs in the
 //     same ordered inbox as deliveries, so a push accepted after a join reaches
-//     the new member and one accepted after a leave does not.
+//     the new member and one accepted after a leave does not; a connection's own
+//     JoinConn and LeaveConn (ext.go) change it at once, on its loop. A room job
+//     sets the index to what the registry says rather than applying its own
+//     change, so the index ends as the registry whichever order they ran in.
 //
 // Folding them into one would put a mutex on every room delivery (the loop's
 // index) or a scan of every session on every close (Conn.rooms).

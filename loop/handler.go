@@ -320,6 +320,9 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
 	}
 	c.expires = s.clock.tickAt(id.Expires)
+	if len(id.Subscribe) > 0 {
+		c.ext = &Ext{Subscribe: id.Subscribe}
+	}
 	c.state = stateOpen
 	c.deadline = s.clock.ticks() + s.pingTicks
 	s.m.handshaking.Add(-1)

@@ -63,17 +63,10 @@ func (j *job) finish(sh *shard, written int) {
 // which step then writes in chunks.
 func (sh *shard) start(j *job) bool {
 	switch j.kind {
-	case jobJoin:
+	case jobJoin, jobLeave:
+		// Either way the index follows the registry (see syncRoom).
 		for _, c := range j.conns {
-			if c.state != stateClosed {
-				sh.joinRoom(j.room, c)
-			}
-		}
-		j.finish(sh, len(j.conns))
-		return false
-	case jobLeave:
-		for _, c := range j.conns {
-			sh.leaveRoom(j.room, c)
+			sh.syncRoom(j.room, c)
 		}
 		j.finish(sh, len(j.conns))
 		return false

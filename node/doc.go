@@ -29,4 +29,9 @@
 //     straight to push.API.ServePush; every other route through the net/http mux
 //     with the request copied (fasthttp reuses its buffers).
 //   - metaLoop (one goroutine) re-gossips this node's connection count.
+//   - Client messages (clientmsg.go) run on the connection's loop: upstream.go
+//     (send) and subscribe.go check the limits there, in the connection's loop-owned
+//     Ext (rate buckets), and hand what must wait (a back-end, a hook, a stream's
+//     owner) to goroutines bounded by package upstream's slots, which answer with
+//     loop.Server.Send.
 package node

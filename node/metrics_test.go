@@ -115,6 +115,19 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		doPush(t, a, big)
 	}
 
+	// A v2 client's send to a business the node does not have (upstream metrics
+	// of configured businesses: the root package's upstream tests).
+	v2c, _, err := websocket.DefaultDialer.Dial(wsURL(a)+"?protocol=v2&token="+testutil.Token(t, testSecret, "sender"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v2c.Close()
+	read(t, v2c, 2*time.Second) // welcome
+	v2c.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","id":1,"business":"nope","data":1}`))
+	if _, m := read(t, v2c, 2*time.Second); !strings.Contains(m, `"status":404`) {
+		t.Fatalf("send to an unknown business: %s", m)
+	}
+
 	// Cluster link failures: a stranger on the forwarding port fails the handshake;
 	// killing node b makes a's link to it fail and retry.
 	fwd := a.Cluster().ForwardAddr()
@@ -166,6 +179,9 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		"longlink_node_stalls_total":               true,
 		"longlink_stream_subscribe_failures_total": true,
 		"longlink_stream_recovered_messages_total": true,
+		// 0 again once the subscribes waiting for owners are answered:
+		// TestSubscribeClusterOwnerElsewhere (root package).
+		"longlink_client_subscribes_inflight": true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)

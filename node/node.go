@@ -22,6 +22,7 @@ import (
 	"longlink/hub"
 	"longlink/loop"
 	"longlink/push"
+	"longlink/upstream"
 )
 
 // Config is everything one node needs: the packages' own configs, composed, plus what
@@ -59,6 +60,9 @@ type Config struct {
 	Cluster cluster.Config
 	// Hub combines local delivery with the cluster: QueryTimeout. New sets the rest.
 	Hub hub.Config
+	// Upstream is the businesses client requests go to, and the limits of client
+	// requests. New sets its NodeName, Metrics and Logger.
+	Upstream upstream.Config
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
@@ -98,6 +102,7 @@ func Defaults() Config {
 		API:          APIConfig{Addr: ":8081", IdleTimeout: 60 * time.Second, ReadTimeout: 30 * time.Second},
 		Cluster:      cluster.Defaults(),
 		Hub:          hub.Defaults(),
+		Upstream:     upstream.Defaults(),
 	}
 }
 
@@ -124,6 +129,7 @@ type Node struct {
 	http    *apiServer
 	apiLn   net.Listener
 	hub     *hub.Hub
+	up      *upstream.Upstream
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -204,6 +210,11 @@ func New(cfg Config) (*Node, error) {
 	if n.hub, err = hub.New(hc); err != nil {
 		return nil, err
 	}
+	uc := cfg.Upstream
+	uc.NodeName, uc.Metrics, uc.Logger = cfg.NodeName, n.set, cfg.Logger
+	if n.up, err = upstream.New(uc); err != nil {
+		return nil, err
+	}
 	pc := cfg.Push
 	pc.NodeID, pc.Hub, pc.Metrics, pc.Logger = cfg.NodeName, n.hub, n.set, cfg.Logger
 	if n.api, err = push.New(pc); err != nil {
@@ -224,7 +235,16 @@ func (n *Node) authenticate(token string) (loop.Identity, *loop.AuthError) {
 	if err != nil {
 		return loop.Identity{}, &loop.AuthError{Status: 401, Reason: auth.Reason(err)}
 	}
-	return loop.Identity{User: c.User, Rooms: c.Rooms, Expires: c.Expires}, nil
+	// The rooms a client may subscribe itself to: the subscribe claim's, and its
+	// rooms claim's again after it left one (node/subscribe.go).
+	sub := c.Subscribe
+	switch {
+	case len(sub) == 0:
+		sub = c.Rooms
+	case len(c.Rooms) > 0:
+		sub = append(sub[:len(sub):len(sub)], c.Rooms...)
+	}
+	return loop.Identity{User: c.User, Rooms: c.Rooms, Expires: c.Expires, Subscribe: sub}, nil
 }
 
 // Start binds the client port, joins the cluster and serves the API.
@@ -391,6 +411,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 			cancel3()
 		}
 		n.hub.Close()
+		n.up.Close()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -411,6 +432,7 @@ func (n *Node) Kill() {
 			n.http.kill()
 		}
 		n.hub.Close()
+		n.up.Close()
 		n.bg.Wait()
 	})
 }

@@ -1,0 +1,86 @@
+package bench
+
+import (
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"longlink/internal/testutil"
+	"longlink/upstream"
+)
+
+func TestReplyStatus(t *testing.T) {
+	f := func(in string, id int64, st int, ok bool) {
+		t.Helper()
+		gid, gst, gok := replyStatus([]byte(in))
+		if gid != id || gst != st || gok != ok {
+			t.Errorf("%s: %d %d %v, want %d %d %v", in, gid, gst, gok, id, st, ok)
+		}
+	}
+	f(`{"type":"reply","id":7,"status":200,"data":{"ok":true}}`, 7, 200, true)
+	f(`{"type":"reply","id":12,"status":503,"reason":"busy"}`, 12, 503, true)
+	f(`{"type":"push","id":"n1-1","data":"x"}`, 0, 0, false)
+	f(`{"type":"reply","id":"s","status":200}`, 0, 0, false)
+}
+
+// The bundled back-end echoes the data and checks signatures when it has a secret.
+func TestBackend(t *testing.T) {
+	b := &Backend{Secret: "k"}
+	srv, ln, err := serveBackend("127.0.0.1:0", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Close()
+	body := `{"business":"bench","id":1,"user":"bench-1","connection":"c","node":"n","meta":null,"data":{"n":1}}`
+	post := func(sig string) (int, string) {
+		req, _ := http.NewRequest("POST", "http://"+ln.Addr().String()+"/", strings.NewReader(body))
+		req.Header.Set("X-Longlink-Timestamp", "100")
+		req.Header.Set("X-Longlink-Signature", sig)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
+	}
+	if st, _ := post("sha256=00"); st != 401 {
+		t.Fatalf("a bad signature got %d", st)
+	}
+	if st, _ := post(upstream.Sign("k", "100", []byte(body))); st != 200 {
+		t.Fatalf("the gateway's signature got %d", st)
+	}
+	b.Secret = ""
+	if st, out := post(""); st != 200 || out != `{"ok":true,"echo":{"n":1}}` || b.Requests() != 2 {
+		t.Fatalf("echo: %d %s (%d answered)", st, out, b.Requests())
+	}
+}
+
+func TestRealUpstream(t *testing.T) {
+	if _, err := testutil.BuildBinary(); err != nil {
+		t.Skipf("cannot build the real server: %v", err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	backend := ln.Addr().String()
+	ln.Close()
+	n := testutil.StartNode(t, nil, "--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--token-secret", itSecret,
+		"--api-key", itKey, "--demo=false", "--client-rate", "-1", "--business", "bench=http://"+backend+"/")
+	jp := filepath.Join(t.TempDir(), "u.json")
+	out := runBench(t, "upstream", "--target", n.Client, "--api", n.API, "--token-secret", itSecret,
+		"--conns", "8", "--duration", "1s", "--backend-addr", backend, "--json", jp)
+	rep := readReport(t, jp)
+	u := rep.Upstream
+	if u == nil || u.Requests < 100 || u.OK != u.Requests || u.BackendRequests != u.Requests || u.Latency.P50Ms <= 0 ||
+		u.ServerCPUPerRequestUs <= 0 || len(u.Errors) != 0 {
+		t.Fatalf("upstream report %+v\n%s", u, out)
+	}
+	if !strings.Contains(out, "round trip") {
+		t.Fatalf("summary:\n%s", out)
+	}
+}
