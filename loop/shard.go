@@ -24,6 +24,9 @@ type shard struct {
 	// owned by the loop
 	conns    []*Conn                       // every connection, handshaking ones too
 	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
+	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
+	// kept here, not in Conn, so connections that never wait pay nothing for it.
+	admitting map[*Conn]*Admission
 	cur      *job                          // job being delivered in chunks
 	snap     []*Conn                       // recipients of cur, taken when it starts
 	snapKey  []int32                       // with a stamped cur: the key each of snap matched
@@ -46,7 +49,7 @@ type shard struct {
 }
 
 func newShard(s *Server, idx int, el gnet.EventLoop) *shard {
-	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{})}
+	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{}), admitting: make(map[*Conn]*Admission)}
 	sh.drainFn = gnet.RunnableFunc(func(context.Context) error { sh.drain(); return nil })
 	sh.sweepFn = gnet.RunnableFunc(func(context.Context) error { sh.sweep(); return nil })
 	return sh
