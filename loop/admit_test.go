@@ -101,7 +101,7 @@ func TestAdmitAllows(t *testing.T) {
 func TestAdmitRefuses(t *testing.T) {
 	s, pending, _ := admitServer(t, nil)
 	for _, tc := range []struct {
-		status, retry int
+		status, retry  int
 		reason, metric string
 	}{
 		{403, 0, "not on the guest list", "hook_refused"},
