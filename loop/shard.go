@@ -22,21 +22,21 @@ type shard struct {
 	bytes     int64 // frame bytes of queued and running delivery jobs
 
 	// owned by the loop
-	conns []*Conn                       // every connection, handshaking ones too
-	rooms map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
+	conns    []*Conn                       // every connection, handshaking ones too
+	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
+	cur      *job                          // job being delivered in chunks
+	snap     []*Conn                       // recipients of cur, taken when it starts
+	snapKey  []int32                       // with a stamped cur: the key each of snap matched
+	cursor   int
+	sweepPos int
+	scratch  []byte         // frames built on the loop (pong, echo, close)
+	pending  []pendingWrite // frames queued in this drain call, one entry per connection
+	npending int
+	drainFn  gnet.Runnable
+	sweepFn  gnet.Runnable
 	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
 	// kept here, not in Conn, so connections that never wait pay nothing for it.
 	admitting map[*Conn]*Admission
-	cur       *job    // job being delivered in chunks
-	snap      []*Conn // recipients of cur, taken when it starts
-	snapKey   []int32 // with a stamped cur: the key each of snap matched
-	cursor    int
-	sweepPos  int
-	scratch   []byte         // frames built on the loop (pong, echo, close)
-	pending   []pendingWrite // frames queued in this drain call, one entry per connection
-	npending  int
-	drainFn   gnet.Runnable
-	sweepFn   gnet.Runnable
 
 	// read by scrapes
 	nConns    atomic.Int64 // every connection, handshaking ones too
