@@ -175,6 +175,14 @@ func New(cfg Config) (*Hook, error) {
 	return h, nil
 }
 
+// Close drops the hook's idle connections (calls still waiting end by their
+// timeout). A nil Hook's Close does nothing.
+func (h *Hook) Close() {
+	if h != nil {
+		h.client.CloseIdleConnections()
+	}
+}
+
 // Config is the configuration in force, defaults filled in.
 func (h *Hook) Config() Config { return h.cfg }
 

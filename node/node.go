@@ -19,6 +19,7 @@ import (
 
 	"longlink/auth"
 	"longlink/cluster"
+	"longlink/connhook"
 	"longlink/hub"
 	"longlink/loop"
 	"longlink/push"
@@ -59,6 +60,10 @@ type Config struct {
 	Cluster cluster.Config
 	// Hub combines local delivery with the cluster: QueryTimeout. New sets the rest.
 	Hub hub.Config
+	// ConnectHook, with a URL, is asked about every connection before its 101
+	// (node/connhook.go). Its Timeout must be shorter than Loop.HandshakeTimeout.
+	// New sets its NodeName, Metrics and Logger.
+	ConnectHook connhook.Config
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
@@ -98,6 +103,7 @@ func Defaults() Config {
 		API:          APIConfig{Addr: ":8081", IdleTimeout: 60 * time.Second, ReadTimeout: 30 * time.Second},
 		Cluster:      cluster.Defaults(),
 		Hub:          hub.Defaults(),
+		ConnectHook:  connhook.Defaults(),
 	}
 }
 
@@ -121,6 +127,7 @@ type Node struct {
 	loop    *loop.Server
 	cluster *cluster.Cluster // nil for a standalone node (its methods allow that)
 	api     *push.API
+	hook    *connhook.Hook // nil without a connect hook
 	http    *apiServer
 	apiLn   net.Listener
 	hub     *hub.Hub
@@ -177,6 +184,13 @@ func New(cfg Config) (*Node, error) {
 	lc.OnUpgrade = func(u *loop.Upgrade) { n.hub.OnUpgrade(u) }
 	lc.OnMessage = n.onClientMessage
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
+	cfg.ConnectHook.Metrics, cfg.ConnectHook.Logger = n.set, cfg.Logger
+	if n.hook, err = newConnectHook(&cfg); err != nil {
+		return nil, err
+	}
+	if n.hook != nil {
+		lc.Admit = n.admit
+	}
 	if n.loop, err = loop.New(lc); err != nil {
 		return nil, err
 	}
@@ -391,6 +405,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 			cancel3()
 		}
 		n.hub.Close()
+		n.hook.Close()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -411,6 +426,7 @@ func (n *Node) Kill() {
 			n.http.kill()
 		}
 		n.hub.Close()
+		n.hook.Close()
 		n.bg.Wait()
 	})
 }
