@@ -8,11 +8,13 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
 
 	"longlink/cluster"
+	"longlink/connhook"
 	"longlink/node"
 	"longlink/upstream"
 )
@@ -114,7 +116,7 @@ func (b *bytesFlag) String() string     { return string(*b) }
 func (b *bytesFlag) Set(v string) error { *b = []byte(v); return nil }
 
 // secretFlags are masked by --print-config.
-var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true}
+var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true, "connect-hook-secret": true}
 
 // serveFlags binds every flag to its field in node.Config, with the packages' own
 // defaults (node.Defaults), so no default is written here and no field is copied.
@@ -172,6 +174,12 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.Float64Var(&c.Upstream.ClientRate, "client-rate", d.Upstream.ClientRate, "requests a second one connection may make (send, subscribe, unsubscribe; not acks); over it: a reply with status 429 (-1: no limit)")
 	fs.IntVar(&c.Upstream.ClientBurst, "client-burst", d.Upstream.ClientBurst, "how many of --client-rate's requests may come at once")
 	fs.IntVar(&c.Upstream.SubscribeInFlight, "subscribe-inflight", d.Upstream.SubscribeInFlight, "client subscribes that may wait at once for their room stream's owner (cluster); over it: a reply with status 503")
+	fs.StringVar(&c.ConnectHook.URL, "connect-hook-url", "", "URL the node POSTs every new connection to before accepting it (token claims, address, headers); the answer may refuse it or add rooms and metadata (docs/api.md, Connect hook). Default: none")
+	fs.DurationVar(&c.ConnectHook.Timeout, "connect-hook-timeout", d.ConnectHook.Timeout, "how long the connect hook may take to answer; must be shorter than --handshake-timeout")
+	fs.StringVar(&c.ConnectHook.Fail, "connect-hook-fail", d.ConnectHook.Fail, "what a connect hook that times out, cannot be reached, answers 5xx or malformed, or has --connect-hook-max-inflight calls waiting means: open (connect without it) or closed (503 with Retry-After)")
+	fs.Var((*bytesFlag)(&c.ConnectHook.Secret), "connect-hook-secret", "secret the connect hook's requests are signed with (X-Longlink-Signature: sha256=HMAC-SHA256 of the body); default: not signed")
+	fs.IntVar(&c.ConnectHook.MaxInFlight, "connect-hook-max-inflight", d.ConnectHook.MaxInFlight, "connect hook calls that may wait for an answer at once; over it a new connection gets the --connect-hook-fail policy at once")
+	fs.IntVar(&c.ConnectHook.MaxMeta, "connect-hook-max-meta", d.ConnectHook.MaxMeta, "largest metadata object (compact JSON bytes) a connect hook answer may give a connection; a larger one is a malformed answer")
 
 	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -295,6 +303,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if err := o.checkCluster(log); err != nil {
 		return node.Config{}, err
 	}
+	if err := o.checkConnectHook(); err != nil {
+		return node.Config{}, err
+	}
 	cfg := o.cfg
 	cfg.Logger = log
 	return cfg, nil
@@ -337,6 +348,31 @@ func (o *serveOptions) checkCluster(log *slog.Logger) error {
 				"or use loopback addresses (--gossip-addr 127.0.0.1:7946) for a development cluster on one host", gossip, forward)
 		}
 		log.Warn("no --cluster-key: a loopback development cluster; any process on this host can join it")
+	}
+	return nil
+}
+
+// checkConnectHook validates the connect hook's flags with errors that name them.
+func (o *serveOptions) checkConnectHook() error {
+	h, hs := o.cfg.ConnectHook, o.cfg.Loop.HandshakeTimeout
+	switch {
+	case h.Fail != connhook.FailOpen && h.Fail != connhook.FailClosed:
+		return fmt.Errorf("--connect-hook-fail %q: want open or closed", h.Fail)
+	case h.Timeout <= 0:
+		return fmt.Errorf("--connect-hook-timeout %v: must be positive", h.Timeout)
+	case h.URL != "" && hs > 0 && h.Timeout >= hs:
+		return fmt.Errorf("--connect-hook-timeout %v must be shorter than --handshake-timeout %v: a client would be dropped before the hook's answer counts", h.Timeout, hs)
+	case h.MaxInFlight < 1:
+		return fmt.Errorf("--connect-hook-max-inflight %d: must be at least 1", h.MaxInFlight)
+	case h.MaxMeta < 2:
+		return fmt.Errorf("--connect-hook-max-meta %d: must be at least 2 (\"{}\")", h.MaxMeta)
+	case h.URL == "" && len(h.Secret) > 0:
+		return errors.New("--connect-hook-secret without --connect-hook-url: there is no hook to sign for")
+	}
+	if h.URL != "" {
+		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return fmt.Errorf("--connect-hook-url %q: want an http:// or https:// URL", h.URL)
+		}
 	}
 	return nil
 }

@@ -143,9 +143,17 @@ func (h *Hub) localUser(id string) []push.ConnInfo {
 	out := make([]push.ConnInfo, 0, len(infos))
 	for _, ci := range infos {
 		out = append(out, push.ConnInfo{ID: ci.ID, User: ci.User, Node: h.cfg.NodeName, Remote: ci.Remote,
-			Device: ci.Device, Since: time.Unix(0, ci.Since).UTC(), Rooms: ci.Rooms})
+			Device: ci.Device, Since: time.Unix(0, ci.Since).UTC(), Rooms: ci.Rooms, Meta: metaJSON(ci.Meta)})
 	}
 	return out
+}
+
+// metaJSON is a connection's metadata for its listing: nil (left out) when none.
+func metaJSON(meta string) json.RawMessage {
+	if meta == "" {
+		return nil
+	}
+	return json.RawMessage(meta)
 }
 
 // User lists the user's connections on every node that may hold them.

@@ -73,15 +73,15 @@ type receipts struct {
 
 // receipt is what this node holds of one message's targets.
 type receipt struct {
-	id      string
-	expire  int64  // the message's ttl, unix nanoseconds
-	notify  string // the origin waiting for changes, "" none
-	until   int64  // ... until then
+	id     string
+	expire int64  // the message's ttl, unix nanoseconds
+	notify string // the origin waiting for changes, "" none
+	until  int64  // ... until then
 	// Most messages have one target here: it is held inline, a map only beyond.
-	one     string
-	oneSt   *tstate
-	more    map[string]*tstate
-	gone    bool // evicted or swept: order may still hold it
+	one   string
+	oneSt *tstate
+	more  map[string]*tstate
+	gone  bool // evicted or swept: order may still hold it
 }
 
 func (rc *receipt) target(t string) *tstate {

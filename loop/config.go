@@ -108,6 +108,12 @@ type Config struct {
 	// for one name arrive in order; it must be quick, must not block and must not call
 	// back into the Server.
 	OnPresence func(kind PresenceKind, name string, present bool)
+	// Admit, if set, decides every upgrade that passed Authenticate before it is
+	// registered (the node's connect hook): it runs on the loop, must not block, and
+	// must call a.Done once, there or later from any goroutine; until then the
+	// connection waits unregistered under the handshake deadline (admit.go). Set, it
+	// also makes the loop keep each request's header lines (Admission.Header).
+	Admit func(a *Admission)
 	// OnUpgrade, if set, finishes every upgrade: the connection is registered, then
 	// OnUpgrade runs on the loop and must call u.Done, there or later from any
 	// goroutine, before the handshake timeout (see streams.go). It must not block.

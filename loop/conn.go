@@ -10,6 +10,7 @@ import (
 // Connection states. Only the owning loop changes them.
 const (
 	stateHandshake uint8 = iota
+	stateAdmitting       // authenticated, waiting for Config.Admit (admit.go); not registered
 	stateOpen
 	stateClosing // close frame sent, waiting for the client's
 	stateClosed

@@ -27,6 +27,11 @@
 // per stream, encoded once per stream and shared; a connection takes a message from
 // one copy only (primary).
 //
+// With Config.Admit set (the node's connect hook), an authenticated upgrade first
+// waits unregistered for Admit's decision (admit.go, stateAdmitting): the decision
+// may refuse it or add rooms and metadata (Conn.Meta), and comes back to the loop as
+// a task; the handshake deadline, the early-data bound and closes apply meanwhile.
+//
 // # Room membership: decided in one place, held in four
 //
 // Who is in a room is decided in one place, under one lock: the registry shard of

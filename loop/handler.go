@@ -52,6 +52,9 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 	switch c.state {
 	case stateHandshake:
 		s.m.handshaking.Add(-1)
+	case stateAdmitting:
+		s.m.handshaking.Add(-1)
+		sh.abandonAdmission(c)
 	case stateOpen, stateClosing:
 		s.m.open.Add(-1)
 		sh.nOpen.Add(-1)
@@ -75,7 +78,7 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		return gnet.None
 	}
 	c.lastSeen = s.clock.ticks()
-	if c.w != nil {
+	if c.w != nil || c.state == stateAdmitting {
 		// A client that sends before its 101 is early; its bytes wait, bounded.
 		if len(buf) > maxWaitingInbound {
 			s.m.handshakeFailure("early_data")
@@ -96,9 +99,9 @@ func (h *handler) OnTraffic(gc gnet.Conn) gnet.Action {
 		if c.state == stateClosed {
 			return gnet.None // writing the 101 failed and gnet closed the socket
 		}
-		if c.w != nil {
-			// Waiting for the hub: nothing may be written before the 101, so frames
-			// sent early stay in the buffer until the client sends again.
+		if c.w != nil || c.state == stateAdmitting {
+			// Waiting for the hub or Admit: nothing may be written before the 101, so
+			// frames sent early stay in the buffer until readEarly wakes c after it.
 			gc.Discard(n)
 			return gnet.None
 		}
@@ -226,7 +229,7 @@ func (s *Server) sendClose(c *Conn, code uint16, reason string) {
 // then wait up to CloseTimeout for the client's before dropping TCP.
 func (sh *shard) startClose(c *Conn, code uint16, reason string) {
 	s := sh.srv
-	if c.state == stateHandshake || c.w != nil {
+	if c.state == stateHandshake || c.state == stateAdmitting || c.w != nil {
 		s.closeNow(c)
 		return
 	}
@@ -257,7 +260,9 @@ func (s *Server) slowConsumer(c *Conn) {
 // handshake parses the upgrade request at the start of buf. It returns the bytes the
 // request used (0: incomplete) and gnet.Close when the connection must end.
 func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
-	var req wsproto.Request
+	// The header lines are copied only for Admit (the connect hook): a node without
+	// one parses without that allocation.
+	req := wsproto.Request{KeepHeader: s.cfg.Admit != nil}
 	n, err := wsproto.ParseRequest(buf, s.cfg.MaxRequestBytes, &req)
 	if err != nil {
 		he, _ := err.(*wsproto.HTTPError)
@@ -292,11 +297,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		return n, s.reject(c, "draining", &wsproto.HTTPError{Status: 503, Reason: "server is shutting down", Header: "Retry-After: 1\r\n"})
 	}
 	if s.cfg.MaxConns > 0 && int(s.m.open.Load()) >= s.cfg.MaxConns {
-		he := &wsproto.HTTPError{Status: 503, Reason: "node at capacity", Header: "Retry-After: 1\r\n"}
-		if s.cfg.Endpoint != nil {
-			he.Reason = "node at capacity; try " + string(s.cfg.Endpoint())
-		}
-		return n, s.reject(c, "over_capacity", he)
+		return n, s.reject(c, "over_capacity", s.capacityError())
 	}
 	token, protocol := tokenOf(&req)
 	id, aerr := s.cfg.Authenticate(token)
@@ -311,7 +312,6 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		}
 		return n, s.reject(c, "unauthorized", &wsproto.HTTPError{Status: st, Reason: aerr.Reason, Header: hdr})
 	}
-	// Upgrade.
 	c.num = s.connSeq.Add(1)
 	c.user = id.User
 	c.remote = remoteOf(c)
@@ -319,10 +319,32 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if len(c.device) > maxDevice {
 		c.device = strings.ToValidUTF8(c.device[:maxDevice], "")
 	}
-	c.expires = s.clock.tickAt(id.Expires)
 	if len(id.Subscribe) > 0 {
 		c.ext = &Ext{Subscribe: id.Subscribe}
 	}
+	c.v2 = protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2"
+	if s.cfg.Admit != nil {
+		s.admit(c, &req, id, token, protocol) // admit.go: upgrade follows its decision
+		return n, gnet.None
+	}
+	s.upgrade(c, id.Rooms, id.Expires, req.Key, protocol, wsproto.QueryValue(req.RawQuery, "since"))
+	return n, gnet.None
+}
+
+// capacityError is the 503 of a node at MaxConns, with the Endpoint hint.
+func (s *Server) capacityError() *wsproto.HTTPError {
+	he := &wsproto.HTTPError{Status: 503, Reason: "node at capacity", Header: "Retry-After: 1\r\n"}
+	if s.cfg.Endpoint != nil {
+		he.Reason = "node at capacity; try " + string(s.cfg.Endpoint())
+	}
+	return he
+}
+
+// upgrade registers an accepted connection (identity fields set) and writes its 101,
+// or hands it to Config.OnUpgrade. since is the ?since= value, decoded. Runs on c's
+// loop.
+func (s *Server) upgrade(c *Conn, rooms []string, expires time.Time, key, protocol, since string) {
+	c.expires = s.clock.tickAt(expires)
 	c.state = stateOpen
 	c.deadline = s.clock.ticks() + s.pingTicks
 	s.m.handshaking.Add(-1)
@@ -334,20 +356,19 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	// pushes, and a second connection it opens next is newer in the per-user order,
 	// however long this loop is descheduled between the two steps. Deliveries and
 	// closes for c run on this loop after this callback, so nothing overtakes the 101.
-	c.v2 = protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2"
 	if s.cfg.OnUpgrade == nil {
-		s.publish(c, id.Rooms)
-		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], req.Key, protocol)
+		s.publish(c, rooms)
+		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], key, protocol)
 		c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
-		return n, gnet.None
+		return
 	}
 	// The hub makes the streams' owners aware of c before its 101 (see streams.go):
 	// c is registered first and holds what arrives meanwhile.
-	u := &Upgrade{User: c.user, V2: c.v2, s: s, c: c, key: req.Key, protocol: protocol, loopSide: true}
-	u.Since = wsproto.QueryValue(req.RawQuery, "since") // decoded already
+	u := &Upgrade{User: c.user, V2: c.v2, s: s, c: c, key: key, protocol: protocol, loopSide: true}
+	u.Since = since
 	c.w = &waiting{u: u}
 	c.deadline = s.clock.ticks() + s.handshakeTicks
-	u.Rooms = s.publish(c, id.Rooms)
+	u.Rooms = s.publish(c, rooms)
 	u.ConnID = c.ID()
 	s.cfg.OnUpgrade(u)
 	u.mu.Lock()
@@ -357,7 +378,6 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if res != nil {
 		s.finishUpgrade(u, res)
 	}
-	return n, gnet.None
 }
 
 func (s *Server) reject(c *Conn, reason string, he *wsproto.HTTPError) gnet.Action {

@@ -83,7 +83,7 @@ func (sh *shard) start(j *job) bool {
 	case jobDrain:
 		for _, c := range append(sh.snap[:0], sh.conns...) {
 			switch c.state {
-			case stateHandshake:
+			case stateHandshake, stateAdmitting:
 				sh.srv.m.handshakeFailure("draining")
 				sh.srv.closeNow(c)
 			case stateOpen:

@@ -38,7 +38,7 @@ type serverMetrics struct {
 
 // handshakeReasons are the failure reasons counted; each counter exists from the start
 // so dashboards see zeros rather than gaps.
-var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining", "streams", "held_overflow", "early_data"}
+var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining", "streams", "held_overflow", "early_data", "hook_refused", "hook_failed"}
 
 // knownCloseCodes are the codes counted under their own label: those the server
 // sends, and those well-behaved clients send (which it echoes). All are created at

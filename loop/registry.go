@@ -222,6 +222,7 @@ type ConnInfo struct {
 	ID, User, Remote, Device string
 	Since                    int64 // unix nanoseconds
 	Rooms                    []string
+	Meta                     string // the connect hook's metadata, a JSON object's text; "" when none
 }
 
 func (r *registry) userInfo(user string) []ConnInfo {
@@ -239,7 +240,7 @@ func (r *registry) userInfo(user string) []ConnInfo {
 			remote = c.remote.String()
 		}
 		out = append(out, ConnInfo{ID: c.ID(), User: c.user, Remote: remote, Device: c.device,
-			Since: c.since, Rooms: slices.Clone(c.rooms)})
+			Since: c.since, Rooms: slices.Clone(c.rooms), Meta: c.meta})
 	}
 	return out
 }

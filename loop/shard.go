@@ -34,6 +34,9 @@ type shard struct {
 	npending int
 	drainFn  gnet.Runnable
 	sweepFn  gnet.Runnable
+	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
+	// kept here, not in Conn, so connections that never wait pay nothing for it.
+	admitting map[*Conn]*Admission
 
 	// read by scrapes
 	nConns    atomic.Int64 // every connection, handshaking ones too
@@ -46,7 +49,7 @@ type shard struct {
 }
 
 func newShard(s *Server, idx int, el gnet.EventLoop) *shard {
-	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{})}
+	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{}), admitting: make(map[*Conn]*Admission)}
 	sh.drainFn = gnet.RunnableFunc(func(context.Context) error { sh.drain(); return nil })
 	sh.sweepFn = gnet.RunnableFunc(func(context.Context) error { sh.sweep(); return nil })
 	return sh

@@ -133,6 +133,9 @@ func (u *Upgrade) Done(r UpgradeResult) {
 	sh := u.c.sh
 	_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 		u.s.finishUpgrade(u, &r)
+		// Not when finished inline from OnTraffic: that call goes on with the bytes
+		// after the request itself.
+		u.s.readEarly(u.c)
 		return nil
 	}))
 }

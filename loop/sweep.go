@@ -24,7 +24,7 @@ func (sh *shard) sweep() {
 		c := sh.conns[sh.sweepPos]
 		sh.sweepPos++
 		switch c.state {
-		case stateHandshake:
+		case stateHandshake, stateAdmitting:
 			if now >= c.deadline {
 				s.m.handshakeFailure("timeout")
 				s.closeNow(c) // removes c; the next one moved into its slot

@@ -59,6 +59,8 @@ func (n *Node) onClientMessage(c *loop.Conn, binary bool, payload []byte) {
 		n.onSubscribe(c, &m, true)
 	case "unsubscribe":
 		n.onSubscribe(c, &m, false)
+	case "ping":
+		// The JavaScript client's heartbeat ({"type":"ping"}): activity, no answer.
 	default:
 		n.loop.SendText(c, replyError(m.ID, 400, "unknown message type "+strconv.Quote(m.Type)+": ack, send, subscribe or unsubscribe"))
 	}

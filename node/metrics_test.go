@@ -3,6 +3,8 @@ package node
 import (
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -55,10 +57,16 @@ func families(t *testing.T, n *Node) map[string]float64 {
 // TestEveryDocumentedMetricMoves checks that each metric in docs/metrics.md is
 // exported and changes when its event happens.
 func TestEveryDocumentedMetricMoves(t *testing.T) {
+	// Node a asks a connect hook (that allows everyone) about each connection.
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	defer hook.Close()
 	ns := startCluster(t, 2, func(i int, c *Config) {
 		c.Loop.MaxConnsPerUser = 1
 		c.Loop.MaxOutbound = 32 << 10
 		c.Loop.MaxPendingBytes = 64 << 10
+		if i == 0 {
+			c.ConnectHook.URL = hook.URL
+		}
 	})
 	a, b := ns[0], ns[1]
 	before := families(t, a)
@@ -154,6 +162,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	// Gauges that are back to their old value by now are checked for presence only.
 	presenceOnly := map[string]bool{
 		"longlink_handshaking_connections":   true, // 0 again once handshakes finish
+		"longlink_connect_hook_inflight":     true, // likewise; TestConnectHookClientLeaves sees it at 1
 		"longlink_cluster_members":           true, // alive+dead is still 2: checked by state below
 		"longlink_cluster_query_drops_total": true, // needs 256 concurrent peer queries
 		"longlink_accept_rejected_total":     true, // needs the open-files limit: TestAcceptSurvivesFDExhaustion

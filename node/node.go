@@ -19,6 +19,7 @@ import (
 
 	"longlink/auth"
 	"longlink/cluster"
+	"longlink/connhook"
 	"longlink/hub"
 	"longlink/loop"
 	"longlink/push"
@@ -63,6 +64,10 @@ type Config struct {
 	// Upstream is the businesses client requests go to, and the limits of client
 	// requests. New sets its NodeName, Metrics and Logger.
 	Upstream upstream.Config
+	// ConnectHook, with a URL, is asked about every connection before its 101
+	// (node/connhook.go). Its Timeout must be shorter than Loop.HandshakeTimeout.
+	// New sets its NodeName, Metrics and Logger.
+	ConnectHook connhook.Config
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
@@ -103,6 +108,7 @@ func Defaults() Config {
 		Cluster:      cluster.Defaults(),
 		Hub:          hub.Defaults(),
 		Upstream:     upstream.Defaults(),
+		ConnectHook:  connhook.Defaults(),
 	}
 }
 
@@ -126,6 +132,7 @@ type Node struct {
 	loop    *loop.Server
 	cluster *cluster.Cluster // nil for a standalone node (its methods allow that)
 	api     *push.API
+	hook    *connhook.Hook // nil without a connect hook
 	http    *apiServer
 	apiLn   net.Listener
 	hub     *hub.Hub
@@ -183,6 +190,13 @@ func New(cfg Config) (*Node, error) {
 	lc.OnUpgrade = func(u *loop.Upgrade) { n.hub.OnUpgrade(u) }
 	lc.OnMessage = n.onClientMessage
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
+	cfg.ConnectHook.Metrics, cfg.ConnectHook.Logger = n.set, cfg.Logger
+	if n.hook, err = newConnectHook(&cfg); err != nil {
+		return nil, err
+	}
+	if n.hook != nil {
+		lc.Admit = n.admit
+	}
 	if n.loop, err = loop.New(lc); err != nil {
 		return nil, err
 	}
@@ -412,6 +426,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 		}
 		n.hub.Close()
 		n.up.Close()
+		n.hook.Close()
 		n.bg.Wait()
 	})
 	return dropped, n.stopErr
@@ -433,6 +448,7 @@ func (n *Node) Kill() {
 		}
 		n.hub.Close()
 		n.up.Close()
+		n.hook.Close()
 		n.bg.Wait()
 	})
 }

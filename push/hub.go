@@ -1,6 +1,9 @@
 package push
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Hub is what the API delivers through and asks about connections; the node
 // implements it by combining local delivery with cluster forwarding.
@@ -70,6 +73,8 @@ type ConnInfo struct {
 	Device string    `json:"device"`
 	Since  time.Time `json:"since"` // encoded as RFC 3339 with nanoseconds
 	Rooms  []string  `json:"rooms"`
+	// Meta is the metadata the connect hook gave the connection (absent: none).
+	Meta json.RawMessage `json:"meta,omitempty"`
 }
 
 // RoomInfo describes one room cluster-wide.

@@ -26,6 +26,15 @@ type Request struct {
 	// Protocols are the Sec-WebSocket-Protocol tokens in order, over all header
 	// lines (split on commas, trimmed, empty elements dropped).
 	Protocols []string
+
+	// KeepHeader is set by the caller before ParseRequest (which leaves it as it is)
+	// to have Header filled; off, nothing more is copied or allocated.
+	KeepHeader bool
+	// Header is, with KeepHeader, a copy of the header lines as received (after the
+	// request line, without the final blank line; CRLF or bare LF line ends), for a
+	// consumer that wants every header (the connect hook). It is at most the request
+	// head's size, which max bounds.
+	Header []byte
 }
 
 // HTTPError is a handshake rejection that maps straight onto an HTTP response.
@@ -104,11 +113,19 @@ func ParseRequest(buf []byte, max int, req *Request) (n int, err error) {
 	n = pos
 
 	// Pass 2: the head is complete and well-formed; copy out what we keep.
-	*req = Request{Protocols: req.Protocols[:0]}
+	*req = Request{Protocols: req.Protocols[:0], KeepHeader: req.KeepHeader}
 	lines := buf[:n]
 	i := bytes.IndexByte(lines, '\n')
 	reqLine, _ := trimCR(lines[:i])
 	lines = lines[i+1:]
+	if req.KeepHeader {
+		// Everything up to the blank line that ends the head ("\r\n" or "\n").
+		end := len(lines) - 1
+		if end > 0 && lines[end-1] == '\r' {
+			end--
+		}
+		req.Header = append([]byte(nil), lines[:end]...)
+	}
 	method, target, proto, _ := splitRequestLine(reqLine)
 	req.Method = intern(method)
 	req.Proto = intern(proto)

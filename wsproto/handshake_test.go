@@ -256,3 +256,27 @@ func FuzzParseRequest(f *testing.F) {
 		}
 	})
 }
+
+// TestParseRequestKeepHeader: with KeepHeader, Header is the header lines exactly as
+// received; without it, nothing (the usual path copies nothing more).
+func TestParseRequestKeepHeader(t *testing.T) {
+	f := func(req string, keep bool, want string) {
+		t.Helper()
+		r := Request{KeepHeader: keep}
+		n, err := ParseRequest([]byte(req+"\x81\x80junk"), 0, &r)
+		if err != nil || n != len(req) {
+			t.Fatalf("n=%d err=%v", n, err)
+		}
+		if string(r.Header) != want || r.KeepHeader != keep || (!keep && r.Header != nil) {
+			t.Fatalf("keep=%v: Header %q, want %q", keep, r.Header, want)
+		}
+	}
+	lines := goodReq[strings.Index(goodReq, "\r\n")+2 : len(goodReq)-2]
+	f(goodReq, true, lines)
+	f(goodReq, false, "")
+	lf := strings.ReplaceAll(goodReq, "\r\n", "\n")
+	f(lf, true, strings.ReplaceAll(lines, "\r\n", "\n"))
+	f("GET /ws HTTP/1.1\r\n\r\n", true, "")
+	f("GET /ws HTTP/1.1\n\n", true, "")
+	f("GET /ws HTTP/1.1\r\nA: b\n\r\n", true, "A: b\n")
+}

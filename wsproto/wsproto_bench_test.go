@@ -84,6 +84,16 @@ func BenchmarkAppendFrame(b *testing.B) {
 // BenchmarkParseRequest parses a typical browser upgrade request; its allocations
 // are the strings Request keeps.
 func BenchmarkParseRequest(b *testing.B) {
+	benchParseRequest(b, false)
+}
+
+// BenchmarkParseRequestKeepHeader is the same with the header lines copied (a node
+// with a connect hook): one allocation more.
+func BenchmarkParseRequestKeepHeader(b *testing.B) {
+	benchParseRequest(b, true)
+}
+
+func benchParseRequest(b *testing.B, keep bool) {
 	req := []byte("GET /ws?token=eyJhbGciOiJIUzI1NiJ9.e30.x HTTP/1.1\r\n" +
 		"Host: gw.example.com\r\nConnection: Upgrade\r\nPragma: no-cache\r\nCache-Control: no-cache\r\n" +
 		"User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36\r\n" +
@@ -91,7 +101,7 @@ func BenchmarkParseRequest(b *testing.B) {
 		"Accept-Encoding: gzip, deflate, br\r\nAccept-Language: en-US,en;q=0.9\r\n" +
 		"Sec-WebSocket-Key: " + goodKey + "\r\n" +
 		"Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n")
-	var r Request
+	r := Request{KeepHeader: keep}
 	b.ReportAllocs()
 	b.SetBytes(int64(len(req)))
 	for b.Loop() {

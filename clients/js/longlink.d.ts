@@ -90,6 +90,17 @@ export interface LongLinkOptions {
   fetch?: typeof fetch;
   /** Random source in [0, 1) for the backoff jitter (tests). Defaults to Math.random. */
   random?: () => number;
+  /**
+   * v2: acknowledge pushes that ask for it ("ack": true) once the 'message' and 'push'
+   * handlers have returned (or their promises resolved). false: call ack(push). Default true.
+   */
+  autoAck?: boolean;
+  /** v2: acks decided within this many ms go out together (one per stream). 0: in a microtask. Default 10. */
+  ackDelayMs?: number;
+  /** v2: default timeout of send, subscribe and unsubscribe in ms. Default 10000. */
+  requestTimeoutMs?: number;
+  /** v2: requests that may wait for their replies at once; more reject with code 'overloaded'. Default 256. */
+  maxPendingRequests?: number;
 }
 
 export type LongLinkState = 'idle' | 'connecting' | 'open' | 'reconnecting' | 'closed';
@@ -154,6 +165,43 @@ export interface PushEvent {
   offset?: number;
   /** The pushed JSON value (data), or its bytes (data_base64). */
   data: unknown | ArrayBuffer;
+  /** True when the push asks for an acknowledgement (see autoAck and ack()). */
+  ack?: true;
+}
+
+/** v2: an error message of the server about a client message without an id. */
+export interface ServerErrorEvent {
+  status: number;
+  reason: string;
+}
+
+/** v2: a successful reply (status 2xx or 3xx) to send, subscribe or unsubscribe. */
+export interface Reply<T = unknown> {
+  status: number;
+  /** The back-end's answer (send); for subscribe, the room stream's position. */
+  data: T;
+}
+
+/** v2: the data of a subscribe reply. */
+export interface SubscribePosition {
+  stream: string;
+  epoch: string;
+  offset: number;
+}
+
+export interface RequestOptions {
+  /** Reject with code 'timeout' after this many ms. Default: options.requestTimeoutMs. */
+  timeout?: number;
+}
+
+/** Rejects send, subscribe and unsubscribe. */
+export declare class RequestError extends Error {
+  readonly name: 'RequestError';
+  /** 'status': the reply's status was >= 400; 'timeout'; 'disconnected' (not open, or closed before the reply); 'overloaded'. */
+  readonly code: 'status' | 'timeout' | 'disconnected' | 'overloaded';
+  /** The reply's status with code 'status', else 0. */
+  readonly status: number;
+  readonly reason: string;
 }
 
 export interface LongLinkEventMap {
@@ -166,7 +214,9 @@ export interface LongLinkEventMap {
   state: LongLinkState;
   welcome: WelcomeEvent;
   lost: LostEvent;
+  /** Handlers of 'push' (and 'message') may return a promise: a push asking for an ack is acked once it resolves. */
   push: PushEvent;
+  servererror: ServerErrorEvent;
 }
 
 export declare class LongLink {
@@ -175,12 +225,24 @@ export declare class LongLink {
   /** v2: a copy of the position reached on each stream (always {} in plain). Persist it and pass it as since. */
   positions(): Positions;
   /** Adds a listener; returns a function that removes it. */
-  on<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void): () => void;
-  off<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void): void;
+  on<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void | Promise<unknown>): () => void;
+  off<K extends keyof LongLinkEventMap>(type: K, fn: (ev: LongLinkEventMap[K]) => void | Promise<unknown>): void;
   /** Starts connecting; no-op while connecting, open or reconnecting. */
   connect(): void;
   /** Closes with code (default 1000) and stops reconnecting. */
   close(code?: number, reason?: string): void;
-  /** Sends on the open socket; false when not open. */
+  /** v2: an upstream message to business's back-end; resolves with its reply, rejects with RequestError. */
+  send<T = unknown>(business: string, data: unknown, options?: RequestOptions): Promise<Reply<T>>;
+  /** The raw form (one argument): sendRaw(data). */
   send(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
+  /** Writes data on the open socket as it is; false when not open. */
+  sendRaw(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
+  /** v2: joins room on this connection and again after every reconnect. */
+  subscribe(room: string, options?: RequestOptions): Promise<Reply<SubscribePosition>>;
+  /** v2: leaves a room joined with subscribe; it is not joined again after reconnects. */
+  unsubscribe(room: string, options?: RequestOptions): Promise<Reply>;
+  /** v2: the rooms joined with subscribe. */
+  subscriptions(): string[];
+  /** v2, autoAck false: acknowledges a 'push' event that asked for it (cumulative per stream). */
+  ack(push: PushEvent): void;
 }

@@ -7,8 +7,10 @@
 // is a JSON envelope, the client tracks a position per stream and resumes with
 // `?since=` after a reconnect, so pushes missed while it was away are replayed; it
 // drops duplicates (by stream offset and by message id) and reports what history
-// could not cover as 'lost'. `protocol: 'plain'` keeps the old mode, in which each
-// push is one message of exactly the pushed bytes.
+// could not cover as 'lost'. It acknowledges pushes that ask for it once the
+// application's handlers are done, sends upstream requests (send) and subscribes to
+// rooms (subscribe), re-subscribing after reconnects. `protocol: 'plain'` keeps the
+// old mode, in which each push is one message of exactly the pushed bytes.
 //
 // Docs and a copy-paste example: docs/client-js.md. Types: longlink.d.ts.
 // web/static/longlink.js is a generated copy of this file (go generate ./web/).
@@ -81,15 +83,44 @@ export const SUBPROTOCOL_V2 = 'longlink.v2';
 // not caught up yet when the connection dropped).
 const SEEN_IDS = 1000;
 
+// MAX_ACK_PENDING bounds, per stream and connection, the pushes waiting for their
+// handlers (or, with autoAck off, for ack()) that the cumulative ack has to wait
+// for. Past it the stream's later pushes are not acknowledged on this connection;
+// the server delivers them again on the next one, and they are acknowledged then.
+const MAX_ACK_PENDING = 10000;
+
 const DEFAULTS = Object.freeze({
   heartbeatMs: 25000,
   minBackoffMs: 500,
   maxBackoffMs: 30000,
   connectTimeoutMs: 10000,
   stableMs: 10000,
+  requestTimeoutMs: 10000,
+  ackDelayMs: 10,
 });
 
-const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'welcome', 'lost', 'push'];
+const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'welcome', 'lost', 'push', 'servererror'];
+
+// TRACK is where a push event that asks for an ack keeps its place in the ack state.
+const TRACK = Symbol('longlink.ack');
+
+/**
+ * RequestError rejects the promises of send, subscribe and unsubscribe. code is
+ * 'status' (the server answered with status >= 400; reason is its reason),
+ * 'timeout' (no reply within the timeout), 'disconnected' (not open, or the
+ * connection ended before the reply: the server may or may not have acted on it),
+ * or 'overloaded' (maxPendingRequests requests are already waiting). status is 0
+ * unless code is 'status'.
+ */
+export class RequestError extends Error {
+  constructor(message, { code, status = 0, reason = '' }) {
+    super(message);
+    this.name = 'RequestError';
+    this.code = code;
+    this.status = status;
+    this.reason = reason;
+  }
+}
 
 /**
  * LongLink is one logical connection to the gateway that survives reconnects.
@@ -127,6 +158,31 @@ export class LongLink {
       throw new TypeError("longlink: options.protocol must be 'v2' or 'plain'");
     }
     this._v2 = protocol === 'v2';
+    this._autoAck = this._opts.autoAck === undefined ? true : this._opts.autoAck;
+    if (typeof this._autoAck !== 'boolean') throw new TypeError('longlink: options.autoAck must be a boolean');
+    const maxReq = this._opts.maxPendingRequests === undefined ? 256 : this._opts.maxPendingRequests;
+    if (!Number.isSafeInteger(maxReq) || maxReq < 1) {
+      throw new TypeError('longlink: options.maxPendingRequests must be a positive integer');
+    }
+    this._maxRequests = maxReq;
+    // Requests (send, subscribe, unsubscribe) waiting for their reply, by id.
+    this._requests = new Map();
+    this._nextId = 1;
+    // Rooms subscribed with subscribe(): subscribed again on every new connection.
+    this._subscriptions = new Set();
+    // Acks, per connection (reset by each welcome): per stream, the pushes asking for
+    // an ack in offset order, and how far the cumulative ack may go and has gone.
+    this._acks = new Map();
+    this._msgAcks = new Set(); // ids to ack by message (pushes without a position)
+    this._ackTimer = null;
+    this._ackScheduled = false;
+    this._conn = 0; // bumped per welcome: an ack decided for an older connection is not sent
+    // Ids of pushes asking for an ack, across connections (at most SEEN_IDS each):
+    // acked (a redelivery is acked again, not handled again), and handed to the
+    // application but not acked (a handler threw, or ack() was not called yet): a
+    // redelivery of those is handled again.
+    this._acked = new Set();
+    this._unacked = new Set();
     /** @type {Map<string, {epoch: string, offset: number}>} stream -> last position seen */
     this._positions = this._v2 && options.since != null ? parsePositions(options.since) : new Map();
     this._seen = new Set(); // ids of emitted messages, oldest first, at most SEEN_IDS
@@ -231,14 +287,91 @@ export class LongLink {
   }
 
   /**
-   * send sends data on the open socket and reports whether it could. What the
-   * gateway does with client messages depends on its configuration; by default it
-   * counts them as activity and drops them.
+   * send(business, data, {timeout}) sends an upstream message to the business's
+   * back-end (v2) and resolves with its reply, {status, data}; it rejects with a
+   * RequestError on a status >= 400, on timeout (options.requestTimeoutMs unless
+   * timeout is given) and when the connection is not open or ends first.
+   *
+   * send(data), with one argument, is the raw form: it writes data on the open
+   * socket and returns whether it could (sendRaw).
+   * @param {string} business
+   * @param {unknown} [data] any JSON value
+   * @param {{timeout?: number}} [options]
    */
-  send(data) {
+  send(business, data, options) {
+    if (arguments.length <= 1) return this.sendRaw(business);
+    if (typeof business !== 'string' || business === '') {
+      return Promise.reject(new TypeError('longlink: send: business must be a non-empty string'));
+    }
+    return this._request({ type: 'send', business, data: data === undefined ? null : data }, options);
+  }
+
+  /**
+   * sendRaw writes data on the open socket as it is and reports whether it could.
+   * A v2 server answers what is not one of its messages with an error
+   * ('servererror'); a plain one counts it as activity.
+   */
+  sendRaw(data) {
     if (this._state !== 'open' || !this._ws) return false;
     this._ws.send(data);
     return true;
+  }
+
+  /**
+   * subscribe joins room on this connection (v2) and keeps it joined across
+   * reconnects: it is subscribed again after each welcome, resuming from its
+   * position (a gap the server cannot fill is reported as 'lost'). It resolves
+   * with the reply, whose data is the room stream's position
+   * {stream, epoch, offset}; it rejects with a RequestError as send does (a
+   * refusal has status and reason).
+   * @param {string} room
+   * @param {{timeout?: number}} [options]
+   */
+  subscribe(room, options) {
+    if (typeof room !== 'string' || room === '') {
+      return Promise.reject(new TypeError('longlink: subscribe: room must be a non-empty string'));
+    }
+    return this._request({ type: 'subscribe', room }, options).then((reply) => {
+      this._subscriptions.add(room);
+      this._subscribed(room, reply.data, undefined);
+      return reply;
+    });
+  }
+
+  /**
+   * unsubscribe leaves a room joined with subscribe (v2); it is no longer
+   * subscribed again after reconnects, and its position is forgotten.
+   * @param {string} room
+   * @param {{timeout?: number}} [options]
+   */
+  unsubscribe(room, options) {
+    if (typeof room !== 'string' || room === '') {
+      return Promise.reject(new TypeError('longlink: unsubscribe: room must be a non-empty string'));
+    }
+    return this._request({ type: 'unsubscribe', room }, options).then((reply) => {
+      this._subscriptions.delete(room);
+      const d = reply.data;
+      this._positions.delete(d && typeof d.stream === 'string' ? d.stream : `room:${room}`);
+      return reply;
+    });
+  }
+
+  /** subscriptions lists the rooms joined with subscribe, in the order joined. */
+  subscriptions() {
+    return [...this._subscriptions];
+  }
+
+  /**
+   * ack acknowledges a push that asked for it ('push' event with ack: true), for
+   * autoAck: false. Acks are cumulative per stream: a push is acknowledged to the
+   * server once it and every earlier push of its stream asking for one are. An
+   * event of an earlier connection, or one acked already, is ignored.
+   * @param {{id: string, ack?: boolean}} push the 'push' event
+   */
+  ack(push) {
+    const t = push && push[TRACK];
+    if (!t) throw new TypeError("longlink: ack: not a 'push' event that asked for an ack");
+    this._ackDone(t);
   }
 
   // ---- internals -------------------------------------------------------------
@@ -265,6 +398,7 @@ export class LongLink {
   _shutdown() {
     this._gen++;
     this._clearTimers();
+    this._failRequests('closed');
     const ws = this._ws;
     this._ws = null;
     if (ws) detach(ws);
@@ -276,7 +410,9 @@ export class LongLink {
     clearTimeout(this._retryTimer);
     clearTimeout(this._connectTimer);
     clearInterval(this._heartbeatTimer);
-    this._retryTimer = this._connectTimer = this._heartbeatTimer = null;
+    clearTimeout(this._ackTimer);
+    this._retryTimer = this._connectTimer = this._heartbeatTimer = this._ackTimer = null;
+    this._ackScheduled = false;
   }
 
   async _dial() {
@@ -391,6 +527,13 @@ export class LongLink {
       case 'push':
         this._onPush(m, raw);
         break;
+      case 'reply':
+        this._onReply(m);
+        break;
+      case 'error':
+        // A message of ours without an id that the server could not handle.
+        this._emit('servererror', { status: m.status, reason: typeof m.reason === 'string' ? m.reason : '' });
+        break;
       case 'position': {
         // The message with this id reached us through another stream: it also
         // counts as seen on this one. Nothing for the application. Its id is left
@@ -437,10 +580,58 @@ export class LongLink {
       next.set(stream, { epoch: w.epoch, offset: w.offset });
       if (cur) this._tails.set(stream, { epoch: w.epoch, after: cur.epoch === w.epoch ? cur.offset : -Infinity, upTo: w.offset });
     }
-    // Streams missing from the welcome are no longer this connection's: forget them.
+    // Streams missing from the welcome are no longer this connection's: forget them,
+    // but for the rooms subscribed with subscribe(), which are subscribed again now.
+    const resubscribe = [];
+    for (const room of this._subscriptions) {
+      const stream = `room:${room}`;
+      if (next.has(stream)) continue; // the server resumed it with the connection
+      const before = this._positions.get(stream);
+      if (before) next.set(stream, before);
+      resubscribe.push([room, before]);
+    }
     this._positions = next;
+    // Acks belong to a connection: what the last one did not acknowledge, the
+    // server delivers again on this one.
+    this._conn++;
+    this._acks = new Map();
+    this._msgAcks = new Set();
     this._emit('welcome', m);
     for (const ev of lost) this._emit('lost', ev);
+    for (const [room, before] of resubscribe) this._resubscribe(room, before);
+  }
+
+  // _resubscribe subscribes room again on a new connection. A refusal (4xx) drops it
+  // from the subscriptions; a timeout or another failure leaves it for the next
+  // connection. Either is reported as an 'error'.
+  _resubscribe(room, before) {
+    this._request({ type: 'subscribe', room }).then(
+      (reply) => {
+        if (this._subscriptions.has(room)) this._subscribed(room, reply.data, before);
+      },
+      (err) => {
+        if (err.code === 'status' && err.status < 500) this._subscriptions.delete(room);
+        this._emit('error', new Error(`longlink: subscribing to ${JSON.stringify(room)} again failed: ${err.message}`));
+      },
+    );
+  }
+
+  // _subscribed takes the room stream's position from a subscribe reply. before is
+  // the position the client had reached when it subscribed again after a
+  // reconnect: the reply's is later, so what lies between was missed.
+  _subscribed(room, data, before) {
+    if (data === null || typeof data !== 'object' || typeof data.epoch !== 'string' || !isOffset(data.offset)) return;
+    const stream = typeof data.stream === 'string' ? data.stream : `room:${room}`;
+    if (before && (before.epoch !== data.epoch || data.offset > before.offset)) {
+      this._emit('lost', { stream, epoch: data.epoch, offset: data.offset, since: { epoch: before.epoch, offset: before.offset } });
+    }
+    const cur = this._positions.get(stream);
+    // A stream the client already follows in this epoch keeps its position: pushes
+    // after it may be on their way (or came before the reply). Only a stream
+    // subscribed again after a gap, with nothing newer seen, jumps to the reply's.
+    if (!cur || cur.epoch !== data.epoch || (before && cur === before)) {
+      this._positions.set(stream, { epoch: data.epoch, offset: data.offset });
+    }
   }
 
   _onPush(m, raw) {
@@ -458,7 +649,18 @@ export class LongLink {
       if (this._seen.has(id)) fresh = false;
       this._remember(id);
     }
-    if (!fresh) return; // already delivered: by offset, or by id through another stream
+    const wantsAck = m.ack === true;
+    if (!fresh) {
+      // Already delivered: by offset, or by id through another stream. One that
+      // asked for an ack is here again because its ack did not reach the server
+      // (lost with the connection): acknowledge it again without handling it again,
+      // unless it was never acknowledged (a handler threw, or ack() was not called).
+      if (!wantsAck) return;
+      if (id === undefined || !this._unacked.has(id)) {
+        this._ackDone(this._track(pos, id));
+        return;
+      }
+    }
 
     let message;
     let data;
@@ -479,14 +681,200 @@ export class LongLink {
       this._emit('error', new Error(`longlink: push ${id} has neither data nor data_base64; dropped`));
       return;
     }
-    this._emit('message', message);
     const ev = { id, data };
     if (typeof m.stream === 'string') ev.stream = m.stream;
     if (pos) {
       ev.epoch = pos.epoch;
       ev.offset = pos.offset;
     }
-    this._emit('push', ev);
+    if (!wantsAck) {
+      this._emit('message', message);
+      this._emit('push', ev);
+      return;
+    }
+    ev.ack = true;
+    const t = this._track(pos, id);
+    Object.defineProperty(ev, TRACK, { value: t });
+    if (id !== undefined) remember(this._unacked, id);
+    const a = this._call('message', message);
+    const b = this._call('push', ev);
+    if (a.threw || b.threw || !this._autoAck) return; // no ack (autoAck off: ack(ev) does it)
+    const pending = [...a.promises, ...b.promises];
+    if (pending.length === 0) {
+      this._ackDone(t);
+      return;
+    }
+    Promise.all(pending).then(
+      () => this._ackDone(t),
+      (err) => this._emit('error', asError(err, `push ${id} handler rejected; not acknowledged`)),
+    );
+  }
+
+  // _call runs type's listeners like _emit and reports whether one threw and the
+  // promises they returned (a handler that returns one is done when it settles).
+  _call(type, arg) {
+    let threw = false;
+    const promises = [];
+    for (const fn of [...this._listeners.get(type)]) {
+      try {
+        const r = fn(arg);
+        if (r && typeof r.then === 'function') promises.push(r);
+      } catch (err) {
+        threw = true;
+        this._emit('error', asError(err, `${type} listener threw`));
+      }
+    }
+    return { threw, promises };
+  }
+
+  // ---- acks -------------------------------------------------------------------
+
+  // _track registers a push that asks for an ack in this connection's ack state:
+  // in its stream's offset order when it has a position, else to be acked by id.
+  _track(pos, id) {
+    const t = { conn: this._conn, id, stream: null, entry: null };
+    if (!pos) return t;
+    let st = this._acks.get(pos.stream);
+    if (!st || st.epoch !== pos.epoch) {
+      st = { epoch: pos.epoch, pending: [], want: -1, sent: -1, full: false };
+      this._acks.set(pos.stream, st);
+    }
+    t.stream = pos.stream;
+    if (st.full) return t; // past MAX_ACK_PENDING: left to the next connection
+    if (st.pending.length >= MAX_ACK_PENDING) {
+      st.full = true;
+      return t;
+    }
+    const entry = { offset: pos.offset, done: false };
+    let i = st.pending.length;
+    while (i > 0 && st.pending[i - 1].offset > entry.offset) i--;
+    st.pending.splice(i, 0, entry);
+    t.entry = entry;
+    return t;
+  }
+
+  // _ackDone records that the push t tracks was handled, and schedules the acks it
+  // makes possible.
+  _ackDone(t) {
+    if (t.id !== undefined) {
+      this._unacked.delete(t.id);
+      remember(this._acked, t.id);
+    }
+    if (t.conn !== this._conn) return; // that connection is gone; the server redelivers
+    if (t.stream === null) {
+      if (t.id !== undefined) this._msgAcks.add(t.id);
+    } else {
+      const st = this._acks.get(t.stream);
+      if (!t.entry || !st || t.entry.done) return;
+      t.entry.done = true;
+      // Cumulative: up to the first push of the stream not handled yet.
+      while (st.pending.length > 0 && st.pending[0].done) st.want = st.pending.shift().offset;
+      if (st.want <= st.sent) return;
+    }
+    this._scheduleAcks();
+  }
+
+  // _scheduleAcks sends the acks decided within ackDelayMs together: one per stream
+  // (its latest offset) and one per message without a position.
+  _scheduleAcks() {
+    if (this._ackScheduled) return;
+    this._ackScheduled = true;
+    const flush = () => {
+      this._ackScheduled = false;
+      this._ackTimer = null;
+      this._flushAcks();
+    };
+    if (this._opts.ackDelayMs > 0) this._ackTimer = setTimeout(flush, this._opts.ackDelayMs);
+    else queueMicrotask(flush);
+  }
+
+  _flushAcks() {
+    const ws = this._ws;
+    if (!ws || this._state !== 'open') return; // the next connection gets them again
+    try {
+      for (const [stream, st] of this._acks) {
+        if (st.want > st.sent) {
+          ws.send(JSON.stringify({ type: 'ack', stream, offset: st.want }));
+          st.sent = st.want;
+        }
+      }
+      for (const id of this._msgAcks) ws.send(JSON.stringify({ type: 'ack', message: id }));
+      this._msgAcks.clear();
+    } catch (err) {
+      this._emit('error', asError(err, 'sending acks failed'));
+    }
+  }
+
+  // ---- requests ---------------------------------------------------------------
+
+  // _request sends msg with a new id and settles with its reply (see send).
+  _request(msg, options) {
+    return new Promise((resolve, reject) => {
+      if (!this._v2) {
+        reject(new TypeError("longlink: send, subscribe and unsubscribe need protocol 'v2'"));
+        return;
+      }
+      if (this._state !== 'open' || !this._ws) {
+        reject(new RequestError(`longlink: ${msg.type}: not connected`, { code: 'disconnected' }));
+        return;
+      }
+      if (this._requests.size >= this._maxRequests) {
+        reject(new RequestError(`longlink: ${msg.type}: ${this._maxRequests} requests are already waiting for replies`, { code: 'overloaded' }));
+        return;
+      }
+      const timeout = options && options.timeout !== undefined ? options.timeout : this._opts.requestTimeoutMs;
+      if (typeof timeout !== 'number' || !(timeout > 0)) {
+        reject(new TypeError('longlink: timeout must be a positive number of milliseconds'));
+        return;
+      }
+      const id = this._nextId++;
+      let text;
+      try {
+        text = JSON.stringify({ ...msg, id });
+      } catch (err) {
+        reject(asError(err, `${msg.type}: data is not JSON`));
+        return;
+      }
+      const req = { type: msg.type, resolve, reject, timer: null };
+      req.timer = setTimeout(() => {
+        this._requests.delete(id);
+        reject(new RequestError(`longlink: ${msg.type}: no reply within ${timeout} ms`, { code: 'timeout' }));
+      }, timeout);
+      this._requests.set(id, req);
+      try {
+        this._ws.send(text);
+      } catch (err) {
+        clearTimeout(req.timer);
+        this._requests.delete(id);
+        reject(new RequestError(`longlink: ${msg.type}: ${asError(err, 'send failed').message}`, { code: 'disconnected' }));
+      }
+    });
+  }
+
+  _onReply(m) {
+    const req = this._requests.get(m.id);
+    if (!req) return; // timed out already, or not ours
+    this._requests.delete(m.id);
+    clearTimeout(req.timer);
+    const status = Number.isSafeInteger(m.status) ? m.status : 0;
+    if (status >= 200 && status < 400) {
+      req.resolve({ status, data: m.data });
+      return;
+    }
+    const reason = typeof m.reason === 'string' ? m.reason : '';
+    req.reject(new RequestError(`longlink: ${req.type}: ${status} ${reason}`, { code: 'status', status, reason }));
+  }
+
+  // _failRequests rejects every request waiting for a reply: the connection that
+  // would carry it is gone.
+  _failRequests(why) {
+    if (this._requests.size === 0) return;
+    const reqs = [...this._requests.values()];
+    this._requests.clear();
+    for (const req of reqs) {
+      clearTimeout(req.timer);
+      req.reject(new RequestError(`longlink: ${req.type}: ${why} before the reply`, { code: 'disconnected' }));
+    }
   }
 
   // _advance records that offset on stream was seen and reports whether it is new:
@@ -500,9 +888,7 @@ export class LongLink {
   }
 
   _remember(id) {
-    this._seen.delete(id);
-    this._seen.add(id);
-    if (this._seen.size > SEEN_IDS) this._seen.delete(this._seen.values().next().value);
+    remember(this._seen, id);
   }
 
   async _resolveURL() {
@@ -543,6 +929,7 @@ export class LongLink {
     clearInterval(this._heartbeatTimer);
     this._connectTimer = this._heartbeatTimer = null;
     this._ws = null;
+    this._failRequests(`connection closed (${code})`);
     if (opened && Date.now() - this._openedAt >= this._opts.stableMs) {
       // The connection was healthy for a while, so this is a fresh failure, not the
       // next in a streak. Resetting only after stableMs keeps a server that accepts
@@ -624,6 +1011,13 @@ export class LongLink {
       }
     }, heartbeatMs);
   }
+}
+
+// remember adds id to set as its newest member, keeping at most SEEN_IDS.
+function remember(set, id) {
+  set.delete(id);
+  set.add(id);
+  if (set.size > SEEN_IDS) set.delete(set.values().next().value);
 }
 
 function detach(ws) {
