@@ -37,5 +37,8 @@ func (o *serveOptions) checkSecrets() error {
 	if isPlaceholder(o.cfg.Cluster.ClusterKey) {
 		refuse("cluster-key", "longlink keygen (or openssl rand -base64 32)")
 	}
+	if isPlaceholder(string(o.cfg.Webhook.Secret)) {
+		refuse("webhook-secret", "openssl rand -hex 32")
+	}
 	return errors.Join(errs...)
 }

@@ -109,8 +109,12 @@ type Config struct {
 	// a stream it may have just taken over (see streams.go). Zero means 500ms.
 	Settle time.Duration
 	// Events receives the webhook events the hub decides (message.expired, and
-	// presence). Nil: none are made.
+	// presence). Nil: none are made. When it has a Wants(type) method
+	// (*webhook.Sender), the presence machinery runs only for the types it wants.
 	Events webhook.Sink
+	// PresenceGrace is how long a user must have no connection anywhere before
+	// user.offline is sent (a reconnect within it is no offline). Zero means 3s.
+	PresenceGrace time.Duration
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -119,7 +123,8 @@ type Config struct {
 
 // Defaults returns the values zero fields of a Config stand for.
 func Defaults() Config {
-	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout}
+	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout,
+		PresenceGrace: defaultPresenceGrace}
 }
 
 const (
@@ -140,6 +145,7 @@ type Hub struct {
 	log          *slog.Logger
 	forwardDrops *metrics.Counter
 	st           *streams
+	pr           *presence // nil: no connection or user events
 	m            hubMetrics
 }
 
@@ -171,6 +177,12 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Settle <= 0 {
 		cfg.Settle = defaultSettle
 	}
+	if cfg.PresenceGrace < 0 {
+		return nil, fmt.Errorf("hub: Config.PresenceGrace %v must not be negative", cfg.PresenceGrace)
+	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = defaultPresenceGrace
+	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
 	}
@@ -193,11 +205,15 @@ func New(cfg Config) (*Hub, error) {
 	h.m = newHubMetrics(cfg.Metrics)
 	h.st = newStreams(h, cfg)
 	h.m.register(cfg.Metrics, h.st.store)
+	h.pr = newPresence(h, cfg)
 	return h, nil
 }
 
 // Close stops the hub's goroutines; appends still queued are refused.
-func (h *Hub) Close() { h.st.close() }
+func (h *Hub) Close() {
+	h.pr.close()
+	h.st.close()
+}
 
 // OnMembers is the cluster's membership callback: alive are the live peers.
 func (h *Hub) OnMembers(alive []string) { h.st.onMembers(alive) }
@@ -247,6 +263,7 @@ func hubErr(err error) error {
 func (h *Hub) OnPresence(kind loop.PresenceKind, name string, present bool) {
 	if kind == loop.PresenceUser {
 		h.remote.SetLocalUser(name, present)
+		h.pr.onUser(name, present)
 		if present {
 			h.st.forgetSeen("user:" + name)
 		}

@@ -81,6 +81,8 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.st.onSubscribe(arg)
 	case opHandoff:
 		return h.st.onHandoff(arg)
+	case opFeed:
+		return h.pr.onFeed(from, arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

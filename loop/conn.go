@@ -46,6 +46,11 @@ type Conn struct {
 	expires  uint32   // token expiry in ticks; 0 = none
 	seq      uint64   // sequence of the last delivery job written, to deliver once per job
 	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
+	// announced: Config.OnOpen was called, so OnClose will be; closeCode is the code
+	// the connection is ending with (0: none yet), its reason in shard.closeReasons.
+	// Both sit in the padding after v2: the struct does not grow.
+	announced bool
+	closeCode uint16
 	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
 	// replayed is, for a v2 connection, the heads its welcome announced: a live copy
 	// at or below one (a retried append fanned out again) is not sent twice. An entry
