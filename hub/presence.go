@@ -131,12 +131,12 @@ type feedKey struct {
 
 // feed is what this node tells one destination on one channel.
 type feed struct {
-	seq     uint64 // requests acknowledged since the last snapshot
-	reset   bool   // the next request is a snapshot
-	release bool   // send an empty snapshot, then forget the feed (no longer its watcher)
-	ops     []wbuf   // the delta, one op each
-	size    int      // bytes of ops
-	adds    []string // users whose add is in ops
+	seq     uint64    // requests acknowledged since the last snapshot
+	reset   bool      // the next request is a snapshot
+	release bool      // send an empty snapshot, then forget the feed (no longer its watcher)
+	ops     []wbuf    // the delta, one op each
+	size    int       // bytes of ops
+	adds    []string  // users whose add is in ops
 	last    time.Time // last request sent
 }
 

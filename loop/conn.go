@@ -37,21 +37,21 @@ type Conn struct {
 
 	// owned by the loop
 	parser   wsproto.Parser
-	idx      int32    // position in sh.conns
-	pend     int32    // 1 + index in sh.pending while frames wait for this drain's flush
-	state    uint8    //
-	kept     uint16   // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
-	lastSeen uint32   // coarse clock ticks (see clock.go) of the last byte received
-	deadline uint32   // handshake or close deadline in ticks; 0 = none
-	expires  uint32   // token expiry in ticks; 0 = none
-	seq      uint64   // sequence of the last delivery job written, to deliver once per job
-	v2       bool     // speaks the v2 protocol (JSON envelopes with stream positions)
+	idx      int32  // position in sh.conns
+	pend     int32  // 1 + index in sh.pending while frames wait for this drain's flush
+	state    uint8  //
+	kept     uint16 // bytes left in gnet's buffer by the last OnTraffic (counted in bytesIn)
+	lastSeen uint32 // coarse clock ticks (see clock.go) of the last byte received
+	deadline uint32 // handshake or close deadline in ticks; 0 = none
+	expires  uint32 // token expiry in ticks; 0 = none
+	seq      uint64 // sequence of the last delivery job written, to deliver once per job
+	v2       bool   // speaks the v2 protocol (JSON envelopes with stream positions)
 	// announced: Config.OnOpen was called, so OnClose will be; closeCode is the code
 	// the connection is ending with (0: none yet), its reason in shard.closeReasons.
 	// Both sit in the padding after v2: the struct does not grow.
 	announced bool
 	closeCode uint16
-	w        *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
+	w         *waiting // registered, 101 not sent yet (Config.OnUpgrade working)
 	// replayed is, for a v2 connection, the heads its welcome announced: a live copy
 	// at or below one (a retried append fanned out again) is not sent twice. An entry
 	// goes at the stream's first newer message.

@@ -176,7 +176,9 @@ func TestSenderOverflowCounted(t *testing.T) {
 	s, set := newSender(t, srv.URL, func(c *Config) { c.QueueSize = 4; c.BatchSize = 1 })
 	s.Emit(Event{Type: ConnectionClosed})
 	// The first is in flight (the receiver stalls); four fit the queue, five do not.
-	waitFor(t, 5*time.Second, func() bool { return counter(set, `longlink_webhook_queue_length{receiver="0"}`) == 1 && len(s.recv[0].q) == 0 })
+	waitFor(t, 5*time.Second, func() bool {
+		return counter(set, `longlink_webhook_queue_length{receiver="0"}`) == 1 && len(s.recv[0].q) == 0
+	})
 	for range 9 {
 		s.Emit(Event{Type: ConnectionClosed})
 	}
