@@ -31,6 +31,10 @@
 //   - OnUpgrade is loop's OnUpgrade: it runs on an event loop and answers there
 //     when the node is alone, else from a goroutine of its own that asks the owners.
 //   - OnMembers is the cluster's membership callback (one cluster goroutine).
+//   - OnConnOpen and OnConnClose are loop's OnOpen and OnClose (on the loop), and
+//     OnNodeLeft the cluster's (its own goroutine): they emit connection events and
+//     queue what the presence goroutine tells owners and watchers (presence.go),
+//     never waiting.
 //   - The hub's fields are set in New and never change (the node builds the
 //     cluster first, without binding it). Its mutable state is the streams'
 //     (streams.go says which lock guards what: the committer's batch under seqMu,
