@@ -383,3 +383,32 @@ func TestWebhookKilledNode(t *testing.T) {
 	}
 	r.checkClean(t)
 }
+
+// TestWebhookFrozenNode: n3 is stopped (SIGSTOP) until the others declare it dead,
+// then continued. Its plain (v1) client stays open: it is reported closed (1006) by
+// a survivor, then opened again ("resumed") when n3 is back, and its user is offline
+// and then online again — the receiver's view ends consistent with the truth.
+func TestWebhookFrozenNode(t *testing.T) {
+	r := newHookReceiver(t)
+	nodes := startCluster(t, 3, hookFlags(r, "--presence-grace", "1s")...)
+	frozen := nodes[2]
+	_, op := dialHook(t, frozen, r, "ice")
+	r.waitFor(t, 1, webhook.UserOnline, "ice", "")
+	testutil.WaitFor(t, 10*time.Second, "the survivors watch n3's connection", func() bool {
+		sum := 0.0
+		for _, n := range nodes[:2] {
+			sum += testutil.Metrics(t, n.API)["longlink_presence_watched_connections"]
+		}
+		return sum == 1
+	})
+	frozen.Cmd.Process.Signal(syscall.SIGSTOP)
+	r.waitFor(t, 1, webhook.ConnectionClosed, "ice", op.Connection)
+	r.waitFor(t, 1, webhook.UserOffline, "ice", "")
+	frozen.Cmd.Process.Signal(syscall.SIGCONT)
+	evs := r.waitFor(t, 2, webhook.ConnectionOpened, "ice", op.Connection)
+	if !strings.Contains(evs[1].Reason, "resumed") || evs[1].Reporter == "" {
+		t.Errorf("connection.opened after the freeze: %+v", evs[1])
+	}
+	r.waitFor(t, 2, webhook.UserOnline, "ice", "")
+	r.checkClean(t)
+}
