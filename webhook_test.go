@@ -286,6 +286,9 @@ func TestWebhookOverflowCounted(t *testing.T) {
 	if q := m[`longlink_webhook_queue_length{receiver="0"}`]; q != 3 {
 		t.Errorf("queue length %v, want 3 (2 queued, 1 in flight)", q)
 	}
+	if c := m["longlink_webhook_queue_capacity"]; c != 2 {
+		t.Errorf("longlink_webhook_queue_capacity %v, want 2", c)
+	}
 	if m[`longlink_webhook_events_total{event="user.online",outcome="dropped_overflow"}`] != 0 {
 		t.Error("an event not selected by --webhook-events was queued")
 	}
@@ -296,6 +299,9 @@ func TestWebhookPresenceGrace(t *testing.T) {
 	n := startBinary(t, hookFlags(r, "--log-level", "warn", "--presence-grace", "1s")...)
 	ws, _ := dialHook(t, n, r, "dora")
 	r.waitFor(t, 1, webhook.UserOnline, "dora", "")
+	if o := testutil.Metrics(t, n.API)["longlink_presence_owned_users"]; o != 1 {
+		t.Errorf("longlink_presence_owned_users %v with one user online", o)
+	}
 	// A reconnect within the grace: no offline, no second online.
 	ws.Close()
 	r.waitFor(t, 1, webhook.ConnectionClosed, "dora", "")
@@ -377,6 +383,13 @@ func TestWebhookKilledNode(t *testing.T) {
 		if cl, off := r.find(webhook.ConnectionClosed, u, opened[i].Connection), r.find(webhook.UserOffline, u, ""); len(cl) != 1 || len(off) != 1 {
 			t.Errorf("user %s: %d connection.closed and %d user.offline, want one each", u, len(cl), len(off))
 		}
+	}
+	dead := 0.0
+	for _, n := range nodes[:2] {
+		dead += testutil.Metrics(t, n.API)["longlink_presence_dead_node_connections_total"]
+	}
+	if dead != 2 {
+		t.Errorf("longlink_presence_dead_node_connections_total on the survivors: %v, want 2", dead)
 	}
 	if on := r.find(webhook.UserOnline, "roamer", ""); len(on) != 1 || len(r.find(webhook.UserOffline, "roamer", "")) != 0 {
 		t.Errorf("roamer, connected to a survivor, changed state when n3 died: %d online", len(on))

@@ -3,6 +3,8 @@ package node
 import (
 	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"regexp"
 	"strings"
@@ -55,7 +57,10 @@ func families(t *testing.T, n *Node) map[string]float64 {
 // TestEveryDocumentedMetricMoves checks that each metric in docs/metrics.md is
 // exported and changes when its event happens.
 func TestEveryDocumentedMetricMoves(t *testing.T) {
+	hooks := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
+	defer hooks.Close()
 	ns := startCluster(t, 2, func(i int, c *Config) {
+		c.Webhook.URLs, c.Webhook.Secret = []string{hooks.URL}, []byte("metrics-test-webhook-secret")
 		c.Loop.MaxConnsPerUser = 1
 		c.Loop.MaxOutbound = 32 << 10
 		c.Loop.MaxPendingBytes = 64 << 10
@@ -166,6 +171,12 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		"longlink_node_stalls_total":               true,
 		"longlink_stream_subscribe_failures_total": true,
 		"longlink_stream_recovered_messages_total": true,
+		// Webhooks: a constant and gauges back to 0 once b is gone (asserted on real
+		// binaries in webhook_test.go), and resyncs (hub.TestFeedSequencing).
+		"longlink_webhook_queue_capacity":       true,
+		"longlink_presence_watched_connections": true,
+		"longlink_presence_owned_users":         true,
+		"longlink_presence_feed_resyncs_total":  true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)
