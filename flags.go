@@ -17,6 +17,7 @@ import (
 	"longlink/connhook"
 	"longlink/node"
 	"longlink/upstream"
+	"longlink/webhook"
 )
 
 // listFlag is a repeatable flag; from the environment or a config file it takes a
@@ -116,7 +117,26 @@ func (b *bytesFlag) String() string     { return string(*b) }
 func (b *bytesFlag) Set(v string) error { *b = []byte(v); return nil }
 
 // secretFlags are masked by --print-config.
-var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true, "connect-hook-secret": true}
+var secretFlags = map[string]bool{"token-secret": true, "api-key": true, "cluster-key": true, "webhook-secret": true, "connect-hook-secret": true}
+
+// eventsFlag is --webhook-events: a comma list of event types, each checked when
+// given, so an unknown one stops the start with its name.
+type eventsFlag struct{ l *[]string }
+
+func (e eventsFlag) String() string {
+	if e.l == nil {
+		return ""
+	}
+	return strings.Join(*e.l, ",")
+}
+func (e eventsFlag) Set(v string) error {
+	ev, err := webhook.ParseEvents(v)
+	if err != nil {
+		return err
+	}
+	*e.l = ev
+	return nil
+}
 
 // serveFlags binds every flag to its field in node.Config, with the packages' own
 // defaults (node.Defaults), so no default is written here and no field is copied.
@@ -180,6 +200,19 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.Var((*bytesFlag)(&c.ConnectHook.Secret), "connect-hook-secret", "secret the connect hook's requests are signed with (X-Longlink-Signature: sha256=HMAC-SHA256 of the body); default: not signed")
 	fs.IntVar(&c.ConnectHook.MaxInFlight, "connect-hook-max-inflight", d.ConnectHook.MaxInFlight, "connect hook calls that may wait for an answer at once; over it a new connection gets the --connect-hook-fail policy at once")
 	fs.IntVar(&c.ConnectHook.MaxMeta, "connect-hook-max-meta", d.ConnectHook.MaxMeta, "largest metadata object (compact JSON bytes) a connect hook answer may give a connection; a larger one is a malformed answer")
+	fs.Var(list(&c.Webhook.URLs), "webhook-url", "URL that receives webhook events as signed JSON batches (POST); repeat for several, each with its own queue")
+	if len(c.Webhook.Events) == 0 {
+		c.Webhook.Events = append([]string(nil), webhook.Types...)
+	}
+	fs.Var(eventsFlag{&c.Webhook.Events}, "webhook-events", "webhook events to send, comma-separated: "+strings.Join(webhook.Types, ", ")+" (or all)")
+	fs.Var((*bytesFlag)(&c.Webhook.Secret), "webhook-secret", "HMAC-SHA256 key every webhook body is signed with (header "+webhook.HeaderSignature+"); required with --webhook-url")
+	fs.IntVar(&c.Webhook.QueueSize, "webhook-queue", d.Webhook.QueueSize, "events that may wait for one webhook URL; more are dropped and counted (longlink_webhook_events_total{outcome=\"dropped_overflow\"})")
+	fs.IntVar(&c.Webhook.BatchSize, "webhook-batch", d.Webhook.BatchSize, "most events in one webhook POST")
+	fs.DurationVar(&c.Webhook.BatchDelay, "webhook-batch-delay", d.Webhook.BatchDelay, "how long a webhook batch waits for more events after its first")
+	fs.DurationVar(&c.Webhook.Timeout, "webhook-timeout", d.Webhook.Timeout, "bound of one webhook POST; a slower answer counts as a failure and is retried")
+	fs.DurationVar(&c.Webhook.RetryWindow, "webhook-retry-window", d.Webhook.RetryWindow, "how long a webhook batch is retried (exponential backoff with jitter) before it is dropped and counted; at least 5m")
+	fs.DurationVar(&c.Webhook.MaxBackoff, "webhook-max-backoff", d.Webhook.MaxBackoff, "longest wait between two attempts of a webhook batch")
+	fs.DurationVar(&c.Hub.PresenceGrace, "presence-grace", d.Hub.PresenceGrace, "how long a user must have no connection on any node before user.offline is sent; a reconnect within it is not an offline")
 
 	fs.BoolVar(&c.API.Pprof, "pprof", false, "serve Go's profiler at /debug/pprof/ on the API address (API key required)")
 	fs.StringVar(&o.logFormat, "log-format", "text", "log format: text or json")
@@ -306,6 +339,9 @@ func (o *serveOptions) nodeConfig(log *slog.Logger) (node.Config, error) {
 	if err := o.checkConnectHook(); err != nil {
 		return node.Config{}, err
 	}
+	if err := o.checkWebhook(); err != nil {
+		return node.Config{}, err
+	}
 	cfg := o.cfg
 	cfg.Logger = log
 	return cfg, nil
@@ -373,6 +409,27 @@ func (o *serveOptions) checkConnectHook() error {
 		if u, err := url.Parse(h.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return fmt.Errorf("--connect-hook-url %q: want an http:// or https:// URL", h.URL)
 		}
+	}
+	return nil
+}
+
+// checkWebhook validates the webhook flags with errors that name them.
+func (o *serveOptions) checkWebhook() error {
+	w := o.cfg.Webhook
+	if len(w.URLs) == 0 {
+		return nil
+	}
+	if len(w.Secret) == 0 {
+		return errors.New("--webhook-secret is required with --webhook-url: receivers check every body's signature; generate one with: openssl rand -hex 32")
+	}
+	if w.RetryWindow < webhook.MinRetryWindow {
+		return fmt.Errorf("--webhook-retry-window %v: must be at least %v, so a receiver may be down that long without losing events", w.RetryWindow, webhook.MinRetryWindow)
+	}
+	if w.QueueSize < 1 || w.BatchSize < 1 {
+		return fmt.Errorf("--webhook-queue %d and --webhook-batch %d must be at least 1", w.QueueSize, w.BatchSize)
+	}
+	if o.cfg.Hub.PresenceGrace <= 0 {
+		return fmt.Errorf("--presence-grace %v must be positive", o.cfg.Hub.PresenceGrace)
 	}
 	return nil
 }

@@ -40,5 +40,8 @@ func (o *serveOptions) checkSecrets() error {
 	if isPlaceholder(string(o.cfg.ConnectHook.Secret)) {
 		refuse("connect-hook-secret", "openssl rand -hex 32")
 	}
+	if isPlaceholder(string(o.cfg.Webhook.Secret)) {
+		refuse("webhook-secret", "openssl rand -hex 32")
+	}
 	return errors.Join(errs...)
 }

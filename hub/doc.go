@@ -34,6 +34,10 @@
 //     from a bounded goroutine of its own and it may wait for the room stream's
 //     owner up to StoreTimeout; RoomHeadLocal is the loop's way on a node alone.
 //   - OnMembers is the cluster's membership callback (one cluster goroutine).
+//   - OnConnOpen and OnConnClose are loop's OnOpen and OnClose (on the loop), and
+//     OnNodeLeft the cluster's (its own goroutine): they emit connection events and
+//     queue what the presence goroutine tells owners and watchers (presence.go),
+//     never waiting.
 //   - The hub's fields are set in New and never change (the node builds the
 //     cluster first, without binding it). Its mutable state is the streams'
 //     (streams.go says which lock guards what: the committer's batch under seqMu,

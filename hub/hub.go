@@ -109,11 +109,15 @@ type Config struct {
 	// a stream it may have just taken over (see streams.go). Zero means 500ms.
 	Settle time.Duration
 	// Events receives the webhook events the hub decides (message.expired, and
-	// presence). Nil: none are made.
+	// presence). Nil: none are made. When it has a Wants(type) method
+	// (*webhook.Sender), the presence machinery runs only for the types it wants.
 	Events webhook.Sink
 	// MaxReceipts bounds the message receipts this node keeps (receipts.go); the
 	// oldest go first beyond it. Zero means 262144.
 	MaxReceipts int
+	// PresenceGrace is how long a user must have no connection anywhere before
+	// user.offline is sent (a reconnect within it is no offline). Zero means 3s.
+	PresenceGrace time.Duration
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -122,7 +126,8 @@ type Config struct {
 
 // Defaults returns the values zero fields of a Config stand for.
 func Defaults() Config {
-	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout, MaxReceipts: defaultMaxReceipts}
+	return Config{QueryTimeout: defaultQueryTimeout, History: stream.Defaults(), Replicas: defaultReplicas, StoreTimeout: defaultStoreTimeout,
+		MaxReceipts: defaultMaxReceipts, PresenceGrace: defaultPresenceGrace}
 }
 
 const (
@@ -144,6 +149,7 @@ type Hub struct {
 	forwardDrops *metrics.Counter
 	st           *streams
 	rc           *receipts
+	pr           *presence // nil: no connection or user events
 	m            hubMetrics
 }
 
@@ -175,6 +181,12 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.Settle <= 0 {
 		cfg.Settle = defaultSettle
 	}
+	if cfg.PresenceGrace < 0 {
+		return nil, fmt.Errorf("hub: Config.PresenceGrace %v must not be negative", cfg.PresenceGrace)
+	}
+	if cfg.PresenceGrace == 0 {
+		cfg.PresenceGrace = defaultPresenceGrace
+	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
 	}
@@ -198,11 +210,15 @@ func New(cfg Config) (*Hub, error) {
 	h.rc = newReceipts(h, cfg.MaxReceipts)
 	newStreams(h, cfg) // sets h.st before its goroutines start
 	h.m.register(cfg.Metrics, h.st.store, h.rc)
+	h.pr = newPresence(h, cfg)
 	return h, nil
 }
 
 // Close stops the hub's goroutines; appends still queued are refused.
-func (h *Hub) Close() { h.st.close() }
+func (h *Hub) Close() {
+	h.pr.close()
+	h.st.close()
+}
 
 // OnMembers is the cluster's membership callback: alive are the live peers.
 func (h *Hub) OnMembers(alive []string) { h.st.onMembers(alive) }
@@ -252,6 +268,7 @@ func hubErr(err error) error {
 func (h *Hub) OnPresence(kind loop.PresenceKind, name string, present bool) {
 	if kind == loop.PresenceUser {
 		h.remote.SetLocalUser(name, present)
+		h.pr.onUser(name, present)
 		if present {
 			h.st.forgetSeen("user:" + name)
 		}

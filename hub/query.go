@@ -83,6 +83,8 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.st.onHandoff(arg)
 	case opReceipt:
 		return h.onReceiptQuery(arg)
+	case opFeed:
+		return h.pr.onFeed(from, arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

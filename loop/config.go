@@ -118,6 +118,16 @@ type Config struct {
 	// OnUpgrade runs on the loop and must call u.Done, there or later from any
 	// goroutine, before the handshake timeout (see streams.go). It must not block.
 	OnUpgrade func(u *Upgrade)
+	// OnOpen, if set, is called on c's loop once its 101 has been written: from then
+	// on c is open for its client. It must be quick and must not block.
+	OnOpen func(c *Conn)
+	// OnClose, if set, is called on c's loop when a connection OnOpen announced has
+	// ended, once: code is the close code the server sent or, when the client's close
+	// came first, the client's (CloseNoStatus when that frame had none), and
+	// CloseAbnormal (1006) when the TCP connection ended without either; reason is
+	// that frame's reason, or why the server dropped the connection without one (a
+	// slow consumer). It must be quick and must not block; c's accessors stay valid.
+	OnClose func(c *Conn, code uint16, reason string)
 
 	// Metrics is the set metrics are registered in. Nil: the default set.
 	Metrics *metrics.Set
@@ -132,6 +142,10 @@ const (
 	PresenceUser PresenceKind = iota
 	PresenceRoom
 )
+
+// CloseAbnormal (1006) is never sent: Config.OnClose reports it for a connection
+// that ended without a close frame either way.
+const CloseAbnormal uint16 = 1006
 
 // Close codes the gateway sends besides the RFC 6455 ones. docs/protocol.md lists them.
 const (

@@ -61,6 +61,11 @@ type Conn struct {
 	// guarded by the registry shard of user; one of the room structures doc.go lists
 	rooms   []string
 	evicted bool // chosen for eviction; no longer counts toward MaxConnsPerUser
+	// owned by the loop, placed in evicted's padding so the struct stays 256 bytes.
+	// announced: Config.OnOpen was called, so OnClose will be; closeCode is the code
+	// the connection is ending with (0: none yet), its reason in shard.closeReasons.
+	announced bool
+	closeCode uint16
 }
 
 // ID is the cluster-unique connection id.

@@ -61,6 +61,14 @@ func (h *handler) OnClose(gc gnet.Conn, _ error) gnet.Action {
 		s.unpublish(c)
 	}
 	c.state = stateClosed
+	if c.announced && s.cfg.OnClose != nil {
+		code, reason := c.closeCode, sh.closeReasons[c]
+		delete(sh.closeReasons, c)
+		if code == 0 {
+			code = CloseAbnormal
+		}
+		s.cfg.OnClose(c, code, reason)
+	}
 	c.parser.Reset()
 	sh.removeConn(c)
 	gc.SetContext(nil)
@@ -176,6 +184,7 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 			// lastSeen is already updated; nothing else to do.
 		case wsproto.KindClose:
 			if c.state == stateOpen {
+				c.recordClose(ev.CloseCode, string(ev.CloseReason))
 				// Echo the peer's code, as RFC 6455 §5.5.1 asks; 1005 means it sent
 				// none, so neither do we.
 				if ev.CloseCode == wsproto.CloseNoStatus {
@@ -220,9 +229,32 @@ func (s *Server) sendClose(c *Conn, code uint16, reason string) {
 	sh := c.sh
 	sh.scratch = wsproto.AppendClose(sh.scratch[:0], code, reason)
 	if !overBound(c.gc.OutboundBuffered(), len(sh.scratch), s.cfg.MaxOutbound) {
+		c.recordClose(code, reason)
 		c.gc.Write(sh.scratch)
 		s.m.closeCode(code)
 	}
+}
+
+// recordClose keeps the first close code c ends with, for Config.OnClose: the one
+// the server sent or the client's, whichever came first (0 with a reason: dropped
+// without a close frame). Only announced connections are tracked.
+func (c *Conn) recordClose(code uint16, reason string) {
+	if !c.announced || c.closeCode != 0 || c.sh.srv.cfg.OnClose == nil {
+		return
+	}
+	c.closeCode = code
+	if reason != "" {
+		c.sh.closeReasons[c] = reason
+	}
+}
+
+// announce marks c open for its client, after its 101, and tells Config.OnOpen.
+func (s *Server) announce(c *Conn) {
+	if c.state != stateOpen || s.cfg.OnOpen == nil {
+		return // the write of the 101 failed and closed c
+	}
+	c.announced = true
+	s.cfg.OnOpen(c)
 }
 
 // startClose begins the closing handshake from the server side: send our close frame,
@@ -253,6 +285,9 @@ func (s *Server) closeNow(c *Conn) {
 
 func (s *Server) slowConsumer(c *Conn) {
 	s.m.slowConsumers.Inc()
+	if c.announced && c.closeCode == 0 && s.cfg.OnClose != nil {
+		c.sh.closeReasons[c] = "slow consumer"
+	}
 	s.m.closeCode(0)
 	s.closeNow(c)
 }
@@ -360,6 +395,7 @@ func (s *Server) upgrade(c *Conn, rooms []string, expires time.Time, key, protoc
 		s.publish(c, rooms)
 		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], key, protocol)
 		c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
+		s.announce(c)
 		return
 	}
 	// The hub makes the streams' owners aware of c before its 101 (see streams.go):

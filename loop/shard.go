@@ -37,6 +37,10 @@ type shard struct {
 	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
 	// kept here, not in Conn, so connections that never wait pay nothing for it.
 	admitting map[*Conn]*Admission
+	// closeReasons holds, with Config.OnClose set, the reason of each announced
+	// connection that has a close code (Conn.closeCode) until its OnClose: one entry
+	// per closing connection, not a string in every Conn.
+	closeReasons map[*Conn]string
 
 	// read by scrapes
 	nConns    atomic.Int64 // every connection, handshaking ones too
@@ -49,7 +53,7 @@ type shard struct {
 }
 
 func newShard(s *Server, idx int, el gnet.EventLoop) *shard {
-	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{}), admitting: make(map[*Conn]*Admission)}
+	sh := &shard{idx: idx, el: el, srv: s, rooms: make(map[string]map[*Conn]struct{}), admitting: make(map[*Conn]*Admission), closeReasons: map[*Conn]string{}}
 	sh.drainFn = gnet.RunnableFunc(func(context.Context) error { sh.drain(); return nil })
 	sh.sweepFn = gnet.RunnableFunc(func(context.Context) error { sh.sweep(); return nil })
 	return sh

@@ -227,6 +227,7 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 	c.sh.framesOut.Add(uint64(len(frames) - 1))
 	c.sh.bytesOut.Add(uint64(n))
 	c.deadline = s.clock.ticks() + s.pingTicks
+	s.announce(c)
 }
 
 // primary reports whether connection c, matched through key index k of st (-1: a

@@ -1,12 +1,14 @@
 package node
 
 import (
+	"encoding/json"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"longlink/internal/testutil"
+	"longlink/stream"
 )
 
 // documentedMetrics returns every longlink_* name in docs/metrics.md tables.
@@ -61,6 +64,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(204) }))
 	defer hook.Close()
 	ns := startCluster(t, 2, func(i int, c *Config) {
+		c.Webhook.URLs, c.Webhook.Secret = []string{hook.URL}, []byte("metrics-test-webhook-secret")
 		c.Loop.MaxConnsPerUser = 1
 		c.Loop.MaxOutbound = 32 << 10
 		c.Loop.MaxPendingBytes = 64 << 10
@@ -136,6 +140,39 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		t.Fatalf("send to an unknown business: %s", m)
 	}
 
+	// Receipts and acks: a push with ack reaches a v2 client that goes away without
+	// acknowledging it; on its next connection it comes again and is acknowledged.
+	// The user's stream is owned by a, where acks and redeliveries are counted.
+	acker := "acker"
+	for i := 0; stream.NewRing([]string{a.Name(), b.Name()}).Owner("user:"+acker) != a.Name(); i++ {
+		acker = "acker" + strconv.Itoa(i)
+	}
+	ackURL := wsURL(a) + "?protocol=v2&token=" + testutil.Token(t, testSecret, acker)
+	ack1, _, err := websocket.DefaultDialer.Dial(ackURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read(t, ack1, 2*time.Second) // welcome
+	doPush(t, a, `{"to":{"users":["`+acker+`"]},"data":"p","ack":true}`)
+	if _, m := read(t, ack1, 2*time.Second); !strings.Contains(m, `"ack":true`) {
+		t.Fatalf("ack push: %s", m)
+	}
+	ack1.Close()
+	testutil.WaitFor(t, 5*time.Second, "acker gone", func() bool { return len(a.Loop().UserConnections(acker)) == 0 })
+	ack2, _, err := websocket.DefaultDialer.Dial(ackURL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ack2.Close()
+	read(t, ack2, 2*time.Second) // welcome
+	var again struct{ Offset uint64 }
+	_, m := read(t, ack2, 2*time.Second)
+	if json.Unmarshal([]byte(m), &again) != nil || again.Offset == 0 {
+		t.Fatalf("redelivery: %s", m)
+	}
+	ack2.WriteMessage(websocket.TextMessage, []byte(`{"type":"ack","stream":"user:`+acker+`","offset":`+strconv.FormatUint(again.Offset, 10)+`}`))
+	testutil.WaitFor(t, 5*time.Second, "the ack applied", func() bool { return scrape(t, a, "longlink_acks_total") >= 1 })
+
 	// Cluster link failures: a stranger on the forwarding port fails the handshake;
 	// killing node b makes a's link to it fail and retry.
 	fwd := a.Cluster().ForwardAddr()
@@ -191,6 +228,20 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		// 0 again once the subscribes waiting for owners are answered:
 		// TestSubscribeClusterOwnerElsewhere (root package).
 		"longlink_client_subscribes_inflight": true,
+		// Receipts and acks under failures (a full queue, a dying owner or
+		// receiver, more expiries than a sweep keeps); the bound: hub.TestReceiptBound.
+		"longlink_receipts_evicted_total":            true,
+		"longlink_acks_dropped_total":                true,
+		"longlink_ack_copies_lost_total":             true,
+		"longlink_receipt_reports_lost_total":        true,
+		"longlink_receipt_notes_lost_total":          true,
+		"longlink_messages_expired_unreported_total": true,
+		// Webhooks: a constant and gauges back to 0 once b is gone (asserted on real
+		// binaries in webhook_test.go), and resyncs (hub.TestFeedSequencing).
+		"longlink_webhook_queue_capacity":       true,
+		"longlink_presence_watched_connections": true,
+		"longlink_presence_owned_users":         true,
+		"longlink_presence_feed_resyncs_total":  true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)

@@ -24,6 +24,7 @@ import (
 	"longlink/loop"
 	"longlink/push"
 	"longlink/upstream"
+	"longlink/webhook"
 )
 
 // Config is everything one node needs: the packages' own configs, composed, plus what
@@ -68,6 +69,10 @@ type Config struct {
 	// (node/connhook.go). Its Timeout must be shorter than Loop.HandshakeTimeout.
 	// New sets its NodeName, Metrics and Logger.
 	ConnectHook connhook.Config
+	// Webhook is where events go (docs/api.md, "Webhooks"): URLs, events, secret,
+	// queue and retry bounds. No URLs: no webhooks, and no presence work at all. New
+	// sets its NodeName, Metrics and Logger and passes the sender as Hub.Events.
+	Webhook webhook.Config
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
@@ -109,6 +114,7 @@ func Defaults() Config {
 		Hub:          hub.Defaults(),
 		Upstream:     upstream.Defaults(),
 		ConnectHook:  connhook.Defaults(),
+		Webhook:      webhook.Defaults(),
 	}
 }
 
@@ -132,7 +138,8 @@ type Node struct {
 	loop    *loop.Server
 	cluster *cluster.Cluster // nil for a standalone node (its methods allow that)
 	api     *push.API
-	hook    *connhook.Hook // nil without a connect hook
+	hook    *connhook.Hook  // nil without a connect hook
+	events  *webhook.Sender // nil: webhooks off
 	http    *apiServer
 	apiLn   net.Listener
 	hub     *hub.Hub
@@ -189,6 +196,15 @@ func New(cfg Config) (*Node, error) {
 	lc.OnPresence = func(k loop.PresenceKind, name string, present bool) { n.hub.OnPresence(k, name, present) }
 	lc.OnUpgrade = func(u *loop.Upgrade) { n.hub.OnUpgrade(u) }
 	lc.OnMessage = n.onClientMessage
+	wc := cfg.Webhook
+	wc.NodeName, wc.Metrics, wc.Logger = cfg.NodeName, n.set, cfg.Logger
+	if n.events, err = webhook.New(wc); err != nil {
+		return nil, err
+	}
+	if n.events != nil {
+		lc.OnOpen = func(c *loop.Conn) { n.hub.OnConnOpen(c) }
+		lc.OnClose = func(c *loop.Conn, code uint16, reason string) { n.hub.OnConnClose(c, code, reason) }
+	}
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
 	cfg.ConnectHook.Metrics, cfg.ConnectHook.Logger = n.set, cfg.Logger
 	if n.hook, err = newConnectHook(&cfg); err != nil {
@@ -202,12 +218,16 @@ func New(cfg Config) (*Node, error) {
 	}
 	hc := cfg.Hub
 	hc.NodeName, hc.Local, hc.Draining, hc.Metrics, hc.Logger = cfg.NodeName, hub.LoopLocal(n.loop), n.draining.Load, n.set, cfg.Logger
+	if n.events != nil {
+		hc.Events = n.events
+	}
 	if n.Clustered() {
 		cc := cfg.Cluster
 		cc.NodeName, cc.Meta, cc.Logger, cc.Metrics = cfg.NodeName, n.meta, cfg.Logger, n.set
 		cc.OnMessage = func(from string, p []byte) { n.hub.OnMessage(from, p) }
 		cc.OnRequest = func(from string, b []byte) []byte { return n.hub.OnRequest(from, b) }
 		cc.OnMembers = func(alive []string) { n.hub.OnMembers(alive) }
+		cc.OnNodeLeft = n.onNodeLeft
 		if cc.MaxFrame == 0 {
 			// A forwarded push is the API body plus a small header.
 			cc.MaxFrame = max(d.Cluster.MaxFrame, int(min(max(cfg.Push.MaxBodyBytes, d.Push.MaxBodyBytes), 1<<29))+64<<10)
@@ -428,6 +448,8 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 		n.up.Close()
 		n.hook.Close()
 		n.bg.Wait()
+		// Last: the drain's connection.closed events are queued by now.
+		n.events.Close()
 	})
 	return dropped, n.stopErr
 }
@@ -450,5 +472,18 @@ func (n *Node) Kill() {
 		n.up.Close()
 		n.hook.Close()
 		n.bg.Wait()
+		n.events.Shutdown(0) // a crash sends nothing more
 	})
+}
+
+// onNodeLeft is the cluster's OnNodeLeft: the hub settles a peer's connections and
+// users, reporting them closed only when it died (one that left closed them itself).
+func (n *Node) onNodeLeft(name string) {
+	dead := true
+	for _, m := range n.cluster.Members() {
+		if m.Name == name {
+			dead = m.State != "left"
+		}
+	}
+	n.hub.OnNodeLeft(name, dead)
 }
