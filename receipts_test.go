@@ -314,3 +314,52 @@ func TestAckRedeliveryOnAnotherNode(t *testing.T) {
 		}
 	}
 }
+
+// TestMessageExpiredWebhook: a message with ack that nobody acknowledges within its
+// ttl sends one message.expired, from the owner of the user's stream (a replica holds
+// it too and stays silent), for a user target and for a connection target.
+func TestMessageExpiredWebhook(t *testing.T) {
+	rcv := newHookReceiver(t)
+	nodes := startCluster(t, 3, "--webhook-url", rcv.srv.URL, "--webhook-secret", webhookSecret,
+		"--webhook-events", "message.expired", "--webhook-batch-delay", "10ms")
+	const users = 6
+	ids := map[string]string{} // message id -> target
+	for i := 0; i < users; i++ {
+		user := fmt.Sprintf("exp%d", i)
+		_, a := postPush(t, nodes[i%3], `{"to":{"users":["`+user+`"]},"data":"x","ack":true,"ttl":"1s"}`)
+		ids[a.ID] = "user:" + user
+	}
+	// One that is acknowledged in time sends nothing.
+	c := dialAck(t, nodes[1].Client, nodes[1].secret, "acks-in-time")
+	_, kept := postPush(t, nodes[0], `{"to":{"users":["acks-in-time"]},"data":"y","ack":true,"ttl":"1s"}`)
+	c.ack(c.mustPush("in time"))
+	// A connection target that does not acknowledge.
+	cc := dialAck(t, nodes[2].Client, nodes[2].secret, "conn-target")
+	_, info := nodes[2].get(t, "/v1/users/conn-target")
+	var ui struct{ Connections []struct{ ID string } }
+	json.Unmarshal([]byte(info), &ui)
+	_, ca := postPush(t, nodes[0], `{"to":{"connections":["`+ui.Connections[0].ID+`"]},"data":"z","ack":true,"ttl":"1s"}`)
+	cc.mustPush("connection target")
+	ids[ca.ID] = "connection:" + ui.Connections[0].ID
+
+	evs := rcv.waitFor(t, len(ids), "message.expired", "", "")
+	// Duplicates would come within a sweep or two: wait for a few more.
+	time.Sleep(1500 * time.Millisecond)
+	evs = rcv.find("message.expired", "", "")
+	got := map[string]int{}
+	for _, e := range evs {
+		got[e.Message]++
+		if want, ok := ids[e.Message]; !ok || e.Target != want || e.Reason != "ttl" {
+			t.Errorf("event %+v: want target %q, reason ttl", e, want)
+		}
+	}
+	for id, target := range ids {
+		if got[id] != 1 {
+			t.Errorf("%s (%s): %d message.expired events, want exactly 1", id, target, got[id])
+		}
+	}
+	if got[kept.ID] != 0 {
+		t.Errorf("the acknowledged message %s expired", kept.ID)
+	}
+	rcv.checkClean(t)
+}
