@@ -53,6 +53,16 @@ func TestBrowserPushAndReconnect(t *testing.T) {
 	push(t, srv, `{"to":{"users":["42"]},"data":"`+first+`"}`)
 	drv.do(t, map[string]any{"cmd": "expect", "text": first})
 
+	// A push that asks for an acknowledgement and waits for it: the JavaScript client
+	// acks once the page's handler has returned, so the answer says acked (200).
+	acked := fmt.Sprintf("ack-e2e-%d", nonce)
+	r := testutil.Do(t, http.MethodPost, "http://"+srv.API+"/v1/push",
+		`{"to":{"users":["42"]},"data":"`+acked+`","ack":true,"wait":"10s"}`, testutil.Bearer(apiKey)...)
+	if r.Status != http.StatusOK || !strings.Contains(r.Raw, `"complete":true`) || !strings.Contains(r.Raw, `"status":"acked"`) {
+		t.Fatalf("push with ack and wait to the browser: %d %s", r.Status, r.Raw)
+	}
+	drv.do(t, map[string]any{"cmd": "expect", "text": acked})
+
 	srv.Stop(t, 30*time.Second)
 	drv.do(t, map[string]any{"cmd": "status", "not": "open"})
 	// A draining node says "going away", which the client answers by reconnecting.
