@@ -363,3 +363,31 @@ func TestMessageExpiredWebhook(t *testing.T) {
 	}
 	rcv.checkClean(t)
 }
+
+// TestWaitAcrossNodes: the origin of a push with wait is told of each target's state
+// by the nodes that hold it: written on another node (without ack), then acknowledged
+// there (with ack).
+func TestWaitAcrossNodes(t *testing.T) {
+	nodes := startCluster(t, 3)
+	for i := 0; i < 6; i++ {
+		user := fmt.Sprintf("w%d", i)
+		on, via := nodes[i%3], nodes[(i+1)%3]
+		onName := fmt.Sprintf("n%d", i%3+1)
+		c := dialAck(t, on.Client, on.secret, user)
+		st, a := postPush(t, via, `{"to":{"users":["`+user+`"]},"data":"plain","wait":"10s"}`)
+		if tg := a.Targets["user:"+user]; st != 200 || tg.Status != "delivered" || tg.Delivered[onName] != 1 {
+			t.Fatalf("%s: wait without ack via another node: %d %+v, want delivered by %s", user, st, a, onName)
+		}
+		c.mustPush("plain")
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			st, a := postPush(t, via, `{"to":{"users":["`+user+`"]},"data":"acked","ack":true,"wait":"10s"}`)
+			if tg := a.Targets["user:"+user]; st != 200 || tg.Status != "acked" || tg.AckedBy == "" || tg.Delivered[onName] != 1 {
+				t.Errorf("%s: wait with ack via another node: %d %+v", user, st, a)
+			}
+		}()
+		c.ack(c.mustPush("acked"))
+		<-done
+	}
+}
