@@ -237,8 +237,19 @@ func TestSendFailures(t *testing.T) {
 
 // Close answers what is in flight with 503 at once rather than at its timeout.
 func TestCloseCancels(t *testing.T) {
-	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { <-r.Context().Done() }))
+	// The handler reads the body first: only then does net/http watch the connection
+	// and cancel r.Context() when the client goes; release ends it whatever happens,
+	// so Close of the test server never waits for it.
+	release := make(chan struct{})
+	stall := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.Copy(io.Discard, r.Body)
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
 	defer stall.Close()
+	defer close(release)
 	u, err := New(Config{NodeName: "n1", Businesses: []Business{{Name: "slow", URL: stall.URL, Timeout: time.Minute}}})
 	if err != nil {
 		t.Fatal(err)
