@@ -3,10 +3,7 @@ package connhook
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +21,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/internal/hmacsig"
 )
 
 // SignatureHeader carries "sha256=" and the hex HMAC-SHA256 of the request body under
@@ -424,11 +423,7 @@ func refusal(status int, raw []byte, retryAfter string) Decision {
 }
 
 // Sign is the value of SignatureHeader for body: "sha256=" and the hex HMAC-SHA256.
-func Sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
-}
+func Sign(secret, body []byte) string { return hmacsig.Sign(secret, body) }
 
 // warn logs at most once a second: a hook that is down fails every connect.
 func (h *Hook) warn(msg string, args ...any) {

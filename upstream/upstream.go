@@ -3,9 +3,6 @@ package upstream
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -21,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"longlink/internal/hmacsig"
 	"longlink/internal/jsonstr"
 )
 
@@ -426,11 +424,7 @@ func shortErr(err error) string {
 // in X-Longlink-Timestamp) under secret: "sha256=" and hex(HMAC-SHA256(secret,
 // ts + "." + body)).
 func Sign(secret, ts string, body []byte) string {
-	m := hmac.New(sha256.New, []byte(secret))
-	m.Write([]byte(ts))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+	return hmacsig.Sign([]byte(secret), []byte(ts), []byte{'.'}, body)
 }
 
 func appendCaller(b []byte, who Caller, node string) []byte {

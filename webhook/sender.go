@@ -3,9 +3,7 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
 	"crypto/rand"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -20,6 +18,7 @@ import (
 
 	"github.com/VictoriaMetrics/metrics"
 
+	"longlink/internal/hmacsig"
 	"longlink/promhist"
 )
 
@@ -402,8 +401,4 @@ func (r *receiver) post(body []byte, sig, id string, attempt int) bool {
 
 // Sign returns the HeaderSignature value of body under secret: what a receiver
 // computes to check a POST.
-func Sign(secret, body []byte) string {
-	mac := hmac.New(sha256.New, secret)
-	mac.Write(body)
-	return "sha256=" + hex.EncodeToString(mac.Sum(nil))
-}
+func Sign(secret, body []byte) string { return hmacsig.Sign(secret, body) }
