@@ -33,6 +33,10 @@
 //   - SubscribeRoom (connrooms.go) is a client's own subscribe: the node calls it
 //     from a bounded goroutine of its own and it may wait for the room stream's
 //     owner up to StoreTimeout; RoomHeadLocal is the loop's way on a node alone.
+//   - Ack and AckMessage are a v2 client's acks, on its loop: they only queue, for
+//     the ack goroutine that coalesces them and sends each owner its batch
+//     (receipts.go). Receipt (GET /v1/messages/{id}) asks every peer, bounded by
+//     QueryTimeout. Delivery reports and wait notes travel as one-way data.
 //   - OnMembers is the cluster's membership callback (one cluster goroutine).
 //   - OnConnOpen and OnConnClose are loop's OnOpen and OnClose (on the loop), and
 //     OnNodeLeft the cluster's (its own goroutine): they emit connection events and
@@ -41,6 +45,7 @@
 //   - The hub's fields are set in New and never change (the node builds the
 //     cluster first, without binding it). Its mutable state is the streams'
 //     (streams.go says which lock guards what: the committer's batch under seqMu,
-//     the ring under ringMu, positions seen under seenMu, the store its own).
+//     the ring under ringMu, positions seen under seenMu, the store its own) and
+//     the receipts' (under receipts.mu; waiters under receipts.wmu).
 //     Metrics are created in New.
 package hub
