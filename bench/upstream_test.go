@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"io"
 	"math"
 	"net"
@@ -118,5 +119,32 @@ func TestRealUpstream(t *testing.T) {
 		"--conns", "2", "--duration", "300ms", "--backend-addr", backend, "--floor", "off", "--json", jp)
 	if f := readReport(t, jp).Upstream.Floor; f != nil || !strings.Contains(out, "not run (--floor off)") {
 		t.Fatalf("floor off: %+v\n%s", f, out)
+	}
+}
+
+// --floor: after by default, before and off, a clear error for anything else, and
+// off by itself with an external back-end (it POSTs to the bundled one).
+func TestFloorOption(t *testing.T) {
+	base := []string{"upstream", "--target", "127.0.0.1:1", "--api", "127.0.0.1:2", "--token-secret", "s"}
+	parse := func(extra ...string) (Options, error) {
+		return parseOptions(append(append([]string{}, base...), extra...), &bytes.Buffer{})
+	}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{{nil, "after"}, {[]string{"--floor", "before"}, "before"}, {[]string{"--floor", "off"}, "off"},
+		{[]string{"--backend-addr", ""}, "off"}} {
+		o, err := parse(c.args...)
+		if err != nil || o.Floor != c.want {
+			t.Errorf("%v: floor %q, %v; want %q", c.args, o.Floor, err, c.want)
+		}
+	}
+	for _, bad := range [][]string{{"--floor", "sometimes"}, {"--floor", "after", "--backend-addr", ""}} {
+		if _, err := parse(bad...); err == nil || !strings.Contains(err.Error(), "floor") {
+			t.Errorf("%v: %v, want an error about the floor", bad, err)
+		}
+	}
+	if o, _ := parseOptions([]string{"connect", "--target", "127.0.0.1:1", "--token-secret", "s"}, &bytes.Buffer{}); o.Floor != "" {
+		t.Errorf("connect has floor %q", o.Floor)
 	}
 }
