@@ -21,6 +21,11 @@
 // test` the executable is the test binary, so tests dispatch on WorkerEnv in
 // TestMain, or set Options.InProcess to run workers as goroutines.
 //
+// The upstream scenario (upstream.go) runs its v2 clients as goroutines of the
+// coordinator; its floor (upstreamfloor.go) is one worker's "floor" request,
+// which runs the whole phase with net/http in that process so that its CPU is
+// the HTTP client's alone, apart from the bundled back-end in the coordinator.
+//
 // Clock: payloads carry "<unix nanos>:<seq>" from time.Now() (CLOCK_REALTIME)
 // and receipt is stamped with the same clock, so end-to-end latency is exact
 // only when callers and clients share one machine, as they do here.

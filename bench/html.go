@@ -174,6 +174,12 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto}
 <h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 {{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>server CPU/recipient</th><th>bench CPU/msg</th></tr>
 {{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{printf "%.2f" .ServerCPUPerRecipientUs}} µs</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
+{{with .R.Upstream}}<h2>Upstream: gateway and floor</h2><table><tr><th></th><th>through the gateway</th><th>floor: straight to the back-end</th><th>gateway / floor</th></tr>
+{{$f := .Floor}}<tr><th>requests/s</th><td>{{commas (int64f .RequestsPerS)}}</td><td>{{if $f}}{{commas (int64f $f.RequestsPerS)}}{{else}}not run{{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.RequestsPerS}}{{end}}</td></tr>
+<tr><th>p50 round trip</th><td>{{printf "%.3f" .Latency.P50Ms}} ms</td><td>{{if $f}}{{printf "%.3f" $f.Latency.P50Ms}} ms{{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.P50}}{{end}}</td></tr>
+<tr><th>p99 round trip</th><td>{{printf "%.3f" .Latency.P99Ms}} ms</td><td>{{if $f}}{{printf "%.3f" $f.Latency.P99Ms}} ms{{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.P99}}{{end}}</td></tr>
+<tr><th>CPU per request</th><td>{{printf "%.1f" .ServerCPUPerRequestUs}} µs (node)</td><td>{{if $f}}{{printf "%.1f" $f.ClientCPUPerRequestUs}} µs ({{$f.CPUMeasured}}){{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.CPUPerRequest}}{{end}}</td></tr>
+</table>{{end}}
 <h2>Charts</h2>
 {{range .Charts}}{{.}}{{end}}
 <h2>Environment</h2><table>{{range .Env}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
@@ -210,6 +216,12 @@ func writeHTML(path string, rep *Report) error {
 	if bins, ok := rep.Hists["delivery"]; ok {
 		charts = append(charts, template.HTML(histChart("Delivery latency (API call to client receipt)", bins)))
 	}
+	if bins, ok := rep.Hists["round_trip"]; ok {
+		charts = append(charts, template.HTML(histChart("Upstream round trip through the gateway (client write to reply read)", bins)))
+	}
+	if bins, ok := rep.Hists["floor_round_trip"]; ok {
+		charts = append(charts, template.HTML(histChart("Floor round trip, straight to the back-end (request write to answer read)", bins)))
+	}
 	if bins, ok := rep.Hists["api"]; ok {
 		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
 	}
@@ -224,6 +236,12 @@ func writeHTML(path string, rep *Report) error {
 	}
 	if p := rep.Push; p != nil {
 		cards = append(cards, kv{"pushes/s", commas(int64(p.PushesPerS))}, kv{"e2e p99", fmt.Sprintf("%.1f ms", p.Latency.P99Ms)})
+	}
+	if u := rep.Upstream; u != nil {
+		cards = append(cards, kv{"upstream requests/s", commas(int64(u.RequestsPerS))}, kv{"round trip p99", fmt.Sprintf("%.2f ms", u.Latency.P99Ms)})
+		if f := u.Floor; f != nil {
+			cards = append(cards, kv{"floor requests/s", commas(int64(f.RequestsPerS))}, kv{"CPU per request, gateway / floor", fmt.Sprintf("%.2f", f.Ratios.CPUPerRequest)})
+		}
 	}
 	if x := rep.Reconnect; x != nil {
 		cards = append(cards, kv{"recovered", commas(x.Recovered) + " / " + commas(int64(x.Clients))},

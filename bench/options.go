@@ -60,6 +60,10 @@ type Options struct {
 	BackendAddr string `json:"backend_addr,omitempty"`
 	// BackendDelay is how long the bundled back-end waits before each answer.
 	BackendDelay time.Duration `json:"backend_delay_ns,omitempty"`
+	// Floor is, for upstream, when the floor phase runs: "after" the gateway
+	// phase, "before" it, or "off". The floor is the same closed loop POSTing the
+	// same body straight to the bundled back-end (bench/upstreamfloor.go).
+	Floor string `json:"floor,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -123,6 +127,8 @@ Examples:
   longlink serve --business bench=http://127.0.0.1:9000/ ... &
   longlink bench upstream --target 127.0.0.1:8080 --api 127.0.0.1:8081 --token-secret s3cret \
       --conns 64 --duration 20s
+  # then the floor: the same 64 workers POST the same body straight to the back-end
+  # for another 20 s (--floor before|after|off), reported side by side with ratios
 
 Flags:
 `
@@ -200,6 +206,7 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Business, "business", "bench", "upstream: the `NAME` of the business clients send to (the gateway's --business NAME=URL)")
 	fs.StringVar(&o.BackendAddr, "backend-addr", "127.0.0.1:9000", "upstream: run the bundled back-end on `HOST:PORT` (\"\": use an external one, e.g. longlink bench backend)")
 	fs.DurationVar(&o.BackendDelay, "backend-delay", 0, "upstream: the bundled back-end waits this long before each answer")
+	fs.StringVar(&o.Floor, "floor", "after", "upstream: `WHEN` to run the floor (the same loop POSTing straight to the bundled back-end over HTTP/1.1 keep-alive, --duration long): after, before or off")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }
@@ -275,10 +282,24 @@ func (o *Options) finish(set map[string]bool) error {
 		if o.Conns > 10000 {
 			return errors.New("upstream: --conns at most 10000 (one goroutine each)")
 		}
+		switch o.Floor {
+		case "after", "before", "off":
+		default:
+			return fmt.Errorf("--floor %q: want after, before or off", o.Floor)
+		}
+		if o.Floor != "off" && o.BackendAddr == "" {
+			if set["floor"] {
+				return errors.New("upstream: the floor POSTs to the bundled back-end: give --backend-addr or --floor off")
+			}
+			o.Floor = "off" // an external back-end: the report says there is no floor
+		}
 		o.Protocol = "v2"
 		if !set["round-timeout"] {
 			o.RoundTimeout = 10 * time.Second
 		}
+	}
+	if o.Scenario != "upstream" {
+		o.Floor = ""
 	}
 	if !set["duration"] && o.Scenario != "broadcast" {
 		o.Duration = 10 * time.Second

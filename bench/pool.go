@@ -82,7 +82,11 @@ func startPool(n int, inProcess bool, stderr io.Writer) (*pool, error) {
 	return p, nil
 }
 
-func (w *worker) do(c workerCmd) (WorkerStats, error) {
+func (w *worker) do(c workerCmd) (WorkerStats, error) { return w.doWithin(c, workerTimeout) }
+
+// doWithin is do with the answer awaited at most timeout (a request that runs
+// a whole phase before answering).
+func (w *worker) doWithin(c workerCmd, timeout time.Duration) (WorkerStats, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	type result struct {
@@ -115,14 +119,14 @@ func (w *worker) do(c workerCmd) (WorkerStats, error) {
 	select {
 	case r := <-ch:
 		return r.st, r.err
-	case <-time.After(workerTimeout):
+	case <-time.After(timeout):
 		// Unblock the reader goroutine: kill the process or close the pipe.
 		if w.cmd != nil {
 			_ = w.cmd.Process.Kill()
 		} else {
 			w.in.Close()
 		}
-		return WorkerStats{}, fmt.Errorf("worker %d: no answer to %s within %v", w.id, c.Op, workerTimeout)
+		return WorkerStats{}, fmt.Errorf("worker %d: no answer to %s within %v", w.id, c.Op, timeout)
 	}
 }
 

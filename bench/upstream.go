@@ -54,6 +54,8 @@ type UpstreamResult struct {
 	// request to the back-end and its answer, writing the reply.
 	ServerCPUPerRequestUs float64 `json:"server_cpu_per_request_us"`
 	BenchCPUPerRequestUs  float64 `json:"bench_cpu_per_request_us"` // coordinator: clients and back-end
+	// Floor is the same loop straight to the back-end (nil: --floor off).
+	Floor *UpstreamFloor `json:"floor,omitempty"`
 }
 
 // Backend is the bundled test back-end: it answers every POST with
@@ -273,6 +275,7 @@ func runUpstream(ctx context.Context, o Options, stdout, stderr io.Writer) error
 	res := &UpstreamResult{Business: o.Business, Conns: o.Conns, Statuses: map[string]int64{}, Errors: map[string]int64{}}
 	r.rep.Upstream = res
 	var be *Backend
+	var backendURL string
 	if o.BackendAddr != "" {
 		be = &Backend{Delay: o.BackendDelay}
 		srv, ln, err := serveBackend(o.BackendAddr, be)
@@ -280,9 +283,25 @@ func runUpstream(ctx context.Context, o Options, stdout, stderr io.Writer) error
 			return err
 		}
 		defer srv.Close()
-		fmt.Fprintf(stdout, "bundled back-end on http://%s/ (the gateway needs --business %s=http://%s/)\n", ln.Addr(), o.Business, ln.Addr())
+		backendURL = "http://" + ln.Addr().String() + "/"
+		fmt.Fprintf(stdout, "bundled back-end on %s (the gateway needs --business %s=%s)\n", backendURL, o.Business, backendURL)
 	} else {
-		r.note("back-end: external (--backend-addr \"\")")
+		r.note("back-end: external (--backend-addr \"\"): no floor")
+	}
+	var floorHist *Histogram
+	floor := func() error {
+		fmt.Fprintf(stdout, "floor: %d workers POST straight to %s for %v\n", o.Conns, backendURL, o.Duration)
+		f, h, err := runUpstreamFloor(o, backendURL, be, stderr)
+		if err != nil {
+			return err
+		}
+		res.Floor, floorHist = f, h
+		return nil
+	}
+	if o.Floor == "before" {
+		if err := floor(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintf(stdout, "longlink bench upstream: %d v2 connections to %v, business %q, %v\n", o.Conns, o.Targets, o.Business, o.Duration)
 	r.rep.Server.Before = scrape(ctx, o.APIs)
@@ -415,6 +434,15 @@ func runUpstream(ctx context.Context, o Options, stdout, stderr io.Writer) error
 	}
 	r.rep.Hists["round_trip"] = all.Bins()
 	r.rep.Server.End = scrape(ctx, o.APIs)
+	if o.Floor == "after" && ctx.Err() == nil {
+		if err := floor(); err != nil {
+			return err
+		}
+	}
+	if res.Floor != nil {
+		floorRatios(res.Floor, res)
+		r.rep.Hists["floor_round_trip"] = floorHist.Bins()
+	}
 	cpu, rss := selfUsage()
 	r.rep.Client = ClientOverhead{CPUS: float64(cpu) / 1e9, CoordinatorCPUS: float64(cpu) / 1e9, CoordinatorRSSBytes: rss, InProcess: true}
 	r.rep.ElapsedS = time.Since(r.t0).Seconds()
@@ -445,4 +473,5 @@ func upstreamRows(row func(k, v string), u *UpstreamResult) {
 	row("round trip", latRow(u.Latency)+"  client write to reply read")
 	row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per request (client frame, back-end HTTP round trip, reply)", u.ServerCPUS, u.ServerCPUPerRequestUs))
 	row("bench CPU", fmt.Sprintf("%.1f µs per request (clients and bundled back-end)", u.BenchCPUPerRequestUs))
+	floorRows(row, u)
 }

@@ -21,9 +21,10 @@ const WorkerEnv = "LONGLINK_BENCH_WORKER"
 
 // workerCmd is one request from the coordinator, one JSON line on stdin.
 type workerCmd struct {
-	Op     string      `json:"op"` // "open", "stats", "drop", "reopen" or "close"
+	Op     string      `json:"op"` // "open", "stats", "drop", "reopen", "floor" or "close"
 	Open   *OpenSpec   `json:"open,omitempty"`
 	Reopen *ReopenSpec `json:"reopen,omitempty"`
+	Floor  *FloorSpec  `json:"floor,omitempty"`
 	Hists  bool        `json:"hists,omitempty"` // include histograms and reason maps
 	Reset  bool        `json:"reset,omitempty"` // clear the latency histogram after reading it
 }
@@ -63,6 +64,8 @@ type WorkerStats struct {
 	Handshake *Histogram       `json:"handshake,omitempty"`
 	TCP       *Histogram       `json:"tcp,omitempty"`
 	Latency   *Histogram       `json:"latency,omitempty"`
+	// Floor is what a "floor" request measured (upstream's floor phase).
+	Floor *FloorStats `json:"floor,omitempty"`
 
 	CPUNs     int64  `json:"cpu_ns"` // user+system CPU of this process so far
 	RSSBytes  int64  `json:"rss_bytes"`
@@ -141,6 +144,16 @@ func RunWorker(in io.Reader, out io.Writer) error {
 			st = l.snapshot(false, false)
 			if serr != nil {
 				st.Err = serr.Error()
+			}
+		case "floor":
+			// Runs the whole phase before answering: the coordinator waits for it
+			// with a timeout of the phase's length.
+			if cmd.Floor == nil {
+				st.Err = "floor without spec"
+			} else {
+				fs := runFloor(*cmd.Floor)
+				st = l.snapshot(false, false)
+				st.Floor = &fs
 			}
 		case "close":
 			shutdown()

@@ -12,10 +12,12 @@
 //
 // Each business has its own http.Transport (its own connections, at most Pool per
 // back-end host) and its own in-flight bound. A request first takes a slot of its
-// business without waiting (none free: 503 at once), then runs in a goroutine of its
-// own, bounded by the business's timeout. A business whose back-end stalls fills its
-// own slots and pool and nothing else: another business's requests never wait for
-// them, and no goroutine exists that is not holding a slot.
+// business without waiting (none free: 503 at once), then runs on one of the
+// business's request goroutines, bounded by the business's timeout. A business keeps
+// at most InFlight of those goroutines for its next requests (runner: an idle one
+// exits after 5 s, and at Close), so no goroutine is started per request once it is
+// busy. A business whose back-end stalls fills its own slots, goroutines and pool
+// and nothing else: another business's requests never wait for them.
 //
 // # Goroutines and lifetime
 //

@@ -46,7 +46,64 @@ type Biz struct {
 	up     *Upstream
 	client *http.Client
 	slots  slots
+	run    runner
 	m      bizMetrics
+}
+
+// runner runs a business's requests on goroutines it keeps for the next one: a
+// request's goroutine grows its stack through net/http's client (copied from its
+// small initial stack, twice the size each time), and a new goroutine per request
+// paid that and its creation every time (docs/performance.md, "Upstream
+// messages"). At most max
+// goroutines are kept; an idle one waits idleWorker for the next request, then
+// exits, and Close ends them at once.
+type runner struct {
+	jobs    chan func() // unbuffered: a send succeeds only when a kept goroutine waits
+	workers atomic.Int64
+	max     int64
+}
+
+// idleWorker is how long a kept request goroutine waits for the next request.
+const idleWorker = 5 * time.Second
+
+// start runs job on a kept goroutine that is waiting, else on a new one (kept
+// while fewer than max are). It never blocks. Close waits for every goroutine.
+func (b *Biz) start(job func()) {
+	select {
+	case b.run.jobs <- job:
+		return
+	default:
+	}
+	b.up.wg.Add(1)
+	if b.run.workers.Add(1) <= b.run.max {
+		go b.worker(job)
+		return
+	}
+	// Every kept goroutine is busy or between requests: this one is not kept.
+	b.run.workers.Add(-1)
+	go func() {
+		defer b.up.wg.Done()
+		job()
+	}()
+}
+
+func (b *Biz) worker(job func()) {
+	defer b.up.wg.Done()
+	defer b.run.workers.Add(-1)
+	idle := time.NewTimer(idleWorker)
+	defer idle.Stop()
+	for {
+		job()
+		job = nil // the finished request's closure is garbage while this waits
+		idle.Reset(idleWorker)
+		select {
+		case job = <-b.run.jobs:
+		case <-idle.C:
+			return
+		case <-b.up.ctx.Done():
+			return
+		}
+	}
 }
 
 // slots is a bound on work in flight, taken without waiting.
@@ -106,6 +163,7 @@ func New(cfg Config) (*Upstream, error) {
 		b = b.withDefaults()
 		z := &Biz{Business: b, Index: i, up: u}
 		z.slots.max = int64(b.InFlight)
+		z.run = runner{jobs: make(chan func()), max: int64(b.InFlight)}
 		z.client = &http.Client{
 			Transport: &http.Transport{
 				// The back-ends are the operator's own services: no proxy from the
@@ -212,16 +270,14 @@ func (b *Biz) Send(who Caller, id, data []byte, done func(Reply)) bool {
 		return false
 	}
 	b.m.requests.Inc()
-	b.up.wg.Add(1)
-	go func() {
-		defer b.up.wg.Done()
+	b.start(func() {
 		r := b.send(who, id, data)
 		// The slot goes back before the answer: a client that sends again the moment
 		// it reads it finds the slot free.
 		b.slots.give()
 		b.m.reply(r.Status)
 		done(r)
-	}()
+	})
 	return true
 }
 
@@ -278,13 +334,11 @@ func (b *Biz) Subscribe(who Caller, room string, done func(Reply)) bool {
 		b.m.rejected(rejInflight)
 		return false
 	}
-	b.up.wg.Add(1)
-	go func() {
-		defer b.up.wg.Done()
+	b.start(func() {
 		r := b.subscribe(who, room)
 		b.slots.give()
 		done(r)
-	}()
+	})
 	return true
 }
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -308,5 +309,59 @@ func TestSubscribeHook(t *testing.T) {
 	}
 	if _, ns := u.ForRoom("lobby"); ns {
 		t.Fatal("lobby has no business")
+	}
+}
+
+// Requests run on kept goroutines: one after another they reuse one, at once they
+// use one each up to InFlight, and Close ends them all (the package's TestMain
+// checks that no goroutine is left).
+func TestRequestGoroutinesKept(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/stall" {
+			select {
+			case <-release:
+			case <-r.Context().Done():
+			}
+		}
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer srv.Close()
+	u, err := New(Config{NodeName: "n1", Businesses: []Business{
+		{Name: "seq", URL: srv.URL + "/"}, {Name: "par", URL: srv.URL + "/stall", InFlight: 3}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := u.Business("seq")
+	for i := range 20 {
+		if r := send(t, seq, `1`); r.Status != 200 {
+			t.Fatalf("request %d: %+v", i, r)
+		}
+		// The callback runs before the goroutine waits for the next request: let it.
+		testutil.WaitFor(t, 5*time.Second, "the kept goroutine to wait", func() bool { return len(seq.run.jobs) == 0 && seq.run.workers.Load() == 1 })
+	}
+	par := u.Business("par")
+	replies := make(chan Reply, 4)
+	for i := range 3 {
+		if !par.Send(Caller{}, []byte(strconv.Itoa(i)), nil, func(r Reply) { replies <- r }) {
+			t.Fatalf("request %d of 3 refused", i)
+		}
+	}
+	if par.Send(Caller{}, []byte("4"), nil, func(r Reply) { replies <- r }) {
+		t.Fatal("a fourth request over inflight=3 was accepted")
+	}
+	testutil.WaitFor(t, 5*time.Second, "three requests in flight", func() bool { return par.slots.n.Load() == 3 })
+	if n := par.run.workers.Load(); n != 3 {
+		t.Fatalf("%d goroutines for 3 requests at once, want 3", n)
+	}
+	close(release)
+	for range 3 {
+		if r := <-replies; r.Status != 200 {
+			t.Fatalf("stalled request: %+v", r)
+		}
+	}
+	u.Close()
+	if a, b := seq.run.workers.Load(), par.run.workers.Load(); a != 0 || b != 0 {
+		t.Fatalf("after Close %d and %d request goroutines are left", a, b)
 	}
 }
