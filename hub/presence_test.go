@@ -1,10 +1,15 @@
 package hub
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/VictoriaMetrics/metrics"
+
+	"longlink/loop"
+	"longlink/stream"
 	"longlink/webhook"
 )
 
@@ -97,5 +102,29 @@ func TestFeedSequencing(t *testing.T) {
 	})
 	if a := p.onFeed("b", wbuf{chPresence}.uv(7).uv(4).byte1(0).byte1(99)); len(a) != 1 || a[0] != feedResync {
 		t.Fatalf("malformed op: %v, want resync", a)
+	}
+}
+
+// TestFeedFailureCounted: a presence feed to a peer that does not answer is counted
+// (and resent in full once it answers again).
+func TestFeedFailureCounted(t *testing.T) {
+	net := newFakeNet()
+	set := metrics.NewSet()
+	a, _ := net.add(t, "a", func(c *Config) { c.Events, c.Metrics = &sinkRec{}, set })
+	net.add(t, "b", func(c *Config) { c.Events = &sinkRec{} })
+	net.mu.Lock()
+	net.down["b"] = true
+	net.mu.Unlock()
+	// A user whose stream b owns: a tells b of its first connection here.
+	user := "f"
+	for i := 0; stream.NewRing([]string{"a", "b"}).Owner("user:"+user) != "b"; i++ {
+		user = "f" + strconv.Itoa(i)
+	}
+	a.OnPresence(loop.PresenceUser, user, true)
+	failures := set.GetOrCreateCounter(`longlink_presence_feed_failures_total`)
+	for deadline := time.Now().Add(10 * time.Second); failures.Get() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("a feed to a peer that does not answer was not counted")
+		}
 	}
 }
