@@ -271,6 +271,17 @@ func TestAckValidation(t *testing.T) {
 			t.Errorf("%s: %+v, want an error naming %q", msg, e, want)
 		}
 	}
+	// A flood of acks is refused past the connection's ack rate (1000/s, burst
+	// 2000): 5000 sent at once, faster than 3 s on any box.
+	for i := 0; i < 5000; i++ {
+		c.ws.WriteMessage(websocket.TextMessage, []byte(`{"type":"ack","stream":"user:v","offset":1}`))
+	}
+	if e, ok := c.next("error", 5*time.Second); !ok || e.Status != 429 {
+		t.Errorf("after 5000 acks at once: %+v, want a 429 error", e)
+	}
+	if m := testutil.Metrics(t, n.API); m[`longlink_client_rate_limited_total{type="ack"}`] < 1 {
+		t.Errorf(`longlink_client_rate_limited_total{type="ack"} = %v`, m[`longlink_client_rate_limited_total{type="ack"}`])
+	}
 }
 
 // TestAckRedeliveryOnAnotherNode: an acknowledged message is not delivered again, an

@@ -2,8 +2,19 @@ package node
 
 import (
 	"strconv"
+	"time"
 
 	"longlink/loop"
+)
+
+// An ack is cumulative, so a client needs at most one per stream per message it
+// handled, and coalescing ones (the JavaScript client sends one per stream per 10
+// ms) far fewer. Past ackRate a second (bursts of ackBurst) a connection's acks are
+// refused with 429: they all go through one node-wide queue, which one flooding
+// client must not fill for the others.
+const (
+	ackRate  = 1000
+	ackBurst = 2000
 )
 
 // onAck takes a v2 client's acknowledgement: cumulative in its own user stream
@@ -11,6 +22,11 @@ import (
 // to the connection by id ({"message":"<id>"}). It is not answered unless it is
 // malformed: acks are many, and one lost is one message delivered again.
 func (n *Node) onAck(c *loop.Conn, m *clientMsg) {
+	if e := n.ext(c); !e.Buckets[len(e.Buckets)-1].Take(time.Now().UnixNano(), ackRate, ackBurst) {
+		n.acksLimited.Inc()
+		n.loop.SendText(c, replyError(m.ID, 429, "ack: over this connection's 1000 acks a second; acknowledge cumulatively (the last offset handled covers every earlier one)"))
+		return
+	}
 	switch {
 	case m.Message != "":
 		if len(m.Message) > 256 {

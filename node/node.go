@@ -131,19 +131,20 @@ type Demo struct {
 
 // Node is one running gateway.
 type Node struct {
-	cfg     Config
-	log     *slog.Logger
-	set     *metrics.Set
-	verify  *auth.Verifier
-	loop    *loop.Server
-	cluster *cluster.Cluster // nil for a standalone node (its methods allow that)
-	api     *push.API
-	hook    *connhook.Hook  // nil without a connect hook
-	events  *webhook.Sender // nil: webhooks off
-	http    *apiServer
-	apiLn   net.Listener
-	hub     *hub.Hub
-	up      *upstream.Upstream
+	cfg         Config
+	log         *slog.Logger
+	set         *metrics.Set
+	verify      *auth.Verifier
+	loop        *loop.Server
+	cluster     *cluster.Cluster // nil for a standalone node (its methods allow that)
+	api         *push.API
+	hook        *connhook.Hook  // nil without a connect hook
+	events      *webhook.Sender // nil: webhooks off
+	http        *apiServer
+	apiLn       net.Listener
+	hub         *hub.Hub
+	up          *upstream.Upstream
+	acksLimited *metrics.Counter // acks over a connection's ack rate (acks.go)
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -249,6 +250,7 @@ func New(cfg Config) (*Node, error) {
 	if n.up, err = upstream.New(uc); err != nil {
 		return nil, err
 	}
+	n.acksLimited = n.set.NewCounter(`longlink_client_rate_limited_total{type="ack"}`)
 	pc := cfg.Push
 	pc.NodeID, pc.Hub, pc.Metrics, pc.Logger = cfg.NodeName, n.hub, n.set, cfg.Logger
 	if n.api, err = push.New(pc); err != nil {

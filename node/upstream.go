@@ -56,7 +56,7 @@ func (n *Node) onSend(c *loop.Conn, m *clientMsg) {
 func noID(id json.RawMessage) bool { return len(id) == 0 || bytes.Equal(id, []byte("null")) }
 
 // ext returns c's extension state with its rate buckets (client, then one per
-// business). On c's loop.
+// business, then acks: acks.go). On c's loop.
 func (n *Node) ext(c *loop.Conn) *loop.Ext {
 	e := c.Ext()
 	if e == nil {
@@ -64,7 +64,7 @@ func (n *Node) ext(c *loop.Conn) *loop.Ext {
 		c.SetExt(e)
 	}
 	if e.Buckets == nil {
-		e.Buckets = make([]loop.Bucket, 1+n.up.Len())
+		e.Buckets = make([]loop.Bucket, 2+n.up.Len())
 	}
 	return e
 }
