@@ -794,7 +794,8 @@ export class LongLink {
     try {
       for (const [stream, st] of this._acks) {
         if (st.want > st.sent) {
-          ws.send(JSON.stringify({ type: 'ack', stream, offset: st.want }));
+          // The epoch makes sure an ack cannot cover messages of a newer history.
+          ws.send(JSON.stringify({ type: 'ack', stream, epoch: st.epoch, offset: st.want }));
           st.sent = st.want;
         }
       }

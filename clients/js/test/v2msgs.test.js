@@ -94,12 +94,12 @@ test('a push asking for an ack is acknowledged after its handlers return; one ac
   assert.equal(got[3].ack, undefined);
   assert.deepEqual(ws.out('ack'), [], 'acks wait for the coalescing delay');
   assert.deepEqual(await acksAfter(ws), [
-    { type: 'ack', stream: 'user:1', offset: 2 },
-    { type: 'ack', stream: 'room:a', offset: 1 },
+    { type: 'ack', stream: 'user:1', epoch: 'e', offset: 2 },
+    { type: 'ack', stream: 'room:a', epoch: 'r', offset: 1 },
   ]);
   assert.deepEqual(await acksAfter(ws), [
-    { type: 'ack', stream: 'user:1', offset: 2 },
-    { type: 'ack', stream: 'room:a', offset: 1 },
+    { type: 'ack', stream: 'user:1', epoch: 'e', offset: 2 },
+    { type: 'ack', stream: 'room:a', epoch: 'r', offset: 1 },
   ], 'nothing more is sent');
 });
 
@@ -120,7 +120,7 @@ test('an async handler is awaited; acks stay cumulative in offset order', async 
   resolvers.get(2)();
   assert.deepEqual(await acksAfter(ws), [], 'offset 2 is done, but 1 is not: nothing to ack yet');
   resolvers.get(1)();
-  assert.deepEqual(await acksAfter(ws), [{ type: 'ack', stream: 'user:1', offset: 2 }]);
+  assert.deepEqual(await acksAfter(ws), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 2 }]);
 });
 
 test('a handler that throws or rejects means no ack (and holds the stream back); the redelivery is handled again', async () => {
@@ -139,7 +139,7 @@ test('a handler that throws or rejects means no ack (and holds the stream back);
   ws2.push({ id: 'a', stream: 'user:1', epoch: 'e', offset: 1, ack: true });
   ws2.push({ id: 'b', stream: 'user:1', epoch: 'e', offset: 2, ack: true });
   assert.equal(calls, 3, 'a is handled again (it was never acked), b is not (it was handled)');
-  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', offset: 2 }]);
+  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 2 }]);
 
   const rej = await connected();
   rej.ll.on('push', () => Promise.reject(new Error('nope')));
@@ -160,7 +160,7 @@ test('a handled push delivered again (its ack was lost with the connection) is a
   ws2.push({ id: 'a', stream: 'user:1', epoch: 'e', offset: 1, ack: true });
   ws2.push({ id: 'c1', ack: true });
   assert.equal(calls, 2);
-  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', offset: 1 }, { type: 'ack', message: 'c1' }]);
+  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 1 }, { type: 'ack', message: 'c1' }]);
 });
 
 test('autoAck false: ack(push) acknowledges, cumulatively', async () => {
@@ -175,7 +175,7 @@ test('autoAck false: ack(push) acknowledges, cumulatively', async () => {
   assert.deepEqual(await acksAfter(ws), []);
   ll.ack(evs[0]);
   ll.ack(evs[0]); // twice: ignored
-  assert.deepEqual(await acksAfter(ws), [{ type: 'ack', stream: 'user:1', offset: 2 }]);
+  assert.deepEqual(await acksAfter(ws), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 2 }]);
   assert.throws(() => ll.ack(evs[2]), /asked for an ack/);
   assert.throws(() => ll.ack({ id: 'a', ack: true }), /asked for an ack/);
   // Not acked yet when the connection went: delivered again, handed to the app again.
@@ -185,7 +185,7 @@ test('autoAck false: ack(push) acknowledges, cumulatively', async () => {
   assert.equal(evs.length, 5);
   ll.ack(evs[3]); // the old connection's event: remembered, not sent
   ll.ack(evs[4]);
-  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', offset: 4 }]);
+  assert.deepEqual(await acksAfter(ws2), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 4 }]);
 });
 
 test('send resolves with the reply, rejects on status >= 400, timeout and disconnect', async () => {
