@@ -652,11 +652,13 @@ export class LongLink {
     const wantsAck = m.ack === true;
     if (!fresh) {
       // Already delivered: by offset, or by id through another stream. One that
-      // asked for an ack is here again because its ack did not reach the server
-      // (lost with the connection): acknowledge it again without handling it again,
-      // unless it was never acknowledged (a handler threw, or ack() was not called).
+      // asked for an ack comes again after a welcome until the server has an ack:
+      // if this client acknowledged it (the ack was lost with the connection), ack
+      // it again without handling it again. Otherwise it was never handled here (a
+      // new page or device starts at the head, which such a message is behind) or
+      // a handler failed: handle it, without moving the position back.
       if (!wantsAck) return;
-      if (id === undefined || !this._unacked.has(id)) {
+      if (id !== undefined && this._acked.has(id)) {
         this._ackDone(this._track(pos, id));
         return;
       }

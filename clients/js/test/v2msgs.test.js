@@ -312,3 +312,14 @@ test('plain mode has no requests', async () => {
   assert.throws(() => new LongLink({ url: 'ws://x/ws', token: 't', WebSocket: FakeWebSocket, autoAck: 'yes' }), /autoAck/);
   assert.throws(() => new LongLink({ url: 'ws://x/ws', token: 't', WebSocket: FakeWebSocket, maxPendingRequests: 0 }), /maxPendingRequests/);
 });
+
+test('a new page gets the unacknowledged pushes from before its welcome head: handled, then acked, position kept', async () => {
+  const { ll, ws } = await connected({}, { 'user:1': p('e', 10) });
+  const got = [];
+  ll.on('push', (ev) => got.push(ev.id));
+  ws.push({ id: 'm5', stream: 'user:1', epoch: 'e', offset: 5, ack: true });
+  ws.push({ id: 'm11', stream: 'user:1', epoch: 'e', offset: 11, ack: true });
+  assert.deepEqual(got, ['m5', 'm11'], 'a redelivered push this page never handled reaches the application');
+  assert.deepEqual(await acksAfter(ws), [{ type: 'ack', stream: 'user:1', epoch: 'e', offset: 11 }]);
+  assert.deepEqual(ll.positions()['user:1'], p('e', 11));
+});
