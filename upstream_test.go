@@ -183,6 +183,9 @@ func echoBackend(t *testing.T, seen chan<- backendRequest) *httptest.Server {
 		case "status":
 			w.WriteHeader(d.Status)
 			w.Write([]byte(`{"why":"the back-end says no"}`))
+		case "statustext":
+			w.WriteHeader(d.Status)
+			w.Write([]byte("Internal Server Error"))
 		case "notjson":
 			w.Write([]byte("<html>oops</html>"))
 		case "big":
@@ -249,6 +252,10 @@ func TestUpstreamRoundTrips(t *testing.T) {
 
 	expectReply(t, c.ask(2, `{"type":"send","id":2,"business":"chat","data":{"do":"status","status":409}}`), 502, "answered 409")
 	expectReply(t, c.ask(3, `{"type":"send","id":3,"business":"chat","data":{"do":"status","status":500}}`), 502, "answered 500")
+	// A refusal whose body is not JSON: the reply is still JSON, without data.
+	if r := c.ask(10, `{"type":"send","id":10,"business":"chat","data":{"do":"statustext","status":500}}`); status(r) != 502 || r.m["data"] != nil {
+		t.Fatalf("a non-JSON refusal: %s", r.raw)
+	}
 	expectReply(t, c.ask(4, `{"type":"send","id":4,"business":"chat","data":{"do":"notjson"}}`), 502, "not JSON")
 	expectReply(t, c.ask(5, `{"type":"send","id":5,"business":"chat","data":{"do":"big"}}`), 502, "larger than 4096")
 	expectReply(t, c.ask(6, `{"type":"send","id":6,"business":"slow","data":1}`), 504, "within 300ms")
@@ -265,14 +272,14 @@ func TestUpstreamRoundTrips(t *testing.T) {
 
 	m := testutil.Metrics(t, n.API)
 	for k, want := range map[string]float64{
-		`longlink_upstream_requests_total{business="chat"}`:                      6,
+		`longlink_upstream_requests_total{business="chat"}`:                      7,
 		`longlink_upstream_replies_total{business="chat",status="200"}`:          2,
-		`longlink_upstream_replies_total{business="chat",status="502"}`:          4,
+		`longlink_upstream_replies_total{business="chat",status="502"}`:          5,
 		`longlink_upstream_replies_total{business="slow",status="504"}`:          1,
 		`longlink_upstream_rejected_total{business="gone",reason="unreachable"}`: 1,
 		`longlink_upstream_rejected_total{business="slow",reason="timeout"}`:     1,
 		`longlink_upstream_unknown_business_total`:                               1,
-		`longlink_upstream_duration_seconds_count{business="chat"}`:              6,
+		`longlink_upstream_duration_seconds_count{business="chat"}`:              7,
 		`longlink_upstream_inflight{business="slow"}`:                            0,
 	} {
 		if m[k] != want {

@@ -322,7 +322,11 @@ func (b *Biz) send(who Caller, id, data []byte) Reply {
 		return Reply{Status: st, Data: answer}
 	}
 	b.m.rejected("status")
-	return Reply{Status: 502, Data: answer, Reason: "back-end of " + b.Name + " answered " + statusText(st)}
+	r := Reply{Status: 502, Reason: "back-end of " + b.Name + " answered " + statusText(st)}
+	if json.Valid(answer) {
+		r.Data = answer // a refusal's text stays out: the reply must be JSON
+	}
+	return r
 }
 
 // Subscribe asks b's subscribe hook whether who may subscribe to room, and calls
