@@ -3,6 +3,8 @@ package loop
 import (
 	"context"
 	"encoding/base64"
+	"maps"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -358,18 +360,19 @@ type Track struct {
 	conns []string       // connection ids written as connection targets
 }
 
-// Users returns, per user target, the connections written.
+// Users returns, per user target, the connections written so far: a copy, since a
+// loop may still be writing (a Pending given up on after its timeout).
 func (t *Track) Users() map[string]int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.users
+	return maps.Clone(t.users)
 }
 
-// Conns returns the connection targets written.
+// Conns returns the connection targets written so far (a copy).
 func (t *Track) Conns() []string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.conns
+	return slices.Clone(t.conns)
 }
 
 // wrote records c, reached through key index k of st (-1: a connection id).
