@@ -513,3 +513,14 @@ func TestCurlDefaultContentType(t *testing.T) {
 		t.Fatalf("a real form body: %d", r.status)
 	}
 }
+
+// TestBatchRefusesWait: the messages of a batch are delivered in turn, so a wait in
+// each would hold the request for the sum of them.
+func TestBatchRefusesWait(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.do("POST", "/v1/push/batch", `{"messages":[{"to":{"users":["u"]},"data":"x","wait":"5s"},{"to":{"users":["u"]},"data":"y"}]}`)
+	e.expect(r, http.StatusOK)
+	if !strings.Contains(string(r.body), "wait is for POST /v1/push, not a batch") || !strings.Contains(string(r.body), `"id"`) {
+		t.Fatalf("batch with wait: %s", r.body)
+	}
+}

@@ -77,6 +77,10 @@ func (a *API) handleBatch(w http.ResponseWriter, r *http.Request) int {
 	for i, raw := range req.Messages {
 		var pr pushRequest
 		e := decodeBody(raw, &pr, pushFields)
+		if e == nil && pr.Wait != "" {
+			// The messages of a batch are delivered in turn: their waits would add up.
+			e = badRequest("wait is for POST /v1/push, not a batch (its messages are delivered in turn, so their waits would add up); use receipt and GET /v1/messages/{id}")
+		}
 		if e == nil {
 			msgs[i], e = a.message(&pr)
 		}
