@@ -187,7 +187,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&c.Hub.History.Size, "history-size", d.Hub.History.Size, "messages kept per stream (user, room, all) for clients that reconnect")
 	fs.DurationVar(&c.Hub.History.TTL, "history-ttl", d.Hub.History.TTL, "how long a message is kept for recovery unless its push says \"ttl\"")
 	fs.Int64Var(&c.Hub.History.MaxBytes, "history-max-bytes", d.Hub.History.MaxBytes, "bytes of history this node keeps for all streams together; over it the oldest messages go first")
-	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "message receipts (pushes with ack, wait or receipt) this node keeps, each for its message's ttl; the oldest go first beyond it (about 260 bytes for one target written by one node, BenchmarkReceiptMemory)")
+	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "receipt targets (each user or connection a push with ack, wait or receipt names) this node keeps, each for its message's ttl; the oldest receipts go first beyond it (about 220 bytes a target)")
 	fs.DurationVar(&c.Hub.StoreTimeout, "store-timeout", d.Hub.StoreTimeout, "how long a push keeps trying to store its message on its streams' owners (failover) before it is answered 503")
 
 	fs.Var(&businessFlag{l: &c.Upstream.Businesses}, "business", "a business client requests go to: NAME=URL[,timeout=5s][,inflight=256][,pool=64][,secret=S][,subscribe=HOOK_URL][,rate=R][,burst=B][,rooms=32][,max-reply=65536]; repeat for several (';' separates them in the environment and config file); see docs/api.md")

@@ -112,8 +112,9 @@ type Config struct {
 	// presence). Nil: none are made. When it has a Wants(type) method
 	// (*webhook.Sender), the presence machinery runs only for the types it wants.
 	Events webhook.Sink
-	// MaxReceipts bounds the message receipts this node keeps (receipts.go); the
-	// oldest go first beyond it. Zero means 262144.
+	// MaxReceipts bounds the receipt targets this node keeps (receipts.go: one per
+	// user or connection a receipted push names); the oldest receipts go first
+	// beyond it. Zero means 262144.
 	MaxReceipts int
 	// PresenceGrace is how long a user must have no connection anywhere before
 	// user.offline is sent (a reconnect within it is no offline). Zero means 3s.

@@ -58,11 +58,12 @@ const (
 
 type receipts struct {
 	h   *Hub
-	max int
+	max int // targets held at most (Config.MaxReceipts)
 
-	mu    sync.Mutex
-	byID  map[string]*receipt
-	order []*receipt // insertion order, for the MaxReceipts bound
+	mu      sync.Mutex
+	byID    map[string]*receipt
+	order   []*receipt // insertion order, for the MaxReceipts bound
+	targets int        // held by the receipts in byID: what MaxReceipts bounds
 
 	wmu     sync.Mutex
 	waiters map[string]*waiter
@@ -101,6 +102,14 @@ func (rc *receipt) add(t string, ts *tstate) {
 		}
 		rc.more[t] = ts
 	}
+}
+
+// count is how many targets rc holds.
+func (rc *receipt) count() int {
+	if rc.oneSt == nil {
+		return 0
+	}
+	return 1 + len(rc.more)
 }
 
 func (rc *receipt) each(fn func(t string, ts *tstate)) {
@@ -178,7 +187,6 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 		rc = &receipt{id: m.ID, expire: expire}
 		r.byID[m.ID] = rc
 		r.order = append(r.order, rc)
-		r.bound()
 	}
 	if m.Wait > 0 && origin != "" {
 		rc.notify, rc.until = origin, m.Accepted+int64(m.Wait)
@@ -186,19 +194,21 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 	for _, t := range targets {
 		if rc.target(t) == nil {
 			rc.add(t, &tstate{ack: m.Ack})
+			r.targets++
 		}
 	}
+	r.bound()
 }
 
-// bound evicts the oldest records beyond max (under mu).
+// bound evicts the oldest records while their targets are beyond max (under mu).
+// The newest record stays whatever its size: a push's receipt is kept or not whole.
 func (r *receipts) bound() {
-	for len(r.byID) > r.max && len(r.order) > 0 {
+	for r.targets > r.max && len(r.order) > 1 {
 		old := r.order[0]
 		r.order[0] = nil
 		r.order = r.order[1:]
 		if !old.gone {
-			old.gone = true
-			delete(r.byID, old.id)
+			r.forget(old)
 			r.h.m.receiptsEvicted.Inc()
 		}
 	}
@@ -292,8 +302,7 @@ func (r *receipts) sweep(now int64) {
 	r.mu.Lock()
 	for id, rc := range r.byID {
 		if now >= rc.expire+int64(receiptLinger) {
-			rc.gone = true
-			delete(r.byID, id)
+			r.forget(rc)
 			continue
 		}
 		if now < rc.expire {
@@ -323,10 +332,18 @@ func (r *receipts) sweep(now int64) {
 	}
 }
 
+// forget drops rc (under mu).
+func (r *receipts) forget(rc *receipt) {
+	rc.gone = true
+	delete(r.byID, rc.id)
+	r.targets -= rc.count()
+}
+
+// len is how many targets the receipts hold.
 func (r *receipts) len() int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return len(r.byID)
+	return r.targets
 }
 
 // ---- waiting at the origin ----

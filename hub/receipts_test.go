@@ -19,13 +19,19 @@ func TestReceiptBound(t *testing.T) {
 		h.rc.open(m, now+int64(time.Minute), "a", []string{"user:u"})
 	}
 	if n := h.rc.len(); n != 3 {
-		t.Fatalf("%d receipts kept, want 3", n)
+		t.Fatalf("%d receipt targets kept, want 3", n)
 	}
 	if _, got := h.rc.query("m0"); got != nil {
 		t.Fatalf("the oldest receipt survived the bound: %v", got)
 	}
 	if _, got := h.rc.query("m4"); got["user:u"].Status != push.StatusPending {
 		t.Fatalf("newest receipt: %v", got)
+	}
+	// The bound counts targets: one receipt of 3 targets pushes out the others.
+	m := &push.Message{ID: "wide", Ack: true, Receipt: true, Accepted: now}
+	h.rc.open(m, now+int64(time.Minute), "a", []string{"user:x", "user:y", "user:z"})
+	if _, got := h.rc.query("m4"); got != nil || h.rc.len() != 3 {
+		t.Fatalf("after a 3-target receipt: m4 %v, %d targets held", got, h.rc.len())
 	}
 	h.rc.sweep(now + int64(time.Minute+receiptLinger))
 	if n := h.rc.len(); n != 0 {
