@@ -40,6 +40,10 @@ func (n *Node) onAck(c *loop.Conn, m *clientMsg) {
 				strconv.Quote("user:"+c.User())+") or a message by id; "+strconv.Quote(m.Stream)+" is neither"))
 			return
 		}
+		if len(m.Epoch) > 64 {
+			n.loop.SendText(c, replyError(m.ID, 400, "ack: epoch is longer than 64 bytes: not one the welcome gave"))
+			return
+		}
 		if m.Offset == 0 {
 			n.loop.SendText(c, replyError(m.ID, 400, "ack: offset must be the stream offset of the last message handled (1 or more)"))
 			return

@@ -35,9 +35,8 @@ type TargetStatus struct {
 	// AckedBy and AckedAt: the connection that acknowledged it, and when.
 	AckedBy string     `json:"acked_by,omitempty"`
 	AckedAt *time.Time `json:"acked_at,omitempty"`
-	// Reason says why an expired target expired: "ttl", "evicted" (pushed out of
-	// its stream's history by newer messages, or by the node's memory bound) or
-	// "closed" (the connection it targeted closed before acknowledging it).
+	// Reason says why an expired target expired: "ttl" or "evicted" (pushed out of
+	// its stream's history by newer messages, or by the node's memory bound).
 	Reason string `json:"reason,omitempty"`
 }
 
