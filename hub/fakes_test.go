@@ -84,6 +84,18 @@ func (l *fakeLocal) UserConnections(user string) []loop.ConnInfo {
 	return slices.Clone(l.conns[user])
 }
 
+func (l *fakeLocal) LocalUsers() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for u, cs := range l.conns {
+		if len(cs) > 0 {
+			out = append(out, u)
+		}
+	}
+	return out
+}
+
 func (l *fakeLocal) RoomMembers(room string) loop.RoomInfo {
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -27,6 +27,7 @@ type Local interface {
 	EnqueueStamped(st *loop.Stamped, accepted int64) error
 	ResumeV2(kind loop.KeyKind, name, reason string)
 	UserConnections(user string) []loop.ConnInfo
+	LocalUsers() []string
 	RoomMembers(room string) loop.RoomInfo
 	Offline(users []string) []string
 	KickConnection(ctx context.Context, id, reason string) (int, error)

@@ -325,9 +325,10 @@ func (p *presence) run() {
 		p.qMu.Lock()
 		batch, p.queue = p.queue, batch[:0]
 		ctl, p.ctl = p.ctl, ctl[:0]
+		dropped := p.qDrop
 		if p.qDrop {
-			// Lost ops: what peers hold of this node may be wrong; resend it all (it
-			// still lacks what was dropped, counted).
+			// Lost ops: what peers hold of this node may be wrong; resend it all,
+			// once the tables are made right again (below).
 			p.qDrop = false
 			for _, f := range p.feeds {
 				f.reset = true
@@ -341,6 +342,9 @@ func (p *presence) run() {
 			p.apply(&batch[i])
 		}
 		clear(batch)
+		if dropped {
+			p.reconcile()
+		}
 		p.expire(now)
 		p.sendRound(now)
 	}
@@ -439,6 +443,45 @@ func (f *feed) addOp(op wbuf) {
 	}
 	f.ops = append(f.ops, op)
 	f.size += len(op)
+}
+
+// reconcile makes the tables of this node's connections and users what the loops'
+// registry says, after ops were dropped (a queue overflow): the ops it applies are
+// the ones that were lost. Every op is idempotent, so ops queued meanwhile, applied
+// next round, agree with it.
+func (p *presence) reconcile() {
+	now := time.Now().UnixNano()
+	users := map[string]bool{}
+	conns := map[string]connRec{}
+	for _, u := range p.h.local.LocalUsers() {
+		users[u] = true
+		for _, c := range p.h.local.UserConnections(u) {
+			conns[c.ID] = connRec{c.User, c.Remote}
+		}
+	}
+	for id := range p.local {
+		if _, ok := conns[id]; !ok {
+			p.apply(&localOp{kind: 'c', id: id})
+		}
+	}
+	for id, c := range conns {
+		if _, ok := p.local[id]; !ok {
+			p.apply(&localOp{kind: 'o', id: id, user: c.user, rem: c.remote})
+		}
+	}
+	if !p.users {
+		return
+	}
+	for u := range p.localUser {
+		if !users[u] {
+			p.apply(&localOp{kind: 'x', user: u, at: now})
+		}
+	}
+	for u := range users {
+		if _, ok := p.localUser[u]; !ok {
+			p.apply(&localOp{kind: 'u', user: u, at: now})
+		}
+	}
 }
 
 func (p *presence) apply(op *localOp) {

@@ -2,6 +2,7 @@ package hub
 
 import (
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -127,4 +128,54 @@ func TestFeedFailureCounted(t *testing.T) {
 			t.Fatal("a feed to a peer that does not answer was not counted")
 		}
 	}
+}
+
+// TestPresenceReconcilesAfterDrops: after the presence queue dropped ops, the node's
+// tables are rebuilt from the loops' registry, so its watcher learns of connections
+// that opened or closed meanwhile (a lost close would otherwise be reported again
+// when this node dies).
+func TestPresenceReconcilesAfterDrops(t *testing.T) {
+	net := newFakeNet()
+	a, la := net.add(t, "a", func(c *Config) { c.Events = &sinkRec{} })
+	bset := metrics.NewSet()
+	net.add(t, "b", func(c *Config) { c.Events, c.Metrics = &sinkRec{}, bset })
+	watched := func() float64 {
+		m := map[string]float64{}
+		for _, line := range strings.Split(metricsText(bset), "\n") {
+			if name, v, ok := strings.Cut(line, " "); ok {
+				f, _ := strconv.ParseFloat(v, 64)
+				m[name] = f
+			}
+		}
+		return m["longlink_presence_watched_connections"]
+	}
+	drop := func() {
+		a.pr.qMu.Lock()
+		a.pr.qDrop = true
+		a.pr.qMu.Unlock()
+	}
+	wait := func(want float64) {
+		t.Helper()
+		for deadline := time.Now().Add(10 * time.Second); watched() != want; time.Sleep(10 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("b watches %v of a's connections, want %v", watched(), want)
+			}
+		}
+	}
+	// A connection whose open op was lost: the registry has it.
+	la.addConn("u", "a.x-1", time.Now().UnixNano())
+	drop()
+	wait(1)
+	// And its close op lost too.
+	la.mu.Lock()
+	delete(la.conns, "u")
+	la.mu.Unlock()
+	drop()
+	wait(0)
+}
+
+func metricsText(set *metrics.Set) string {
+	var b strings.Builder
+	set.WritePrometheus(&b)
+	return b.String()
 }
