@@ -400,5 +400,30 @@ func TestWaitAcrossNodes(t *testing.T) {
 		}()
 		c.ack(c.mustPush("acked"))
 		<-done
+		// The user and its own connection both named: the connection takes the
+		// message once, through the user's stream, and its stream ack acknowledges
+		// both targets.
+		_, info := on.get(t, "/v1/users/"+user)
+		var ui struct{ Connections []struct{ ID string } }
+		json.Unmarshal([]byte(info), &ui)
+		conn := ui.Connections[0].ID
+		done = make(chan struct{})
+		go func() {
+			defer close(done)
+			st, a := postPush(t, via, `{"to":{"users":["`+user+`"],"connections":["`+conn+`"]},"data":"both","ack":true,"wait":"10s"}`)
+			u, cn := a.Targets["user:"+user], a.Targets["connection:"+conn]
+			if st != 200 || u.Status != "acked" || cn.Status != "acked" || cn.AckedBy != conn || cn.Delivered[onName] != 1 {
+				t.Errorf("%s: user and its connection with ack: %d %+v", user, st, a)
+			}
+		}()
+		m := c.mustPush("both")
+		if m.Stream != "user:"+user {
+			t.Errorf("%s: the push came through %q, want its user stream", user, m.Stream)
+		}
+		c.ack(m)
+		<-done
+		if extra, ok := c.next("push", 200*time.Millisecond); ok {
+			t.Errorf("%s: a second copy %+v", user, extra)
+		}
 	}
 }

@@ -54,6 +54,9 @@ const (
 	ackFlush = 5 * time.Millisecond
 	// maxReporters bounds the goroutines waiting for local writes to report them.
 	maxReporters = 4096
+	// recentAcks is how long a connection's last stream ack is remembered: longer
+	// than a report may wait for the loops (deliverTimeout).
+	recentAcks = 30 * time.Second
 )
 
 type receipts struct {
@@ -64,6 +67,15 @@ type receipts struct {
 	byID    map[string]*receipt
 	order   []*receipt // insertion order, for the MaxReceipts bound
 	targets int        // held by the receipts in byID: what MaxReceipts bounds
+
+	// via: connection targets that took their message through their user's
+	// stream, by connection: a stream ack from that connection acknowledges them.
+	// Entries go with the ack or with their receipt (sweep).
+	via map[string][]viaAck
+	// recent is the last stream ack of each connection ("conn\x00stream"), for a
+	// write reported after its ack came (the report waits for the loops, the client
+	// may be faster). Entries go after recentAcks.
+	recent map[string]ackNote
 
 	wmu     sync.Mutex
 	waiters map[string]*waiter
@@ -157,6 +169,12 @@ func (t *tstate) status() push.TargetStatus {
 	return st
 }
 
+// viaAck is a connection target written at offset of stream.
+type viaAck struct {
+	id, stream string
+	offset     uint64
+}
+
 // ackNote is one client ack on its way to the stream's owner.
 type ackNote struct {
 	stream string
@@ -173,7 +191,8 @@ func newReceipts(h *Hub, max int) *receipts {
 	if max <= 0 {
 		max = defaultMaxReceipts
 	}
-	return &receipts{h: h, max: max, byID: map[string]*receipt{}, waiters: map[string]*waiter{},
+	return &receipts{h: h, max: max, byID: map[string]*receipt{}, waiters: map[string]*waiter{}, via: map[string][]viaAck{},
+		recent: map[string]ackNote{},
 		acks: make(chan ackNote, ackQueue), reporters: make(chan struct{}, maxReporters)}
 }
 
@@ -188,8 +207,10 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 		r.byID[m.ID] = rc
 		r.order = append(r.order, rc)
 	}
-	if m.Wait > 0 && origin != "" {
+	var known []string // targets with news from before the origin was known
+	if m.Wait > 0 && origin != "" && rc.notify == "" {
 		rc.notify, rc.until = origin, m.Accepted+int64(m.Wait)
+		rc.each(func(t string, ts *tstate) { known = append(known, t) })
 	}
 	for _, t := range targets {
 		if rc.target(t) == nil {
@@ -198,6 +219,17 @@ func (r *receipts) open(m *push.Message, expire int64, origin string, targets []
 		}
 	}
 	r.bound()
+	if len(known) > 0 && !rc.gone {
+		sts := make([]push.TargetStatus, len(known))
+		for i, t := range known {
+			sts[i] = rc.target(t).status()
+		}
+		go func() { // not under mu: tell may call back into the waiters
+			for i, t := range known {
+				r.tell(origin, m.ID, t, &sts[i])
+			}
+		}()
+	}
 }
 
 // bound evicts the oldest records while their targets are beyond max (under mu).
@@ -313,6 +345,24 @@ func (r *receipts) sweep(now int64) {
 				expiring = append(expiring, exp{id, t})
 			}
 		})
+	}
+	for k, a := range r.recent {
+		if now-a.at > int64(recentAcks) {
+			delete(r.recent, k)
+		}
+	}
+	for conn, vs := range r.via {
+		kept := vs[:0]
+		for _, v := range vs {
+			if r.byID[v.id] != nil {
+				kept = append(kept, v)
+			}
+		}
+		if len(kept) == 0 {
+			delete(r.via, conn)
+		} else {
+			r.via[conn] = kept
+		}
 	}
 	if len(r.order) > 0 && len(r.byID) < len(r.order)/2 {
 		kept := r.order[:0]
@@ -464,11 +514,13 @@ func (r *receipts) track(m *push.Message, st *loop.Stamped, p Pending, from stri
 		r.h.m.reportsLost.Inc()
 		return
 	}
-	id := m.ID
+	mc := *m // the caller's m is reused; what report reads is copied
+	mc.Data, mc.To = nil, push.Target{}
+	expire := m.Accepted + int64(r.h.st.ttlOf(m))
 	go func() {
 		defer func() { <-r.reporters }()
 		r.waitPending(p)
-		r.report(id, from, tr)
+		r.report(&mc, expire, from, tr)
 	}()
 }
 
@@ -479,10 +531,36 @@ func (r *receipts) waitPending(p Pending) {
 }
 
 // report records or sends what tr counted for message id.
-func (r *receipts) report(id, owner string, tr *loop.Track) {
+func (r *receipts) report(m *push.Message, expire int64, owner string, tr *loop.Track) {
+	id := m.ID
 	self := r.h.cfg.NodeName
 	for _, c := range tr.Conns() {
 		r.delivered(id, "connection:"+c, self, 1)
+	}
+	if via := tr.Via(); len(via) > 0 {
+		// This node holds these connections' receipts; the origin's copy for them
+		// may not have arrived yet (it opens the same record and tells its waiter).
+		targets := make([]string, len(via))
+		for i, v := range via {
+			targets[i] = "connection:" + v.Conn
+		}
+		r.open(m, expire, "", targets)
+		var early []ackNote // acks that came before this report
+		r.mu.Lock()
+		for _, v := range via {
+			if a, ok := r.recent[v.Conn+"\x00"+v.Stream]; ok && a.offset >= v.Offset {
+				early = append(early, a)
+				continue
+			}
+			r.via[v.Conn] = append(r.via[v.Conn], viaAck{id, v.Stream, v.Offset})
+		}
+		r.mu.Unlock()
+		for _, t := range targets {
+			r.delivered(id, t, self, 1)
+		}
+		for _, a := range early {
+			r.acked(id, "connection:"+a.conn, a.conn, a.at)
+		}
 	}
 	users := tr.Users()
 	if len(users) == 0 {
@@ -580,6 +658,7 @@ func (r *receipts) ackLoop(stop <-chan struct{}) {
 				r.acked(a.message, "connection:"+a.conn, a.conn, a.at)
 				continue
 			}
+			r.viaAcked(a)
 			if old, ok := pending[a.stream]; !ok || a.offset > old.offset || a.epoch != old.epoch {
 				pending[a.stream] = a
 			}
@@ -593,6 +672,35 @@ func (r *receipts) ackLoop(stop <-chan struct{}) {
 			tc = nil
 			flush()
 		}
+	}
+}
+
+// viaAcked acknowledges the connection targets that a's connection took through
+// the stream a covers.
+func (r *receipts) viaAcked(a ackNote) {
+	r.mu.Lock()
+	key := a.conn + "\x00" + a.stream
+	if old, ok := r.recent[key]; !ok || a.offset >= old.offset {
+		r.recent[key] = a
+	}
+	vs := r.via[a.conn]
+	var done []string
+	kept := vs[:0]
+	for _, v := range vs {
+		if v.stream == a.stream && v.offset <= a.offset {
+			done = append(done, v.id)
+		} else {
+			kept = append(kept, v)
+		}
+	}
+	if len(kept) == 0 {
+		delete(r.via, a.conn)
+	} else {
+		r.via[a.conn] = kept
+	}
+	r.mu.Unlock()
+	for _, id := range done {
+		r.acked(id, "connection:"+a.conn, a.conn, a.at)
 	}
 }
 

@@ -596,7 +596,7 @@ func (s *streams) finish(j *appendJob) appendAnswer {
 		a.delivered, _ = j.pending.Wait(ctx)
 		cancel()
 		if j.track != nil {
-			s.h.rc.report(j.m.ID, s.h.cfg.NodeName, j.track)
+			s.h.rc.report(j.m, j.ttl, s.h.cfg.NodeName, j.track)
 		}
 	}
 	return a
@@ -1214,7 +1214,7 @@ func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error)
 	defer cancel()
 	n, err := p.Wait(ctx)
 	if st.Track != nil {
-		h.rc.report(m.ID, h.cfg.NodeName, st.Track)
+		h.rc.report(m, m.Accepted+int64(s.ttlOf(m)), h.cfg.NodeName, st.Track)
 	}
 	if err != nil {
 		return n, fwd, hubErr(err)

@@ -358,6 +358,22 @@ type Track struct {
 	mu    sync.Mutex
 	users map[string]int // user -> connections written through its user stream
 	conns []string       // connection ids written as connection targets
+	via   []Via          // connection targets written through their user's stream
+}
+
+// Via is a connection target that took the message through its user's stream (a
+// connection takes a message once, and a user target comes first): it acknowledges
+// it there, at Offset.
+type Via struct {
+	Conn, Stream string
+	Offset       uint64
+}
+
+// Via returns the connection targets written through their user streams (a copy).
+func (t *Track) Via() []Via {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return slices.Clone(t.via)
 }
 
 // Users returns, per user target, the connections written so far: a copy, since a
@@ -387,6 +403,11 @@ func (t *Track) wrote(st *Stamped, c *Conn, k int) {
 			t.users = map[string]int{}
 		}
 		t.users[st.Keys[k].Name]++
+		if f := st.Full; f != nil && len(f.Connections) > 0 {
+			if id := c.ID(); slices.Contains(f.Connections, id) {
+				t.via = append(t.via, Via{Conn: id, Stream: st.Keys[k].Stream, Offset: st.Keys[k].Offset})
+			}
+		}
 	}
 }
 
