@@ -215,6 +215,13 @@ func commas(n int64) string {
 	return b.String()
 }
 
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
+}
+
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
 
 func reasons(m map[string]int64) string {
@@ -297,11 +304,11 @@ func printSummary(w io.Writer, rep *Report) {
 		row("end-to-end", latRow(p.Latency))
 		row("API call", latRow(p.APILatency))
 		if p.Ack {
-			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request, %d deliveries and their acks)", p.ServerCPUS, p.ServerCPUPerPushUs, p.ConnsPerUser))
+			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request, %s and their acks)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
 			row("acks", fmt.Sprintf("%s sent by the clients (%s deliveries), %s not written whole; server longlink_acks_total +%s (applied by the owners, coalesced per stream)",
 				commas(p.AcksSent), commas(p.Received), commas(p.AckWriteFails), commas(int64(p.ServerAcks))))
 		} else {
-			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %d deliveries)", p.ServerCPUS, p.ServerCPUPerPushUs, p.ConnsPerUser))
+			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %s)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
 		}
 		if w := p.WaitRoundTrip; w != nil {
 			row("wait answers", fmt.Sprintf("\"wait\":\"%s\": %s complete (200), %s incomplete (202)",
