@@ -44,18 +44,28 @@ func (a *apiConn) close() {
 // A request that fails on a reused connection before any answer is retried
 // once on a fresh connection (the server may have closed an idle one).
 func (a *apiConn) push(ctx context.Context, body []byte) (int64, string) {
+	d, _, reason := a.pushWait(ctx, body)
+	return d, reason
+}
+
+var completeTrue = []byte(`"complete":true`)
+
+// pushWait is push, also saying whether the answer was complete: status 200
+// with "complete":true, which a push with "wait" gets once every target is
+// final (202 with "complete":false when the wait ended first).
+func (a *apiConn) pushWait(ctx context.Context, body []byte) (delivered int64, complete bool, reason string) {
 	status, resp, reason := a.post(ctx, "/v1/push", body)
 	if reason != "" {
-		return 0, reason
+		return 0, false, reason
 	}
 	if status != 202 && status != 200 {
-		return 0, "http_" + strconv.Itoa(status)
+		return 0, false, "http_" + strconv.Itoa(status)
 	}
 	d, ok := jsonInt(resp, `"delivered":`)
 	if !ok {
-		return 0, "bad_answer"
+		return 0, false, "bad_answer"
 	}
-	return d, ""
+	return d, status == 200 && bytes.Contains(resp, completeTrue), ""
 }
 
 // post POSTs body to path and returns the status and the answer's body,

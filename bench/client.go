@@ -48,6 +48,9 @@ type OpenSpec struct {
 	// connection as open once its welcome arrived, read push envelopes and
 	// keep each client's stream positions.
 	V2 bool `json:"v2,omitempty"`
+	// Ack (v2): acknowledge every push marked "ack":true, cumulatively in its
+	// stream, once per read: the pushes of one read are covered by one ack.
+	Ack bool `json:"ack,omitempty"`
 }
 
 // ReopenSpec tells a worker to open its connections again after a drop, each
@@ -134,6 +137,11 @@ type eloop struct {
 	expect      uint32
 	recHist     Histogram // reconnect start to the last expected push, per client
 
+	// ackPend is, while frames runs for one connection, the stream position to
+	// acknowledge once the read's frames are handled (spec.Ack); nil for none.
+	ackPend *streamPos
+	ackBuf  []byte
+
 	cmds chan func()
 
 	// Read by other goroutines without asking the loop.
@@ -158,6 +166,8 @@ type eloop struct {
 	recovered    atomic.Int64 // reconnect: clients that received every expected push
 	notRecovered atomic.Int64 // reconnect: welcomes that said recovered:false for a stream
 	resuming     atomic.Int64 // reconnect: clients reopened (those that had a welcome)
+	acksSent     atomic.Int64 // ack messages written (spec.Ack)
+	ackFails     atomic.Int64 // acks that could not be written whole (the connection is closed)
 }
 
 func newLoop() (*eloop, error) {
@@ -594,7 +604,11 @@ func (l *eloop) consume(c *conn, data []byte) bool {
 	}
 	used, reason := l.frames(c, data, now)
 	if reason != "" {
+		l.ackPend = nil
 		l.closeConn(c, reason)
+		return false
+	}
+	if l.ackPend != nil && !l.sendAck(c) {
 		return false
 	}
 	if used == len(data) {
@@ -663,6 +677,26 @@ func (l *eloop) write(c *conn, op byte, payload []byte) {
 	// Control frames are tiny; if the send buffer is full the connection is
 	// already far behind and the server's idle logic will judge it.
 	_, _ = rawWrite(c.fd, l.wbuf)
+}
+
+// sendAck writes the ack of l.ackPend on c. An ack cut short would leave half
+// a frame on the wire, so a connection whose socket does not take it whole is
+// closed (counted in ackFails and as the drop "ack_write"). It reports whether
+// c is still open.
+func (l *eloop) sendAck(c *conn) bool {
+	p := l.ackPend
+	l.ackPend = nil
+	l.ackBuf = appendAck(l.ackBuf[:0], p.name, p.epoch, p.offset)
+	l.maskCtr = l.maskCtr*1664525 + 1013904223
+	k := l.maskCtr
+	l.wbuf = appendClientFrame(l.wbuf[:0], opText, l.ackBuf, [4]byte{byte(k), byte(k >> 8), byte(k >> 16), byte(k >> 24)})
+	if n, err := rawWrite(c.fd, l.wbuf); err != nil || n != len(l.wbuf) {
+		l.ackFails.Add(1)
+		l.closeConn(c, "ack_write")
+		return false
+	}
+	l.acksSent.Add(1)
+	return true
 }
 
 // closeConn closes c; reason is a failure when the handshake had not
@@ -828,9 +862,10 @@ func (l *eloop) v2Message(c *conn, f frame, now int64) string {
 	}
 	rec := &l.recs[c.idx-l.spec.First]
 	fresh := true
+	var s *streamPos
 	if e.epoch == nil {
 		l.v2NoPos.Add(1)
-	} else if s := rec.find(e.stream); s == nil {
+	} else if s = rec.find(e.stream); s == nil {
 		l.v2Other.Add(1) // a stream the welcome did not list
 	} else if string(e.epoch) != s.epoch {
 		l.epochChanges.Add(1)
@@ -843,6 +878,13 @@ func (l *eloop) v2Message(c *conn, f frame, now int64) string {
 			l.v2Gaps.Add(int64(e.offset - s.offset - 1))
 		}
 		s.offset = e.offset
+	}
+	if e.ack && s != nil && l.spec.Ack {
+		// Cumulative: the position reached covers this push and every
+		// earlier one (a duplicate is acknowledged again, as the protocol
+		// asks). Pushes without a stream (to connection ids) bench never
+		// sends with ack.
+		l.ackPend = s
 	}
 	if fresh && rec.resumed && !rec.done {
 		rec.got++

@@ -197,13 +197,18 @@ func limitFor(reason string) string {
 // ServerSample is what the nodes' /metrics said at one moment, summed over
 // every --api address.
 type ServerSample struct {
-	Nodes       int      `json:"nodes"` // nodes that answered
-	Connections float64  `json:"connections"`
-	RSSBytes    float64  `json:"rss_bytes"`
-	HeapBytes   float64  `json:"heap_bytes"`
-	CPUSeconds  float64  `json:"cpu_seconds"`
-	Errors      []string `json:"errors,omitempty"`
+	Nodes       int     `json:"nodes"` // nodes that answered
+	Connections float64 `json:"connections"`
+	RSSBytes    float64 `json:"rss_bytes"`
+	HeapBytes   float64 `json:"heap_bytes"`
+	CPUSeconds  float64 `json:"cpu_seconds"`
+	// Acks is longlink_acks_total: stream acks applied by the nodes as their
+	// streams' owners (after coalescing per stream, 5 ms on each node).
+	Acks   float64  `json:"acks,omitempty"`
+	Errors []string `json:"errors,omitempty"`
 }
+
+const metricAcks = "longlink_acks_total"
 
 var metricsClient = &http.Client{Timeout: 5 * time.Second}
 
@@ -225,6 +230,7 @@ func scrape(ctx context.Context, apis []string) ServerSample {
 		}
 		s.HeapBytes += heap
 		s.CPUSeconds += m["process_cpu_seconds_total"]
+		s.Acks += m[metricAcks]
 	}
 	return s
 }
@@ -232,7 +238,7 @@ func scrape(ctx context.Context, apis []string) ServerSample {
 var wantMetrics = map[string]bool{
 	"longlink_connections": true, "process_resident_memory_bytes": true,
 	"go_memstats_heap_inuse_bytes": true, "go_memstats_alloc_bytes": true,
-	"process_cpu_seconds_total": true,
+	"process_cpu_seconds_total": true, metricAcks: true,
 	// reconnect: the nodes' own recovery counts
 	metricRecoveredMessages: true, metricNotRecovered: true,
 }

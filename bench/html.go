@@ -222,6 +222,9 @@ func writeHTML(path string, rep *Report) error {
 	if bins, ok := rep.Hists["floor_round_trip"]; ok {
 		charts = append(charts, template.HTML(histChart("Floor round trip, straight to the back-end (request write to answer read)", bins)))
 	}
+	if bins, ok := rep.Hists["wait"]; ok && rep.Push != nil {
+		charts = append(charts, template.HTML(histChart("Push with wait: "+rep.Push.waitLabel()+" (API call to complete answer)", bins)))
+	}
 	if bins, ok := rep.Hists["api"]; ok {
 		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
 	}
@@ -236,6 +239,13 @@ func writeHTML(path string, rep *Report) error {
 	}
 	if p := rep.Push; p != nil {
 		cards = append(cards, kv{"pushes/s", commas(int64(p.PushesPerS))}, kv{"e2e p99", fmt.Sprintf("%.1f ms", p.Latency.P99Ms)})
+		if p.Ack {
+			cards = append(cards, kv{"acks sent", commas(p.AcksSent)})
+		}
+		if w := p.WaitRoundTrip; w != nil {
+			cards = append(cards, kv{p.waitLabel() + " p99", fmt.Sprintf("%.1f ms", w.P99Ms)},
+				kv{"incomplete answers", commas(p.Incomplete)})
+		}
 	}
 	if u := rep.Upstream; u != nil {
 		cards = append(cards, kv{"upstream requests/s", commas(int64(u.RequestsPerS))}, kv{"round trip p99", fmt.Sprintf("%.2f ms", u.Latency.P99Ms)})

@@ -254,3 +254,59 @@ func TestRealReconnectAfterKill(t *testing.T) {
 		t.Fatal("--kill-pid did not kill the node")
 	}
 }
+
+// TestRealPushAck pushes with "ack":true and "wait" through two joined nodes: the
+// clients acknowledge, the streams' owners (either node) apply the acks, and the
+// API answers each push 200 complete once its user acknowledged. With one caller
+// and one connection per user one push is in flight at a time, so every delivery
+// is acknowledged by an ack of its own, and each reaches its owner uncoalesced:
+// acks sent, deliveries and the nodes' longlink_acks_total agree exactly.
+func TestRealPushAck(t *testing.T) {
+	a, b := startRealPair(t)
+	dir := t.TempDir()
+	args := []string{"push", "--target", a.Client, "--target", b.Client, "--api", a.API, "--api", b.API,
+		"--token-secret", itSecret, "--api-key", itKey, "--protocol", "v2", "--ack", "--wait", "5s", "--duration", "1s"}
+
+	jp, hp := filepath.Join(dir, "ack1.json"), filepath.Join(dir, "ack1.html")
+	out := runBench(t, append(args, "--users", "40", "--conns-per-user", "1", "--callers", "1", "--json", jp, "--html", hp)...)
+	rep := readReport(t, jp)
+	checkConnect(t, rep, 40)
+	checkPush(t, rep, "closed")
+	p := rep.Push
+	checkV2(t, rep, true, p.Received) // an error answering an ack would count as "other"
+	if !p.Ack || p.WaitS != 5 || p.Pushes < 10 {
+		t.Fatalf("push: %+v", *p)
+	}
+	if p.Complete != p.Pushes || p.Incomplete != 0 || p.WaitRoundTrip == nil || p.WaitRoundTrip.Count != uint64(p.Pushes) {
+		t.Errorf("wait answers: %d pushes, %d complete, %d incomplete, round trip %+v", p.Pushes, p.Complete, p.Incomplete, p.WaitRoundTrip)
+	}
+	if p.AcksSent != p.Received || p.AckWriteFails != 0 || p.ServerAcks != float64(p.AcksSent) {
+		t.Errorf("acks: %d sent, %d deliveries, %d failed, server %v", p.AcksSent, p.Received, p.AckWriteFails, p.ServerAcks)
+	}
+	w := p.WaitRoundTrip
+	if w.P50Ms <= 0 || w.P99Ms < w.P50Ms || w.MaxMs < w.P99Ms || w.MaxMs > 5000 {
+		t.Errorf("acked round trip: %+v", *w)
+	}
+	for _, want := range []string{"acked round trip", "complete (200), 0 incomplete (202)", "longlink_acks_total"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("summary lacks %q:\n%s", want, out)
+		}
+	}
+	checkHTML(t, hp, 6)
+
+	// Two connections per user and concurrent callers: a user's connections
+	// each acknowledge (the owner coalesces their acks), and one read holding
+	// several pushes is acknowledged once.
+	jp = filepath.Join(dir, "ack2.json")
+	runBench(t, append(args, "--users", "20", "--conns-per-user", "2", "--callers", "4", "--json", jp)...)
+	rep = readReport(t, jp)
+	checkPush(t, rep, "closed")
+	p = rep.Push
+	checkV2(t, rep, true, p.Received)
+	if p.Complete != p.Pushes || p.Incomplete != 0 {
+		t.Errorf("wait answers: %d pushes, %d complete, %d incomplete", p.Pushes, p.Complete, p.Incomplete)
+	}
+	if p.AcksSent < p.Pushes || p.AcksSent > p.Received || p.ServerAcks < 1 || p.ServerAcks > float64(p.AcksSent) {
+		t.Errorf("acks: %d sent, %d pushes, %d deliveries, server %v", p.AcksSent, p.Pushes, p.Received, p.ServerAcks)
+	}
+}

@@ -44,6 +44,13 @@ type Options struct {
 	Protocol string `json:"protocol"`
 	// History false adds "history":false to every push (not stored).
 	History bool `json:"history"`
+	// Ack (push, --protocol v2) adds "ack":true to every push, and every v2
+	// client acknowledges each push it receives, cumulatively per stream.
+	Ack bool `json:"ack,omitempty"`
+	// Wait (push) adds "wait":"<Wait>" to every push: the API answers once every
+	// target acknowledged (with Ack) or was written to a connection (without),
+	// or when Wait passed.
+	Wait time.Duration `json:"wait_ns,omitempty"`
 	// Messages is, for reconnect, how many pushes each user gets while its
 	// clients are away.
 	Messages int `json:"messages,omitempty"`
@@ -117,6 +124,8 @@ Examples:
   longlink bench push ... --push-rate 5000
   # the same over the v2 protocol (welcome + JSON envelopes), pushes not stored
   longlink bench push ... --push-rate 5000 --protocol v2 --history=false
+  # acknowledged pushes: every client acks, the API answers once acked (the QR-code case)
+  longlink bench push ... --push-rate 5000 --protocol v2 --ack --wait 5s
 
   # reconnect storm: 19,000 v2 clients drop at once (RST, as if their node died),
   # 10 pushes per user while away, all reconnect at once with ?since=
@@ -200,6 +209,8 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.DurationVar(&o.BatchWait, "batch-wait", 100*time.Microsecond, "after a wake-up with few events, clients wait this long to read more per wake-up (less CPU; receipt times may be late by up to this; 0 disables)")
 	fs.StringVar(&o.Protocol, "protocol", "plain", "client protocol: plain (each push is one message of the pushed bytes) or v2 (offer longlink.v2: welcome, then JSON envelopes with stream positions); reconnect always speaks v2")
 	fs.BoolVar(&o.History, "history", true, "push, broadcast: store pushes in the streams' history; --history=false sends \"history\":false")
+	fs.BoolVar(&o.Ack, "ack", false, "push (with --protocol v2): pushes carry \"ack\":true and every client acknowledges each push it receives (cumulative per stream, once per read batch)")
+	fs.DurationVar(&o.Wait, "wait", 0, "push: pushes carry \"wait\" of this `DURATION` (at most 30s): the API answers when every target acked (--ack) or was written to a connection, and bench reports that round trip")
 	fs.IntVar(&o.Messages, "messages", 10, "reconnect: pushes to each user while its clients are away")
 	fs.Var(multiFlag{&o.ReconnectTargets}, "reconnect-target", "reconnect: client `HOST:PORT` the clients come back to (repeatable; default: --target)")
 	fs.IntVar(&o.KillPID, "kill-pid", 0, "reconnect: `PID` of the node to kill -9 right after the drop (a node on this host; give --api and --reconnect-target of the others)")
@@ -248,6 +259,18 @@ func (o *Options) finish(set map[string]bool) error {
 		}
 	} else {
 		o.Messages = 0
+	}
+	if (o.Ack || o.Wait != 0) && o.Scenario != "push" {
+		return fmt.Errorf("--ack and --wait are for push, not %s", o.Scenario)
+	}
+	if o.Ack && o.Protocol != "v2" {
+		return errors.New("--ack needs --protocol v2: plain clients cannot acknowledge")
+	}
+	if o.Ack && !o.History {
+		return errors.New("--ack needs pushes stored until acknowledged: drop --history=false")
+	}
+	if o.Wait < 0 || o.Wait > 30*time.Second || (set["wait"] && o.Wait == 0) {
+		return errors.New("--wait must be more than 0 and at most 30s (the API's bound)")
 	}
 	if o.Scenario == "push" || o.Scenario == "reconnect" {
 		if o.Users == 0 {

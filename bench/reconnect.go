@@ -312,7 +312,7 @@ func (r *runner) pushToUsers(rounds, seqBase int) (accepted, stored int64, errs 
 						body = append(body, ',')
 					}
 					round, user := k/o.Users, k%o.Users
-					body = appendBody(body, user, time.Now().UnixNano(), uint64(seqBase+round), o.Size, true)
+					body = appendBody(body, user, time.Now().UnixNano(), uint64(seqBase+round), o.Size, bodyTail(true, false, 0))
 				}
 				body = append(body, "]}"...)
 				ac := conns[(j.first/perBatch)%len(conns)]

@@ -121,6 +121,34 @@ type PushResult struct {
 	// API request and every delivery of that push.
 	ServerCPUS         float64 `json:"server_cpu_s"`
 	ServerCPUPerPushUs float64 `json:"server_cpu_per_push_us"`
+
+	// Ack (--ack): pushes carried "ack":true and the clients acknowledged.
+	// AcksSent counts the clients' ack messages (one per read that held
+	// pushes with ack, per connection); ServerAcks is the nodes'
+	// longlink_acks_total over the phase, acks applied by the streams' owners
+	// after each node coalesced its clients' acks per stream (5 ms), so it is
+	// at most AcksSent (a user's connections ack the same offset).
+	Ack           bool    `json:"ack,omitempty"`
+	AcksSent      int64   `json:"acks_sent,omitempty"`
+	AckWriteFails int64   `json:"ack_write_fails,omitempty"`
+	ServerAcks    float64 `json:"server_acks,omitempty"`
+	// WaitS (--wait) is the wait each push carried. Complete counts answers
+	// 200 "complete":true (every target acked, or written without --ack),
+	// Incomplete the others (202: the wait ended first); WaitRoundTrip is
+	// push to answer of the complete ones.
+	WaitS         float64         `json:"wait_s,omitempty"`
+	Complete      int64           `json:"complete,omitempty"`
+	Incomplete    int64           `json:"incomplete,omitempty"`
+	WaitRoundTrip *LatencySummary `json:"wait_round_trip,omitempty"`
+}
+
+// waitLabel names the round trip of a push with wait: acked with --ack, else
+// written to a connection.
+func (p *PushResult) waitLabel() string {
+	if p.Ack {
+		return "acked round trip"
+	}
+	return "delivered round trip"
 }
 
 // V2Checks counts, over every v2 connection, pushes that broke their stream's
@@ -185,6 +213,13 @@ func commas(n int64) string {
 		return "-" + b.String()
 	}
 	return b.String()
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return "1 " + one
+	}
+	return strconv.Itoa(n) + " " + many
 }
 
 func mib(b float64) string { return fmt.Sprintf("%.1f MiB", b/(1<<20)) }
@@ -268,7 +303,18 @@ func printSummary(w io.Writer, rep *Report) {
 		row("deliveries", fmt.Sprintf("%s of %s expected (%s/s), missing %s", commas(p.Received), commas(p.ExpectedDeliveries), commas(int64(p.DeliveriesPerS)), commas(p.Missing)))
 		row("end-to-end", latRow(p.Latency))
 		row("API call", latRow(p.APILatency))
-		row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %d deliveries)", p.ServerCPUS, p.ServerCPUPerPushUs, p.ConnsPerUser))
+		if p.Ack {
+			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request, %s and their acks)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
+			row("acks", fmt.Sprintf("%s sent by the clients (%s deliveries), %s not written whole; server longlink_acks_total +%s (applied by the owners, coalesced per stream)",
+				commas(p.AcksSent), commas(p.Received), commas(p.AckWriteFails), commas(int64(p.ServerAcks))))
+		} else {
+			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %s)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
+		}
+		if w := p.WaitRoundTrip; w != nil {
+			row("wait answers", fmt.Sprintf("\"wait\":\"%s\": %s complete (200), %s incomplete (202)",
+				time.Duration(p.WaitS*float64(time.Second)), commas(p.Complete), commas(p.Incomplete)))
+			row(p.waitLabel(), latRow(*w)+"  push to complete answer")
+		}
 		row("bench CPU", fmt.Sprintf("%.2f µs per message received, %.1f µs per push sent", p.ClientCPUPerMsgUs, p.CallerCPUPerPushUs))
 	}
 	if rep.Scenario == "push" || rep.Scenario == "broadcast" {

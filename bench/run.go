@@ -249,7 +249,7 @@ func (r *runner) openAll() error {
 			First: first, Count: min(chunk, n-first),
 			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", TokenSecret: r.o.TokenSecret,
 			Rate: r.o.Rate / float64(w), PortBase: portBase, BatchWait: r.o.BatchWait, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
-			V2: r.o.Protocol == "v2",
+			V2: r.o.Protocol == "v2", Ack: r.o.Ack,
 		}}
 	})
 	if err != nil {

@@ -176,9 +176,10 @@ func (r *runner) clientCPU(st []WorkerStats) int64 {
 	return workerCPU(st)
 }
 
-// appendBody builds {"to":{...},"data":"<stamp>:<seq>[pad]"}; user < 0 means all.
-// Without history it adds "history":false.
-func appendBody(b []byte, user int, stamp int64, seq uint64, size int, history bool) []byte {
+// appendBody builds {"to":{...},"data":"<stamp>:<seq>[pad]<tail>; user < 0
+// means all. tail closes the data string and the object and carries the push's
+// options (bodyTail).
+func appendBody(b []byte, user int, stamp int64, seq uint64, size int, tail string) []byte {
 	if user < 0 {
 		b = append(b, `{"to":{"all":true},"data":"`...)
 	} else {
@@ -191,10 +192,23 @@ func appendBody(b []byte, user int, stamp int64, seq uint64, size int, history b
 	for len(b)-start < size {
 		b = append(b, 'x')
 	}
+	return append(b, tail...)
+}
+
+// bodyTail is the end of every push body for o: "history":false without
+// history, "ack":true with --ack, "wait":"<d>" with --wait.
+func bodyTail(history, ack bool, wait time.Duration) string {
+	t := `"`
 	if !history {
-		return append(b, `","history":false}`...)
+		t += `,"history":false`
 	}
-	return append(b, `"}`...)
+	if ack {
+		t += `,"ack":true`
+	}
+	if wait > 0 {
+		t += `,"wait":"` + wait.String() + `"`
+	}
+	return t + "}"
 }
 
 // broadcast pushes one message to everyone per round and waits until every
@@ -221,7 +235,7 @@ func (r *runner) broadcast() {
 		cpu0 := r.clientCPU(before)
 		srv0 := scrape(r.ctx, r.o.APIs).CPUSeconds
 		stamp := time.Now().UnixNano()
-		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size, r.o.History)
+		body = appendBody(body[:0], -1, stamp, uint64(round), r.o.Size, bodyTail(r.o.History, false, 0))
 		ac := conns[(round-1)%len(conns)]
 		api := ac.addr
 		delivered, reason := ac.push(r.ctx, body)
@@ -276,7 +290,7 @@ func (r *runner) broadcast() {
 func (r *runner) push() {
 	o := r.o
 	res := &PushResult{Mode: "closed", Users: o.Users, ConnsPerUser: o.ConnsPerUser, Callers: o.Callers,
-		PushRate: o.PushRate, Errors: map[string]int64{}}
+		PushRate: o.PushRate, Errors: map[string]int64{}, Ack: o.Ack, WaitS: o.Wait.Seconds()}
 	if o.PushRate > 0 {
 		res.Mode = "open"
 	}
@@ -288,9 +302,11 @@ func (r *runner) push() {
 		return
 	}
 	base := sum(before, func(w *WorkerStats) int64 { return w.Received })
+	acks0 := sum(before, func(w *WorkerStats) int64 { return w.AcksSent })
 	cpu0 := r.clientCPU(before)
 	coord0, _ := selfUsage()
-	srv0 := scrape(r.ctx, o.APIs).CPUSeconds
+	s0 := scrape(r.ctx, o.APIs)
+	srv0 := s0.CPUSeconds
 	ctx, cancel := context.WithTimeout(r.ctx, o.Duration)
 	defer cancel()
 
@@ -304,11 +320,15 @@ func (r *runner) push() {
 		go schedule(ctx, o.PushRate, sched, &backlog)
 	}
 	type callerResult struct {
-		api    Histogram
-		pushes int64
-		deliv  int64
-		errs   map[string]int64
+		api        Histogram
+		wait       Histogram // --wait: round trips answered complete
+		pushes     int64
+		deliv      int64
+		complete   int64
+		incomplete int64
+		errs       map[string]int64
 	}
+	tail := bodyTail(o.History, o.Ack, o.Wait)
 	results := make([]callerResult, o.Callers)
 	var wg sync.WaitGroup
 	t0 := time.Now()
@@ -338,20 +358,29 @@ func (r *runner) push() {
 					stamp = time.Now().UnixNano()
 				}
 				seq++
-				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size, o.History)
+				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size, tail)
 				ac := conns[rng.IntN(len(conns))]
 				t := time.Now()
 				// The request runs under the run's context, not the phase
 				// deadline: a push already sent is allowed to finish so its
 				// deliveries are counted on both sides.
-				d, reason := ac.push(r.ctx, body)
+				d, complete, reason := ac.pushWait(r.ctx, body)
 				if reason == "cancelled" {
 					return
 				}
-				res.api.Record(time.Since(t).Nanoseconds())
+				rt := time.Since(t).Nanoseconds()
+				res.api.Record(rt)
 				if reason != "" {
 					res.errs[reason]++
 					continue
+				}
+				if o.Wait > 0 {
+					if complete {
+						res.complete++
+						res.wait.Record(rt)
+					} else {
+						res.incomplete++
+					}
 				}
 				res.pushes++
 				res.deliv += d
@@ -362,9 +391,12 @@ func (r *runner) push() {
 	wg.Wait()
 	elapsed := time.Since(t0)
 	res.ServerCPUS = scrape(r.ctx, o.APIs).CPUSeconds - srv0
-	var apiH Histogram
+	var apiH, waitH Histogram
 	for i := range results {
 		apiH.Merge(&results[i].api)
+		waitH.Merge(&results[i].wait)
+		res.Complete += results[i].complete
+		res.Incomplete += results[i].incomplete
 		res.Pushes += results[i].pushes
 		res.ExpectedDeliveries += results[i].deliv
 		for k, v := range results[i].errs {
@@ -395,6 +427,11 @@ func (r *runner) push() {
 		r.note(fmt.Sprintf("push: %v", err))
 		return
 	}
+	if o.Ack {
+		res.AcksSent = sum(full, func(w *WorkerStats) int64 { return w.AcksSent }) - acks0
+		res.AckWriteFails = sum(full, func(w *WorkerStats) int64 { return w.AckFails })
+		res.ServerAcks = r.settledAcks() - s0.Acks
+	}
 	var lat Histogram
 	for i := range full {
 		lat.Merge(full[i].Latency)
@@ -417,9 +454,29 @@ func (r *runner) push() {
 	}
 	r.rep.Hists["delivery"] = lat.Bins()
 	r.rep.Hists["api"] = apiH.Bins()
+	if o.Wait > 0 {
+		w := waitH.Summary()
+		res.WaitRoundTrip = &w
+		r.rep.Hists["wait"] = waitH.Bins()
+	}
 	r.logf("push: %s pushes (%s/s), %s deliveries (%s/s), e2e p50 %.1f ms p99 %.1f ms max %.1f ms",
 		commas(res.Pushes), commas(int64(res.PushesPerS)), commas(res.Received), commas(int64(res.DeliveriesPerS)),
 		res.Latency.P50Ms, res.Latency.P99Ms, res.Latency.MaxMs)
+}
+
+// settledAcks is the nodes' longlink_acks_total once it stops moving: acks
+// written by the last deliveries wait up to 5 ms to be coalesced on the
+// client's node, then travel to the stream's owner, which counts them. It
+// waits at most 2 s for two equal scrapes 100 ms apart.
+func (r *runner) settledAcks() float64 {
+	last := scrape(r.ctx, r.o.APIs).Acks
+	poll(2*time.Second, 100*time.Millisecond, func() bool {
+		now := scrape(r.ctx, r.o.APIs).Acks
+		same := now == last
+		last = now
+		return same
+	})
+	return last
 }
 
 // schedule emits scheduled push times at rate per second until ctx ends.

@@ -54,6 +54,7 @@ type envelope struct {
 	epoch  []byte // nil when the push was sent with history off
 	offset uint64
 	data   []byte // the "data" value's JSON text (a string keeps its quotes)
+	ack    bool   // "ack":true: the pushing service asked for an acknowledgement
 }
 
 var (
@@ -64,6 +65,7 @@ var (
 	keyStream     = []byte(`"stream":"`)
 	keyEpoch      = []byte(`"epoch":"`)
 	keyOffset     = []byte(`"offset":`)
+	keyAck        = []byte(`,"ack":true`)
 )
 
 // parseEnvelope reads a v2 push. ok is false for anything else (a welcome,
@@ -88,6 +90,7 @@ func parseEnvelope(p []byte) (e envelope, ok bool) {
 		e.data = e.data[:n-1]
 	}
 	head := rest[:i]
+	e.ack = bytes.Contains(head, keyAck)
 	if s, found := stringField(head, keyStream); found {
 		e.stream = s
 	}
@@ -107,6 +110,20 @@ func parseEnvelope(p []byte) (e envelope, ok bool) {
 		}
 	}
 	return e, true
+}
+
+// appendAck appends the v2 client's cumulative ack of stream up to offset:
+// {"type":"ack","stream":"user:bench-7","epoch":"e","offset":18}. Bench's stream
+// names and the server's epochs need no escapes (those read from an envelope are
+// kept as written, escapes included, so they are valid JSON string contents).
+func appendAck(b []byte, stream, epoch string, offset uint64) []byte {
+	b = append(b, `{"type":"ack","stream":"`...)
+	b = append(b, stream...)
+	b = append(b, `","epoch":"`...)
+	b = append(b, epoch...)
+	b = append(b, `","offset":`...)
+	b = strconv.AppendUint(b, offset, 10)
+	return append(b, '}')
 }
 
 // stringField returns the raw contents of the JSON string after key (which

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestParseEnvelope(t *testing.T) {
@@ -94,21 +95,77 @@ func TestBatchResults(t *testing.T) {
 	}
 }
 
-func TestAppendBodyHistory(t *testing.T) {
-	var v struct {
+func TestAppendBodyOptions(t *testing.T) {
+	type body struct {
 		To      struct{ Users []string } `json:"to"`
 		Data    string                   `json:"data"`
 		History *bool                    `json:"history"`
+		Ack     bool                     `json:"ack"`
+		Wait    string                   `json:"wait"`
 	}
-	for _, h := range []bool{true, false} {
-		b := appendBody(nil, 7, 123, 4, 0, h)
+	for _, c := range []struct {
+		history, ack bool
+		wait         time.Duration
+		waitStr      string
+	}{{true, false, 0, ""}, {false, false, 0, ""}, {true, true, 0, ""}, {true, true, 5 * time.Second, "5s"},
+		{false, false, 1500 * time.Millisecond, "1.5s"}} {
+		b := appendBody(nil, 7, 123, 4, 0, bodyTail(c.history, c.ack, c.wait))
+		var v body
 		if err := json.Unmarshal(b, &v); err != nil {
 			t.Fatalf("%s: %v", b, err)
 		}
-		if v.To.Users[0] != "bench-7" || v.Data != "123:4" || (h != (v.History == nil)) || (!h && *v.History) {
-			t.Errorf("history %v: %s", h, b)
+		if v.To.Users[0] != "bench-7" || v.Data != "123:4" || (c.history != (v.History == nil)) || (!c.history && *v.History) ||
+			v.Ack != c.ack || v.Wait != c.waitStr {
+			t.Errorf("%+v: %s", c, b)
 		}
-		v.History = nil
+	}
+}
+
+func TestAckEnvelopeAndMessage(t *testing.T) {
+	e, ok := parseEnvelope([]byte(`{"type":"push","id":"n1-1","stream":"user:bench-7","epoch":"e1","offset":18,"ack":true,"data":"1:2"}`))
+	if !ok || !e.ack || e.offset != 18 || string(e.stream) != "user:bench-7" {
+		t.Fatalf("ack envelope %+v ok %v", e, ok)
+	}
+	// "ack":true in the data is data, not the envelope's flag.
+	e, ok = parseEnvelope([]byte(`{"type":"push","id":"n1-2","stream":"user:bench-7","epoch":"e1","offset":19,"data":{"x":1,"ack":true}}`))
+	if !ok || e.ack {
+		t.Fatalf("data with ack read as the flag: %+v ok %v", e, ok)
+	}
+	var m struct {
+		Type, Stream, Epoch string
+		Offset              uint64
+	}
+	b := appendAck(nil, "user:bench-7", "mx4j1qha-1hsayp6", 18)
+	if err := json.Unmarshal(b, &m); err != nil || m.Type != "ack" || m.Stream != "user:bench-7" || m.Epoch != "mx4j1qha-1hsayp6" || m.Offset != 18 {
+		t.Fatalf("ack %s: %+v %v", b, m, err)
+	}
+}
+
+func TestAckOptions(t *testing.T) {
+	base := []string{"push", "--target", "127.0.0.1:1", "--api", "127.0.0.1:2", "--token-secret", "s", "--api-key", "k"}
+	o, err := parseOptions(append(base, "--protocol", "v2", "--ack", "--wait", "5s"), &bytes.Buffer{})
+	if err != nil || !o.Ack || o.Wait != 5*time.Second {
+		t.Fatalf("--ack --wait: %+v %v", o, err)
+	}
+	if o, err := parseOptions(append(base, "--wait", "250ms"), &bytes.Buffer{}); err != nil || o.Ack || o.Wait != 250*time.Millisecond {
+		t.Fatalf("--wait alone: %+v %v", o, err)
+	}
+	for _, c := range []struct {
+		want string
+		args []string
+	}{
+		{"--ack needs --protocol v2", []string{"--ack"}},
+		{"drop --history=false", []string{"--ack", "--protocol", "v2", "--history=false"}},
+		{"--wait must be more than 0", []string{"--wait", "31s"}},
+		{"--wait must be more than 0", []string{"--wait", "0s"}},
+	} {
+		if _, err := parseOptions(append(append([]string{}, base...), c.args...), &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want %q", c.args, err, c.want)
+		}
+	}
+	if _, err := parseOptions([]string{"broadcast", "--target", "127.0.0.1:1", "--api", "127.0.0.1:2", "--token-secret", "s",
+		"--api-key", "k", "--protocol", "v2", "--ack"}, &bytes.Buffer{}); err == nil || !strings.Contains(err.Error(), "for push") {
+		t.Errorf("broadcast --ack: %v", err)
 	}
 }
 

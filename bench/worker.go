@@ -53,6 +53,8 @@ type WorkerStats struct {
 	Recovered    int64 `json:"recovered,omitempty"`
 	NotRecovered int64 `json:"not_recovered,omitempty"`
 	Resuming     int64 `json:"resuming,omitempty"` // clients a reopen brings back
+	AcksSent     int64 `json:"acks_sent,omitempty"`
+	AckFails     int64 `json:"ack_fails,omitempty"`
 	// With hists, after a reopen: expected pushes not (yet) received, and
 	// clients with no welcome yet.
 	Missing   int64      `json:"missing,omitempty"`
@@ -185,6 +187,7 @@ func (l *eloop) snapshot(full, reset bool) WorkerStats {
 		V2Dups: l.v2Dups.Load(), V2Gaps: l.v2Gaps.Load(), V2Other: l.v2Other.Load(), V2NoPos: l.v2NoPos.Load(),
 		EpochChanges: l.epochChanges.Load(), Killed: l.killed.Load(),
 		Recovered: l.recovered.Load(), NotRecovered: l.notRecovered.Load(), Resuming: l.resuming.Load(),
+		AcksSent: l.acksSent.Load(), AckFails: l.ackFails.Load(),
 	}
 	st.CPUNs, st.RSSBytes = selfUsage()
 	var ms runtime.MemStats
