@@ -11,8 +11,9 @@ package push
 //
 // Understood shape (anything else returns false):
 //
-//   - top-level keys "to", "data", "data_base64", each at most once, spelled
-//     exactly so, without escapes. encoding/json matches keys
+//   - top-level keys "to", "data", "data_base64" and the optional ones
+//     (pushOpts: "ack", "receipt", "history", "ttl", "wait", "id"), each at most
+//     once, spelled exactly so, without escapes. encoding/json matches keys
 //     case-insensitively and lets a repeated key overwrite or merge, so a
 //     differently spelled or repeated key is left to it;
 //   - "to" is an object (not null) with keys "users", "connections", "rooms"
@@ -40,6 +41,7 @@ func parsePushFast(body []byte, req *pushRequest) bool {
 		data64   []byte
 		haveData bool
 		have64   bool
+		opts     pushOpts
 	)
 	s.skipWS()
 	if !s.consume('{') {
@@ -83,7 +85,9 @@ func parsePushFast(body []byte, req *pushRequest) bool {
 					return false
 				}
 			default:
-				return false
+				if !opts.field(&s, key) {
+					return false
+				}
 			}
 			s.skipWS()
 			if s.consume('}') {
@@ -104,8 +108,110 @@ func parsePushFast(body []byte, req *pushRequest) bool {
 	if haveTo {
 		t = fillTarget(body, &to)
 	}
-	*req = pushRequest{To: t, Data: data, DataBase64: data64}
+	*req = pushRequest{To: t, Data: data, DataBase64: data64,
+		Ack: opts.ack, Receipt: opts.receipt, History: opts.history, TTL: opts.ttl, Wait: opts.wait, ID: opts.id}
 	return true
+}
+
+// pushOpts are the push's optional fields the fast path takes: "ack", "receipt"
+// and "history" as true, false or null; "ttl", "wait" and "id" as null or a string
+// of printable ASCII without escapes (its own value). Each at most once.
+type pushOpts struct {
+	seen          uint8
+	ack, receipt  bool
+	history       *bool
+	ttl, wait, id string
+}
+
+var historyTrue, historyFalse = true, false
+
+// field reads the value of key, one of the optional fields; false: not one the
+// fast path takes (unknown key, repeated, or a value for encoding/json).
+func (o *pushOpts) field(s *fastScanner, key []byte) bool {
+	var bit uint8
+	switch string(key) {
+	case "ack":
+		bit = 1
+	case "receipt":
+		bit = 2
+	case "history":
+		bit = 4
+	case "ttl":
+		bit = 8
+	case "wait":
+		bit = 16
+	case "id":
+		bit = 32
+	default:
+		return false
+	}
+	if o.seen&bit != 0 {
+		return false
+	}
+	o.seen |= bit
+	if bit <= 4 {
+		var v, null bool
+		switch {
+		case s.literal("true"):
+			v = true
+		case s.literal("false"):
+		case s.literal("null"):
+			null = true
+		default:
+			return false
+		}
+		switch bit {
+		case 1:
+			o.ack = v
+		case 2:
+			o.receipt = v
+		case 4:
+			// A *bool: null leaves it nil, as encoding/json does.
+			if !null {
+				o.history = &historyFalse
+				if v {
+					o.history = &historyTrue
+				}
+			}
+		}
+		return true
+	}
+	str, ok := s.plainStringOrNull()
+	if !ok {
+		return false
+	}
+	switch bit {
+	case 8:
+		o.ttl = str
+	case 16:
+		o.wait = str
+	case 32:
+		o.id = str
+	}
+	return true
+}
+
+// plainStringOrNull reads null ("") or a string of plain ASCII bytes (0x20..0x7f,
+// no quote, no backslash), which is its own value; anything else is left to
+// encoding/json.
+func (s *fastScanner) plainStringOrNull() (string, bool) {
+	if s.literal("null") {
+		return "", true
+	}
+	if !s.consume('"') {
+		return "", false
+	}
+	b, lo := s.b, s.i
+	for i := lo; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			s.i = i + 1
+			return string(b[lo:i]), true
+		case byteClass[c] != plainASCII:
+			return "", false
+		}
+	}
+	return "", false
 }
 
 // toSpan is what the first pass learns about the "to" object: where it is,

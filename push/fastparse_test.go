@@ -47,6 +47,10 @@ var fastAccepted = []string{
 	`{"to":{"users":["` + "\x7f ~!#$%&'()*+,-./:;<=>?@[]^_`{|}" + `"]},"data":"x"}`,
 	`{"data":"x","to":{"users":["a"]},"data_base64":"eA"}`,
 	`{"to":{"users":["` + strings.Repeat("u", 300) + `"]},"data":"` + strings.Repeat("d", 5000) + `"}`,
+	`{"to":{"users":["u"]},"data":"x","ack":true,"wait":"5s","ttl":"1m","id":"order-17","receipt":false,"history":true}`,
+	`{"to":{"users":["u"]},"data":"x","ack":false,"receipt":true,"history":false}`,
+	`{"to":{"users":["u"]},"data":"x","ack":null,"receipt":null,"history":null,"ttl":null,"wait":null,"id":null}`,
+	`{"id":"","ttl":" 1s ","wait":"` + "" + `"}`,
 }
 
 // fastRejected are bodies the fast path must leave to encoding/json, valid
@@ -110,6 +114,16 @@ var fastRejected = []string{
 	`{"data":"\`,
 	`{"data":"\u`,
 	"\xef\xbb\xbf{\"data\":\"x\"}",
+	`{"ack":true,"ack":false}`,
+	`{"Ack":true}`,
+	`{"ack":1}`,
+	`{"ack":"true"}`,
+	`{"history":tru}`,
+	`{"ttl":5}`,
+	`{"ttl":"1\u0073"}`,
+	`{"id":"héllo"}`,
+	"{\"id\":\"a\tb\"}",
+	`{"wait":"5s","wait":"6s"}`,
 }
 
 func TestParsePushFastMatchesJSON(t *testing.T) {
