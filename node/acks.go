@@ -2,6 +2,7 @@ package node
 
 import (
 	"strconv"
+	"strings"
 	"time"
 
 	"longlink/loop"
@@ -35,7 +36,7 @@ func (n *Node) onAck(c *loop.Conn, m *clientMsg) {
 		}
 		n.hub.AckMessage(c.ID(), m.Message)
 	case m.Stream != "":
-		if m.Stream != "user:"+c.User() {
+		if u, ok := strings.CutPrefix(m.Stream, "user:"); !ok || u != c.User() {
 			n.loop.SendText(c, replyError(m.ID, 400, "ack: a connection acknowledges its own user stream ("+
 				strconv.Quote("user:"+c.User())+") or a message by id; "+strconv.Quote(m.Stream)+" is neither"))
 			return

@@ -42,6 +42,10 @@ func (n *Node) onClientMessage(c *loop.Conn, binary bool, payload []byte) {
 		return
 	}
 	var m clientMsg
+	if parseAckFast(payload, &m) {
+		n.onAck(c, &m)
+		return
+	}
 	if err := json.Unmarshal(payload, &m); err != nil {
 		n.loop.SendText(c, replyError(nil, 400, "not a JSON object: "+err.Error()))
 		return
