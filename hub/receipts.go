@@ -193,7 +193,7 @@ func newReceipts(h *Hub, max int) *receipts {
 	}
 	return &receipts{h: h, max: max, byID: map[string]*receipt{}, waiters: map[string]*waiter{}, via: map[string][]viaAck{},
 		recent: map[string]ackNote{},
-		acks: make(chan ackNote, ackQueue), reporters: make(chan struct{}, maxReporters)}
+		acks:   make(chan ackNote, ackQueue), reporters: make(chan struct{}, maxReporters)}
 }
 
 // open makes (or extends: a retried append) the record of id for targets, each
