@@ -191,9 +191,13 @@ func newReceipts(h *Hub, max int) *receipts {
 	if max <= 0 {
 		max = defaultMaxReceipts
 	}
-	return &receipts{h: h, max: max, byID: map[string]*receipt{}, waiters: map[string]*waiter{}, via: map[string][]viaAck{},
-		recent: map[string]ackNote{},
-		acks:   make(chan ackNote, ackQueue), reporters: make(chan struct{}, maxReporters)}
+	return &receipts{
+		h: h, max: max,
+		byID: map[string]*receipt{}, via: map[string][]viaAck{}, recent: map[string]ackNote{},
+		waiters:   map[string]*waiter{},
+		acks:      make(chan ackNote, ackQueue),
+		reporters: make(chan struct{}, maxReporters),
+	}
 }
 
 // open makes (or extends: a retried append) the record of id for targets, each
