@@ -35,7 +35,7 @@
 //     owner up to StoreTimeout; RoomHeadLocal is the loop's way on a node alone.
 //   - Ack and AckMessage are a v2 client's acks, on its loop: they only queue, for
 //     the ack goroutine that coalesces them and sends each owner its batch
-//     (receipts.go). Receipt (GET /v1/messages/{id}) asks every peer, bounded by
+//     (acks.go). Receipt (GET /v1/messages/{id}, receiptquery.go) asks every peer, bounded by
 //     QueryTimeout. Delivery reports and wait notes travel as one-way data.
 //   - OnMembers is the cluster's membership callback (one cluster goroutine).
 //   - OnConnOpen and OnConnClose are loop's OnOpen and OnClose (on the loop), and
