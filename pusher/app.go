@@ -1,0 +1,26 @@
+package pusher
+
+import "time"
+
+// App is one Pusher app (tenant): --pusher-app id:key:secret. Its channels, users,
+// limits and webhooks are its own: a client of one app never reaches another's.
+type App struct {
+	// ID is the app_id of the HTTP API's paths (/apps/{id}/...).
+	ID string
+	// Key is the public key clients connect with (/app/{key}) and auth strings start
+	// with ("key:signature").
+	Key string
+	// Secret signs channel auth, user signin and HTTP API requests (HMAC-SHA256).
+	Secret string
+
+	// ClientEvents lets subscribers of private and presence channels send
+	// client-* events to the channel's other members.
+	ClientEvents bool
+	// MaxConnections caps the app's connections on a node (0: no cap beyond the
+	// node's): over it a client is closed with 4100 (over capacity).
+	MaxConnections int
+	// MaxClientEventsPerSecond rate-limits client events per connection (Pusher: 10).
+	MaxClientEventsPerSecond int
+	// ActivityTimeout is what pusher:connection_established tells the client (s).
+	ActivityTimeout time.Duration
+}
