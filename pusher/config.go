@@ -1,0 +1,154 @@
+package pusher
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Parsing --pusher-app id:key:secret[,option...] into an App. The options:
+//
+//	client-events[=true|false]   let subscribers send client-* events (default off)
+//	max-connections=N            cap the app's connections on a node (default 0: none)
+//	client-event-rate=N          client events a second per connection (default 10)
+//	activity-timeout=D           what connection_established announces (default 120s)
+//
+// The defaults live in DefaultApp and nowhere else.
+
+// Defaults and bounds of an App's settings.
+const (
+	DefaultClientEventRate = 10                // events/s per connection, Pusher's limit
+	DefaultActivityTimeout = 120 * time.Second // Pusher's value; pusher-js pings after it
+	MaxActivityTimeout     = time.Hour
+	MaxClientEventRate     = 1_000_000
+)
+
+// ErrAppSpec is wrapped by every error of ParseApp.
+var ErrAppSpec = errors.New("pusher: bad --pusher-app")
+
+// DefaultApp returns an App with every setting at its default and no
+// credentials.
+func DefaultApp() App {
+	return App{
+		MaxClientEventsPerSecond: DefaultClientEventRate,
+		ActivityTimeout:          DefaultActivityTimeout,
+	}
+}
+
+// ParseApp parses "id:key:secret[,option...]". The id and key hold no ':' or ','
+// and the secret no ','; each is 1 to 256 printable ASCII bytes. Errors name the
+// part that is wrong and never quote the secret.
+func ParseApp(spec string) (App, error) {
+	app := DefaultApp()
+	creds, opts, _ := strings.Cut(spec, ",")
+	id, rest, ok := strings.Cut(creds, ":")
+	key, secret, ok2 := strings.Cut(rest, ":")
+	if !ok || !ok2 {
+		return app, fmt.Errorf(`%w: want "id:key:secret[,option...]", got %d colon-separated parts`, ErrAppSpec, strings.Count(creds, ":")+1)
+	}
+	for _, p := range []struct{ name, v string }{{"id", id}, {"key", key}, {"secret", secret}} {
+		if err := checkCredential(p.v); err != nil {
+			return app, fmt.Errorf("%w: app %s: %v", ErrAppSpec, p.name, err)
+		}
+	}
+	app.ID, app.Key, app.Secret = id, key, secret
+	seen := map[string]bool{}
+	for _, opt := range strings.Split(opts, ",") {
+		if opts == "" {
+			break
+		}
+		name, val, hasVal := strings.Cut(opt, "=")
+		if seen[name] {
+			return app, fmt.Errorf("%w: app %s: option %q given twice", ErrAppSpec, id, name)
+		}
+		seen[name] = true
+		if err := app.setOption(name, val, hasVal); err != nil {
+			return app, fmt.Errorf("%w: app %s: option %q: %v", ErrAppSpec, id, opt, err)
+		}
+	}
+	return app, nil
+}
+
+func checkCredential(v string) error {
+	if v == "" {
+		return errors.New("empty")
+	}
+	if len(v) > 256 {
+		return fmt.Errorf("%d bytes, at most 256", len(v))
+	}
+	for i := 0; i < len(v); i++ {
+		if v[i] <= ' ' || v[i] >= 0x7f {
+			return fmt.Errorf("byte %d is not printable ASCII", i)
+		}
+	}
+	return nil
+}
+
+func (a *App) setOption(name, val string, hasVal bool) error {
+	switch name {
+	case "client-events":
+		if !hasVal {
+			a.ClientEvents = true
+			return nil
+		}
+		b, err := strconv.ParseBool(val)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		a.ClientEvents = b
+	case "max-connections":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 0 {
+			return errors.New("want an integer >= 0 (0: no cap)")
+		}
+		a.MaxConnections = n
+	case "client-event-rate":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > MaxClientEventRate {
+			return fmt.Errorf("want an integer from 1 to %d (events a second)", MaxClientEventRate)
+		}
+		a.MaxClientEventsPerSecond = n
+	case "activity-timeout":
+		d, err := time.ParseDuration(val)
+		if err != nil {
+			return errors.New(`want a duration such as "120s"`)
+		}
+		if d < time.Second || d > MaxActivityTimeout || d%time.Second != 0 {
+			return fmt.Errorf("want whole seconds from 1s to %s (clients get it in seconds)", MaxActivityTimeout)
+		}
+		a.ActivityTimeout = d
+	case "":
+		return errors.New("empty option")
+	default:
+		return errors.New("unknown option (known: client-events, max-connections, client-event-rate, activity-timeout)")
+	}
+	return nil
+}
+
+// ActivityTimeoutSeconds is the activity_timeout of connection_established.
+func (a *App) ActivityTimeoutSeconds() int {
+	if a.ActivityTimeout <= 0 {
+		return int(DefaultActivityTimeout / time.Second)
+	}
+	return int(a.ActivityTimeout / time.Second)
+}
+
+// CheckApps refuses app sets where two apps share an id or a key: a key picks the
+// app a client connects to and an id the app an API request is for, so each must
+// name one app.
+func CheckApps(apps []App) error {
+	ids := make(map[string]bool, len(apps))
+	keys := make(map[string]bool, len(apps))
+	for _, a := range apps {
+		if ids[a.ID] {
+			return fmt.Errorf("%w: app id %q given twice", ErrAppSpec, a.ID)
+		}
+		if keys[a.Key] {
+			return fmt.Errorf("%w: app key %q used by two apps", ErrAppSpec, a.Key)
+		}
+		ids[a.ID], keys[a.Key] = true, true
+	}
+	return nil
+}

@@ -1,0 +1,333 @@
+package pusher
+
+import (
+	"encoding/json"
+	"fmt"
+	"unicode/utf8"
+)
+
+// A minimal JSON scanner and writer for the protocol's messages. It exists so that
+// decoding a client frame allocates nothing (encoding/json would allocate a map or
+// a RawMessage per field) and so that the double-encoded data strings the protocol
+// sends (JSON inside a JSON string) are written in one pass. It validates the full
+// RFC 8259 grammar of what it scans; the fuzz test checks it against encoding/json.
+
+// objectIter walks the members of one JSON object. key is the raw key text
+// (escapes left in: the protocol's keys have none, and an escaped key simply
+// matches nothing); val is the raw value.
+type objectIter struct {
+	b        []byte
+	i        int
+	key, val []byte
+	err      error
+	first    bool
+}
+
+// newObjectIter checks that b is exactly one JSON object (whitespace around it
+// allowed) and opens it. Validating the whole value first means next cannot fail
+// half-way.
+func newObjectIter(b []byte) (objectIter, error) {
+	i := skipWS(b, 0)
+	if i >= len(b) || b[i] != '{' {
+		return objectIter{}, fmt.Errorf("%w: want an object", ErrMalformed)
+	}
+	end, err := scanValue(b, i, 0)
+	if err != nil {
+		return objectIter{}, err
+	}
+	if skipWS(b, end) != len(b) {
+		return objectIter{}, fmt.Errorf("%w: data after the object at offset %d", ErrMalformed, end)
+	}
+	return objectIter{b: b[:end], i: i + 1, first: true}, nil
+}
+
+// next advances to the next member; false at the end.
+func (it *objectIter) next() bool {
+	if it.b == nil {
+		return false
+	}
+	i := skipWS(it.b, it.i)
+	if it.b[i] == '}' {
+		it.b = nil
+		return false
+	}
+	if !it.first {
+		i = skipWS(it.b, i+1) // the comma, already validated
+	}
+	it.first = false
+	kEnd, _ := scanString(it.b, i)
+	it.key = it.b[i+1 : kEnd-1]
+	i = skipWS(it.b, kEnd)
+	i = skipWS(it.b, i+1) // the colon
+	vEnd, _ := scanValue(it.b, i, 0)
+	it.val = it.b[i:vEnd]
+	it.i = vEnd
+	return true
+}
+
+func skipWS(b []byte, i int) int {
+	for i < len(b) && (b[i] == ' ' || b[i] == '\t' || b[i] == '\n' || b[i] == '\r') {
+		i++
+	}
+	return i
+}
+
+func syntaxErr(i int) error { return fmt.Errorf("%w at offset %d", ErrMalformed, i) }
+
+// scanValue returns the offset just past the value starting at b[i].
+func scanValue(b []byte, i, depth int) (int, error) {
+	if i >= len(b) {
+		return i, syntaxErr(i)
+	}
+	switch c := b[i]; {
+	case c == '"':
+		return scanString(b, i)
+	case c == '{' || c == '[':
+		if depth >= maxJSONDepth {
+			return i, fmt.Errorf("%w: nested deeper than %d", ErrMalformed, maxJSONDepth)
+		}
+		return scanContainer(b, i, depth+1)
+	case c == '-' || (c >= '0' && c <= '9'):
+		return scanNumber(b, i)
+	case c == 't':
+		return scanLiteral(b, i, "true")
+	case c == 'f':
+		return scanLiteral(b, i, "false")
+	case c == 'n':
+		return scanLiteral(b, i, "null")
+	}
+	return i, syntaxErr(i)
+}
+
+func scanContainer(b []byte, i, depth int) (int, error) {
+	obj := b[i] == '{'
+	closer := byte(']')
+	if obj {
+		closer = '}'
+	}
+	i = skipWS(b, i+1)
+	if i < len(b) && b[i] == closer {
+		return i + 1, nil
+	}
+	for {
+		var err error
+		if obj {
+			if i >= len(b) || b[i] != '"' {
+				return i, syntaxErr(i)
+			}
+			if i, err = scanString(b, i); err != nil {
+				return i, err
+			}
+			i = skipWS(b, i)
+			if i >= len(b) || b[i] != ':' {
+				return i, syntaxErr(i)
+			}
+			i = skipWS(b, i+1)
+		}
+		if i, err = scanValue(b, i, depth); err != nil {
+			return i, err
+		}
+		i = skipWS(b, i)
+		if i >= len(b) {
+			return i, syntaxErr(i)
+		}
+		if b[i] == closer {
+			return i + 1, nil
+		}
+		if b[i] != ',' {
+			return i, syntaxErr(i)
+		}
+		i = skipWS(b, i+1)
+	}
+}
+
+// scanString returns the offset past the closing quote of the string at b[i],
+// checking escapes, control characters and UTF-8.
+func scanString(b []byte, i int) (int, error) {
+	start := i
+	i++
+	for i < len(b) {
+		c := b[i]
+		switch {
+		case c == '"':
+			return i + 1, nil
+		case c == '\\':
+			if i+1 >= len(b) {
+				return i, syntaxErr(i)
+			}
+			switch b[i+1] {
+			case '"', '\\', '/', 'b', 'f', 'n', 'r', 't':
+				i += 2
+			case 'u':
+				if i+6 > len(b) || !isHex4(b[i+2:i+6]) {
+					return i, syntaxErr(i)
+				}
+				i += 6
+			default:
+				return i, syntaxErr(i)
+			}
+		case c < 0x20:
+			return i, syntaxErr(i)
+		case c < utf8.RuneSelf:
+			i++
+		default:
+			r, n := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && n == 1 {
+				return i, fmt.Errorf("%w: invalid UTF-8 at offset %d", ErrMalformed, i)
+			}
+			i += n
+		}
+	}
+	return start, fmt.Errorf("%w: unterminated string at offset %d", ErrMalformed, start)
+}
+
+func isHex4(h []byte) bool {
+	for _, c := range h {
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f' || c >= 'A' && c <= 'F') {
+			return false
+		}
+	}
+	return true
+}
+
+func scanNumber(b []byte, i int) (int, error) {
+	start := i
+	if b[i] == '-' {
+		i++
+	}
+	switch {
+	case i < len(b) && b[i] == '0':
+		i++
+	case i < len(b) && b[i] >= '1' && b[i] <= '9':
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	default:
+		return start, syntaxErr(start)
+	}
+	if i < len(b) && b[i] == '.' {
+		i++
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return start, syntaxErr(start)
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	if i < len(b) && (b[i] == 'e' || b[i] == 'E') {
+		i++
+		if i < len(b) && (b[i] == '+' || b[i] == '-') {
+			i++
+		}
+		if i >= len(b) || b[i] < '0' || b[i] > '9' {
+			return start, syntaxErr(start)
+		}
+		for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+			i++
+		}
+	}
+	return i, nil
+}
+
+func scanLiteral(b []byte, i int, lit string) (int, error) {
+	if len(b)-i < len(lit) || string(b[i:i+len(lit)]) != lit {
+		return i, syntaxErr(i)
+	}
+	return i + len(lit), nil
+}
+
+// unquote returns a scanned string's text. Without escapes it is a view of the
+// input; with them it is decoded into a new slice (the one allocating path,
+// taken only by clients that escape plain ASCII or send JSON inside a string).
+func unquote(v []byte) []byte {
+	inner := v[1 : len(v)-1]
+	for _, c := range inner {
+		if c == '\\' {
+			var s string
+			if err := json.Unmarshal(v, &s); err != nil {
+				panic("BUG: pusher: unquote of a scanned string failed: " + err.Error())
+			}
+			return []byte(s)
+		}
+	}
+	return inner
+}
+
+// ---- writing ----
+
+const hexDigits = "0123456789abcdef"
+
+// appendString appends s as a JSON string.
+func appendString(dst []byte, s string) []byte {
+	dst = append(dst, '"')
+	dst = appendEscaped(dst, s, 1)
+	return append(dst, '"')
+}
+
+// appendStringIn appends s as a JSON string inside a JSON string: \"...\" with
+// its escapes escaped again.
+func appendStringIn(dst []byte, s string) []byte {
+	dst = append(dst, `\"`...)
+	dst = appendEscaped(dst, s, 2)
+	return append(dst, `\"`...)
+}
+
+// appendRawIn appends raw JSON text inside a JSON string (escaped once); nil is
+// written as null.
+func appendRawIn(dst []byte, raw []byte) []byte {
+	if raw == nil {
+		return append(dst, "null"...)
+	}
+	return appendEscaped(dst, string(raw), 1)
+}
+
+// appendEscaped escapes s once (depth 1) or twice (depth 2). Invalid UTF-8 becomes
+// U+FFFD, as encoding/json does, so what is written is always valid JSON.
+func appendEscaped(dst []byte, s string, depth int) []byte {
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
+			dst = append(dst, c)
+			i++
+			continue
+		}
+		if c >= utf8.RuneSelf {
+			r, n := utf8.DecodeRuneInString(s[i:])
+			if r == utf8.RuneError && n == 1 {
+				dst = appendBackslash(dst, depth)
+				dst = append(dst, "ufffd"...)
+			} else {
+				dst = append(dst, s[i:i+n]...)
+			}
+			i += n
+			continue
+		}
+		dst = appendBackslash(dst, depth)
+		switch c {
+		case '"', '\\':
+			if depth == 2 {
+				dst = append(dst, '\\') // the once-escaped text's own \ or " needs one more
+			}
+			dst = append(dst, c)
+		case '\n':
+			dst = append(dst, 'n')
+		case '\r':
+			dst = append(dst, 'r')
+		case '\t':
+			dst = append(dst, 't')
+		default:
+			dst = append(dst, 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		i++
+	}
+	return dst
+}
+
+// appendBackslash writes the backslash that starts an escape: "\" once, or "\\"
+// when the escape itself sits inside a string.
+func appendBackslash(dst []byte, depth int) []byte {
+	if depth == 2 {
+		return append(dst, '\\', '\\')
+	}
+	return append(dst, '\\')
+}
