@@ -1,8 +1,9 @@
 package pusher
 
 import (
-	"encoding/json"
+	"bytes"
 	"fmt"
+	"unicode/utf16"
 	"unicode/utf8"
 )
 
@@ -237,20 +238,75 @@ func scanLiteral(b []byte, i int, lit string) (int, error) {
 }
 
 // unquote returns a scanned string's text. Without escapes it is a view of the
-// input; with them it is decoded into a new slice (the one allocating path,
-// taken only by clients that escape plain ASCII or send JSON inside a string).
+// input; with them it is decoded into one new slice (the one allocating path,
+// taken by presence subscriptions, whose channel_data is JSON inside a string).
+// It decodes as encoding/json does: a lone or broken surrogate becomes U+FFFD.
 func unquote(v []byte) []byte {
 	inner := v[1 : len(v)-1]
-	for _, c := range inner {
-		if c == '\\' {
-			var s string
-			if err := json.Unmarshal(v, &s); err != nil {
-				panic("BUG: pusher: unquote of a scanned string failed: " + err.Error())
-			}
-			return []byte(s)
-		}
+	esc := bytes.IndexByte(inner, '\\')
+	if esc < 0 {
+		return inner
 	}
-	return inner
+	out := make([]byte, esc, len(inner)) // escapes only shrink the text
+	copy(out, inner)
+	for i := esc; i < len(inner); {
+		c := inner[i]
+		if c != '\\' {
+			out = append(out, c)
+			i++
+			continue
+		}
+		switch e := inner[i+1]; e { // scanString checked every escape
+		case 'b':
+			out = append(out, '\b')
+		case 'f':
+			out = append(out, '\f')
+		case 'n':
+			out = append(out, '\n')
+		case 'r':
+			out = append(out, '\r')
+		case 't':
+			out = append(out, '\t')
+		case 'u':
+			r := hex4(inner[i+2:])
+			i += 6
+			if utf16.IsSurrogate(r) {
+				r2 := rune(-1)
+				if i+6 <= len(inner) && inner[i] == '\\' && inner[i+1] == 'u' {
+					r2 = hex4(inner[i+2:])
+				}
+				if dec := utf16.DecodeRune(r, r2); dec != utf8.RuneError {
+					r = dec
+					i += 6
+				} else {
+					r = utf8.RuneError
+				}
+			}
+			out = utf8.AppendRune(out, r)
+			continue
+		default: // " \ /
+			out = append(out, e)
+		}
+		i += 2
+	}
+	return out
+}
+
+// hex4 decodes four hex digits (already checked by scanString).
+func hex4(h []byte) rune {
+	var r rune
+	for _, c := range h[:4] {
+		switch {
+		case c >= '0' && c <= '9':
+			c -= '0'
+		case c >= 'a' && c <= 'f':
+			c -= 'a' - 10
+		default:
+			c -= 'A' - 10
+		}
+		r = r<<4 | rune(c)
+	}
+	return r
 }
 
 // ---- writing ----
