@@ -42,7 +42,7 @@ func DefaultApp() App {
 // part that is wrong and never quote the secret.
 func ParseApp(spec string) (App, error) {
 	app := DefaultApp()
-	creds, opts, _ := strings.Cut(spec, ",")
+	creds, opts, hasOpts := strings.Cut(spec, ",")
 	id, rest, ok := strings.Cut(creds, ":")
 	key, secret, ok2 := strings.Cut(rest, ":")
 	if !ok || !ok2 {
@@ -56,7 +56,7 @@ func ParseApp(spec string) (App, error) {
 	app.ID, app.Key, app.Secret = id, key, secret
 	seen := map[string]bool{}
 	for _, opt := range strings.Split(opts, ",") {
-		if opts == "" {
+		if !hasOpts {
 			break
 		}
 		name, val, hasVal := strings.Cut(opt, "=")

@@ -314,7 +314,7 @@ func hex4(h []byte) rune {
 const hexDigits = "0123456789abcdef"
 
 // appendString appends s as a JSON string.
-func appendString(dst []byte, s string) []byte {
+func appendString[T string | []byte](dst []byte, s T) []byte {
 	dst = append(dst, '"')
 	dst = appendEscaped(dst, s, 1)
 	return append(dst, '"')
@@ -334,12 +334,14 @@ func appendRawIn(dst []byte, raw []byte) []byte {
 	if raw == nil {
 		return append(dst, "null"...)
 	}
-	return appendEscaped(dst, string(raw), 1)
+	return appendEscaped(dst, raw, 1)
 }
 
 // appendEscaped escapes s once (depth 1) or twice (depth 2). Invalid UTF-8 becomes
-// U+FFFD, as encoding/json does, so what is written is always valid JSON.
-func appendEscaped(dst []byte, s string, depth int) []byte {
+// U+FFFD byte by byte, as encoding/json does, so what is written is always valid
+// JSON. It is generic so that []byte payloads are not converted to strings (which
+// allocates past 32 bytes).
+func appendEscaped[T string | []byte](dst []byte, s T, depth int) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c >= 0x20 && c != '"' && c != '\\' && c < utf8.RuneSelf {
@@ -348,14 +350,14 @@ func appendEscaped(dst []byte, s string, depth int) []byte {
 			continue
 		}
 		if c >= utf8.RuneSelf {
-			r, n := utf8.DecodeRuneInString(s[i:])
-			if r == utf8.RuneError && n == 1 {
+			if n := validRuneLen(s[i:]); n > 0 {
+				dst = append(dst, s[i:i+n]...)
+				i += n
+			} else {
 				dst = appendBackslash(dst, depth)
 				dst = append(dst, "ufffd"...)
-			} else {
-				dst = append(dst, s[i:i+n]...)
+				i++
 			}
-			i += n
 			continue
 		}
 		dst = appendBackslash(dst, depth)
@@ -377,6 +379,39 @@ func appendEscaped(dst []byte, s string, depth int) []byte {
 		i++
 	}
 	return dst
+}
+
+// validRuneLen returns the length of the valid multi-byte UTF-8 sequence starting
+// s, or 0 (RFC 3629's table: no overlongs, no surrogates, nothing past U+10FFFF).
+func validRuneLen[T string | []byte](s T) int {
+	lo, hi, n := byte(0x80), byte(0xbf), 0
+	switch c := s[0]; {
+	case c >= 0xc2 && c <= 0xdf:
+		n = 2
+	case c == 0xe0:
+		lo, n = 0xa0, 3
+	case c == 0xed:
+		hi, n = 0x9f, 3
+	case c >= 0xe1 && c <= 0xef:
+		n = 3
+	case c == 0xf0:
+		lo, n = 0x90, 4
+	case c >= 0xf1 && c <= 0xf3:
+		n = 4
+	case c == 0xf4:
+		hi, n = 0x8f, 4
+	default:
+		return 0
+	}
+	if len(s) < n || s[1] < lo || s[1] > hi {
+		return 0
+	}
+	for i := 2; i < n; i++ {
+		if s[i] < 0x80 || s[i] > 0xbf {
+			return 0
+		}
+	}
+	return n
 }
 
 // appendBackslash writes the backslash that starts an escape: "\" once, or "\\"

@@ -457,7 +457,7 @@ func AppendMemberRemoved(dst []byte, channel, userID string) []byte {
 // s being the signed user_data text exactly as the client sent it.
 func AppendSigninSuccess(dst []byte, userData []byte) []byte {
 	dst = append(dst, `{"event":"pusher:signin_success","data":{"user_data":`...)
-	dst = appendString(dst, string(userData)) // no allocation: the conversion does not escape
+	dst = appendString(dst, userData)
 	return append(dst, "}}"...)
 }
 
@@ -472,7 +472,7 @@ func AppendEvent(dst []byte, event, channel string, data []byte) []byte {
 		dst = appendString(dst, channel)
 	}
 	dst = append(dst, `,"data":`...)
-	dst = appendString(dst, string(data))
+	dst = appendString(dst, data)
 	return append(dst, '}')
 }
 
