@@ -3,5 +3,12 @@
 // (docs/pusher.md; issue 14). Channels map onto longlink's rooms and users onto its
 // users, per app.
 //
+// The protocol layer (protocol.go, json.go, channels.go, auth.go, config.go) is pure:
+// no goroutines, no state beyond what its caller holds, safe for concurrent use.
+// Decoders return views of the frame they were given (valid as long as its bytes
+// are: a loop must copy what it keeps past Discard), except Member, User and the
+// unescaped strings, which own their bytes. Encoders append to the caller's buffer.
+// An App is read-only once parsed.
+//
 // Work in progress (issue 14 is open): see docs/pusher.md for what exists.
 package pusher
