@@ -13,9 +13,8 @@ import (
 // sends (JSON inside a JSON string) are written in one pass. It validates the full
 // RFC 8259 grammar of what it scans; the fuzz test checks it against encoding/json.
 
-// objectIter walks the members of one JSON object. key is the raw key text
-// (escapes left in: the protocol's keys have none, and an escaped key simply
-// matches nothing); val is the raw value.
+// objectIter walks the members of one JSON object. key is the unescaped key (a
+// view of the input unless it held escapes); val is the raw value.
 type objectIter struct {
 	b        []byte
 	i        int
@@ -57,7 +56,7 @@ func (it *objectIter) next() bool {
 	}
 	it.first = false
 	kEnd, _ := scanString(it.b, i)
-	it.key = it.b[i+1 : kEnd-1]
+	it.key = unquote(it.b[i:kEnd])
 	i = skipWS(it.b, kEnd)
 	i = skipWS(it.b, i+1) // the colon
 	vEnd, _ := scanValue(it.b, i, 0)

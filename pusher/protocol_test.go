@@ -36,6 +36,7 @@ func TestParseFrame(t *testing.T) {
 	ok(`{"event":"client-\u00e9","channel":"private-\u0061","data":null}`, "client-é", "private-a", "null")
 	ok(`{"event":"e","data":-12.5e+3}`, "e", "", "-12.5e+3")
 	ok(`{"event":"a","event":"b"}`, "b", "", "") // the last duplicate wins, as in encoding/json
+	ok(`{"ev\u0065nt":"a","\u0063hannel":"c"}`, "a", "c", "")
 	bad(`{"event":""}`, ErrNoEvent)
 	bad(`{"channel":"a"}`, ErrNoEvent)
 	bad(`{}`, ErrNoEvent)
