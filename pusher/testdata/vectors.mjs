@@ -1,4 +1,4 @@
-// Computes the auth vectors of auth_test.go with the official Pusher server SDK.
+// Computes the auth vectors of vectors_test.go with the official Pusher server SDK.
 //
 //   mkdir /tmp/pv && cd /tmp/pv && npm install pusher@5
 //   cp /path/to/longlink/pusher/testdata/vectors.mjs . && node vectors.mjs
@@ -6,7 +6,7 @@
 // (ESM resolves "pusher" next to the script, hence the copy.) Output of pusher 5.3.4,
 // Node 20.20.
 //
-// Paste the output's lines into vectorsFromSDK in auth_test.go.
+// Paste the output's lines into vectorsFromSDK in vectors_test.go.
 import Pusher from "pusher";
 
 const pusher = new Pusher({
