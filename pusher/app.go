@@ -23,4 +23,7 @@ type App struct {
 	MaxClientEventsPerSecond int
 	// ActivityTimeout is what pusher:connection_established tells the client (s).
 	ActivityTimeout time.Duration
+	// MaxEventBytes caps the data of one event published through the HTTP API
+	// (0: DefaultMaxEventBytes, Pusher's 10 KB); over it the request gets 413.
+	MaxEventBytes int
 }
