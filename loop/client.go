@@ -18,7 +18,7 @@ import (
 func (c *Conn) User() string { return c.user }
 
 // V2 reports whether the connection speaks the v2 protocol.
-func (c *Conn) V2() bool { return c.v2 }
+func (c *Conn) V2() bool { return c.kind == KindV2 }
 
 // Meta is the connection's metadata, a JSON object's text ("" when none): what the
 // connect hook added.

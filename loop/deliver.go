@@ -13,6 +13,9 @@ type Targets struct {
 	Users       []string
 	Connections []string // connection ids; ids of other nodes are ignored
 	Rooms       []string
+	// ExcludeSocket is a Pusher socket id that does not get the message (see
+	// Stamped.ExcludeSocket); "" excludes nothing.
+	ExcludeSocket string
 }
 
 // PrepareFrame encodes payload once as a server frame; Deliver writes these same bytes
@@ -120,6 +123,7 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		keys  []int32
 	}
 	per := make([]perShard, len(shards))
+	skip := s.ConnBySocketID(st.ExcludeSocket)
 	var conns []*Conn
 	wide := false // rooms or all: every loop may have recipients
 	for i := range st.Keys {
@@ -152,7 +156,7 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		if len(per[i].conns) == 0 && (!wide || sh.nOpen.Load() == 0) {
 			continue
 		}
-		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh})
+		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh, skip: skip})
 	}
 	if len(jobs) == 0 {
 		return false, offline, nil
@@ -171,6 +175,7 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued b
 		return false, t.Users, nil
 	}
 	perShard := make([][]*Conn, len(shards))
+	skip := s.ConnBySocketID(t.ExcludeSocket)
 	if !t.All {
 		var conns []*Conn
 		for _, u := range t.Users {
@@ -198,7 +203,7 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued b
 		if !t.All && len(perShard[i]) == 0 && (len(t.Rooms) == 0 || sh.nOpen.Load() == 0) {
 			continue
 		}
-		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh})
+		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh, skip: skip})
 	}
 	if len(jobs) == 0 {
 		return false, offline, nil
