@@ -268,8 +268,8 @@ func AppendPusherEvent(b []byte, event, channel string, binary bool, data []byte
 // ("<NodeID>.<incarnation>-<n>") cannot serve: a socket id is "<node>.<n>", where n is
 // the connection's number and node a 32-bit FNV-1a hash of "<NodeID>.<incarnation>-".
 // Every run of every node gets its own node number unless two collide: among k node
-// runs alive together the odds that any two share one are about k²/2³³ (k = 10:
-// 1 in 95 million; k = 100: 1 in a million). A collision only matters for
+// runs alive together the odds that any two share one are about k(k-1)/2³³ (k = 10:
+// 1 in 95 million; k = 100: 1 in 870,000). A collision only matters for
 // ExcludeSocket: a trigger's socket_id would also skip the connection with the same
 // number on the other node, once; nothing is ever delivered to the wrong client.
 
