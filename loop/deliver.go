@@ -123,7 +123,7 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		keys  []int32
 	}
 	per := make([]perShard, len(shards))
-	skip := s.ConnBySocketID(st.ExcludeSocket)
+	skip := s.excluded(st.ExcludeSocket)
 	var conns []*Conn
 	wide := false // rooms or all: every loop may have recipients
 	for i := range st.Keys {
@@ -175,7 +175,7 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued b
 		return false, t.Users, nil
 	}
 	perShard := make([][]*Conn, len(shards))
-	skip := s.ConnBySocketID(t.ExcludeSocket)
+	skip := s.excluded(t.ExcludeSocket)
 	if !t.All {
 		var conns []*Conn
 		for _, u := range t.Users {

@@ -326,6 +326,15 @@ func (s *Server) ConnBySocketID(id string) *Conn {
 	return s.reg.conn(num)
 }
 
+// excluded is the connection a delivery's ExcludeSocket names on this node: a
+// Pusher connection, or nil.
+func (s *Server) excluded(socketID string) *Conn {
+	if c := s.ConnBySocketID(socketID); c != nil && c.kind == KindPusher {
+		return c
+	}
+	return nil
+}
+
 // PusherApp is the app id of a Pusher connection ("" for others). Only on c's loop
 // (it lives in Ext, which the receiver may replace), or in Config.OnUpgrade through
 // Upgrade.PusherApp.

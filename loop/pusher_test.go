@@ -334,6 +334,15 @@ func TestPusherDelivery(t *testing.T) {
 	wantEvent(b, `{"n":2}`)
 	plain.next(t)
 	v2.next(t)
+	// Only a Pusher connection is excluded: a native one takes its message.
+	num, _ := s.connNum(s.UserConnections("alice")[0].ID)
+	if n := push(`{"n":"2b"}`, s.reg.conn(num).SocketID(), roomKey()); n != 4 {
+		t.Fatalf("push excluding a plain connection's socket id written to %d, want 4", n)
+	}
+	wantEvent(a, `{"n":"2b"}`)
+	wantEvent(b, `{"n":"2b"}`)
+	plain.next(t)
+	v2.next(t)
 	// A broadcast to all is not a Pusher event: plain and v2 get it, Pusher ones not.
 	skipped := s.m.pusherSkipped.Get()
 	if n := push(`{"n":3}`, "", Key{Kind: KeyAll, Stream: "all"}); n != 2 {
@@ -350,8 +359,8 @@ func TestPusherDelivery(t *testing.T) {
 	}
 	plain.next(t)
 	v2.next(t)
-	// a's next frame is the fourth message: it got neither the excluded one nor the
-	// broadcasts.
+	// a's next frame is the fourth message: it got neither the broadcast nor the raw
+	// frame (nor, above, the message that excluded it).
 	push(`{"n":4}`, "", roomKey())
 	wantEvent(a, `{"n":4}`)
 	wantEvent(b, `{"n":4}`)

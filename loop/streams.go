@@ -78,9 +78,10 @@ type Stamped struct {
 	// the room of one of their channels (PusherRoom) and only when it has an Event
 	// (pusher.go); others ignore it.
 	Event string
-	// ExcludeSocket is a Pusher socket id ("<node>.<conn>", Server.SocketID) that
+	// ExcludeSocket is a Pusher socket id ("<node>.<conn>", Conn.SocketID) that
 	// does not get this copy, on whichever node it is: the trigger's socket_id, so a
-	// client does not receive its own event. "" excludes nothing.
+	// client does not receive its own event. Only a Pusher connection is excluded
+	// (a v2 one would miss a position of its stream). "" excludes nothing.
 	ExcludeSocket string
 
 	usersOnce sync.Once
