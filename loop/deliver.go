@@ -13,9 +13,6 @@ type Targets struct {
 	Users       []string
 	Connections []string // connection ids; ids of other nodes are ignored
 	Rooms       []string
-	// ExcludeSocket is a Pusher socket id that does not get the message (see
-	// Stamped.ExcludeSocket); "" excludes nothing.
-	ExcludeSocket string
 }
 
 // PrepareFrame encodes payload once as a server frame; Deliver writes these same bytes
@@ -175,7 +172,6 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued b
 		return false, t.Users, nil
 	}
 	perShard := make([][]*Conn, len(shards))
-	skip := s.excluded(t.ExcludeSocket)
 	if !t.All {
 		var conns []*Conn
 		for _, u := range t.Users {
@@ -203,7 +199,7 @@ func (s *Server) enqueueDelivery(frame []byte, t Targets, d *delivery) (queued b
 		if !t.All && len(perShard[i]) == 0 && (len(t.Rooms) == 0 || sh.nOpen.Load() == 0) {
 			continue
 		}
-		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh, skip: skip})
+		jobs = append(jobs, &job{kind: jobDeliver, frame: frame, all: t.All, rooms: t.Rooms, conns: perShard[i], d: d, target: sh})
 	}
 	if len(jobs) == 0 {
 		return false, offline, nil

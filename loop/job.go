@@ -31,7 +31,7 @@ type job struct {
 	target *shard // the loop this job is for
 	st     *Stamped
 	keys   []int32 // with st: the key index of each of conns (-1: a connection id)
-	skip   *Conn   // the connection of the excluded socket id, when it is on this node
+	skip   *Conn   // with st: the Pusher connection of st.ExcludeSocket, when it is on this node
 }
 
 // delivery tracks one Deliver call across loops.
@@ -198,11 +198,8 @@ func (sh *shard) step(budget int) int {
 	} else {
 		skipped := 0
 		for _, c := range sh.snap[sh.cursor:end] {
-			if c.kind == KindPusher || c == j.skip {
-				// Unstamped frames are plain bytes: never Pusher events.
-				if c.kind == KindPusher {
-					skipped++
-				}
+			if c.kind == KindPusher {
+				skipped++ // unstamped frames are plain bytes, never Pusher events
 				continue
 			}
 			if sh.queueFrame(c, j.frame, j.seq) {
