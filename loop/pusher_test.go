@@ -431,3 +431,23 @@ func TestPusherErrorEncoding(t *testing.T) {
 		t.Fatalf("%s: %+v %v", b, ev, err)
 	}
 }
+
+// At capacity or draining, a Pusher client is told so in its protocol: 4100 (back
+// off, then reconnect) and 4200 (reconnect at once, to another node).
+func TestPusherRefusedAtCapacityAndDraining(t *testing.T) {
+	s := startPusherServer(t, func(c *Config) { c.MaxConns = 1 })
+	first := pusherDial(t, s, "/app/key1"+pusherQuery)
+	first.established(t, 120)
+	c := pusherDial(t, s, "/app/key1"+pusherQuery)
+	if ev := c.nextEvent(t); ev.Event != "pusher:error" || !json.Valid(ev.Data) {
+		t.Fatalf("at capacity: %+v", ev)
+	}
+	c.expectClose(t, PusherCloseOverCapacity)
+
+	s.draining.Store(true) // what Drain sets first; Drain itself would close first too
+	c = pusherDial(t, s, "/app/key1"+pusherQuery)
+	if ev := c.nextEvent(t); ev.Event != "pusher:error" {
+		t.Fatalf("draining: %+v", ev)
+	}
+	c.expectClose(t, PusherCloseReconnect)
+}
