@@ -31,7 +31,10 @@ func (h *Hub) OnUpgrade(u *loop.Upgrade) {
 		since = nil
 	}
 	keys := make([]skey, 0, 2+len(u.Rooms))
-	keys = append(keys, skey{loop.KeyUser, u.User})
+	if u.Kind != loop.KindPusher {
+		// A Pusher connection has no user (its User is ""), so no user stream.
+		keys = append(keys, skey{loop.KeyUser, u.User})
+	}
 	for _, r := range u.Rooms {
 		keys = append(keys, skey{loop.KeyRoom, r})
 	}

@@ -88,7 +88,7 @@ func (a *Admission) Done(r AdmitResult) {
 func (s *Server) admit(c *Conn, req *wsproto.Request, id Identity, token, protocol string) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Admission{
-		ConnID: c.ID(), User: c.user, Token: token, V2: c.v2, Remote: c.remote, Header: req.Header,
+		ConnID: c.ID(), User: c.user, Token: token, V2: c.kind == KindV2, Remote: c.remote, Header: req.Header,
 		ctx: ctx, cancel: cancel, s: s, c: c, id: id, key: req.Key, protocol: protocol,
 		since: wsproto.QueryValue(req.RawQuery, "since"),
 	}

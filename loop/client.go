@@ -14,11 +14,12 @@ import (
 // The accessors below read the fields a connection is given before it is published,
 // which never change afterwards: any goroutine may call them.
 
-// User is the connection's user id (from its token).
+// User is the connection's user id (from its token); "" for a Pusher connection,
+// signed in or not (see pusher.go).
 func (c *Conn) User() string { return c.user }
 
 // V2 reports whether the connection speaks the v2 protocol.
-func (c *Conn) V2() bool { return c.v2 }
+func (c *Conn) V2() bool { return c.kind == KindV2 }
 
 // Meta is the connection's metadata, a JSON object's text ("" when none): what the
 // connect hook added.

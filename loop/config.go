@@ -129,6 +129,22 @@ type Config struct {
 	// slow consumer). It must be quick and must not block; c's accessors stay valid.
 	OnClose func(c *Conn, code uint16, reason string)
 
+	// PusherApp, if set, makes the loop accept Pusher Channels clients (protocol 7)
+	// on /app/{key} (pusher.go): it returns the app id of a key, false for a key no
+	// app has (the client then gets pusher:error 4001 after its 101). It runs on the
+	// loop: it must be fast and must not block. Nil: /app/ is 404 like any other path.
+	PusherApp func(key string) (appID string, ok bool)
+	// OnPusherMessage receives every message of a Pusher connection but pusher:ping,
+	// which the loop answers itself: subscribe, unsubscribe, signin, client events.
+	// It runs on c's loop; payload is valid only during the call; it must not block.
+	OnPusherMessage func(c *Conn, payload []byte)
+	// PusherActivityTimeout is the activity_timeout a Pusher client is told, and how
+	// long one may be silent before the server sends it pusher:ping. Zero: 120s.
+	PusherActivityTimeout time.Duration
+	// PusherPongTimeout is how long a Pusher client has to answer the server's
+	// pusher:ping (any message counts) before it is closed with 4201. Zero: 30s.
+	PusherPongTimeout time.Duration
+
 	// Metrics is the set metrics are registered in. Nil: the default set.
 	Metrics *metrics.Set
 	// Logger receives connection-level warnings (never per message). Nil: slog.Default().
@@ -205,6 +221,9 @@ func Defaults() Config {
 		PingInterval:     30 * time.Second,
 		IdleTimeout:      75 * time.Second,
 		CloseTimeout:     5 * time.Second,
+
+		PusherActivityTimeout: 120 * time.Second,
+		PusherPongTimeout:     30 * time.Second,
 	}
 }
 
@@ -266,6 +285,15 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = d.CloseTimeout
+	}
+	if cfg.PusherActivityTimeout <= 0 {
+		cfg.PusherActivityTimeout = d.PusherActivityTimeout
+	}
+	if cfg.PusherActivityTimeout < time.Second {
+		return cfg, fmt.Errorf("loop: Config.PusherActivityTimeout (%v) must be at least 1s: clients are told it in whole seconds", cfg.PusherActivityTimeout)
+	}
+	if cfg.PusherPongTimeout <= 0 {
+		cfg.PusherPongTimeout = d.PusherPongTimeout
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.GetDefaultSet()

@@ -20,6 +20,20 @@ const (
 // answers, and a hostile client must not make us hold kilobytes per connection.
 const maxDevice = 96
 
+// ConnKind is the protocol a connection speaks, fixed at its upgrade.
+type ConnKind uint8
+
+const (
+	// KindPlain gets the pushed bytes as they are.
+	KindPlain ConnKind = iota
+	// KindV2 gets JSON envelopes with stream positions (streams.go, docs/protocol.md).
+	KindV2
+	// KindPusher speaks the Pusher Channels protocol v7 (pusher.go, docs/pusher.md):
+	// it has no user (User is ""), belongs to one Pusher app and gets Pusher events
+	// through the rooms of that app's channels only.
+	KindPusher
+)
+
 // Conn is one client connection.
 //
 // The first group is written once before the connection is published in the registry
@@ -35,9 +49,9 @@ type Conn struct {
 	since  int64  // unix nanoseconds
 	sh     *shard
 	gc     gnet.Conn
-	v2     bool // speaks the v2 protocol (JSON envelopes with stream positions)
+	kind   ConnKind // the protocol it speaks: plain, v2 (JSON envelopes with stream positions) or Pusher
 
-	// owned by the loop. The small fields come first so they share v2's word: the
+	// owned by the loop. The small fields come first so they share kind's word: the
 	// struct is 256 bytes, a size class, and every idle connection pays for a byte
 	// more with 32 (BenchmarkConnSize guards it).
 	state    uint8          //

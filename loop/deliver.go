@@ -120,6 +120,7 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		keys  []int32
 	}
 	per := make([]perShard, len(shards))
+	skip := s.excluded(st.ExcludeSocket)
 	var conns []*Conn
 	wide := false // rooms or all: every loop may have recipients
 	for i := range st.Keys {
@@ -152,7 +153,7 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		if len(per[i].conns) == 0 && (!wide || sh.nOpen.Load() == 0) {
 			continue
 		}
-		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh})
+		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh, skip: skip})
 	}
 	if len(jobs) == 0 {
 		return false, offline, nil

@@ -27,6 +27,17 @@
 // per stream, encoded once per stream and shared; a connection takes a message from
 // one copy only (primary).
 //
+// # Pusher connections
+//
+// With Config.PusherApp set, /app/{key}?protocol=7 upgrades a KindPusher connection
+// (pusher.go): no token and no connect hook, registered by number only (no user, no
+// session, no user stream), told its socket id ("<node>.<n>") right after its 101.
+// It takes messages only through the rooms of its app's channels ("pusher/<app>/<c>",
+// the only rooms JoinConn lets it join) when they carry Stamped.Event, as a Pusher
+// event encoded once per (message, room) like the v2 envelopes; Stamped.ExcludeSocket
+// skips one socket. Its keepalive is pusher:ping/pusher:pong in text frames, swept
+// like WebSocket pings; its other messages go to Config.OnPusherMessage on its loop.
+//
 // With Config.Admit set (the node's connect hook), an authenticated upgrade first
 // waits unregistered for Admit's decision (admit.go, stateAdmitting): the decision
 // may refuse it or add rooms and metadata (Conn.Meta), and comes back to the loop as

@@ -24,6 +24,16 @@ type Ext struct {
 	// Buckets are rate-limit buckets, indexed as the receiver chooses (node: 0 is
 	// the client's own, 1+i business i's), allocated at the first limited message.
 	Buckets []Bucket
+
+	// PusherApp is a Pusher connection's app id, set by the loop at the handshake
+	// (KindPusher; pusher.go). A receiver that replaces Ext keeps it: JoinConn lets
+	// a Pusher connection into its own app's rooms only.
+	PusherApp string
+	// PusherUser is the user a Pusher connection signed in as (pusher:signin), for
+	// the receiver to set and read on the loop. Conn.User stays "": it is read by
+	// other goroutines without a lock, so it never changes after the connection is
+	// published.
+	PusherUser string
 }
 
 // Bucket is a token bucket: rate tokens a second, at most burst held. The zero
@@ -76,16 +86,26 @@ func (s *Server) Do(c *Conn, fn func(open bool)) error {
 	return nil
 }
 
+// ErrForeignRoom: a Pusher connection may join only the rooms of its own app's
+// channels (PusherRoom with its app id).
+var ErrForeignRoom = errors.New("loop: a Pusher connection joins only its own app's channel rooms")
+
 // JoinConn puts c, and only c (not the user's other or later connections, unlike
 // JoinRoom), into room: the registry (room counts, presence) and this loop's room
 // index, so every push this loop handles after the call reaches it. It runs on c's
 // loop (OnMessage, Do) and reports whether c joined now (false: it was in room
-// already); err is ErrClosed when c is not open.
+// already); err is ErrClosed when c is not open, ErrForeignRoom when c is a Pusher
+// connection and room is not one of its app's channels.
 func (s *Server) JoinConn(c *Conn, room string) (joined bool, err error) {
 	if c.state != stateOpen || c.w != nil {
 		return false, ErrClosed
 	}
-	us := s.reg.userShard(c.user)
+	if c.kind == KindPusher {
+		if app, _, ok := PusherChannel(room); !ok || app != c.PusherApp() {
+			return false, ErrForeignRoom
+		}
+	}
+	us := s.reg.lockOf(c)
 	us.mu.Lock()
 	if !slices.Contains(c.rooms, room) {
 		c.rooms = append(c.rooms, room)
@@ -106,7 +126,7 @@ func (s *Server) LeaveConn(c *Conn, room string) bool {
 	if c.state != stateOpen {
 		return false
 	}
-	us := s.reg.userShard(c.user)
+	us := s.reg.lockOf(c)
 	us.mu.Lock()
 	i := slices.Index(c.rooms, room)
 	if i >= 0 {
@@ -122,7 +142,7 @@ func (s *Server) LeaveConn(c *Conn, room string) bool {
 
 // ConnRooms appends c's rooms to dst. Any goroutine.
 func (s *Server) ConnRooms(c *Conn, dst []string) []string {
-	us := s.reg.userShard(c.user)
+	us := s.reg.lockOf(c)
 	us.mu.Lock()
 	dst = append(dst, c.rooms...)
 	us.mu.Unlock()
@@ -135,7 +155,7 @@ func (s *Server) ConnRooms(c *Conn, dst []string) []string {
 // own JoinConn or LeaveConn reach the index in another, and the index must end as the
 // registry is.
 func (sh *shard) syncRoom(room string, c *Conn) {
-	us := sh.srv.reg.userShard(c.user)
+	us := sh.srv.reg.lockOf(c)
 	us.mu.Lock()
 	in := slices.Contains(c.rooms, room)
 	us.mu.Unlock()

@@ -164,7 +164,11 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 			if c.state != stateOpen {
 				continue // after our close frame, data is discarded (RFC 6455 §5.5.1)
 			}
-			if s.cfg.Echo {
+			if c.kind == KindPusher {
+				if !s.pusherMessage(c, ev.Kind == wsproto.KindBinary, ev.Payload) {
+					return gnet.None
+				}
+			} else if s.cfg.Echo {
 				sh.scratch = wsproto.AppendFrame(sh.scratch[:0], ev.Kind, ev.Payload)
 				if !s.writeOwn(c, sh.scratch) {
 					return gnet.None
@@ -319,6 +323,8 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 		c.gc.Write(wsproto.AppendHTTPResponse(nil, 200, "application/json",
 			"Access-Control-Allow-Origin: *\r\nCache-Control: no-store\r\n", body))
 		return n, gnet.Close
+	case s.cfg.PusherApp != nil && strings.HasPrefix(req.Path, pusherPathPrefix):
+		return n, s.pusherHandshake(c, &req) // pusher.go
 	case req.Path != "/ws":
 		return n, s.reject(c, "bad_request", &wsproto.HTTPError{Status: 404, Reason: "not found: WebSocket clients connect to /ws"})
 	}
@@ -357,7 +363,9 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if len(id.Subscribe) > 0 {
 		c.ext = &Ext{Subscribe: id.Subscribe}
 	}
-	c.v2 = protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2"
+	if protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2" {
+		c.kind = KindV2
+	}
 	if s.cfg.Admit != nil {
 		s.admit(c, &req, id, token, protocol) // admit.go: upgrade follows its decision
 		return n, gnet.None
@@ -381,7 +389,7 @@ func (s *Server) capacityError() *wsproto.HTTPError {
 func (s *Server) upgrade(c *Conn, rooms []string, expires time.Time, key, protocol, since string) {
 	c.expires = s.clock.tickAt(expires)
 	c.state = stateOpen
-	c.deadline = s.clock.ticks() + s.pingTicks
+	c.deadline = s.clock.ticks() + s.keepaliveTicks(c)
 	s.m.handshaking.Add(-1)
 	s.m.open.Add(1)
 	c.sh.nOpen.Add(1)
@@ -394,13 +402,19 @@ func (s *Server) upgrade(c *Conn, rooms []string, expires time.Time, key, protoc
 	if s.cfg.OnUpgrade == nil {
 		s.publish(c, rooms)
 		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], key, protocol)
+		if c.kind == KindPusher {
+			c.sh.scratch = append(c.sh.scratch, s.pusherEstablished(c)...)
+		}
 		c.gc.Write(c.sh.scratch) // on failure gnet closes c now; OnClose unpublishes it
 		s.announce(c)
 		return
 	}
 	// The hub makes the streams' owners aware of c before its 101 (see streams.go):
 	// c is registered first and holds what arrives meanwhile.
-	u := &Upgrade{User: c.user, V2: c.v2, s: s, c: c, key: key, protocol: protocol, loopSide: true}
+	u := &Upgrade{User: c.user, V2: c.kind == KindV2, Kind: c.kind, s: s, c: c, key: key, protocol: protocol, loopSide: true}
+	if c.kind == KindPusher {
+		u.PusherApp = c.ext.PusherApp
+	}
 	u.Since = since
 	c.w = &waiting{u: u}
 	c.deadline = s.clock.ticks() + s.handshakeTicks
@@ -513,7 +527,7 @@ func (s *Server) publish(c *Conn, tokenRooms []string) []string {
 }
 
 func (s *Server) unpublish(c *Conn) {
-	us := s.reg.userShard(c.user)
+	us := s.reg.lockOf(c)
 	us.mu.Lock()
 	rooms := append([]string(nil), c.rooms...)
 	us.mu.Unlock()

@@ -31,6 +31,7 @@ type job struct {
 	target *shard // the loop this job is for
 	st     *Stamped
 	keys   []int32 // with st: the key index of each of conns (-1: a connection id)
+	skip   *Conn   // with st: the Pusher connection of st.ExcludeSocket, when it is on this node
 }
 
 // delivery tracks one Deliver call across loops.
@@ -159,21 +160,25 @@ func (sh *shard) step(budget int) int {
 	end := min(sh.cursor+budget, len(sh.snap))
 	written := 0
 	if st := j.st; st != nil {
-		nbytes := 0
+		nbytes, skipped := 0, 0
 		for i := sh.cursor; i < end; i++ {
 			c, k := sh.snap[i], int(sh.snapKey[i])
-			if c.state != stateOpen {
+			if c.state != stateOpen || c == j.skip {
 				continue
 			}
 			if c.seq == j.seq || !sh.primary(c, st, k) {
 				// It takes the message through another stream; a v2 client's
 				// position in this one still advances.
-				if c.v2 && k >= 0 && st.Keys[k].Epoch != "" {
+				if c.kind == KindV2 && k >= 0 && st.Keys[k].Epoch != "" {
 					sh.queuePosition(c, st, k)
 				}
 				continue
 			}
 			f := st.frameFor(c, k)
+			if f == nil {
+				skipped++ // a Pusher connection, and not a Pusher event of its channel
+				continue
+			}
 			var key *Key
 			if k >= 0 {
 				key = &st.Keys[k]
@@ -187,13 +192,24 @@ func (sh *shard) step(budget int) int {
 			}
 		}
 		sh.bytesOut.Add(uint64(nbytes))
+		if skipped > 0 {
+			sh.srv.m.pusherSkipped.Add(skipped)
+		}
 	} else {
+		skipped := 0
 		for _, c := range sh.snap[sh.cursor:end] {
+			if c.kind == KindPusher {
+				skipped++ // unstamped frames are plain bytes, never Pusher events
+				continue
+			}
 			if sh.queueFrame(c, j.frame, j.seq) {
 				written++
 			}
 		}
 		sh.bytesOut.Add(uint64(written * len(j.frame)))
+		if skipped > 0 {
+			sh.srv.m.pusherSkipped.Add(skipped)
+		}
 	}
 	tried := end - sh.cursor
 	sh.cursor = end

@@ -24,8 +24,11 @@ type serverMetrics struct {
 	// connections closed with 1013 because MaxPendingBytes was used up
 	pendingBudgetCloses *metrics.Counter
 	overloaded          *metrics.Counter
-	handshakeTime       *promhist.Histogram
-	deliveryLatency     *promhist.Histogram
+	// deliveries a Pusher connection did not take: not a Pusher event of one of its
+	// channels (a broadcast to all, a push without an event); see pusher.go
+	pusherSkipped   *metrics.Counter
+	handshakeTime   *promhist.Histogram
+	deliveryLatency *promhist.Histogram
 
 	// closes holds a counter per code in knownCloseCodes. It is written only in
 	// newServerMetrics and read-only afterwards, so loops read it without a lock.
@@ -38,12 +41,13 @@ type serverMetrics struct {
 
 // handshakeReasons are the failure reasons counted; each counter exists from the start
 // so dashboards see zeros rather than gaps.
-var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining", "streams", "held_overflow", "early_data", "hook_refused", "hook_failed"}
+var handshakeReasons = []string{"bad_request", "unauthorized", "forbidden", "timeout", "too_large", "over_capacity", "draining", "streams", "held_overflow", "early_data", "hook_refused", "hook_failed", "pusher_app", "pusher_protocol"}
 
 // knownCloseCodes are the codes counted under their own label: those the server
 // sends, and those well-behaved clients send (which it echoes). All are created at
 // start; any other code counts as "other".
-var knownCloseCodes = []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014, CloseReplaced, CloseKicked, CloseTokenExpired}
+var knownCloseCodes = []uint16{1000, 1001, 1002, 1003, 1007, 1008, 1009, 1011, 1012, 1013, 1014, CloseReplaced, CloseKicked, CloseTokenExpired,
+	PusherCloseUnsupportedProtocol, PusherCloseNoProtocol, PusherCloseOverCapacity, PusherCloseReconnect, PusherClosePongTimeout}
 
 func newServerMetrics(s *Server) *serverMetrics {
 	set := s.cfg.Metrics
@@ -57,6 +61,7 @@ func newServerMetrics(s *Server) *serverMetrics {
 	m.pendingBudgetCloses = set.NewCounter("longlink_pending_budget_closes_total")
 	set.NewGauge("longlink_pending_bytes", func() float64 { return float64(s.pending.Held()) })
 	m.overloaded = set.NewCounter(`longlink_push_errors_total{reason="overloaded"}`)
+	m.pusherSkipped = set.NewCounter("longlink_pusher_skipped_total")
 	m.handshakeTime = promhist.New(set, "longlink_handshake_duration_seconds", "", promhist.DefaultBuckets)
 	m.deliveryLatency = promhist.New(set, "longlink_delivery_duration_seconds", "", promhist.DefaultBuckets)
 	for _, code := range knownCloseCodes {

@@ -75,6 +75,9 @@ func (r *registry) roomShard(room string) *roomShard {
 // add publishes c under its user with its initial rooms. It returns the connection to
 // evict (the user's oldest, when the user is at max) and c's rooms.
 func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Conn, rooms []string) {
+	if c.kind == KindPusher {
+		return nil, r.addAnonymous(c, tokenRooms)
+	}
 	us := r.userShard(c.user)
 	us.mu.Lock()
 	s := us.users[c.user]
@@ -127,6 +130,10 @@ func (r *registry) add(c *Conn, tokenRooms []string, maxPerUser int) (evict *Con
 
 // remove unpublishes c.
 func (r *registry) remove(c *Conn) {
+	if c.kind == KindPusher {
+		r.removeAnonymous(c)
+		return
+	}
 	us := r.userShard(c.user)
 	us.mu.Lock()
 	defer us.mu.Unlock()
@@ -154,6 +161,54 @@ func (r *registry) remove(c *Conn) {
 			r.presence(PresenceUser, c.user, false)
 		}
 	}
+}
+
+// lockOf is the mutex that guards c.rooms: its user's shard, or for a connection
+// without a user (KindPusher) the shard its number picks, so Pusher connections'
+// subscriptions do not all contend on the shard of "".
+func (r *registry) lockOf(c *Conn) *userShard {
+	if c.kind == KindPusher {
+		return &r.users[c.num%regShards]
+	}
+	return r.userShard(c.user)
+}
+
+// addAnonymous publishes a connection that has no user (KindPusher): by number
+// only, with no session, so it is never evicted by MaxConnsPerUser, never reported
+// as a user's presence and never reached by user targets. Its rooms count it under
+// the member "" (the Pusher layer keeps presence members itself).
+func (r *registry) addAnonymous(c *Conn, rooms []string) []string {
+	us := r.lockOf(c)
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	ids := &r.ids[c.num%regShards]
+	ids.mu.Lock()
+	ids.conns[c.num] = c
+	ids.mu.Unlock()
+	c.rooms = slices.Compact(slices.Sorted(slices.Values(rooms)))
+	for _, room := range c.rooms {
+		r.roomAdd(room, c.user)
+	}
+	return slices.Clone(c.rooms)
+}
+
+// removeAnonymous is addAnonymous's inverse.
+func (r *registry) removeAnonymous(c *Conn) {
+	us := r.lockOf(c)
+	us.mu.Lock()
+	defer us.mu.Unlock()
+	ids := &r.ids[c.num%regShards]
+	ids.mu.Lock()
+	_, ok := ids.conns[c.num]
+	delete(ids.conns, c.num)
+	ids.mu.Unlock()
+	if !ok {
+		return
+	}
+	for _, room := range c.rooms {
+		r.roomRemove(room, c.user)
+	}
+	c.rooms = nil
 }
 
 // roomAdd counts one more connection of user in room. Called with the user's shard

@@ -29,6 +29,9 @@ type Server struct {
 
 	// Tick counts derived from cfg once.
 	handshakeTicks, pingTicks, idleTicks, closeTicks uint32
+	// Pusher connections: silent this long, they get pusher:ping; this plus the pong
+	// timeout, they are closed with 4201.
+	pusherActivityTicks, pusherDeadTicks uint32
 
 	shardsMu sync.Mutex
 	shards   atomic.Pointer[[]*shard] // copy-on-write; appended when a loop is first seen
@@ -40,6 +43,7 @@ type Server struct {
 	// connSeq restarts at 1 with every process, so the incarnation is what keeps a
 	// restarted node from reusing an old client's id.
 	idPrefix string
+	nodeNum  uint32 // the first part of Pusher socket ids: a hash of idPrefix (pusher.go)
 	connSeq  atomic.Uint64
 	draining atomic.Bool
 	stopped  atomic.Bool // set by Stop under deliverMu: nothing is queued after it
@@ -81,11 +85,14 @@ func New(cfg Config) (*Server, error) {
 		done:     make(chan struct{}),
 	}
 	s.idPrefix = c.NodeID + "." + strconv.FormatUint(nextIncarnation(), 36) + "-"
+	s.nodeNum = nodeNumber(s.idPrefix)
 	s.reclaim = newReclaimer(c.MaxPendingBytes)
 	s.handshakeTicks = ticksOf(c.HandshakeTimeout)
 	s.pingTicks = ticksOf(c.PingInterval)
 	s.idleTicks = ticksOf(c.IdleTimeout)
 	s.closeTicks = ticksOf(c.CloseTimeout)
+	s.pusherActivityTicks = ticksOf(c.PusherActivityTimeout)
+	s.pusherDeadTicks = ticksOf(c.PusherActivityTimeout + c.PusherPongTimeout)
 	empty := []*shard{}
 	s.shards.Store(&empty)
 	s.clock.advance()

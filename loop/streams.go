@@ -51,8 +51,9 @@ type Key struct {
 	Epoch  string // "" when the message was not stored (history off)
 	Offset uint64
 
-	v2  atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
-	pos atomic.Pointer[[]byte] // the v2 position message, likewise
+	v2     atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
+	pos    atomic.Pointer[[]byte] // the v2 position message, likewise
+	pusher atomic.Pointer[[]byte] // the Pusher event of a Pusher channel's room (pusher.go), likewise
 }
 
 // Stamped is one copy of a message for this node's loops.
@@ -73,6 +74,15 @@ type Stamped struct {
 	// Track, when set, counts the connections of each user and connection target
 	// the loops wrote this copy to (receipts).
 	Track *Track
+	// Event is the Pusher event name. Pusher connections take a message only through
+	// the room of one of their channels (PusherRoom) and only when it has an Event
+	// (pusher.go); others ignore it.
+	Event string
+	// ExcludeSocket is a Pusher socket id ("<node>.<conn>", Conn.SocketID) that
+	// does not get this copy, on whichever node it is: the trigger's socket_id, so a
+	// client does not receive its own event. Only a Pusher connection is excluded
+	// (a v2 one would miss a position of its stream). "" excludes nothing.
+	ExcludeSocket string
 
 	usersOnce sync.Once
 	users     map[string]struct{}
@@ -97,7 +107,11 @@ type Upgrade struct {
 	User   string
 	Rooms  []string // the connection's rooms (token and inherited)
 	V2     bool
-	Since  string // the ?since= value, URL-decoded; "" when absent
+	// Kind is the connection's protocol. A KindPusher connection has no user (User
+	// is "") and so no user stream; PusherApp is its app id.
+	Kind      ConnKind
+	PusherApp string
+	Since     string // the ?since= value, URL-decoded; "" when absent
 
 	s        *Server
 	c        *Conn
@@ -202,7 +216,7 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 		return
 	}
 	c.w = nil
-	if c.v2 && len(r.Heads) > 0 {
+	if c.kind == KindV2 && len(r.Heads) > 0 {
 		// The welcome's heads: what is at or below them the client has (replayed, or
 		// from before it was entitled to it). See Conn.replayed.
 		c.replayed = make([]streamHead, 0, len(r.Heads))
@@ -212,9 +226,12 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 	}
 	frames := make([][]byte, 0, 1+len(r.Frames)+len(w.held))
 	frames = append(frames, wsproto.AppendUpgradeResponse(nil, u.key, u.protocol))
+	if c.kind == KindPusher {
+		frames = append(frames, s.pusherEstablished(c)) // first, as the protocol wants
+	}
 	frames = append(frames, r.Frames...)
 	for _, h := range w.held {
-		if c.v2 && h.epoch != "" {
+		if c.kind == KindV2 && h.epoch != "" {
 			if hd, ok := r.Heads[h.stream]; ok && hd.Epoch == h.epoch && h.offset <= hd.Offset {
 				continue
 			}
@@ -228,7 +245,7 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 	c.gc.Writev(frames) // on failure gnet closes c; OnClose unpublishes it
 	c.sh.framesOut.Add(uint64(len(frames) - 1))
 	c.sh.bytesOut.Add(uint64(n))
-	c.deadline = s.clock.ticks() + s.pingTicks
+	c.deadline = s.clock.ticks() + s.keepaliveTicks(c)
 	s.announce(c)
 }
 
@@ -290,8 +307,11 @@ func (st *Stamped) hasUser(u string) bool {
 
 // frameFor returns what c gets of st through key index k (-1: a connection id).
 func (st *Stamped) frameFor(c *Conn, k int) []byte {
-	if !c.v2 {
+	switch c.kind {
+	case KindPlain:
 		return st.Plain
+	case KindPusher:
+		return st.pusherFrame(k) // nil: not a Pusher event of one of its channels
 	}
 	var p *atomic.Pointer[[]byte]
 	var key *Key
@@ -450,7 +470,7 @@ const CloseResume = 1012
 func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
 	if kind == KeyUser {
 		for _, c := range s.reg.userConns(nil, name) {
-			if c.v2 {
+			if c.kind == KindV2 {
 				s.closeOn(c, CloseResume, reason)
 			}
 		}
@@ -468,7 +488,7 @@ func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
 				}
 			}
 			for _, c := range conns {
-				if c.v2 && c.state == stateOpen {
+				if c.kind == KindV2 && c.state == stateOpen {
 					sh.startClose(c, CloseResume, reason)
 				}
 			}

@@ -44,6 +44,12 @@ func (sh *shard) sweep() {
 				}
 				continue
 			}
+			if c.kind == KindPusher {
+				if sh.sweepPusher(c, now) {
+					sh.sweepPos-- // closed: the next one moved into its slot
+				}
+				continue
+			}
 			switch {
 			case c.expires != 0 && now >= c.expires:
 				sh.startClose(c, CloseTokenExpired, "token expired")

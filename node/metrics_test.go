@@ -245,6 +245,9 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		// A feed due while b is dead but not yet declared so: not every run has one
 		// in that window (hub.TestFeedFailureCounted).
 		"longlink_presence_feed_failures_total": true,
+		// Pusher connections: the node does not wire Config.PusherApp yet (issue 14
+		// in progress); moved by loop.TestPusherDelivery.
+		"longlink_pusher_skipped_total": true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)
