@@ -3,7 +3,6 @@ package loop
 import (
 	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"hash/fnv"
 	"strconv"
 	"strings"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/panjf2000/gnet/v2"
 
+	"longlink/pusher"
 	"longlink/wsproto"
 )
 
@@ -46,12 +46,12 @@ import (
 // Pusher close codes the loop sends (the spec's 4000-4299: 4000-4099 do not
 // reconnect, 4100-4199 reconnect after a back-off, 4200-4299 reconnect at once).
 const (
-	PusherCloseAppNotFound         uint16 = 4001
-	PusherCloseUnsupportedProtocol uint16 = 4007
-	PusherCloseNoProtocol          uint16 = 4008
-	PusherCloseOverCapacity        uint16 = 4100
-	PusherCloseReconnect           uint16 = 4200
-	PusherClosePongTimeout         uint16 = 4201
+	PusherCloseAppNotFound         uint16 = pusher.CodeAppNotFound
+	PusherCloseUnsupportedProtocol uint16 = pusher.CodeUnsupportedProtocol
+	PusherCloseNoProtocol          uint16 = pusher.CodeNoProtocolVersion
+	PusherCloseOverCapacity        uint16 = pusher.CodeOverCapacity
+	PusherCloseReconnect           uint16 = pusher.CodeReconnect
+	PusherClosePongTimeout         uint16 = pusher.CodePongNotReceived
 )
 
 // PusherProtocol is the protocol version the loop speaks (?protocol=).
@@ -142,33 +142,22 @@ func (s *Server) pusherRefuse(c *Conn, key, reason string, code uint16, msg stri
 	return gnet.Close
 }
 
-// AppendPusherError appends the pusher:error event with code and message:
-// {"event":"pusher:error","data":{"code":4001,"message":"..."}} (the spec's data is an
-// object here, not a string).
+// AppendPusherError appends the pusher:error event with code and message
+// (pusher.AppendError: data is an object here, not a string).
 func AppendPusherError(b []byte, code uint16, msg string) []byte {
-	b = append(b, `{"event":"pusher:error","data":{"code":`...)
-	b = strconv.AppendUint(b, uint64(code), 10)
-	b = append(b, `,"message":`...)
-	b = AppendJSONString(b, msg)
-	return append(b, "}}"...)
+	return pusher.AppendError(b, int(code), msg)
 }
 
 // pusherEstablished is c's pusher:connection_established frame.
 func (s *Server) pusherEstablished(c *Conn) []byte {
-	inner := append(make([]byte, 0, 64), `{"socket_id":"`...)
-	inner = s.appendSocketID(inner, c.num)
-	inner = append(inner, `","activity_timeout":`...)
-	inner = strconv.AppendInt(inner, int64(s.cfg.PusherActivityTimeout/time.Second), 10)
-	inner = append(inner, '}')
-	b := append(make([]byte, 0, 128), `{"event":"pusher:connection_established","data":`...)
-	b = AppendJSONString(b, string(inner))
-	return TextFrame(append(b, '}'))
+	id := string(s.appendSocketID(make([]byte, 0, 32), c.num))
+	return TextFrame(pusher.AppendConnectionEstablished(make([]byte, 0, 128), id, int(s.cfg.PusherActivityTimeout/time.Second)))
 }
 
 // Frames the loop sends Pusher connections as they are.
 var (
-	pusherPongFrame = TextFrame([]byte(`{"event":"pusher:pong","data":{}}`))
-	pusherPingFrame = TextFrame([]byte(`{"event":"pusher:ping","data":{}}`))
+	pusherPongFrame = TextFrame(pusher.AppendPong(nil))
+	pusherPingFrame = TextFrame(pusher.AppendPing(nil))
 )
 
 // pusherMessage handles a data message of Pusher connection c: pusher:ping here,
@@ -189,17 +178,14 @@ func (s *Server) pusherMessage(c *Conn, binary bool, payload []byte) bool {
 }
 
 // isPusherPing reports whether payload is a pusher:ping event. Only a message that
-// holds the name is decoded (once a keepalive interval per client, or a rare
-// client event that mentions it), so other messages cost one scan here and are
-// parsed by the protocol layer.
+// holds the name is decoded (pusher.ParseFrame allocates nothing), so other messages
+// cost one scan here and are parsed by the receiver.
 func isPusherPing(payload []byte) bool {
-	if len(payload) > 4096 || !bytes.Contains(payload, []byte(`pusher:ping`)) {
+	if !bytes.Contains(payload, []byte(`pusher:ping`)) {
 		return false
 	}
-	var m struct {
-		Event string `json:"event"`
-	}
-	return json.Unmarshal(payload, &m) == nil && m.Event == "pusher:ping"
+	f, err := pusher.ParseFrame(payload)
+	return err == nil && string(f.Event) == "pusher:ping"
 }
 
 // sweepPusher is the sweep's keepalive for Pusher connection c at now: pusher:ping
@@ -251,17 +237,10 @@ func (st *Stamped) pusherFrame(k int) []byte {
 // data is always a JSON string, as the protocol wants: the characters of a string
 // message, the text of a JSON value (clients parse it), the base64 of binary data.
 func AppendPusherEvent(b []byte, event, channel string, binary bool, data []byte) []byte {
-	b = append(b, `{"event":`...)
-	b = AppendJSONString(b, event)
-	b = append(b, `,"channel":`...)
-	b = AppendJSONString(b, channel)
-	b = append(b, `,"data":`...)
 	if binary {
-		b = AppendJSONString(b, base64.StdEncoding.EncodeToString(data))
-	} else {
-		b = AppendJSONString(b, string(data)) // a JSON value's text too: clients parse it
+		data = base64.StdEncoding.AppendEncode(nil, data)
 	}
-	return append(b, '}')
+	return pusher.AppendEvent(b, event, channel, data)
 }
 
 // Socket ids. Pusher libraries accept only ^\d+\.\d+$, so the connection id
