@@ -249,15 +249,15 @@ func TestPushRightAfterConnectOnAnotherNode(t *testing.T) {
 	t.Logf("%d of %d pushes posted to another node right after the 101 were lost", lost, tries)
 }
 
-// pusher posts numbered pushes to users at a steady rate and records what each
+// steadyPusher posts numbered pushes to users at a steady rate and records what each
 // answer said.
-type pusher struct {
+type steadyPusher struct {
 	t      *testing.T
 	sent   int
 	failed []string
 }
 
-func (p *pusher) run(n *testNode, users []string, count int, every time.Duration, at func(i int)) {
+func (p *steadyPusher) run(n *testNode, users []string, count int, every time.Duration, at func(i int)) {
 	list, _ := json.Marshal(users)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
@@ -396,7 +396,7 @@ func TestKillNodeClientsRecoverElsewhere(t *testing.T) {
 		}
 		return nodes[attempt%2].Client // n1 or n2: the survivors
 	}, stop, &wg)
-	p := &pusher{t: t}
+	p := &steadyPusher{t: t}
 	p.run(a, names, count, 10*time.Millisecond, func(i int) {
 		if i == 60 {
 			victim.Cmd.Process.Signal(syscall.SIGKILL)
@@ -436,7 +436,7 @@ func TestFreezeNode(t *testing.T) {
 	clients, names := connectAll(t, a.secret, "f", users, func(i, attempt int) string {
 		return nodes[(i+attempt)%3].Client // first its home, then the others in turn
 	}, stop, &wg)
-	p := &pusher{t: t}
+	p := &steadyPusher{t: t}
 	p.run(a, names, count, 100*time.Millisecond, func(i int) {
 		switch i {
 		case 20:
@@ -650,7 +650,7 @@ func TestRollingRestart(t *testing.T) {
 		return nodes[j].Client
 	}, stop, &wg)
 	restartDone := make(chan struct{})
-	p := &pusher{t: t}
+	p := &steadyPusher{t: t}
 	go func() {
 		defer close(restartDone)
 		for k := 0; k < 3; k++ {

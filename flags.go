@@ -10,12 +10,14 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"slices"
 	"sort"
 	"strings"
 
 	"longlink/cluster"
 	"longlink/connhook"
 	"longlink/node"
+	"longlink/pusher"
 	"longlink/upstream"
 	"longlink/webhook"
 )
@@ -93,6 +95,50 @@ func (b *businessFlag) Set(v string) error {
 			}
 		}
 		*b.l = append(*b.l, x)
+	}
+	return nil
+}
+
+// pusherAppFlag is the repeatable --pusher-app id:key:secret[,option...]; from the
+// environment or a config file line it takes several specs separated by ';'. Each
+// spec is checked when given (pusher.ParseApp), and two apps may not share an id or
+// a key. String masks the secrets (--print-config).
+type pusherAppFlag struct {
+	l     *[]pusher.App
+	specs []string // as given, for String
+	set   bool
+}
+
+func (p *pusherAppFlag) String() string {
+	masked := make([]string, len(p.specs))
+	for i, spec := range p.specs {
+		creds, opts, hasOpts := strings.Cut(spec, ",")
+		parts := strings.SplitN(creds, ":", 3)
+		masked[i] = parts[0] + ":" + parts[1] + ":****"
+		if hasOpts {
+			masked[i] += "," + opts
+		}
+	}
+	return strings.Join(masked, ";")
+}
+
+func (p *pusherAppFlag) Set(v string) error {
+	if !p.set {
+		*p.l, p.specs, p.set = nil, nil, true
+	}
+	for _, spec := range strings.Split(v, ";") {
+		if spec = strings.TrimSpace(spec); spec == "" {
+			continue
+		}
+		app, err := pusher.ParseApp(spec)
+		if err != nil {
+			return err
+		}
+		if err := pusher.CheckApps(append(slices.Clone(*p.l), app)); err != nil {
+			return err
+		}
+		*p.l = append(*p.l, app)
+		p.specs = append(p.specs, spec)
 	}
 	return nil
 }
@@ -190,6 +236,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&c.Hub.MaxReceipts, "max-receipts", d.Hub.MaxReceipts, "receipt targets (each user or connection a push with ack, wait or receipt names) this node keeps, each for its message's ttl; the oldest receipts go first beyond it (about 220 bytes a target)")
 	fs.DurationVar(&c.Hub.StoreTimeout, "store-timeout", d.Hub.StoreTimeout, "how long a push keeps trying to store its message on its streams' owners (failover) before it is answered 503")
 
+	fs.Var(&pusherAppFlag{l: &c.Pusher.Apps}, "pusher-app", "a Pusher Channels app this node serves to pusher-js, Laravel Echo and the Pusher server SDKs: ID:KEY:SECRET[,client-events][,max-connections=N][,client-event-rate=10][,activity-timeout=120s][,max-channels=100][,max-presence-members=100]; repeat for several (';' separates them in the environment and config file); see docs/pusher.md")
 	fs.Var(&businessFlag{l: &c.Upstream.Businesses}, "business", "a business client requests go to: NAME=URL[,timeout=5s][,inflight=256][,pool=64][,secret=S][,subscribe=HOOK_URL][,rate=R][,burst=B][,rooms=32][,max-reply=65536]; repeat for several (';' separates them in the environment and config file); see docs/api.md")
 	fs.Float64Var(&c.Upstream.ClientRate, "client-rate", d.Upstream.ClientRate, "requests a second one connection may make (send, subscribe, unsubscribe; not acks); over it: a reply with status 429 (-1: no limit)")
 	fs.IntVar(&c.Upstream.ClientBurst, "client-burst", d.Upstream.ClientBurst, "how many of --client-rate's requests may come at once")

@@ -120,6 +120,10 @@ type Config struct {
 	// PresenceGrace is how long a user must have no connection anywhere before
 	// user.offline is sent (a reconnect within it is no offline). Zero means 3s.
 	PresenceGrace time.Duration
+	// PusherTerminate closes this node's Pusher connections of app signed in as
+	// user and returns how many (PusherTerminate asks every node). It must not
+	// block for long. Nil: none.
+	PusherTerminate func(app, user string) int
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().

@@ -85,6 +85,8 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.onReceiptQuery(arg)
 	case opFeed:
 		return h.pr.onFeed(from, arg)
+	case opPusherTerminate:
+		return h.onPusherTerminate(arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

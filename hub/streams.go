@@ -1025,6 +1025,9 @@ func (s *streams) stamped(m *push.Message, keys []skey, pos []stream.Position, c
 // stampedWith is stamped with the plain frame already built (m.Data may point into it).
 func (s *streams) stampedWith(m *push.Message, plain []byte, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
 	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns, Plain: plain, Ack: m.Ack}
+	if p := m.Pusher; p != nil {
+		st.Event, st.ExcludeSocket, st.PusherUser = p.Event, p.ExcludeSocket, p.UserID
+	}
 	st.Keys = make([]loop.Key, len(keys))
 	for i, k := range keys {
 		st.Keys[i] = loop.Key{Kind: k.kind, Name: k.name, Stream: k.stream()}

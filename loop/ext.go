@@ -34,6 +34,9 @@ type Ext struct {
 	// other goroutines without a lock, so it never changes after the connection is
 	// published.
 	PusherUser string
+	// Pusher is the receiver's own state of a Pusher connection (node: its channels,
+	// presence members, client-event bucket), on the loop like the rest of Ext.
+	Pusher any
 }
 
 // Bucket is a token bucket: rate tokens a second, at most burst held. The zero

@@ -2,6 +2,7 @@ package loop
 
 import (
 	"bytes"
+	"context"
 	"encoding/base64"
 	"hash/fnv"
 	"strconv"
@@ -212,7 +213,8 @@ func (sh *shard) sweepPusher(c *Conn, now uint32) bool {
 // pusherFrame is the Pusher event of st for a Pusher connection reached through key
 // index k, or nil when it gets none: k is not the room of a Pusher channel, or st has
 // no Event. The frame is built once per (message, room) by the first loop that
-// needs it.
+// needs it. A JSON message (a client event) keeps its data value as is; any other
+// has its data sent as a JSON string.
 func (st *Stamped) pusherFrame(k int) []byte {
 	if k < 0 || st.Event == "" {
 		return nil
@@ -228,7 +230,14 @@ func (st *Stamped) pusherFrame(k int) []byte {
 	if !ok {
 		return nil
 	}
-	f := TextFrame(AppendPusherEvent(make([]byte, 0, len(st.Data)*5/4+len(st.Event)+len(channel)+48), st.Event, channel, st.Binary, st.Data))
+	b := make([]byte, 0, len(st.Data)*5/4+len(st.Event)+len(channel)+len(st.PusherUser)+64)
+	if st.JSON && !st.Binary {
+		// A client event: its data value relayed as the sender wrote it.
+		b = pusher.AppendClientEvent(b, st.Event, channel, st.Data, st.PusherUser)
+	} else {
+		b = AppendPusherEvent(b, st.Event, channel, st.Binary, st.Data)
+	}
+	f := TextFrame(b)
 	key.pusher.Store(&f)
 	return f
 }
@@ -334,4 +343,30 @@ func (s *Server) keepaliveTicks(c *Conn) uint32 {
 		return s.pusherActivityTicks
 	}
 	return s.pingTicks
+}
+
+// CloseConn closes c with code and reason after what is already queued for it (a
+// pusher:error sent just before goes out first). Any goroutine; nothing happens
+// when c is closed already.
+func (s *Server) CloseConn(c *Conn, code uint16, reason string) { s.closeOn(c, code, reason) }
+
+// EachInRoom runs fn on each loop for every connection of that loop in room, on the
+// loop (fn may use everything a loop callback may, and must not block). It fails
+// (ErrStopped) when the loops have stopped. Connections joining or leaving room
+// meanwhile are seen or not, as their loop's order says.
+func (s *Server) EachInRoom(room string, fn func(c *Conn)) error {
+	for _, sh := range s.shardList() {
+		err := sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			for c := range sh.rooms[room] {
+				if c.state == stateOpen && c.w == nil {
+					fn(c)
+				}
+			}
+			return nil
+		}))
+		if err != nil {
+			return ErrStopped
+		}
+	}
+	return nil
 }

@@ -83,6 +83,9 @@ type Stamped struct {
 	// client does not receive its own event. Only a Pusher connection is excluded
 	// (a v2 one would miss a position of its stream). "" excludes nothing.
 	ExcludeSocket string
+	// PusherUser is a client event's sender on a presence channel: its frame carries
+	// "user_id" (pusher.AppendClientEvent). "" for none.
+	PusherUser string
 
 	usersOnce sync.Once
 	users     map[string]struct{}

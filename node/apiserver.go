@@ -98,7 +98,7 @@ func newAPIServer(n *Node) *apiServer {
 		ReadTimeout:                  n.cfg.API.ReadTimeout,
 		WriteTimeout:                 30 * time.Second,
 		IdleTimeout:                  n.cfg.API.IdleTimeout,
-		MaxRequestBodySize:           int(n.api.MaxBodyBytes()),
+		MaxRequestBodySize:           int(n.maxBodyBytes()),
 		NoDefaultServerHeader:        true,
 		NoDefaultContentType:         true,
 		DisablePreParseMultipartForm: true,
@@ -107,6 +107,16 @@ func newAPIServer(n *Node) *apiServer {
 		ConnState:                    a.connState,
 	}
 	return a
+}
+
+// maxBodyBytes is the largest body the API port reads: each API checks its own
+// limit below it.
+func (n *Node) maxBodyBytes() int64 {
+	m := n.api.MaxBodyBytes()
+	if n.pusherAPI != nil {
+		m = max(m, n.pusherAPI.MaxBodyBytes())
+	}
+	return m
 }
 
 func (a *apiServer) push(ctx *fasthttp.RequestCtx) {

@@ -26,6 +26,11 @@ func (n *Node) mux() http.Handler {
 		push.WriteJSON(w, 200, map[string]any{"status": "ok", "node": n.cfg.NodeName})
 	})
 	m.HandleFunc("GET /readyz", n.serveReady)
+	if n.pusherAPI != nil {
+		// Signed per app (pusher/sign.go), not by API key; the signed path is the
+		// whole request path, so no prefix is stripped.
+		m.Handle("/apps/", n.pusherAPI)
+	}
 	if n.cfg.API.Pprof {
 		m.Handle("GET /debug/pprof/", n.api.RequireKey(http.HandlerFunc(pprof.Index)))
 		m.Handle("GET /debug/pprof/profile", n.api.RequireKey(http.HandlerFunc(pprof.Profile)))

@@ -23,6 +23,7 @@ import (
 	"longlink/hub"
 	"longlink/loop"
 	"longlink/push"
+	"longlink/pusher"
 	"longlink/upstream"
 	"longlink/webhook"
 )
@@ -73,6 +74,9 @@ type Config struct {
 	// queue and retry bounds. No URLs: no webhooks, and no presence work at all. New
 	// sets its NodeName, Metrics and Logger and passes the sender as Hub.Events.
 	Webhook webhook.Config
+	// Pusher is the Pusher Channels apps this node serves (docs/pusher.md). No
+	// apps: the node does not speak Pusher.
+	Pusher PusherConfig
 
 	// Demo, when non-nil, serves the demo page at /demo/ on the API port. Its
 	// URLs are the node's bound addresses, filled in by Start.
@@ -145,6 +149,8 @@ type Node struct {
 	hub         *hub.Hub
 	up          *upstream.Upstream
 	acksLimited *metrics.Counter // acks over a connection's ack rate (acks.go)
+	px          *pusherNode      // nil: no Pusher apps
+	pusherAPI   *pusher.HTTPAPI  // nil: no Pusher apps
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -202,9 +208,25 @@ func New(cfg Config) (*Node, error) {
 	if n.events, err = webhook.New(wc); err != nil {
 		return nil, err
 	}
-	if n.events != nil {
+	if n.px, err = newPusherNode(n, cfg.Pusher); err != nil {
+		return nil, err
+	}
+	switch {
+	case n.events != nil && n.px != nil:
+		lc.OnOpen = func(c *loop.Conn) { n.px.onOpen(c); n.hub.OnConnOpen(c) }
+		lc.OnClose = func(c *loop.Conn, code uint16, reason string) { n.px.onClose(c); n.hub.OnConnClose(c, code, reason) }
+	case n.events != nil:
 		lc.OnOpen = func(c *loop.Conn) { n.hub.OnConnOpen(c) }
 		lc.OnClose = func(c *loop.Conn, code uint16, reason string) { n.hub.OnConnClose(c, code, reason) }
+	case n.px != nil:
+		lc.OnOpen = n.px.onOpen
+		lc.OnClose = func(c *loop.Conn, _ uint16, _ string) { n.px.onClose(c) }
+	}
+	if n.px != nil {
+		lc.PusherApp, lc.OnPusherMessage = n.px.appOfKey, n.px.onMessage
+		if lc.PusherActivityTimeout, err = activityTimeout(cfg.Pusher.Apps); err != nil {
+			return nil, err
+		}
 	}
 	lc.Metrics, lc.Logger = n.set, cfg.Logger
 	cfg.ConnectHook.Metrics, cfg.ConnectHook.Logger = n.set, cfg.Logger
@@ -221,6 +243,9 @@ func New(cfg Config) (*Node, error) {
 	hc.NodeName, hc.Local, hc.Draining, hc.Metrics, hc.Logger = cfg.NodeName, hub.LoopLocal(n.loop), n.draining.Load, n.set, cfg.Logger
 	if n.events != nil {
 		hc.Events = n.events
+	}
+	if n.px != nil {
+		hc.PusherTerminate = n.px.terminate
 	}
 	if n.Clustered() {
 		cc := cfg.Cluster
@@ -255,6 +280,11 @@ func New(cfg Config) (*Node, error) {
 	pc.NodeID, pc.Hub, pc.Metrics, pc.Logger = cfg.NodeName, n.hub, n.set, cfg.Logger
 	if n.api, err = push.New(pc); err != nil {
 		return nil, err
+	}
+	if n.px != nil {
+		if n.pusherAPI, err = pusher.NewHTTPAPI(pusher.HTTPAPIConfig{Apps: n.px.appByID, Backend: pusherBackend{n.px}, Metrics: n.set}); err != nil {
+			return nil, err
+		}
 	}
 	return n, nil
 }

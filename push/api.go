@@ -162,6 +162,10 @@ func New(cfg Config) (*API, error) {
 // /metrics and the health checks.
 func (a *API) Handler() http.Handler { return a.mux }
 
+// NewID returns a new message id from the API's sequence, for the node's other
+// publishers (the Pusher HTTP API, client events) so every id stays unique.
+func (a *API) NewID() string { return a.nextID() }
+
 // nextID returns a new message id: the node prefix and 16 hex digits of a
 // per-node monotonic counter, so ids of one node sort by acceptance order.
 func (a *API) nextID() string {

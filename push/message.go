@@ -49,16 +49,30 @@ type Message struct {
 	// Wait is how long the origin waits for its targets before answering (at most
 	// 30s); 0: it answers once the message is stored.
 	Wait time.Duration
+	// Pusher is set on a Pusher Channels event (docs/pusher.md): only Pusher
+	// connections receive it, through the rooms of their channels. Nil for every
+	// native push.
+	Pusher *PusherEvent
+}
+
+// PusherEvent is what a Pusher Channels event carries beyond a native push: its
+// name, the socket id it skips (a trigger's socket_id, a client event's sender) and,
+// for a client event on a presence channel, the sender's user id.
+type PusherEvent struct {
+	Event         string
+	ExcludeSocket string
+	UserID        string
 }
 
 // Binary encoding, version 1 (all integers are unsigned varints unless said):
 //
 //	version   1 byte, wireVersion
 //	flags     1 byte, bit 0 Binary, bit 1 To.All, bit 2 JSON, bit 3 NoHistory,
-//	          bit 4 Ack, bit 5 Receipt; other bits must be zero
+//	          bit 4 Ack, bit 5 Receipt, bit 6 Pusher; other bits must be zero
 //	accepted  8 bytes, big-endian int64
 //	ttl       milliseconds
 //	wait      milliseconds
+//	pusher    with bit 6 only: event, exclude socket, user id, each length, bytes
 //	id        length, bytes
 //	data      length, bytes
 //	users     count, then per item: length, bytes
@@ -67,7 +81,8 @@ type Message struct {
 //
 // Nothing may follow. The version byte lets a newer node refuse, with an
 // error naming the version, what an older node cannot read during a rolling
-// upgrade, instead of misreading it.
+// upgrade, instead of misreading it. (The Pusher flag was added without a new
+// version: an older node refuses only Pusher events, by their unknown flag.)
 const wireVersion = 3
 
 const (
@@ -77,7 +92,8 @@ const (
 	flagNoHistory = 1 << 3
 	flagAck       = 1 << 4
 	flagReceipt   = 1 << 5
-	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory | flagAck | flagReceipt
+	flagPusher    = 1 << 6
+	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory | flagAck | flagReceipt | flagPusher
 )
 
 // ErrShortMessage is returned (wrapped, naming the field) by UnmarshalBinary
@@ -87,6 +103,11 @@ var ErrShortMessage = errors.New("push: encoded message is truncated")
 // EncodedSize returns len(m.AppendBinary(nil)).
 func (m *Message) EncodedSize() int {
 	n := 2 + 8 + uvarintLen(int(m.TTL.Milliseconds())) + uvarintLen(int(m.Wait.Milliseconds())) + uvarintLen(len(m.ID)) + len(m.ID) + uvarintLen(len(m.Data)) + len(m.Data)
+	if p := m.Pusher; p != nil {
+		for _, s := range [...]string{p.Event, p.ExcludeSocket, p.UserID} {
+			n += uvarintLen(len(s)) + len(s)
+		}
+	}
 	for _, list := range [...][]string{m.To.Users, m.To.Connections, m.To.Rooms} {
 		n += uvarintLen(len(list))
 		for _, s := range list {
@@ -120,10 +141,19 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	if m.Receipt {
 		flags |= flagReceipt
 	}
+	if m.Pusher != nil {
+		flags |= flagPusher
+	}
 	dst = append(dst, wireVersion, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Accepted))
 	dst = binary.AppendUvarint(dst, uint64(m.TTL.Milliseconds()))
 	dst = binary.AppendUvarint(dst, uint64(m.Wait.Milliseconds()))
+	if p := m.Pusher; p != nil {
+		for _, s := range [...]string{p.Event, p.ExcludeSocket, p.UserID} {
+			dst = binary.AppendUvarint(dst, uint64(len(s)))
+			dst = append(dst, s...)
+		}
+	}
 	dst = binary.AppendUvarint(dst, uint64(len(m.ID)))
 	dst = append(dst, m.ID...)
 	dst = binary.AppendUvarint(dst, uint64(len(m.Data)))
@@ -177,6 +207,14 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 	wait, err := r.millis("wait")
 	if err != nil {
 		return err
+	}
+	var pspan [3][2]int
+	if flags&flagPusher != 0 {
+		for i, field := range [...]string{"pusher event", "pusher exclude socket", "pusher user id"} {
+			if pspan[i][0], pspan[i][1], err = r.span(field); err != nil {
+				return err
+			}
+		}
 	}
 	idLo, idHi, err := r.span("id")
 	if err != nil {
@@ -240,6 +278,13 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		Ack:       flags&flagAck != 0,
 		Receipt:   flags&flagReceipt != 0,
 		Wait:      time.Duration(wait) * time.Millisecond,
+	}
+	if flags&flagPusher != 0 {
+		m.Pusher = &PusherEvent{
+			Event:         string(b[pspan[0][0]:pspan[0][1]]),
+			ExcludeSocket: string(b[pspan[1][0]:pspan[1][1]]),
+			UserID:        string(b[pspan[2][0]:pspan[2][1]]),
+		}
 	}
 	if m.Data == nil {
 		m.Data = []byte{}

@@ -15,6 +15,9 @@ func sampleMessages() []Message {
 		{ID: "x", Binary: true, Data: []byte{0, 1, 2, 255}, To: Target{All: true}, Accepted: -5},
 		{ID: "n2-ff", Data: []byte{}, To: Target{Users: []string{"a", "bb"}, Connections: []string{"c1"}, Rooms: []string{"r", strings.Repeat("z", 300)}}},
 		{ID: "", Data: bytes.Repeat([]byte("p"), 70000), To: Target{Rooms: []string{"big"}, All: true}, Binary: true},
+		{ID: "n3-1", Data: []byte(`{"a":1}`), JSON: true, NoHistory: true, To: Target{Rooms: []string{"pusher/1/private-x"}},
+			Pusher: &PusherEvent{Event: "client-typing", ExcludeSocket: "123.45", UserID: "u7"}},
+		{ID: "n3-2", Data: []byte("hi"), To: Target{Rooms: []string{"pusher/1/a", "pusher/1/b"}}, Pusher: &PusherEvent{Event: "ev"}},
 	}
 }
 

@@ -26,4 +26,11 @@ type App struct {
 	// MaxEventBytes caps the data of one event published through the HTTP API
 	// (0: DefaultMaxEventBytes, Pusher's 10 KB); over it the request gets 413.
 	MaxEventBytes int
+	// MaxChannels caps the channels one connection is subscribed to; a subscribe
+	// beyond it gets pusher:subscription_error (status 403).
+	MaxChannels int
+	// MaxPresenceMembers caps the members (distinct users) of one presence
+	// channel, cluster-wide as the node knows it; a new member beyond it gets
+	// pusher:subscription_error (status 403).
+	MaxPresenceMembers int
 }

@@ -14,6 +14,8 @@ import (
 //	max-connections=N            cap the app's connections on a node (default 0: none)
 //	client-event-rate=N          client events a second per connection (default 10)
 //	activity-timeout=D           what connection_established announces (default 120s)
+//	max-channels=N               channels one connection may subscribe to (default 100)
+//	max-presence-members=N       members of one presence channel (default 100, Pusher's)
 //
 // The defaults live in DefaultApp and nowhere else.
 
@@ -23,6 +25,14 @@ const (
 	DefaultActivityTimeout = 120 * time.Second // Pusher's value; pusher-js pings after it
 	MaxActivityTimeout     = time.Hour
 	MaxClientEventRate     = 1_000_000
+	// DefaultMaxChannels bounds one connection's channels, so what a client
+	// subscribes to cannot grow a node's tables without limit.
+	DefaultMaxChannels = 100
+	MaxMaxChannels     = 10_000
+	// DefaultMaxPresenceMembers is Pusher's limit of members of a presence channel:
+	// every member's info goes to every subscriber, and to every node.
+	DefaultMaxPresenceMembers = 100
+	MaxMaxPresenceMembers     = 10_000
 )
 
 // ErrAppSpec is wrapped by every error of ParseApp.
@@ -34,6 +44,8 @@ func DefaultApp() App {
 	return App{
 		MaxClientEventsPerSecond: DefaultClientEventRate,
 		ActivityTimeout:          DefaultActivityTimeout,
+		MaxChannels:              DefaultMaxChannels,
+		MaxPresenceMembers:       DefaultMaxPresenceMembers,
 	}
 }
 
@@ -119,10 +131,22 @@ func (a *App) setOption(name, val string, hasVal bool) error {
 			return fmt.Errorf("want whole seconds from 1s to %s (clients get it in seconds)", MaxActivityTimeout)
 		}
 		a.ActivityTimeout = d
+	case "max-channels":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > MaxMaxChannels {
+			return fmt.Errorf("want an integer from 1 to %d (channels a connection may be subscribed to)", MaxMaxChannels)
+		}
+		a.MaxChannels = n
+	case "max-presence-members":
+		n, err := strconv.Atoi(val)
+		if err != nil || n < 1 || n > MaxMaxPresenceMembers {
+			return fmt.Errorf("want an integer from 1 to %d (members of one presence channel)", MaxMaxPresenceMembers)
+		}
+		a.MaxPresenceMembers = n
 	case "":
 		return errors.New("empty option")
 	default:
-		return errors.New("unknown option (known: client-events, max-connections, client-event-rate, activity-timeout)")
+		return errors.New("unknown option (known: client-events, max-connections, client-event-rate, activity-timeout, max-channels, max-presence-members)")
 	}
 	return nil
 }

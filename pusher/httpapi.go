@@ -192,6 +192,9 @@ func NewHTTPAPI(cfg HTTPAPIConfig) (*HTTPAPI, error) {
 	return h, nil
 }
 
+// MaxBodyBytes is the largest request body the API reads (HTTPAPIConfig).
+func (h *HTTPAPI) MaxBodyBytes() int64 { return h.cfg.MaxBodyBytes }
+
 // Metrics is the set the API's series are in.
 func (h *HTTPAPI) Metrics() *metrics.Set { return h.cfg.Metrics }
 

@@ -1,0 +1,375 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"longlink/internal/testutil"
+	"longlink/pusher"
+)
+
+// The Pusher Channels protocol through the real binary, with a hand-made client
+// that speaks the wire format directly (so each refusal and each field can be
+// checked); pusher_libs_test.go drives the real client and server libraries.
+
+const (
+	pAppID, pKey, pSecret = "app1", "key1", "secret1-0123456789"
+	pApp                  = pAppID + ":" + pKey + ":" + pSecret + ",client-events"
+)
+
+var pusherTestApp = pusher.App{ID: pAppID, Key: pKey, Secret: pSecret}
+
+// pclient is a Pusher protocol client over gorilla/websocket.
+type pclient struct {
+	t      *testing.T
+	ws     *websocket.Conn
+	socket string
+	msgs   chan pmsg
+}
+
+// pmsg is any Pusher message as received (data kept raw: a string or an object).
+type pmsg struct {
+	Event   string          `json:"event"`
+	Channel string          `json:"channel"`
+	Data    json.RawMessage `json:"data"`
+	UserID  string          `json:"user_id"`
+	close   int             // set on the pseudo-message that reports the close code
+}
+
+// dataString decodes data that is a JSON string holding JSON into v.
+func (m pmsg) dataString(t *testing.T, v any) {
+	t.Helper()
+	var s string
+	if err := json.Unmarshal(m.Data, &s); err != nil {
+		t.Fatalf("%s: data %s is not a string: %v", m.Event, m.Data, err)
+	}
+	if v != nil {
+		if err := json.Unmarshal([]byte(s), v); err != nil {
+			t.Fatalf("%s: data string %q is not JSON: %v", m.Event, s, err)
+		}
+	}
+}
+
+func dialPusher(t *testing.T, clientAddr, key string) *pclient {
+	t.Helper()
+	ws, _, err := websocket.DefaultDialer.Dial("ws://"+clientAddr+"/app/"+key+"?protocol=7&client=test&version=1", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ws.Close() })
+	c := &pclient{t: t, ws: ws, msgs: make(chan pmsg, 256)}
+	go func() {
+		defer close(c.msgs)
+		for {
+			_, b, err := ws.ReadMessage()
+			if err != nil {
+				var ce *websocket.CloseError
+				if ok := asClose(err, &ce); ok {
+					c.msgs <- pmsg{Event: "(close)", close: ce.Code}
+				}
+				return
+			}
+			var m pmsg
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Errorf("server sent non-JSON %q", b)
+				return
+			}
+			c.msgs <- m
+		}
+	}()
+	m := c.next("pusher:connection_established")
+	var est struct {
+		SocketID        string `json:"socket_id"`
+		ActivityTimeout int    `json:"activity_timeout"`
+	}
+	m.dataString(t, &est)
+	if !pusher.ValidSocketID(est.SocketID) || est.ActivityTimeout != 120 {
+		t.Fatalf("connection_established %s", m.Data)
+	}
+	c.socket = est.SocketID
+	return c
+}
+
+func asClose(err error, ce **websocket.CloseError) bool {
+	e, ok := err.(*websocket.CloseError)
+	*ce = e
+	return ok
+}
+
+// next returns the next message, which must be event (failing on anything else).
+func (c *pclient) next(event string) pmsg {
+	c.t.Helper()
+	select {
+	case m, ok := <-c.msgs:
+		if !ok {
+			c.t.Fatalf("connection ended waiting for %s", event)
+		}
+		if m.Event != event {
+			c.t.Fatalf("got %s %s (close %d), want %s", m.Event, m.Data, m.close, event)
+		}
+		return m
+	case <-time.After(10 * time.Second):
+		c.t.Fatalf("no %s within 10s", event)
+	}
+	return pmsg{}
+}
+
+// none checks nothing arrives within d (used after a barrier message proves order).
+func (c *pclient) quiet(d time.Duration) {
+	c.t.Helper()
+	select {
+	case m := <-c.msgs:
+		c.t.Fatalf("unexpected %s %s", m.Event, m.Data)
+	case <-time.After(d):
+	}
+}
+
+func (c *pclient) send(event, channel string, data any) {
+	c.t.Helper()
+	m := map[string]any{"event": event, "data": data}
+	if channel != "" {
+		m["channel"] = channel
+	}
+	if err := c.ws.WriteJSON(m); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// subscribe subscribes with the auth a Pusher app's auth endpoint would give.
+func (c *pclient) subscribe(channel string, channelData string) pmsg {
+	c.t.Helper()
+	d := map[string]any{"channel": channel}
+	switch pusher.KindOf(channel) {
+	case pusher.KindPrivate, pusher.KindPrivateEncrypted:
+		d["auth"] = pusherTestApp.ChannelAuth(c.socket, channel, "")
+	case pusher.KindPresence:
+		d["auth"] = pusherTestApp.ChannelAuth(c.socket, channel, channelData)
+		d["channel_data"] = channelData
+	}
+	c.send("pusher:subscribe", "", d)
+	return c.next("pusher_internal:subscription_succeeded")
+}
+
+// papi calls the Pusher HTTP API of node at addr, signed as the SDKs sign.
+func papi(t *testing.T, addr, method, path string, query map[string]string, body string) (int, string) {
+	t.Helper()
+	var b []byte
+	if body != "" {
+		b = []byte(body)
+	}
+	q := pusher.SignQuery(&pusherTestApp, method, path, query, b, time.Now())
+	req, err := http.NewRequest(method, "http://"+addr+path+"?"+q, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if body != "" {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(raw)
+}
+
+func trigger(t *testing.T, addr, channel, event, data, socketID string) {
+	t.Helper()
+	body, _ := json.Marshal(map[string]any{"name": event, "channel": channel, "data": data, "socket_id": socketID})
+	if socketID == "" {
+		body, _ = json.Marshal(map[string]any{"name": event, "channel": channel, "data": data})
+	}
+	if st, raw := papi(t, addr, "POST", "/apps/"+pAppID+"/events", nil, string(body)); st != 200 {
+		t.Fatalf("trigger: %d %s", st, raw)
+	}
+}
+
+func TestPusherProtocolThroughBinary(t *testing.T) {
+	n := startBinary(t, "--pusher-app", pApp, "--pusher-app", "app2:key2:secret2-0123456789")
+
+	t.Run("refusals", func(t *testing.T) {
+		for _, c := range []struct {
+			path string
+			code int
+		}{
+			{"/app/nokey?protocol=7", pusher.CodeAppNotFound},
+			{"/app/" + pKey + "?protocol=6", pusher.CodeUnsupportedProtocol},
+			{"/app/" + pKey, pusher.CodeNoProtocolVersion},
+		} {
+			ws, _, err := websocket.DefaultDialer.Dial("ws://"+n.Client+c.path, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var m pmsg
+			if err := ws.ReadJSON(&m); err != nil || m.Event != "pusher:error" || !strings.Contains(string(m.Data), fmt.Sprint(c.code)) {
+				t.Fatalf("%s: %v %+v", c.path, err, m)
+			}
+			_, _, err = ws.ReadMessage()
+			if ce, ok := err.(*websocket.CloseError); !ok || ce.Code != c.code {
+				t.Fatalf("%s: close %v, want %d", c.path, err, c.code)
+			}
+			ws.Close()
+		}
+	})
+
+	a, b := dialPusher(t, n.Client, pKey), dialPusher(t, n.Client, pKey)
+	other := dialPusher(t, n.Client, "key2")
+
+	t.Run("public, exclusion, other app", func(t *testing.T) {
+		a.subscribe("news", "")
+		b.subscribe("news", "")
+		other.subscribe("news", "")
+		trigger(t, n.API, "news", "headline", `{"n":1}`, "")
+		for _, c := range []*pclient{a, b} {
+			m := c.next("headline")
+			var v struct{ N int }
+			m.dataString(t, &v)
+			if m.Channel != "news" || v.N != 1 {
+				t.Fatalf("%+v", m)
+			}
+		}
+		trigger(t, n.API, "news", "headline", `{"n":2}`, a.socket)
+		b.next("headline")
+		trigger(t, n.API, "news", "headline", `{"n":3}`, "")
+		m := a.next("headline") // a skipped n=2, so its next is n=3
+		var v struct{ N int }
+		m.dataString(t, &v)
+		if v.N != 3 {
+			t.Fatalf("a got n=%d after being excluded from 2", v.N)
+		}
+		b.next("headline")
+		other.quiet(300 * time.Millisecond) // app2's "news" is another channel
+	})
+
+	t.Run("private auth", func(t *testing.T) {
+		a.send("pusher:subscribe", "", map[string]any{"channel": "private-x", "auth": pKey + ":" + strings.Repeat("0", 64)})
+		m := a.next("pusher:subscription_error")
+		if !strings.Contains(string(m.Data), `"status":401`) {
+			t.Fatalf("%s", m.Data)
+		}
+		a.subscribe("private-x", "")
+		b.subscribe("private-x", "")
+	})
+
+	t.Run("client events", func(t *testing.T) {
+		a.send("client-typing", "private-x", map[string]any{"who": "a"})
+		m := b.next("client-typing")
+		if string(m.Data) != `{"who":"a"}` || m.Channel != "private-x" {
+			t.Fatalf("%+v %s", m, m.Data)
+		}
+		// Not back to the sender; on a public channel refused.
+		a.send("client-typing", "news", map[string]any{})
+		a.next("pusher:error")
+		trigger(t, n.API, "private-x", "after", "x", "")
+		a.next("after")
+		b.next("after")
+	})
+
+	t.Run("client event rate", func(t *testing.T) {
+		limited := false
+		for i := 0; i < 30 && !limited; i++ {
+			a.send("client-burst", "private-x", i)
+		}
+		// 10 a second with a burst of 10: some of 30 sent at once are refused.
+		deadline := time.After(10 * time.Second)
+		for !limited {
+			select {
+			case m := <-a.msgs:
+				if m.Event == "pusher:error" && strings.Contains(string(m.Data), "4301") {
+					limited = true
+				}
+			case <-deadline:
+				t.Fatal("no 4301 for 30 client events at once")
+			}
+		}
+	})
+
+	t.Run("unsubscribe", func(t *testing.T) {
+		b.send("pusher:unsubscribe", "", map[string]any{"channel": "news"})
+		trigger(t, n.API, "news", "gone", "x", "")
+		drain(t, a, "gone")
+		// b gets nothing on news any more: an event on another channel it holds
+		// arrives first.
+		trigger(t, n.API, "private-x", "still", "x", "")
+		for m := range b.msgs {
+			if m.Event == "gone" {
+				t.Fatal("b got an event of a channel it left")
+			}
+			if m.Event == "still" {
+				break
+			}
+		}
+	})
+
+	t.Run("signin, server to user, terminate", func(t *testing.T) {
+		ud := `{"id":"u1","user_info":{"name":"A"}}`
+		a.send("pusher:signin", "", map[string]any{"auth": pusherTestApp.UserAuth(a.socket, ud), "user_data": ud})
+		drain(t, a, "pusher:signin_success")
+		a.subscribe("#server-to-user-u1", "")
+		b.send("pusher:subscribe", "", map[string]any{"channel": "#server-to-user-u1"})
+		drain(t, b, "pusher:subscription_error")
+		if st, raw := papi(t, n.API, "POST", "/apps/"+pAppID+"/users/u1/events", nil, `{"name":"hello","data":"hi"}`); st != 200 {
+			t.Fatalf("%d %s", st, raw)
+		}
+		a.next("hello")
+		if st, raw := papi(t, n.API, "POST", "/apps/"+pAppID+"/users/u1/terminate_connections", nil, `{}`); st != 200 {
+			t.Fatalf("%d %s", st, raw)
+		}
+		a.next("pusher:error")
+		if m := a.next("(close)"); m.close != pusher.CodeUnauthorized {
+			t.Fatalf("closed %d", m.close)
+		}
+	})
+
+	t.Run("bad signin closes 4009", func(t *testing.T) {
+		c := dialPusher(t, n.Client, pKey)
+		c.send("pusher:signin", "", map[string]any{"auth": pKey + ":00", "user_data": `{"id":"x"}`})
+		c.next("pusher:error")
+		if m := c.next("(close)"); m.close != pusher.CodeUnauthorized {
+			t.Fatalf("closed %d", m.close)
+		}
+	})
+
+	t.Run("api answers", func(t *testing.T) {
+		st, raw := papi(t, n.API, "GET", "/apps/"+pAppID+"/channels/news", map[string]string{"info": "subscription_count"}, "")
+		if st != 200 || !strings.Contains(raw, `"occupied":true`) {
+			t.Fatalf("%d %s", st, raw)
+		}
+		st, raw = papi(t, n.API, "GET", "/apps/nope/channels", nil, "")
+		if st != 404 {
+			t.Fatalf("unknown app: %d %s", st, raw)
+		}
+	})
+	m := testutil.Metrics(t, n.API)
+	if m[`longlink_pusher_client_events_total{app="app1",outcome="relayed"}`] < 1 || m[`longlink_pusher_connections{app="app2"}`] != 1 {
+		t.Errorf("metrics: relayed %v, app2 connections %v", m[`longlink_pusher_client_events_total{app="app1",outcome="relayed"}`], m[`longlink_pusher_connections{app="app2"}`])
+	}
+}
+
+// drain skips messages until event (client events and errors from earlier steps may
+// still be in flight) and returns it.
+func drain(t *testing.T, c *pclient, event string) pmsg {
+	t.Helper()
+	deadline := time.After(10 * time.Second)
+	for {
+		select {
+		case m, ok := <-c.msgs:
+			if !ok {
+				t.Fatalf("connection ended waiting for %s", event)
+			}
+			if m.Event == event {
+				return m
+			}
+		case <-deadline:
+			t.Fatalf("no %s within 10s", event)
+		}
+	}
+}
