@@ -1026,7 +1026,7 @@ func (s *streams) stamped(m *push.Message, keys []skey, pos []stream.Position, c
 func (s *streams) stampedWith(m *push.Message, plain []byte, keys []skey, pos []stream.Position, conns []string) *loop.Stamped {
 	st := &loop.Stamped{ID: m.ID, Binary: m.Binary, JSON: m.JSON, Data: m.Data, Conns: conns, Plain: plain, Ack: m.Ack}
 	if p := m.Pusher; p != nil {
-		st.Event, st.ExcludeSocket, st.PusherUser = p.Event, p.ExcludeSocket, p.UserID
+		st.Event, st.ExcludeSocket, st.PusherUser, st.PusherRaw = p.Event, p.ExcludeSocket, p.UserID, p.Raw
 	}
 	st.Keys = make([]loop.Key, len(keys))
 	for i, k := range keys {

@@ -213,8 +213,8 @@ func (sh *shard) sweepPusher(c *Conn, now uint32) bool {
 // pusherFrame is the Pusher event of st for a Pusher connection reached through key
 // index k, or nil when it gets none: k is not the room of a Pusher channel, or st has
 // no Event. The frame is built once per (message, room) by the first loop that
-// needs it. A JSON message (a client event) keeps its data value as is; any other
-// has its data sent as a JSON string.
+// needs it. A PusherRaw message (a client event) keeps its data value as is; any
+// other has its data sent as a JSON string.
 func (st *Stamped) pusherFrame(k int) []byte {
 	if k < 0 || st.Event == "" {
 		return nil
@@ -231,7 +231,7 @@ func (st *Stamped) pusherFrame(k int) []byte {
 		return nil
 	}
 	b := make([]byte, 0, len(st.Data)*5/4+len(st.Event)+len(channel)+len(st.PusherUser)+64)
-	if st.JSON && !st.Binary {
+	if st.PusherRaw && !st.Binary {
 		// A client event: its data value relayed as the sender wrote it.
 		b = pusher.AppendClientEvent(b, st.Event, channel, st.Data, st.PusherUser)
 	} else {

@@ -86,6 +86,9 @@ type Stamped struct {
 	// PusherUser is a client event's sender on a presence channel: its frame carries
 	// "user_id" (pusher.AppendClientEvent). "" for none.
 	PusherUser string
+	// PusherRaw sends Data (a JSON value) as the Pusher event's data as is (a client
+	// event); otherwise it goes as a JSON string.
+	PusherRaw bool
 
 	usersOnce sync.Once
 	users     map[string]struct{}
@@ -469,7 +472,9 @@ const CloseResume = 1012
 
 // ResumeV2 closes, with CloseResume, the v2 connections that take stream kind/name
 // (KeyAll: every v2 connection), so their clients reconnect and recover what this
-// node missed. Plain connections stay: they cannot recover. It returns at once.
+// node missed. Pusher connections of a Pusher channel's room (KeyAll: every one)
+// are closed with 4200 instead, their protocol's "reconnect now". Plain connections
+// stay: they cannot recover. It returns at once.
 func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
 	if kind == KeyUser {
 		for _, c := range s.reg.userConns(nil, name) {
@@ -479,6 +484,7 @@ func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
 		}
 		return
 	}
+	_, _, pusherRoom := PusherChannel(name)
 	for _, sh := range s.shardList() {
 		sh := sh
 		_ = sh.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
@@ -491,8 +497,15 @@ func (s *Server) ResumeV2(kind KeyKind, name, reason string) {
 				}
 			}
 			for _, c := range conns {
-				if c.kind == KindV2 && c.state == stateOpen {
+				switch {
+				case c.state != stateOpen:
+				case c.kind == KindV2:
 					sh.startClose(c, CloseResume, reason)
+				case c.kind == KindPusher && (kind == KeyAll || pusherRoom):
+					// Pusher has no replay: a client that may have missed a
+					// channel's events reconnects (4200) and resubscribes, so its
+					// app knows to refetch instead of silently missing them.
+					sh.startClose(c, PusherCloseReconnect, reason)
 				}
 			}
 			return nil

@@ -604,7 +604,7 @@ func (p *pusherNode) clientEvent(c *loop.Conn, pc *pusherConn, f *pusher.Frame) 
 		ID: p.n.api.NewID(), Data: slices.Clone(data), JSON: true, NoHistory: true,
 		To:       push.Target{Rooms: []string{loop.PusherRoom(a.ID, ch)}},
 		Accepted: time.Now().UnixNano(),
-		Pusher:   &push.PusherEvent{Event: ev, ExcludeSocket: pc.socket, UserID: user},
+		Pusher:   &push.PusherEvent{Event: ev, ExcludeSocket: pc.socket, UserID: user, Raw: true},
 	}
 	p.n.bg.Add(1)
 	go func() {

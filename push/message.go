@@ -62,13 +62,17 @@ type PusherEvent struct {
 	Event         string
 	ExcludeSocket string
 	UserID        string
+	// Raw relays Data (a JSON value) as the event's data as is: a client event as
+	// its sender wrote it. Otherwise data is sent as a JSON string, as the HTTP
+	// API's events are.
+	Raw bool
 }
 
 // Binary encoding, version 1 (all integers are unsigned varints unless said):
 //
 //	version   1 byte, wireVersion
 //	flags     1 byte, bit 0 Binary, bit 1 To.All, bit 2 JSON, bit 3 NoHistory,
-//	          bit 4 Ack, bit 5 Receipt, bit 6 Pusher; other bits must be zero
+//	          bit 4 Ack, bit 5 Receipt, bit 6 Pusher, bit 7 Pusher.Raw; other bits must be zero
 //	accepted  8 bytes, big-endian int64
 //	ttl       milliseconds
 //	wait      milliseconds
@@ -93,7 +97,8 @@ const (
 	flagAck       = 1 << 4
 	flagReceipt   = 1 << 5
 	flagPusher    = 1 << 6
-	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory | flagAck | flagReceipt | flagPusher
+	flagPusherRaw = 1 << 7
+	knownFlags    = flagBinary | flagAll | flagJSON | flagNoHistory | flagAck | flagReceipt | flagPusher | flagPusherRaw
 )
 
 // ErrShortMessage is returned (wrapped, naming the field) by UnmarshalBinary
@@ -143,6 +148,9 @@ func (m *Message) AppendBinary(dst []byte) []byte {
 	}
 	if m.Pusher != nil {
 		flags |= flagPusher
+		if m.Pusher.Raw {
+			flags |= flagPusherRaw
+		}
 	}
 	dst = append(dst, wireVersion, flags)
 	dst = binary.BigEndian.AppendUint64(dst, uint64(m.Accepted))
@@ -209,6 +217,9 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 		return err
 	}
 	var pspan [3][2]int
+	if flags&flagPusherRaw != 0 && flags&flagPusher == 0 {
+		return errors.New("push: encoded message has the Pusher raw flag without the Pusher flag")
+	}
 	if flags&flagPusher != 0 {
 		for i, field := range [...]string{"pusher event", "pusher exclude socket", "pusher user id"} {
 			if pspan[i][0], pspan[i][1], err = r.span(field); err != nil {
@@ -284,6 +295,7 @@ func (m *Message) unmarshal(b []byte, copyData bool) error {
 			Event:         string(b[pspan[0][0]:pspan[0][1]]),
 			ExcludeSocket: string(b[pspan[1][0]:pspan[1][1]]),
 			UserID:        string(b[pspan[2][0]:pspan[2][1]]),
+			Raw:           flags&flagPusherRaw != 0,
 		}
 	}
 	if m.Data == nil {

@@ -16,7 +16,7 @@ func sampleMessages() []Message {
 		{ID: "n2-ff", Data: []byte{}, To: Target{Users: []string{"a", "bb"}, Connections: []string{"c1"}, Rooms: []string{"r", strings.Repeat("z", 300)}}},
 		{ID: "", Data: bytes.Repeat([]byte("p"), 70000), To: Target{Rooms: []string{"big"}, All: true}, Binary: true},
 		{ID: "n3-1", Data: []byte(`{"a":1}`), JSON: true, NoHistory: true, To: Target{Rooms: []string{"pusher/1/private-x"}},
-			Pusher: &PusherEvent{Event: "client-typing", ExcludeSocket: "123.45", UserID: "u7"}},
+			Pusher: &PusherEvent{Event: "client-typing", ExcludeSocket: "123.45", UserID: "u7", Raw: true}},
 		{ID: "n3-2", Data: []byte("hi"), To: Target{Rooms: []string{"pusher/1/a", "pusher/1/b"}}, Pusher: &PusherEvent{Event: "ev"}},
 	}
 }
@@ -92,7 +92,7 @@ func TestUnmarshalBinaryErrors(t *testing.T) {
 	}
 	f("empty", nil, "the header alone is 10")
 	f("version", append([]byte{1}, valid[1:]...), "version 1")
-	f("flags", append([]byte{wireVersion, 0x80}, valid[2:]...), "unknown flag bits 0x80")
+	f("flags", append([]byte{wireVersion, 0x80}, valid[2:]...), "raw flag without the Pusher flag")
 	f("trailing", append(append([]byte{}, valid...), 0), "1 unexpected bytes after the rooms")
 	f("huge count", append(append([]byte{}, valid[:len(valid)-2]...), 0xff, 0x01), "impossible connections count")
 	for cut := 10; cut < len(valid); cut++ {
