@@ -68,6 +68,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		c.Loop.MaxConnsPerUser = 1
 		c.Loop.MaxOutbound = 32 << 10
 		c.Loop.MaxPendingBytes = 64 << 10
+		withPusherApps(c)
 		if i == 0 {
 			c.ConnectHook.URL = hook.URL
 		}
@@ -172,6 +173,8 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	}
 	ack2.WriteMessage(websocket.TextMessage, []byte(`{"type":"ack","stream":"user:`+acker+`","offset":`+strconv.FormatUint(again.Offset, 10)+`}`))
 	testutil.WaitFor(t, 5*time.Second, "the ack applied", func() bool { return scrape(t, a, "longlink_acks_total") >= 1 })
+
+	pusherTraffic(t, a)
 
 	// Cluster link failures: a stranger on the forwarding port fails the handshake;
 	// killing node b makes a's link to it fail and retry.

@@ -374,7 +374,10 @@ func (p *pusherNode) isMember(app, channel, user string) bool {
 func (p *pusherNode) ready(c *loop.Conn, pc *pusherConn, ch string, pch *pusherChan) {
 	pch.ready = true
 	pc.app.mSubscribed.Inc()
-	p.n.hub.PusherJoin(pc.app.ID, ch, pc.socket, pch.member)
+	if pusher.KindOf(ch) != pusher.KindServerToUser {
+		// A user's own channel is no channel of the app's: not listed, no webhooks.
+		p.n.hub.PusherJoin(pc.app.ID, ch, pc.socket, pch.member)
+	}
 	p.succeeded(c, pc, ch, pch)
 }
 
@@ -425,7 +428,7 @@ func (p *pusherNode) unsubscribe(c *loop.Conn, pc *pusherConn, data []byte) {
 
 // left tells the hub c no longer holds ch (when it was told of the join).
 func (p *pusherNode) left(c *loop.Conn, pc *pusherConn, ch string, pch *pusherChan) {
-	if !pch.ready {
+	if !pch.ready || pusher.KindOf(ch) == pusher.KindServerToUser {
 		return
 	}
 	user := ""
@@ -551,9 +554,15 @@ func (p *pusherNode) terminate(app, user string) int {
 		conns = append(conns, c)
 	}
 	p.usersMu.Unlock()
+	frame := pusher.AppendError(nil, pusher.CodeUnauthorized, "Connection terminated by the app")
 	for _, c := range conns {
-		p.n.loop.Send(c, pusher.AppendError(nil, pusher.CodeUnauthorized, "Connection terminated by the app"))
-		p.n.loop.CloseConn(c, pusher.CodeUnauthorized, "Terminated")
+		// On the loop: the error is written at once and the close queued after it.
+		_ = p.n.loop.Do(c, func(open bool) {
+			if open {
+				p.n.loop.SendText(c, frame)
+				p.n.loop.CloseConn(c, pusher.CodeUnauthorized, "Terminated")
+			}
+		})
 	}
 	a.mTerminated.Add(len(conns))
 	return len(conns)
