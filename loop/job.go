@@ -88,7 +88,12 @@ func (sh *shard) start(j *job) bool {
 				sh.srv.m.handshakeFailure("draining")
 				sh.srv.closeNow(c)
 			case stateOpen:
-				sh.startClose(c, j.code, j.reason)
+				if c.kind == KindPusher {
+					// The Pusher protocol's own "reconnect now, elsewhere" (4200).
+					sh.startClose(c, PusherCloseReconnect, j.reason)
+				} else {
+					sh.startClose(c, j.code, j.reason)
+				}
 			}
 		}
 		clear(sh.snap)
