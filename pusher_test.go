@@ -373,3 +373,134 @@ func drain(t *testing.T, c *pclient, event string) pmsg {
 		}
 	}
 }
+
+// TestPusherCluster: three real nodes; channels with subscribers on every node,
+// triggers and client events posted to any node, socket_id exclusion of a client on
+// another node, the d = 0 race (an event triggered on another node the moment a
+// subscribe is answered), presence across nodes and through a SIGKILL, and
+// terminate_connections on every node.
+func TestPusherCluster(t *testing.T) {
+	ns := startCluster(t, 3, "--pusher-app", pApp)
+	a, b, c := dialPusher(t, ns[0].Client, pKey), dialPusher(t, ns[1].Client, pKey), dialPusher(t, ns[2].Client, pKey)
+	for _, cl := range []*pclient{a, b, c} {
+		cl.subscribe("news", "")
+		cl.subscribe("private-room", "")
+	}
+
+	t.Run("trigger on any node reaches every node", func(t *testing.T) {
+		for i, n := range ns {
+			trigger(t, n.API, "news", "n", fmt.Sprint(i), "")
+			for _, cl := range []*pclient{a, b, c} {
+				if m := cl.next("n"); string(m.Data) != fmt.Sprintf("%q", fmt.Sprint(i)) {
+					t.Fatalf("event %d: got %s", i, m.Data)
+				}
+			}
+		}
+	})
+
+	t.Run("socket_id excludes a client on another node", func(t *testing.T) {
+		trigger(t, ns[0].API, "news", "ex", "1", b.socket)
+		trigger(t, ns[0].API, "news", "marker", "2", "")
+		a.next("ex")
+		c.next("ex")
+		b.next("marker") // not ex first
+		a.next("marker")
+		c.next("marker")
+	})
+
+	t.Run("client events cross nodes, not back", func(t *testing.T) {
+		a.send("client-hi", "private-room", map[string]int{"k": 1})
+		b.next("client-hi")
+		c.next("client-hi")
+		trigger(t, ns[2].API, "private-room", "marker", "x", "")
+		a.next("marker") // not client-hi
+		b.next("marker")
+		c.next("marker")
+	})
+
+	t.Run("d=0: trigger on another node the moment the subscribe is answered", func(t *testing.T) {
+		for i := 0; i < 15; i++ {
+			ch := fmt.Sprintf("race-%d", i)
+			cl := dialPusher(t, ns[1].Client, pKey)
+			cl.subscribe(ch, "")
+			trigger(t, ns[(i%2)*2].API, ch, "first", "x", "")
+			cl.next("first")
+			cl.ws.Close()
+		}
+	})
+
+	t.Run("terminate on every node", func(t *testing.T) {
+		ud := `{"id":"tu"}`
+		for _, cl := range []*pclient{b, c} {
+			cl.send("pusher:signin", "", map[string]any{"auth": pusherTestApp.UserAuth(cl.socket, ud), "user_data": ud})
+			drain(t, cl, "pusher:signin_success")
+		}
+		if st, raw := papi(t, ns[0].API, "POST", "/apps/"+pAppID+"/users/tu/terminate_connections", nil, `{}`); st != 200 {
+			t.Fatalf("%d %s", st, raw)
+		}
+		for _, cl := range []*pclient{b, c} {
+			if m := drain(t, cl, "(close)"); m.close != pusher.CodeUnauthorized {
+				t.Fatalf("closed %d", m.close)
+			}
+		}
+	})
+}
+
+// TestPusherPresenceCluster: member lists and member events across three nodes, and
+// a member whose node is killed with SIGKILL is removed everywhere.
+func TestPusherPresenceCluster(t *testing.T) {
+	ns := startCluster(t, 3, "--pusher-app", pApp)
+	a, b := dialPusher(t, ns[0].Client, pKey), dialPusher(t, ns[1].Client, pKey)
+	a.subscribe("presence-lobby", `{"user_id":"ua","user_info":{"name":"A"}}`)
+	m := b.subscribe("presence-lobby", `{"user_id":"ub"}`)
+	var p struct {
+		Presence struct {
+			IDs   []string                   `json:"ids"`
+			Hash  map[string]json.RawMessage `json:"hash"`
+			Count int                        `json:"count"`
+		} `json:"presence"`
+	}
+	// b's list holds a once a's join has reached b's node; it may be answered just
+	// before: then member_added comes instead. Either way b ends up knowing a.
+	m.dataString(t, &p)
+	knowsA := func() bool {
+		for _, id := range p.Presence.IDs {
+			if id == "ua" {
+				return true
+			}
+		}
+		return false
+	}
+	if !knowsA() {
+		var added struct {
+			UserID string `json:"user_id"`
+		}
+		drain(t, b, "pusher_internal:member_added").dataString(t, &added)
+		if added.UserID != "ua" {
+			t.Fatalf("b was told of %q", added.UserID)
+		}
+	} else if string(p.Presence.Hash["ua"]) != `{"name":"A"}` || p.Presence.Count != 2 {
+		t.Fatalf("b's list: %+v", p.Presence)
+	}
+	var added struct {
+		UserID string `json:"user_id"`
+	}
+	drain(t, a, "pusher_internal:member_added").dataString(t, &added)
+	if added.UserID != "ub" {
+		t.Fatalf("a was told of %q", added.UserID)
+	}
+	// The users API on the third node lists both.
+	testutil.WaitFor(t, 10*time.Second, "node 3 lists both members", func() bool {
+		st, raw := papi(t, ns[2].API, "GET", "/apps/"+pAppID+"/channels/presence-lobby/users", nil, "")
+		return st == 200 && strings.Contains(raw, `"ua"`) && strings.Contains(raw, `"ub"`)
+	})
+	// b's node dies: a is told ub left, once failure detection has seen it.
+	ns[1].Kill()
+	var removed struct {
+		UserID string `json:"user_id"`
+	}
+	drain(t, a, "pusher_internal:member_removed").dataString(t, &removed)
+	if removed.UserID != "ub" {
+		t.Fatalf("a was told %q left", removed.UserID)
+	}
+}
