@@ -275,6 +275,8 @@ func TestWebhookSenderDelivers(t *testing.T) {
 		`longlink_pusher_webhook_events_total{app="7",event="channel_occupied",outcome="delivered"}`: 1,
 		`longlink_pusher_webhook_requests_total{app="7",receiver="0",class="2xx"}`:                   3,
 		`longlink_pusher_webhook_queue_capacity{app="7"}`:                                            10000,
+		`longlink_pusher_webhook_request_duration_seconds_count{app="7",receiver="0"}`:               3,
+		`longlink_pusher_webhook_queue_length{app="7",receiver="0"}`:                                 0,
 	} {
 		if got := series(set, name); got != want {
 			t.Errorf("%s = %v, want %v", name, got, want)
@@ -434,6 +436,9 @@ func TestWebhookSenderOverflow(t *testing.T) {
 	}
 	if got := series(set, `longlink_pusher_webhook_events_total{app="1",event="client_event",outcome="dropped_overflow"}`); got != 5 {
 		t.Fatalf("dropped_overflow %v, want 5", got)
+	}
+	if got := series(set, `longlink_pusher_webhook_queue_length{app="1",receiver="0"}`); got != 5 {
+		t.Fatalf("queue length %v, want 5 (four queued, one in flight)", got)
 	}
 	// App 2 is unaffected; app 1's queue stays full by count whatever the size.
 	big := ev
