@@ -66,9 +66,8 @@ func (h *hookSink) snapshot() []hookPost {
 	return append([]hookPost(nil), h.posts...)
 }
 
-// delivered returns the events of every POST answered 2xx that carried a valid
-// signature of app, in order, failing on a POST that is not a well-formed Pusher
-// webhook of app.
+// events returns the events of posts, in order, failing on a POST that is not a
+// well-formed Pusher webhook of app (checkHookPost).
 func (h *hookSink) events(t *testing.T, app *App, posts []hookPost) []map[string]any {
 	t.Helper()
 	var out []map[string]any
@@ -219,7 +218,7 @@ func TestParseAppWebhooks(t *testing.T) {
 	if a.WebhookEvents.String() != "member_added|member_removed|subscription_count" {
 		t.Fatalf("events %s", a.WebhookEvents)
 	}
-	if b := hookApp(t, "1:k:s"); len(b.WebhookURLs()) != 0 || b != DefaultAppWith("1", "k", "s") {
+	if b := hookApp(t, "1:k:s"); len(b.WebhookURLs()) != 0 || b != defaultAppWith("1", "k", "s") {
 		t.Fatalf("no webhooks: %+v", b)
 	}
 
@@ -243,8 +242,8 @@ func TestParseAppWebhooks(t *testing.T) {
 	bad("1:k:s,webhook-events=client_event", "without a webhook=URL")
 }
 
-// DefaultAppWith is DefaultApp with credentials, for comparisons.
-func DefaultAppWith(id, key, secret string) App {
+// defaultAppWith is DefaultApp with credentials, for comparisons.
+func defaultAppWith(id, key, secret string) App {
 	a := DefaultApp()
 	a.ID, a.Key, a.Secret = id, key, secret
 	return a
@@ -557,4 +556,22 @@ func TestNewWebhookSenderErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	s.Shutdown(0)
+}
+
+// TestWebhookSenderEmitAllocs: Emit, called from event loops, allocates nothing,
+// whether the event is queued or dropped.
+func TestWebhookSenderEmitAllocs(t *testing.T) {
+	stalled := &hookSink{stall: make(chan struct{})}
+	srv := httptest.NewServer(stalled)
+	defer srv.Close()
+	defer close(stalled.stall)
+	app := hookApp(t, "1:k1:s1,webhook="+srv.URL)
+	s, set := newHookSender(t, func(c *webhook.Config) { c.QueueSize = 150; c.BatchSize = 1 }, app)
+	ev := WebhookEvent{Name: WebhookClientEvent, Channel: "private-a", Event: "client-a", Data: "some data", SocketID: "1.1"}
+	if n := testing.AllocsPerRun(300, func() { s.Emit("1", ev) }); n != 0 {
+		t.Errorf("Emit: %v allocs", n)
+	}
+	if series(set, `longlink_pusher_webhook_events_total{app="1",event="client_event",outcome="dropped_overflow"}`) == 0 {
+		t.Error("the overflow path was not measured")
+	}
 }
