@@ -23,6 +23,13 @@ type App struct {
 	MaxClientEventsPerSecond int
 	// ActivityTimeout is what pusher:connection_established tells the client (s).
 	ActivityTimeout time.Duration
+	// Webhooks are the URLs that get the app's Pusher-format webhooks
+	// (webhook=URL, repeatable; "" entries are unused). An array, not a slice, so
+	// that an App stays comparable; WebhookURLs gives the ones set.
+	Webhooks [MaxAppWebhooks]string
+	// WebhookEvents selects the webhook events sent (webhook-events=a|b); zero is
+	// DefaultWebhookEvents.
+	WebhookEvents WebhookEventSet
 	// MaxEventBytes caps the data of one event published through the HTTP API
 	// (0: DefaultMaxEventBytes, Pusher's 10 KB); over it the request gets 413.
 	MaxEventBytes int
@@ -33,4 +40,15 @@ type App struct {
 	// channel, cluster-wide as the node knows it; a new member beyond it gets
 	// pusher:subscription_error (status 403).
 	MaxPresenceMembers int
+}
+
+// WebhookURLs returns the app's webhook URLs, in the order given.
+func (a *App) WebhookURLs() []string {
+	var out []string
+	for _, u := range a.Webhooks {
+		if u != "" {
+			out = append(out, u)
+		}
+	}
+	return out
 }

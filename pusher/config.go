@@ -3,6 +3,7 @@ package pusher
 import (
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -16,6 +17,10 @@ import (
 //	activity-timeout=D           what connection_established announces (default 120s)
 //	max-channels=N               channels one connection may subscribe to (default 100)
 //	max-presence-members=N       members of one presence channel (default 100, Pusher's)
+//	webhook=URL                  a URL that gets the app's webhooks (repeatable, up to
+//	                             MaxAppWebhooks; it cannot hold ',': write %2C)
+//	webhook-events=a|b|...       the webhook events sent (default: all but
+//	                             subscription_count)
 //
 // The defaults live in DefaultApp and nowhere else.
 
@@ -33,6 +38,11 @@ const (
 	// every member's info goes to every subscriber, and to every node.
 	DefaultMaxPresenceMembers = 100
 	MaxMaxPresenceMembers     = 10_000
+	// MaxAppWebhooks bounds the webhook= options of one app: each URL has its own
+	// queue and goroutine.
+	MaxAppWebhooks = 4
+	// MaxWebhookURLBytes bounds one webhook URL.
+	MaxWebhookURLBytes = 2048
 )
 
 // ErrAppSpec is wrapped by every error of ParseApp.
@@ -67,20 +77,63 @@ func ParseApp(spec string) (App, error) {
 	}
 	app.ID, app.Key, app.Secret = id, key, secret
 	seen := map[string]bool{}
+	afterWebhook := false
 	for _, opt := range strings.Split(opts, ",") {
 		if !hasOpts {
 			break
 		}
 		name, val, hasVal := strings.Cut(opt, "=")
-		if seen[name] {
+		if seen[name] && name != "webhook" {
 			return app, fmt.Errorf("%w: app %s: option %q given twice", ErrAppSpec, id, name)
 		}
 		seen[name] = true
 		if err := app.setOption(name, val, hasVal); err != nil {
+			if afterWebhook {
+				// Most likely the rest of a URL that held a comma.
+				err = fmt.Errorf("%v; if it is part of the webhook URL before it: a URL cannot hold ',' here, write it %%2C", err)
+			}
 			return app, fmt.Errorf("%w: app %s: option %q: %v", ErrAppSpec, id, opt, err)
 		}
+		afterWebhook = name == "webhook"
+	}
+	if seen["webhook-events"] && app.Webhooks[0] == "" {
+		return app, fmt.Errorf("%w: app %s: webhook-events without a webhook=URL", ErrAppSpec, id)
 	}
 	return app, nil
+}
+
+// addWebhook checks u (an absolute http or https URL) and adds it to the app's.
+func (a *App) addWebhook(u string) error {
+	if len(u) > MaxWebhookURLBytes {
+		return fmt.Errorf("URL of %d bytes, at most %d", len(u), MaxWebhookURLBytes)
+	}
+	pu, err := url.Parse(u)
+	if err != nil || (pu.Scheme != "http" && pu.Scheme != "https") || pu.Host == "" {
+		return errors.New("want an absolute http:// or https:// URL")
+	}
+	for i, have := range a.Webhooks {
+		switch have {
+		case u:
+			return errors.New("URL given twice")
+		case "":
+			a.Webhooks[i] = u
+			return nil
+		}
+	}
+	return fmt.Errorf("more than %d webhook URLs", MaxAppWebhooks)
+}
+
+// parseWebhookEvents parses "a|b|...", refusing an unknown or empty name.
+func parseWebhookEvents(v string) (WebhookEventSet, error) {
+	var set WebhookEventSet
+	for _, name := range strings.Split(v, "|") {
+		i := webhookEventIndex(name)
+		if i < 0 {
+			return 0, fmt.Errorf("unknown webhook event %q (known, '|'-separated: %s)", name, strings.Join(WebhookEventNames[:], ", "))
+		}
+		set |= 1 << i
+	}
+	return set, nil
 }
 
 func checkCredential(v string) error {
@@ -143,10 +196,18 @@ func (a *App) setOption(name, val string, hasVal bool) error {
 			return fmt.Errorf("want an integer from 1 to %d (members of one presence channel)", MaxMaxPresenceMembers)
 		}
 		a.MaxPresenceMembers = n
+	case "webhook":
+		return a.addWebhook(val)
+	case "webhook-events":
+		set, err := parseWebhookEvents(val)
+		if err != nil {
+			return err
+		}
+		a.WebhookEvents = set
 	case "":
 		return errors.New("empty option")
 	default:
-		return errors.New("unknown option (known: client-events, max-connections, client-event-rate, activity-timeout, max-channels, max-presence-members)")
+		return errors.New("unknown option (known: client-events, max-connections, client-event-rate, activity-timeout, max-channels, max-presence-members, webhook, webhook-events)")
 	}
 	return nil
 }

@@ -56,6 +56,12 @@ type Config struct {
 	// included); an event that finds its URL's queue full is dropped and counted
 	// (outcome dropped_overflow). Zero means 10000.
 	QueueSize int
+	// QueueBytes bounds, in the Format's sizes, what waits for one URL (the batch
+	// being sent included); an event that would pass it is dropped like one that
+	// finds the queue full. Zero means no bound but QueueSize. Sender's own events
+	// are small and weigh nothing: only a Dispatcher whose Format sizes its events
+	// (e.g. Pusher client events, with client data in them) uses it.
+	QueueBytes int
 	// BatchSize is the most events one POST carries. Zero means 100.
 	BatchSize int
 	// BatchDelay is how long a batch waits for more events after its first before it
@@ -128,7 +134,9 @@ func ParseEvents(s string) ([]string, error) {
 	return out, nil
 }
 
-func (cfg Config) withDefaults() (Config, error) {
+// withDefaults validates cfg and fills its zero fields. native checks what only
+// Sender's own format uses (Events, Secret).
+func (cfg Config) withDefaults(native bool) (Config, error) {
 	d := Defaults()
 	var errs []error
 	for _, u := range cfg.URLs {
@@ -138,11 +146,11 @@ func (cfg Config) withDefaults() (Config, error) {
 		}
 	}
 	for _, e := range cfg.Events {
-		if !slices.Contains(Types, e) {
+		if native && !slices.Contains(Types, e) {
 			errs = append(errs, fmt.Errorf("webhook: unknown event %q in Events (known: %s)", e, strings.Join(Types, ", ")))
 		}
 	}
-	if len(cfg.URLs) > 0 && len(cfg.Secret) == 0 {
+	if native && len(cfg.URLs) > 0 && len(cfg.Secret) == 0 {
 		errs = append(errs, errors.New("webhook: Secret is required when URLs are set: receivers check the signature"))
 	}
 	neg := func(name string, v int64) {
@@ -152,6 +160,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	}
 	neg("QueueSize", int64(cfg.QueueSize))
 	neg("BatchSize", int64(cfg.BatchSize))
+	neg("QueueBytes", int64(cfg.QueueBytes))
 	for name, v := range map[string]time.Duration{"BatchDelay": cfg.BatchDelay, "Timeout": cfg.Timeout, "RetryWindow": cfg.RetryWindow,
 		"MinBackoff": cfg.MinBackoff, "MaxBackoff": cfg.MaxBackoff, "FlushTimeout": cfg.FlushTimeout} {
 		if v < 0 {
@@ -182,7 +191,7 @@ func (cfg Config) withDefaults() (Config, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		return cfg, fmt.Errorf("webhook: MaxBackoff %v is below MinBackoff %v", cfg.MaxBackoff, cfg.MinBackoff)
 	}
-	if len(cfg.Events) == 0 {
+	if native && len(cfg.Events) == 0 {
 		cfg.Events = slices.Clone(Types)
 	}
 	if cfg.Client == nil {
