@@ -5,7 +5,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -502,5 +504,101 @@ func TestPusherPresenceCluster(t *testing.T) {
 	drain(t, a, "pusher_internal:member_removed").dataString(t, &removed)
 	if removed.UserID != "ub" {
 		t.Fatalf("a was told %q left", removed.UserID)
+	}
+}
+
+// pusherHookSink is an app's webhook receiver: it checks each request's key and
+// signature and keeps the events.
+type pusherHookSink struct {
+	t      *testing.T
+	mu     sync.Mutex
+	events []map[string]any
+	srv    *httptest.Server
+}
+
+func newPusherHookSink(t *testing.T) *pusherHookSink {
+	s := &pusherHookSink{t: t}
+	s.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if r.Header.Get("X-Pusher-Key") != pKey || r.Header.Get("X-Pusher-Signature") != pusher.SignWebhook(pSecret, body) {
+			t.Errorf("webhook with key %q and a signature that does not verify", r.Header.Get("X-Pusher-Key"))
+			w.WriteHeader(401)
+			return
+		}
+		var b struct {
+			TimeMS int64            `json:"time_ms"`
+			Events []map[string]any `json:"events"`
+		}
+		if err := json.Unmarshal(body, &b); err != nil || b.TimeMS == 0 {
+			t.Errorf("webhook body %s: %v", body, err)
+		}
+		s.mu.Lock()
+		s.events = append(s.events, b.Events...)
+		s.mu.Unlock()
+	}))
+	t.Cleanup(s.srv.Close)
+	return s
+}
+
+// count is how many events named name for channel (and user, if not "") arrived.
+func (s *pusherHookSink) count(name, channel, user string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, e := range s.events {
+		if e["name"] == name && e["channel"] == channel && (user == "" || e["user_id"] == user) {
+			n++
+		}
+	}
+	return n
+}
+
+func (s *pusherHookSink) wait(name, channel, user string, want int) {
+	s.t.Helper()
+	testutil.WaitFor(s.t, 20*time.Second, fmt.Sprintf("%d %s %s %s", want, name, channel, user), func() bool { return s.count(name, channel, user) >= want })
+}
+
+// TestPusherWebhooks: Pusher-format webhooks through three real nodes: a channel is
+// occupied once when its first subscriber anywhere joins and vacated once when its
+// last one anywhere leaves (debounced), members are added and removed once
+// cluster-wide, client events are reported by the sender's node, and every request
+// is signed with the app's key and secret.
+func TestPusherWebhooks(t *testing.T) {
+	sink := newPusherHookSink(t)
+	spec := pApp + ",webhook=" + sink.srv.URL
+	ns := startCluster(t, 3, "--pusher-app", spec)
+	a, b := dialPusher(t, ns[0].Client, pKey), dialPusher(t, ns[1].Client, pKey)
+	a.subscribe("private-w", "")
+	b.subscribe("private-w", "")
+	sink.wait("channel_occupied", "private-w", "", 1)
+
+	a.send("client-ping", "private-w", map[string]int{"n": 1})
+	b.next("client-ping")
+	sink.wait("client_event", "private-w", "", 1)
+
+	a.subscribe("presence-w", `{"user_id":"wa"}`)
+	b.subscribe("presence-w", `{"user_id":"wb"}`)
+	sink.wait("member_added", "presence-w", "wa", 1)
+	sink.wait("member_added", "presence-w", "wb", 1)
+
+	// One subscriber of private-w leaves: still occupied. The other leaves: vacated
+	// once, after the grace.
+	a.send("pusher:unsubscribe", "", map[string]string{"channel": "private-w"})
+	b.send("pusher:unsubscribe", "", map[string]string{"channel": "private-w"})
+	sink.wait("channel_vacated", "private-w", "", 1)
+	// wb's node dies: member_removed once, from whichever node decides.
+	ns[1].Kill()
+	sink.wait("member_removed", "presence-w", "wb", 1)
+	// Nothing doubled (counted after the debounce could have emitted again).
+	trigger(t, ns[0].API, "presence-w", "marker", "x", "")
+	a.next("marker")
+	for _, c := range []struct{ name, ch, user string }{
+		{"channel_occupied", "private-w", ""}, {"channel_vacated", "private-w", ""},
+		{"member_added", "presence-w", "wa"}, {"member_added", "presence-w", "wb"},
+		{"member_removed", "presence-w", "wb"}, {"client_event", "private-w", ""},
+	} {
+		if n := sink.count(c.name, c.ch, c.user); n != 1 {
+			t.Errorf("%s %s %s: %d webhooks, want 1", c.name, c.ch, c.user, n)
+		}
 	}
 }

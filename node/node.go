@@ -148,9 +148,10 @@ type Node struct {
 	apiLn       net.Listener
 	hub         *hub.Hub
 	up          *upstream.Upstream
-	acksLimited *metrics.Counter // acks over a connection's ack rate (acks.go)
-	px          *pusherNode      // nil: no Pusher apps
-	pusherAPI   *pusher.HTTPAPI  // nil: no Pusher apps
+	acksLimited *metrics.Counter      // acks over a connection's ack rate (acks.go)
+	px          *pusherNode           // nil: no Pusher apps
+	pusherAPI   *pusher.HTTPAPI       // nil: no Pusher apps
+	pusherHooks *pusher.WebhookSender // nil: no Pusher app has webhooks
 
 	ready    atomic.Bool
 	draining atomic.Bool
@@ -210,6 +211,15 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.px, err = newPusherNode(n, cfg.Pusher); err != nil {
 		return nil, err
+	}
+	if n.px != nil {
+		// The apps' webhooks share the --webhook-* delivery bounds (URLs and secrets
+		// are each app's own).
+		d := cfg.Webhook
+		d.Metrics, d.Logger = n.set, cfg.Logger
+		if n.pusherHooks, err = pusher.NewWebhookSender(pusher.WebhookConfig{Apps: cfg.Pusher.Apps, Delivery: d}); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case n.events != nil && n.px != nil:
@@ -482,6 +492,7 @@ func (n *Node) Shutdown(ctx context.Context) (dropped int, err error) {
 		n.bg.Wait()
 		// Last: the drain's connection.closed events are queued by now.
 		n.events.Close()
+		n.pusherHooks.Close()
 	})
 	return dropped, n.stopErr
 }
@@ -505,6 +516,7 @@ func (n *Node) Kill() {
 		n.hook.Close()
 		n.bg.Wait()
 		n.events.Shutdown(0) // a crash sends nothing more
+		n.pusherHooks.Shutdown(0)
 	})
 }
 

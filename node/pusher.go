@@ -1,6 +1,7 @@
 package node
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -603,6 +604,7 @@ func (p *pusherNode) clientEvent(c *loop.Conn, pc *pusherConn, f *pusher.Frame) 
 	}
 	data := f.Data
 	if len(data) == 0 {
+		// pusher-js sends none for trigger(name) without data.
 		data = []byte("null")
 	}
 	user := ""
@@ -625,5 +627,21 @@ func (p *pusherNode) clientEvent(c *loop.Conn, pc *pusherConn, f *pusher.Frame) 
 			return
 		}
 		a.mClientEvents["relayed"].Inc()
+		if p.n.pusherHooks.Wants(a.ID, pusher.WebhookClientEvent) {
+			p.n.pusherHooks.Emit(a.ID, pusher.WebhookEvent{Name: pusher.WebhookClientEvent, Channel: ch, Event: ev,
+				Data: webhookData(m.Data), SocketID: pc.socket, UserID: user})
+		}
 	}()
+}
+
+// webhookData is a client event's data as the client_event webhook's string: a
+// string's characters, any other JSON value's text.
+func webhookData(raw []byte) string {
+	if len(raw) > 0 && raw[0] == '"' {
+		var s string
+		if json.Unmarshal(raw, &s) == nil {
+			return s
+		}
+	}
+	return string(raw)
 }
