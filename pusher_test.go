@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -600,5 +602,42 @@ func TestPusherWebhooks(t *testing.T) {
 		if n := sink.count(c.name, c.ch, c.user); n != 1 {
 			t.Errorf("%s %s %s: %d webhooks, want 1", c.name, c.ch, c.user, n)
 		}
+	}
+}
+
+// TestPusherAppFlag: --pusher-app from the flag, the environment and the config
+// file; --print-config masks the secrets; bad specs stop the start naming the part.
+func TestPusherAppFlag(t *testing.T) {
+	dir := t.TempDir()
+	file := dir + "/longlink.conf"
+	if err := os.WriteFile(file, []byte("pusher-app = f1:fk1:file-secret-1;f2:fk2:file-secret-2,client-events\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(testutil.Binary(t), "serve", "--config", file, "--print-config").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "pusher-app = f1:fk1:****;f2:fk2:****,client-events") || strings.Contains(string(out), "file-secret") {
+		t.Fatalf("print-config: %v\n%s", err, out)
+	}
+	cmd := exec.Command(testutil.Binary(t), "serve", "--print-config")
+	cmd.Env = append(os.Environ(), "LONGLINK_PUSHER_APP=e1:ek1:env-secret-1")
+	if out, err := cmd.CombinedOutput(); err != nil || !strings.Contains(string(out), "pusher-app = e1:ek1:****") {
+		t.Fatalf("from the environment: %v\n%s", err, out)
+	}
+	for _, tc := range []struct{ spec, want string }{
+		{"a:b", "colon-separated"},
+		{"a:k:s1;b:k:s2", "key"},
+		{"a:k:s,max-channels=0", "max-channels"},
+		{"a:k:s,webhook=ftp://x", "webhook"},
+		{"a:k:s,bogus", "unknown option"},
+	} {
+		_, err := testutil.TryStartNode(t, nil, "--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0", "--pusher-app", tc.spec)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("--pusher-app %q: %v, want an error naming %q", tc.spec, err, tc.want)
+		}
+	}
+	// Two apps with different activity timeouts cannot share a node's keepalive.
+	_, err = testutil.TryStartNode(t, nil, "--client-addr", "127.0.0.1:0", "--api-addr", "127.0.0.1:0",
+		"--pusher-app", "a:k1:s1,activity-timeout=60s", "--pusher-app", "b:k2:s2")
+	if err == nil || !strings.Contains(err.Error(), "activity-timeout") {
+		t.Errorf("two activity timeouts: %v", err)
 	}
 }
