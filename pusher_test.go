@@ -251,6 +251,19 @@ func TestPusherProtocolThroughBinary(t *testing.T) {
 		}
 		b.next("headline")
 		other.quiet(300 * time.Millisecond) // app2's "news" is another channel
+		// One trigger to two channels a client holds: one event on each, as Pusher.
+		a.subscribe("sport", "")
+		body := `{"name":"both","channels":["news","sport"],"data":"x"}`
+		if st, raw := papi(t, n.API, "POST", "/apps/"+pAppID+"/events", nil, body); st != 200 {
+			t.Fatalf("%d %s", st, raw)
+		}
+		got := map[string]bool{a.next("both").Channel: true, a.next("both").Channel: true}
+		if !got["news"] || !got["sport"] {
+			t.Fatalf("a got the event on %v, want news and sport", got)
+		}
+		if m := b.next("both"); m.Channel != "news" {
+			t.Fatalf("b got it on %s", m.Channel)
+		}
 	})
 
 	t.Run("private auth", func(t *testing.T) {

@@ -171,7 +171,10 @@ func (sh *shard) step(budget int) int {
 			if c.state != stateOpen || c == j.skip {
 				continue
 			}
-			if c.seq == j.seq || !sh.primary(c, st, k) {
+			// A Pusher connection takes an event once per channel it holds (Pusher
+			// sends each channel its copy); everyone else once per message.
+			perChannel := c.kind == KindPusher && k >= 0 && st.Keys[k].Kind == KeyRoom
+			if !perChannel && (c.seq == j.seq || !sh.primary(c, st, k)) {
 				// It takes the message through another stream; a v2 client's
 				// position in this one still advances.
 				if c.kind == KindV2 && k >= 0 && st.Keys[k].Epoch != "" {

@@ -227,9 +227,10 @@ type pendingWrite struct {
 }
 
 // queueFrame adds a shared, pre-encoded frame to c's pending writes, once per job
-// (seq). It enforces MaxOutbound counting what gnet already holds for c.
+// (seq), or for a Pusher connection once per channel (step). It enforces
+// MaxOutbound counting what gnet already holds for c.
 func (sh *shard) queueFrame(c *Conn, frame []byte, seq uint64) bool {
-	if c.state != stateOpen || c.seq == seq {
+	if c.state != stateOpen || c.seq == seq && c.kind != KindPusher {
 		return false
 	}
 	c.seq = seq
