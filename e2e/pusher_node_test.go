@@ -408,7 +408,9 @@ func startPusherCluster(t *testing.T, n int) []*testutil.Node {
 	testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("%d nodes see each other", n), func() bool {
 		for _, node := range nodes {
 			r := testutil.Do(t, http.MethodGet, "http://"+node.API+"/v1/cluster", "", testutil.Bearer(apiKey)...)
-			var out struct{ Members []struct{ Name, State string } }
+			var out struct {
+				Members []struct{ Name, State string }
+			}
 			json.Unmarshal([]byte(r.Raw), &out)
 			alive := 0
 			for _, m := range out.Members {
