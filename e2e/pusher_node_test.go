@@ -97,10 +97,14 @@ func TestPusherJSStandalone(t *testing.T) {
 	t.Run("one trigger to two channels reaches a subscriber of both on each", func(t *testing.T) {
 		// Pusher delivers an event once per channel: pusher-js emits it on each
 		// channel object, and an app bound to both expects both.
-		api("trigger", []string{"orders", "news"}, "both", map[string]any{"id": 2})
 		for _, c := range []string{"alice", "bob"} {
-			d.expect(t, c, "orders", "both", map[string]any{"id": 2})
-			d.expect(t, c, "news", "both", map[string]any{"id": 2})
+			d.do(t, "subscribe", "client", c, "channel", "multi-a")
+			d.do(t, "subscribe", "client", c, "channel", "multi-b")
+		}
+		api("trigger", []string{"multi-a", "multi-b"}, "both", map[string]any{"id": 2})
+		for _, c := range []string{"alice", "bob"} {
+			d.expect(t, c, "multi-a", "both", map[string]any{"id": 2})
+			d.expect(t, c, "multi-b", "both", map[string]any{"id": 2})
 		}
 	})
 
@@ -295,6 +299,18 @@ func TestPusherJSCluster(t *testing.T) {
 				d.expect(t, c, "orders", "shipped", map[string]any{"via": i})
 				d.expect(t, c, "private-team", "batched", map[string]any{"via": i})
 			}
+		}
+	})
+
+	t.Run("one trigger to two channels reaches each node's clients on each", func(t *testing.T) {
+		for _, c := range names {
+			d.do(t, "subscribe", "client", c, "channel", "multi-a")
+			d.do(t, "subscribe", "client", c, "channel", "multi-b")
+		}
+		d.api(t, pAppID, nodes[1].API, "trigger", []string{"multi-a", "multi-b"}, "both", map[string]any{"n": 1})
+		for _, c := range names {
+			d.expect(t, c, "multi-a", "both", map[string]any{"n": 1})
+			d.expect(t, c, "multi-b", "both", map[string]any{"n": 1})
 		}
 	})
 
