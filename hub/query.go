@@ -85,6 +85,10 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.onReceiptQuery(arg)
 	case opFeed:
 		return h.pr.onFeed(from, arg)
+	case opPusherFeed:
+		return h.ps.onFeed(from, arg)
+	case opPusherCounts:
+		return h.ps.onCounts(arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)
