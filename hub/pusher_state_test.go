@@ -489,6 +489,9 @@ func TestPusherSubscriptionCounts(t *testing.T) {
 	b.PusherJoin("app", "chat-1", "2.1", nil)
 	b.PusherJoin("app", "chat-2", "2.1", nil)
 	b.PusherJoin("app", "news", "2.1", nil)
+	if !strings.Contains(metricsText(net.sets["a"]), "longlink_pusher_state_local_subscriptions 3\n") {
+		t.Fatal("a's gauge does not count its 3 subscriptions")
+	}
 	got, err := a.PusherSubscriptionCounts("app", "chat-", false)
 	if err != nil || len(got) != 2 || got["chat-1"] != 3 || got["chat-2"] != 1 {
 		t.Fatalf("counts %v, %v", got, err)
@@ -617,6 +620,16 @@ func TestPusherBounds(t *testing.T) {
 	if drops("limit") != 2 || drops("info_too_large") != 1 || drops("invalid") != 1 {
 		t.Fatalf("drops limit %d info %d invalid %d", drops("limit"), drops("info_too_large"), drops("invalid"))
 	}
+	// The table is full (4 channel records): another source's channels are refused.
+	p.cmu.Lock()
+	for i := range 10 {
+		p.hold(newSrc(1), "zz", pmKey{"app", fmt.Sprint("t", i), ""}, nil, false)
+	}
+	nch := p.nch
+	p.cmu.Unlock()
+	if drops("limit") != 12 || nch != 4 {
+		t.Fatalf("table cap: %d records, %d limit drops", nch, drops("limit"))
+	}
 	// A malformed op: resync, and what b held stays until its next snapshot.
 	if ans := feedReq(0, 1, wbuf{99}); ans != feedResync {
 		t.Fatalf("malformed: %d", ans)
@@ -644,6 +657,10 @@ func TestPusherBounds(t *testing.T) {
 	if err := a.ps.checkTable(); err != nil {
 		t.Fatal(err)
 	}
+	// a's own feed to b meanwhile (its keepalive) fails, and is counted.
+	waitFor(t, "a feed failure counted", func() bool {
+		return net.counter("a", `longlink_pusher_state_feed_failures_total`) > 0
+	})
 	net.set("b", "down", false)
 
 	// Local: two subscriptions at most; the third is dropped, and its leave ignored.
