@@ -124,6 +124,9 @@ type Config struct {
 	// user and returns how many (PusherTerminate asks every node). It must not
 	// block for long. Nil: none.
 	PusherTerminate func(app, user string) int
+	// Pusher turns on the cluster-wide Pusher channel state (pusher_state.go) and
+	// gives its callbacks. Nil: off; the Pusher* methods are no-ops or answer empty.
+	Pusher *PusherHooks
 	// Metrics receives the hub's metrics. Nil: a new private set.
 	Metrics *metrics.Set
 	// Logger receives warnings about malformed peer messages. Nil: slog.Default().
@@ -155,7 +158,8 @@ type Hub struct {
 	forwardDrops *metrics.Counter
 	st           *streams
 	rc           *receipts
-	pr           *presence // nil: no connection or user events
+	pr           *presence    // nil: no connection or user events
+	ps           *pusherState // nil: Config.Pusher is nil
 	m            hubMetrics
 }
 
@@ -193,6 +197,9 @@ func New(cfg Config) (*Hub, error) {
 	if cfg.PresenceGrace == 0 {
 		cfg.PresenceGrace = defaultPresenceGrace
 	}
+	if cfg.Pusher != nil && cfg.Pusher.Grace < 0 {
+		return nil, fmt.Errorf("hub: Config.Pusher.Grace %v must not be negative", cfg.Pusher.Grace)
+	}
 	if cfg.Draining == nil {
 		cfg.Draining = func() bool { return false }
 	}
@@ -217,11 +224,13 @@ func New(cfg Config) (*Hub, error) {
 	newStreams(h, cfg) // sets h.st before its goroutines start
 	h.m.register(cfg.Metrics, h.st.store, h.rc)
 	h.pr = newPresence(h, cfg)
+	h.ps = newPusherState(h, cfg)
 	return h, nil
 }
 
 // Close stops the hub's goroutines; appends still queued are refused.
 func (h *Hub) Close() {
+	h.ps.close()
 	h.pr.close()
 	h.st.close()
 }

@@ -87,6 +87,10 @@ func (h *Hub) OnRequest(from string, body []byte) []byte {
 		return h.pr.onFeed(from, arg)
 	case opPusherTerminate:
 		return h.onPusherTerminate(arg)
+	case opPusherFeed:
+		return h.ps.onFeed(from, arg)
+	case opPusherCounts:
+		return h.ps.onCounts(arg)
 	}
 	var out any
 	ctx, cancel := context.WithTimeout(context.Background(), h.cfg.QueryTimeout)

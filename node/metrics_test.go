@@ -251,6 +251,18 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		// Pusher connections: the node does not wire Config.PusherApp yet (issue 14
 		// in progress); moved by loop.TestPusherDelivery.
 		"longlink_pusher_skipped_total": true,
+		// The hub's Pusher state: the node does not set hub.Config.Pusher yet; moved
+		// by hub.TestPusherBounds (dropped, failures, rescans), TestPusherNodeReturns
+		// (resyncs), TestPusherWebhooksDebounced (webhooks), TestPusherStandaloneAndOff
+		// (channels, members) and TestPusherSubscriptionCounts (local subscriptions).
+		"longlink_pusher_state_channels":            true,
+		"longlink_pusher_state_members":             true,
+		"longlink_pusher_state_local_subscriptions": true,
+		"longlink_pusher_state_webhooks_total":      true,
+		"longlink_pusher_state_feed_resyncs_total":  true,
+		"longlink_pusher_state_feed_failures_total": true,
+		"longlink_pusher_state_local_rescans_total": true,
+		"longlink_pusher_state_dropped_total":       true,
 	}
 	if got := scrape(t, a, `longlink_cluster_members{state="alive"}`); got != 1 {
 		t.Errorf(`longlink_cluster_members{state="alive"} = %v after the kill, want 1`, got)

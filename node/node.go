@@ -256,6 +256,7 @@ func New(cfg Config) (*Node, error) {
 	}
 	if n.px != nil {
 		hc.PusherTerminate = n.px.terminate
+		hc.Pusher = &hub.PusherHooks{Member: n.px.onMember, Webhook: n.px.onWebhook}
 	}
 	if n.Clustered() {
 		cc := cfg.Cluster

@@ -482,6 +482,12 @@ func (p *pusherNode) onMember(app, ch string, m pusher.Member, added bool) {
 	})
 }
 
+// onWebhook is hub's PusherHooks.Webhook: this node decided a channel or member
+// event cluster-wide (it owns the channel's stream); the app's webhooks get it.
+func (p *pusherNode) onWebhook(app, name, channel, userID string) {
+	p.n.pusherHooks.Emit(app, pusher.WebhookEvent{Name: name, Channel: channel, UserID: userID})
+}
+
 func (p *pusherNode) signin(c *loop.Conn, pc *pusherConn, data []byte) {
 	a := pc.app
 	refuse := func(why string) {
