@@ -606,7 +606,7 @@ func TestPusherWebhooks(t *testing.T) {
 	sink.wait("member_removed", "presence-w", "wb", 1)
 	// Nothing doubled (counted after the debounce could have emitted again).
 	trigger(t, ns[0].API, "presence-w", "marker", "x", "")
-	a.next("marker")
+	drain(t, a, "marker")
 	for _, c := range []struct{ name, ch, user string }{
 		{"channel_occupied", "private-w", ""}, {"channel_vacated", "private-w", ""},
 		{"member_added", "presence-w", "wa"}, {"member_added", "presence-w", "wb"},

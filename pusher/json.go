@@ -330,7 +330,7 @@ func appendStringIn(dst []byte, s string) []byte {
 // appendRawIn appends raw JSON text inside a JSON string (escaped once); nil is
 // written as null.
 func appendRawIn(dst []byte, raw []byte) []byte {
-	if raw == nil {
+	if len(raw) == 0 {
 		return append(dst, "null"...)
 	}
 	return appendEscaped(dst, raw, 1)

@@ -436,7 +436,7 @@ func AppendMemberAdded(dst []byte, channel string, m Member) []byte {
 	dst = appendString(dst, channel)
 	dst = append(dst, `,"data":"{\"user_id\":`...)
 	dst = appendStringIn(dst, m.ID)
-	if m.Info != nil {
+	if len(m.Info) > 0 {
 		dst = append(dst, `,\"user_info\":`...)
 		dst = appendRawIn(dst, m.Info)
 	}

@@ -433,3 +433,20 @@ func fffd(s string) string {
 	}
 	return b.String()
 }
+
+// An empty (not nil) Info is no info: the encoders never write an empty JSON value.
+func TestEmptyMemberInfo(t *testing.T) {
+	for _, b := range [][]byte{
+		AppendMemberAdded(nil, "presence-x", Member{ID: "u", Info: []byte{}}),
+		AppendPresenceSucceeded(nil, "presence-x", []Member{{ID: "u", Info: []byte{}}}),
+	} {
+		var m struct{ Data string }
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		var v any
+		if err := json.Unmarshal([]byte(m.Data), &v); err != nil {
+			t.Fatalf("data %q: %v", m.Data, err)
+		}
+	}
+}
