@@ -133,7 +133,6 @@ func TestEchoBrowser(t *testing.T) {
 	})
 
 	t.Run("presence: here, joining, leaving", func(t *testing.T) {
-		requireChannelState(t, srv, "presence")
 		call("ann", "join", "room.1")
 		d.expect(t, "ann", "presence-room.1", "here", []string{"ann"})
 		call("ben", "join", "room.1")

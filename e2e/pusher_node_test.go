@@ -163,7 +163,6 @@ func TestPusherJSStandalone(t *testing.T) {
 	})
 
 	t.Run("presence: members, member_added, member_removed", func(t *testing.T) {
-		requireChannelState(t, srv, "presence")
 		d.do(t, "subscribe", "client", "alice", "channel", "presence-room")
 		d.do(t, "subscribe", "client", "bob", "channel", "presence-room")
 		d.members(t, "alice", "presence-room", "alice", "bob")
@@ -210,7 +209,6 @@ func TestPusherJSStandalone(t *testing.T) {
 	})
 
 	t.Run("channel info through the server SDK's get", func(t *testing.T) {
-		requireChannelState(t, srv, "channel info")
 		r := api("get", map[string]any{"path": "/channels", "params": map[string]any{"info": "subscription_count"}})
 		chans, _ := r["body"].(map[string]any)["channels"].(map[string]any)
 		if c, _ := chans["orders"].(map[string]any); c["subscription_count"] != float64(2) {
@@ -361,7 +359,6 @@ func TestPusherJSCluster(t *testing.T) {
 	})
 
 	t.Run("presence across nodes", func(t *testing.T) {
-		requireChannelState(t, nodes[0], "presence")
 		d.do(t, "subscribe", "client", "c1", "channel", "presence-hall")
 		d.do(t, "subscribe", "client", "c2", "channel", "presence-hall")
 		d.members(t, "c1", "presence-hall", "c1", "c2")
@@ -379,7 +376,6 @@ func TestPusherJSCluster(t *testing.T) {
 	})
 
 	t.Run("channel info is cluster-wide", func(t *testing.T) {
-		requireChannelState(t, nodes[0], "channel info")
 		for _, n := range nodes {
 			r := d.api(t, pAppID, n.API, "get", map[string]any{"path": "/channels/orders", "params": map[string]any{"info": "subscription_count"}})
 			if b := r["body"].(map[string]any); b["occupied"] != true || b["subscription_count"] != float64(3) {
@@ -441,19 +437,6 @@ func startPusherCluster(t *testing.T, n int) []*testutil.Node {
 		return true
 	})
 	return nodes
-}
-
-// requireChannelState skips until the node has the hub's cluster-wide Pusher
-// channel state (presence member lists, occupied channels, subscription counts),
-// which branch pres builds: without it a presence subscriber sees only itself and
-// the HTTP API reports no channel occupied. A node that has it exports the
-// longlink_pusher_state_* series.
-func requireChannelState(t *testing.T, n *testutil.Node, what string) {
-	t.Helper()
-	_, body := testutil.Get("http://" + n.API + "/metrics")
-	if !strings.Contains(body, "longlink_pusher_state_") {
-		t.Skip(what + ": needs branch pres (the node exports no longlink_pusher_state_* series: no cluster-wide Pusher channel state)")
-	}
 }
 
 // requireNodeModules skips (fails under LONGLINK_E2E=1) when node or one of the

@@ -23,7 +23,12 @@ var (
 	cappedApp = pusher.App{ID: "capped", Key: "ckey", Secret: "capped-app-secret", MaxConnections: 1}
 )
 
-func withPusherApps(c *Config) { c.Pusher.Apps = []pusher.App{metricsApp, cappedApp} }
+// withPusherApps gives c the test's apps, metricsApp's webhooks going to hook.
+func withPusherApps(c *Config, hook string) {
+	app := metricsApp
+	app.Webhooks[0] = hook
+	c.Pusher.Apps = []pusher.App{app, cappedApp}
+}
 
 type pusherWS struct {
 	*websocket.Conn

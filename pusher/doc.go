@@ -10,5 +10,7 @@
 // unescaped strings, which own their bytes. Encoders append to the caller's buffer.
 // An App is read-only once parsed.
 //
-// Work in progress (issue 14 is open): see docs/pusher.md for what exists.
+// The HTTP API (httpapi.go, sign.go) serves requests on the API port's goroutines
+// over the node's Backend. The webhook sender (webhook_sender.go) runs goroutines
+// of its own, one per app URL, on package webhook's delivery loop.
 package pusher
