@@ -237,6 +237,14 @@ const commands = {
     c.pusher.disconnect();
     clients.delete(name);
   },
+  // validateWebhook checks a webhook POST a node sent (headers with lowercased
+  // names, the raw body) with the server SDK, as an app's webhook endpoint does.
+  async validateWebhook({ app: id, headers, body }) {
+    const a = app(id);
+    const wh = new PusherServer({ appId: a.id, key: a.key, secret: a.secret }).webhook({ headers, rawBody: body });
+    const valid = wh.isValid();
+    return { valid, events: valid ? wh.getEvents() : [] };
+  },
   // api calls a node's Pusher HTTP API through the server SDK: op is its method.
   async api({ app: id, api, op, args = [] }) {
     const s = server(id, api);

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -277,7 +279,9 @@ func TestPusherJSStandalone(t *testing.T) {
 func TestPusherJSCluster(t *testing.T) {
 	requireNodeModules(t, "pusher-js", "pusher")
 	testutil.Binary(t)
-	nodes := startPusherCluster(t, 3)
+	hooks := newWebhookReceiver(t)
+	nodes := startPusherCluster(t, 3, "--pusher-app", pAppID+":"+pKey+":"+pSecret+",client-events,webhook="+hooks.srv.URL,
+		"--pusher-app", qAppID+":"+qKey+":"+qSecret)
 	d := startPusherDriver(t)
 	names := []string{"c1", "c2", "c3"}
 	sockets := map[string]any{}
@@ -375,6 +379,49 @@ func TestPusherJSCluster(t *testing.T) {
 		}
 	})
 
+	t.Run("webhooks: sent once cluster-wide, valid for the server SDK", func(t *testing.T) {
+		// By now: orders and private-team occupied (once, though on three nodes),
+		// client events sent, c3 added to and removed from presence-hall (after
+		// Pusher's 3 s), whichever nodes decided them.
+		want := []string{"channel_occupied orders", "channel_occupied private-team", "client_event private-team",
+			"member_added presence-hall c3", "member_removed presence-hall c3"}
+		var got map[string]int
+		testutil.WaitFor(t, 30*time.Second, "the webhooks "+strings.Join(want, ", "), func() bool {
+			got = map[string]int{}
+			for _, post := range hooks.take() {
+				r := d.do(t, "validateWebhook", "app", pAppID, "headers", post.headers, "body", post.body)
+				if r["valid"] != true {
+					t.Fatalf("the server SDK finds a node's webhook invalid: %v %s", post.headers, post.body)
+				}
+				for _, e := range r["events"].([]any) {
+					ev := e.(map[string]any)
+					k := fmt.Sprint(ev["name"], " ", ev["channel"])
+					if u, ok := ev["user_id"].(string); ok && ev["name"] != "client_event" {
+						k += " " + u
+					}
+					got[k]++
+				}
+			}
+			hooks.count(got)
+			for _, w := range want {
+				if hooks.seen[w] == 0 {
+					return false
+				}
+			}
+			return true
+		})
+		for _, w := range []string{"channel_occupied orders", "channel_occupied private-team", "member_added presence-hall c3", "member_removed presence-hall c3"} {
+			if hooks.seen[w] != 1 {
+				t.Errorf("%s: %d webhooks, want 1 (seen: %v)", w, hooks.seen[w], hooks.seen)
+			}
+		}
+		// A post signed for another app is refused by the SDK.
+		r := d.do(t, "validateWebhook", "app", qAppID, "headers", hooks.last.headers, "body", hooks.last.body)
+		if r["valid"] == true {
+			t.Error("the server SDK accepts app 1's webhook as app 2's")
+		}
+	})
+
 	t.Run("channel info is cluster-wide", func(t *testing.T) {
 		for _, n := range nodes {
 			r := d.api(t, pAppID, n.API, "get", map[string]any{"path": "/channels/orders", "params": map[string]any{"info": "subscription_count"}})
@@ -409,9 +456,12 @@ func userIDs(body any) []string {
 
 // startPusherCluster starts n clustered nodes with the Pusher apps, n2.. joining
 // n1, and waits until each sees all the others.
-func startPusherCluster(t *testing.T, n int) []*testutil.Node {
+func startPusherCluster(t *testing.T, n int, apps ...string) []*testutil.Node {
 	t.Helper()
-	base := append(append([]string{}, prodFlags...), pusherFlags...)
+	if len(apps) == 0 {
+		apps = pusherFlags
+	}
+	base := append(append([]string{}, prodFlags...), apps...)
 	base = append(base, "--forward-addr", "127.0.0.1:0", "--log-level", "warn")
 	nodes := []*testutil.Node{startServer(t, append(base, "--node-name", "n1")...)}
 	for i := 2; i <= n; i++ {
@@ -618,4 +668,53 @@ func (d *jsDriver) api(t *testing.T, app, addr, op string, args ...any) map[stri
 		t.Fatalf("server SDK %s%v on %s: %v %v", op, args, addr, r["status"], r["body"])
 	}
 	return r
+}
+
+// webhookReceiver is an app's webhook endpoint: it keeps each POST (headers with
+// lowercased names, as Node's http gives them to the SDK, and the raw body).
+type webhookReceiver struct {
+	srv  *httptest.Server
+	mu   sync.Mutex
+	got  []webhookPost
+	seen map[string]int // events counted so far, by "name channel [user]"
+	last webhookPost
+}
+
+type webhookPost struct {
+	headers map[string]string
+	body    string
+}
+
+func newWebhookReceiver(t *testing.T) *webhookReceiver {
+	w := &webhookReceiver{seen: map[string]int{}}
+	w.srv = httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		h := map[string]string{}
+		for k := range r.Header {
+			h[strings.ToLower(k)] = r.Header.Get(k)
+		}
+		w.mu.Lock()
+		w.got = append(w.got, webhookPost{h, string(b)})
+		w.mu.Unlock()
+	}))
+	t.Cleanup(w.srv.Close)
+	return w
+}
+
+// take returns the posts received since the last take.
+func (w *webhookReceiver) take() []webhookPost {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	got := w.got
+	w.got = nil
+	if len(got) > 0 {
+		w.last = got[len(got)-1]
+	}
+	return got
+}
+
+func (w *webhookReceiver) count(events map[string]int) {
+	for k, n := range events {
+		w.seen[k] += n
+	}
 }
