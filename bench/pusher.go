@@ -639,12 +639,12 @@ func (ph *pphase) connect(idx int, release func()) {
 	ph.attempted.Add(1)
 	start := time.Now()
 	fail := func(reason string) {
-		release()
 		ph.failed.Add(1)
 		ph.count(ph.failures, reason)
 		if c.nc != nil {
 			c.nc.Close()
 		}
+		release() // last: the coordinator reads the failures once every handshake released
 	}
 	deadline := start.Add(o.HandshakeTimeout)
 	nc, err := ph.dial(idx, deadline)

@@ -282,7 +282,11 @@ func printSummary(w io.Writer, rep *Report) {
 		row("server memory", fmt.Sprintf("RSS %s -> %s (%.0f B/conn); heap %s -> %s (%.0f B/conn); %d node(s)",
 			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), s.RSSPerConnBytes,
 			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), s.HeapPerConnBytes, s.AfterOpen.Nodes))
-		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (accept, handshake, token)", s.CPUPerConnUs))
+		what := "accept, handshake, token"
+		if proto == "pusher" {
+			what = "accept, handshake, subscribe"
+		}
+		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (%s)", s.CPUPerConnUs, what))
 	} else {
 		row("server memory", "not measured (no --api answered /metrics)")
 	}
