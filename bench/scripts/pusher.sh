@@ -27,7 +27,7 @@ while [ "$i" -le "$RUNS" ]; do
 	echo "== run $i: load average $(cut -d' ' -f1-3 /proc/loadavg)"
 	"$BIN" bench pusher --target 127.0.0.1:28280 --api 127.0.0.1:28281 --pusher-app "$APP" \
 		--token-secret "$SECRET" --api-key "$KEY" --json "$OUT/$NAME-$i.json" "$@" >"$OUT/$NAME-$i.txt" 2>&1 || echo "(bench exited $?)"
-	grep -E "^(host CPU|pusher|native)" "$OUT/$NAME-$i.txt" | grep -vE "^(pusher|native) +(app|comparison)" || true
+	sed -n '/^== longlink bench/,$p' "$OUT/$NAME-$i.txt" | grep -E "^(host CPU|pusher|native)" | grep -vE "^(pusher|native) +(app|comparison)" || true
 	kill "$NODE"; wait "$NODE" 2>/dev/null || true
 	i=$((i + 1))
 done
