@@ -161,7 +161,6 @@ type PusherRatios struct {
 	ConnectPerS          float64 `json:"connect_per_s"`
 	HandshakeP50         float64 `json:"handshake_p50"`
 	HeapPerConn          float64 `json:"heap_per_conn"`
-	RSSPerConn           float64 `json:"rss_per_conn"`
 	CPUPerConn           float64 `json:"cpu_per_conn"`
 	DeliveriesPerS       float64 `json:"deliveries_per_s"`
 	P50                  float64 `json:"p50"`
@@ -1444,7 +1443,7 @@ func (r *pusherRun) fillReport() {
 	if n := r.res.Native; n != nil {
 		r.res.Ratios = &PusherRatios{
 			ConnectPerS: ratio(p.ConnectPerS, n.ConnectPerS), HandshakeP50: ratio(p.Handshake.P50Ms, n.Handshake.P50Ms),
-			HeapPerConn: ratio(p.HeapPerConnBytes, n.HeapPerConnBytes), RSSPerConn: ratio(p.RSSPerConnBytes, n.RSSPerConnBytes),
+			HeapPerConn:    ratio(p.HeapPerConnBytes, n.HeapPerConnBytes),
 			CPUPerConn:     ratio(p.CPUPerConnUs, n.CPUPerConnUs),
 			DeliveriesPerS: ratio(p.DeliveriesPerS, n.DeliveriesPerS),
 			P50:            ratio(p.Latency.P50Ms, n.Latency.P50Ms), P99: ratio(p.Latency.P99Ms, n.Latency.P99Ms),
@@ -1490,8 +1489,8 @@ func pusherRows(row func(k, v string), x *PusherResult) {
 	if q := x.Ratios; q != nil {
 		row("pusher / native", fmt.Sprintf("deliveries/s x%.2f  latency p50 x%.2f  p99 x%.2f  p99.9 x%.2f  max x%.2f  API call p50 x%.2f",
 			q.DeliveriesPerS, q.P50, q.P99, q.P999, q.Max, q.APIP50))
-		row("pusher / native", fmt.Sprintf("server CPU per delivery x%.2f  per event x%.2f  heap per conn x%.2f  RSS per conn x%.2f  CPU per conn x%.2f  connect rate x%.2f",
-			q.ServerCPUPerDelivery, q.ServerCPUPerEvent, q.HeapPerConn, q.RSSPerConn, q.CPUPerConn, q.ConnectPerS))
+		row("pusher / native", fmt.Sprintf("server CPU per delivery x%.2f  per event x%.2f  heap per conn x%.2f  CPU per conn x%.2f  connect rate x%.2f  (no RSS ratio: only a fresh node's first phase has a meaningful RSS figure)",
+			q.ServerCPUPerDelivery, q.ServerCPUPerEvent, q.HeapPerConn, q.CPUPerConn, q.ConnectPerS))
 	}
 }
 
