@@ -1453,6 +1453,13 @@ func (r *pusherRun) fillReport() {
 			ServerCPUPerEvent:    ratio(p.ServerCPUPerEventUs, n.ServerCPUPerEventUs),
 		}
 		r.note("native comparison: " + strings.TrimPrefix(pusherComparison, "native: "))
+		first := "Pusher"
+		if r.res.NativeOrder == "before" {
+			first = "native"
+		}
+		r.note("heap per connection ratio: the first phase (" + first + ") also pays the node's one-time growth of its connection " +
+			"tables (about 350 B per connection measured here), the second reuses them: compare phases run in the same position " +
+			"(one run with --floor after, one with --floor before)")
 	}
 	if !p.ForcedGC {
 		r.note("server heap per connection without a forced GC (start the nodes with --pprof and give --api-key to force one before each sample): " +
@@ -1489,7 +1496,7 @@ func pusherRows(row func(k, v string), x *PusherResult) {
 	if q := x.Ratios; q != nil {
 		row("pusher / native", fmt.Sprintf("deliveries/s x%.2f  latency p50 x%.2f  p99 x%.2f  p99.9 x%.2f  max x%.2f  API call p50 x%.2f",
 			q.DeliveriesPerS, q.P50, q.P99, q.P999, q.Max, q.APIP50))
-		row("pusher / native", fmt.Sprintf("server CPU per delivery x%.2f  per event x%.2f  heap per conn x%.2f  CPU per conn x%.2f  connect rate x%.2f  (no RSS ratio: only a fresh node's first phase has a meaningful RSS figure)",
+		row("pusher / native", fmt.Sprintf("server CPU per delivery x%.2f  per event x%.2f  heap per conn x%.2f (order-biased, see notes)  CPU per conn x%.2f  connect rate x%.2f  (no RSS ratio: only a fresh node's first phase has a meaningful RSS figure)",
 			q.ServerCPUPerDelivery, q.ServerCPUPerEvent, q.HeapPerConn, q.CPUPerConn, q.ConnectPerS))
 	}
 }
