@@ -21,6 +21,10 @@
 // test` the executable is the test binary, so tests dispatch on WorkerEnv in
 // TestMain, or set Options.InProcess to run workers as goroutines.
 //
+// The pusher scenario (pusher.go) runs its Pusher Channels clients, and those of
+// its native comparison, as goroutines of the coordinator (the workers' event loop
+// speaks the native protocols only), and signs the Pusher HTTP API itself.
+//
 // The upstream scenario (upstream.go) runs its v2 clients as goroutines of the
 // coordinator; its floor (upstreamfloor.go) is one worker's "floor" request,
 // which runs the whole phase with net/http in that process so that its CPU is

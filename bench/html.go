@@ -225,6 +225,7 @@ func writeHTML(path string, rep *Report) error {
 	if bins, ok := rep.Hists["wait"]; ok && rep.Push != nil {
 		charts = append(charts, template.HTML(histChart("Push with wait: "+rep.Push.waitLabel()+" (API call to complete answer)", bins)))
 	}
+	charts = append(charts, pusherCharts(rep)...)
 	if bins, ok := rep.Hists["api"]; ok {
 		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
 	}
@@ -253,6 +254,7 @@ func writeHTML(path string, rep *Report) error {
 			cards = append(cards, kv{"floor requests/s", commas(int64(f.RequestsPerS))}, kv{"CPU per request, gateway / floor", fmt.Sprintf("%.2f", f.Ratios.CPUPerRequest)})
 		}
 	}
+	cards = append(cards, pusherCards(rep)...)
 	if x := rep.Reconnect; x != nil {
 		cards = append(cards, kv{"recovered", commas(x.Recovered) + " / " + commas(int64(x.Clients))},
 			kv{"recovery p99", fmt.Sprintf("%.0f ms", x.Recovery.P99Ms)}, kv{"all recovered", fmt.Sprintf("%.0f ms", x.AllRecoveredS*1e3)})
@@ -303,6 +305,9 @@ func sourceSummary(ips []string) string {
 func handshakeTitle(rep *Report) string {
 	if rep.Options.Protocol == "v2" {
 		return "Handshake latency (connect() to welcome)"
+	}
+	if rep.Options.Protocol == "pusher" {
+		return "Pusher handshake latency (connect() to pusher:connection_established)"
 	}
 	return "Handshake latency (connect() to 101)"
 }

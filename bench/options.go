@@ -74,6 +74,20 @@ type Options struct {
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
+
+	// The pusher scenario (bench/pusher.go). PusherApp is --pusher-app
+	// id:key:secret[,options] as the node was given it; PusherAppID and
+	// PusherKey are its first two parts (the secret stays out of reports).
+	PusherApp   string `json:"-"`
+	PusherAppID string `json:"pusher_app_id,omitempty"`
+	PusherKey   string `json:"pusher_key,omitempty"`
+	// Channels is how many channels the connections subscribe to: connection i
+	// to channel i mod Channels.
+	Channels int `json:"channels,omitempty"`
+	// ChannelKind is "public" or "private" (auth signed locally with the secret).
+	ChannelKind string `json:"channel_kind,omitempty"`
+	// EventBytes is each event's data length (at least its stamp).
+	EventBytes int `json:"event_bytes,omitempty"`
 }
 
 type multiFlag struct{ v *[]string }
@@ -102,6 +116,7 @@ Usage:
   longlink bench push      [flags]   U users x C conns; R API callers push to random users for --duration
   longlink bench reconnect [flags]   N v2 clients drop at once, M pushes each while away, all resume with ?since=
   longlink bench upstream  [flags]   N v2 clients send requests to a business through the gateway, closed loop
+  longlink bench pusher    [flags]   N Pusher clients subscribe to --channels; events through the signed Pusher HTTP API
   longlink bench backend   [flags]   run the bundled test back-end alone (--addr, --delay, --secret)
 
 Examples:
@@ -139,6 +154,13 @@ Examples:
   # then the floor: the same 64 workers POST the same body straight to the back-end
   # for another 20 s (--floor before|after|off), reported side by side with ratios
 
+  # Pusher: 10,000 clients over 100 channels, 1,000 events/s through the Pusher
+  # HTTP API for 30 s; then the native comparison (the same fan-out through
+  # /v1/push to rooms, plain clients) and the ratios
+  longlink serve --pusher-app 1:key:secret ... &
+  longlink bench pusher --target 127.0.0.1:8080 --api 127.0.0.1:8081 --pusher-app 1:key:secret \
+      --token-secret s3cret --api-key k --conns 10000 --channels 100 --push-rate 1000 --duration 30s
+
 Flags:
 `
 
@@ -150,17 +172,17 @@ func parseOptions(args []string, stderr io.Writer) (Options, error) {
 			return o, flag.ErrHelp
 		}
 		printUsage(stderr)
-		return o, errors.New("missing scenario: connect, broadcast, push, reconnect or upstream")
+		return o, errors.New("missing scenario: connect, broadcast, push, reconnect, upstream or pusher")
 	}
 	o.Scenario = args[0]
 	switch o.Scenario {
-	case "connect", "broadcast", "push", "reconnect", "upstream":
+	case "connect", "broadcast", "push", "reconnect", "upstream", "pusher":
 	case "help":
 		printUsage(stderr)
 		return o, flag.ErrHelp
 	default:
 		printUsage(stderr)
-		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast, push, reconnect or upstream", o.Scenario)
+		return o, fmt.Errorf("unknown scenario %q: want connect, broadcast, push, reconnect, upstream or pusher", o.Scenario)
 	}
 	fs := newFlagSet(&o, stderr)
 	if err := fs.Parse(args[1:]); err != nil {
@@ -217,13 +239,21 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.StringVar(&o.Business, "business", "bench", "upstream: the `NAME` of the business clients send to (the gateway's --business NAME=URL)")
 	fs.StringVar(&o.BackendAddr, "backend-addr", "127.0.0.1:9000", "upstream: run the bundled back-end on `HOST:PORT` (\"\": use an external one, e.g. longlink bench backend)")
 	fs.DurationVar(&o.BackendDelay, "backend-delay", 0, "upstream: the bundled back-end waits this long before each answer")
-	fs.StringVar(&o.Floor, "floor", "after", "upstream: `WHEN` to run the floor (the same loop POSTing straight to the bundled back-end over HTTP/1.1 keep-alive, --duration long): after, before or off")
+	fs.StringVar(&o.Floor, "floor", "after", "upstream: `WHEN` to run the floor (the same loop POSTing straight to the bundled back-end over HTTP/1.1 keep-alive, --duration long): after, before or off; pusher: when to run the native comparison (the same fan-out through /v1/push to rooms)")
+	fs.StringVar(&o.PusherApp, "pusher-app", os.Getenv("LONGLINK_PUSHER_APP"), "pusher: the app's credentials `id:key:secret` as the node's --pusher-app gives them (options after a comma are ignored; env LONGLINK_PUSHER_APP)")
+	fs.IntVar(&o.Channels, "channels", 100, "pusher: channels the connections subscribe to (connection i to channel i mod N; at most --conns)")
+	fs.StringVar(&o.ChannelKind, "channel-kind", "public", "pusher: `KIND` of channel: public (bench-<n>) or private (private-bench-<n>, auth signed by bench with the app secret as an auth endpoint would)")
+	fs.IntVar(&o.EventBytes, "event-bytes", 0, "pusher: bytes of each event's data (at least the stamp, ~30 bytes; at most 10,000, the API's limit)")
 	fs.BoolVar(&o.InProcess, "in-process", os.Getenv("LONGLINK_BENCH_INPROCESS") == "1", "run workers as goroutines (testing; CPU figures cover the whole process)")
 	return fs
 }
 
 // finish applies scenario defaults and validates; set names explicit flags.
 func (o *Options) finish(set map[string]bool) error {
+	if o.Scenario == "pusher" {
+		return o.finishPusher(set)
+	}
+	o.Channels, o.ChannelKind, o.EventBytes = 0, "", 0 // pusher's alone
 	if len(o.Targets) == 0 {
 		return errors.New("at least one --target HOST:PORT is required")
 	}

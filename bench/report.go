@@ -30,6 +30,7 @@ type Report struct {
 	Push      *PushResult      `json:"push,omitempty"`
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
 	Upstream  *UpstreamResult  `json:"upstream,omitempty"`
+	Pusher    *PusherResult    `json:"pusher,omitempty"`
 	// V2 is what the v2 clients checked on every push (--protocol v2).
 	V2     *V2Checks      `json:"v2,omitempty"`
 	Client ClientOverhead `json:"client"`
@@ -265,7 +266,10 @@ func printSummary(w io.Writer, rep *Report) {
 	if proto == "" {
 		proto = "plain"
 	}
-	if proto == "v2" {
+	if proto == "pusher" {
+		row("protocol", "Pusher Channels 7 (/app/{key}?protocol=7; connected = subscription_succeeded received); the rows up to server CPU are the Pusher phase's")
+		row("handshake", latRow(c.Handshake)+"  connect() to pusher:connection_established")
+	} else if proto == "v2" {
 		row("protocol", "v2 (Sec-WebSocket-Protocol: longlink.v2; connected = welcome received; latency from the envelope's data)")
 		row("handshake", latRow(c.Handshake)+"  connect() to welcome")
 	} else {
@@ -278,7 +282,11 @@ func printSummary(w io.Writer, rep *Report) {
 		row("server memory", fmt.Sprintf("RSS %s -> %s (%.0f B/conn); heap %s -> %s (%.0f B/conn); %d node(s)",
 			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), s.RSSPerConnBytes,
 			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), s.HeapPerConnBytes, s.AfterOpen.Nodes))
-		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (accept, handshake, token)", s.CPUPerConnUs))
+		what := "accept, handshake, token"
+		if proto == "pusher" {
+			what = "accept, handshake, subscribe"
+		}
+		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (%s)", s.CPUPerConnUs, what))
 	} else {
 		row("server memory", "not measured (no --api answered /metrics)")
 	}
@@ -326,6 +334,9 @@ func printSummary(w io.Writer, rep *Report) {
 	}
 	if u := rep.Upstream; u != nil {
 		upstreamRows(row, u)
+	}
+	if p := rep.Pusher; p != nil {
+		pusherRows(row, p)
 	}
 	if v := rep.V2; v != nil {
 		row("v2 sequence", fmt.Sprintf("duplicates %s, gaps %s, epoch changes %s, pushes without position %s, other messages %s",

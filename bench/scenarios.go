@@ -55,6 +55,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if o.Scenario == "upstream" {
 		return runUpstream(ctx, o, stdout, stderr)
 	}
+	if o.Scenario == "pusher" {
+		return runPusher(ctx, o, stdout, stderr)
+	}
 	// Worker processes' stderr is copied by exec's goroutines while this
 	// goroutine also writes: serialise them for writers that are not files.
 	if _, ok := stderr.(*os.File); !ok {
