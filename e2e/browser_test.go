@@ -1,10 +1,7 @@
 package e2e
 
 import (
-	"bufio"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -207,90 +204,25 @@ func waitMetric(t *testing.T, n *testutil.Node, name string, want float64) {
 	})
 }
 
-// driver is the node process running browser.mjs.
-type driver struct {
-	stdin   io.WriteCloser
-	replies chan string
-	stderr  *testutil.SyncBuffer
-}
+// driver is the node process running browser.mjs (a jsDriver, pusher_node_test.go).
+type driver struct{ *jsDriver }
 
 func startDriver(t *testing.T, chromium, demoURL string) *driver {
 	t.Helper()
-	d := &driver{replies: make(chan string, 16), stderr: &testutil.SyncBuffer{}}
-	cmd := exec.Command("node", "browser.mjs")
-	cmd.Env = append(os.Environ(), "LONGLINK_DEMO_URL="+demoURL, "LONGLINK_CHROMIUM="+chromium)
-	cmd.Stderr = d.stderr
-	var err error
-	if d.stdin, err = cmd.StdinPipe(); err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("cannot start node: %v", err)
-	}
-	exited := make(chan struct{})
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		sc.Buffer(make([]byte, 64<<10), 1<<20)
-		for sc.Scan() {
-			d.replies <- sc.Text()
-		}
-		close(d.replies)
-	}()
-	go func() {
-		cmd.Wait()
-		close(exited)
-	}()
-	t.Cleanup(func() {
-		// quit lets the script close Chromium; kill is the backstop.
-		io.WriteString(d.stdin, `{"cmd":"quit"}`+"\n")
-		d.stdin.Close()
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			cmd.Process.Kill()
-			<-exited
-		}
-		if t.Failed() {
-			t.Logf("browser driver stderr:\n%s", d.stderr.String())
-		}
-	})
-	return d
+	return &driver{startJSDriver(t, "browser.mjs", "LONGLINK_DEMO_URL="+demoURL, "LONGLINK_CHROMIUM="+chromium)}
 }
 
 // do sends one command and fails the test unless the browser reports success.
 func (d *driver) do(t *testing.T, cmd map[string]any) {
 	t.Helper()
-	line, err := json.Marshal(cmd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := d.stdin.Write(append(line, '\n')); err != nil {
-		t.Fatalf("browser driver: cannot send %s: %v\n%s", line, err, d.stderr.String())
+	name, _ := cmd["cmd"].(string)
+	kv := make([]any, 0, 2*len(cmd))
+	for k, v := range cmd {
+		if k != "cmd" {
+			kv = append(kv, k, v)
+		}
 	}
 	start := time.Now()
-	timeout := 60 * time.Second // the script bounds each command itself; this catches a hung script
-	select {
-	case reply, ok := <-d.replies:
-		if !ok {
-			t.Fatalf("browser driver exited during %s", line)
-		}
-		var r struct {
-			OK    bool            `json:"ok"`
-			Error string          `json:"error"`
-			Page  json.RawMessage `json:"page"`
-		}
-		if err := json.Unmarshal([]byte(reply), &r); err != nil {
-			t.Fatalf("browser driver: bad reply %q: %v", reply, err)
-		}
-		if !r.OK {
-			t.Fatalf("browser: %s failed: %s\npage: %s", line, r.Error, r.Page)
-		}
-		t.Logf("browser: %s ok in %v", cmd["cmd"], time.Since(start).Round(time.Millisecond))
-	case <-time.After(timeout):
-		t.Fatalf("browser driver: no reply to %s within %v", line, timeout)
-	}
+	d.jsDriver.do(t, name, kv...)
+	t.Logf("browser: %s ok in %v", name, time.Since(start).Round(time.Millisecond))
 }
