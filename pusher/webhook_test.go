@@ -269,16 +269,30 @@ func TestWebhookSenderDelivers(t *testing.T) {
 	if len(posts) != 3 {
 		t.Errorf("%d POSTs for 7 events in batches of 3", len(posts))
 	}
-	for name, want := range map[string]float64{
+	want := map[string]float64{
 		`longlink_pusher_webhook_events_total{app="7",event="client_event",outcome="delivered"}`:     2,
 		`longlink_pusher_webhook_events_total{app="7",event="channel_occupied",outcome="delivered"}`: 1,
 		`longlink_pusher_webhook_requests_total{app="7",receiver="0",class="2xx"}`:                   3,
 		`longlink_pusher_webhook_queue_capacity{app="7"}`:                                            10000,
 		`longlink_pusher_webhook_request_duration_seconds_count{app="7",receiver="0"}`:               3,
 		`longlink_pusher_webhook_queue_length{app="7",receiver="0"}`:                                 0,
-	} {
-		if got := series(set, name); got != want {
-			t.Errorf("%s = %v, want %v", name, got, want)
+	}
+	// The receiver has the last batch before the sender has read its answer and
+	// counted it: wait for the counts (bounded), then report what differs.
+	matches := func() bool {
+		for name, w := range want {
+			if series(set, name) != w {
+				return false
+			}
+		}
+		return true
+	}
+	for deadline := time.Now().Add(5 * time.Second); !matches() && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
+	}
+	for name, w := range want {
+		if got := series(set, name); got != w {
+			t.Errorf("%s = %v, want %v", name, got, w)
 		}
 	}
 }
