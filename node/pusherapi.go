@@ -61,13 +61,7 @@ func (b pusherBackend) Channels(app *pusher.App, prefix string, info pusher.Info
 }
 
 func (b pusherBackend) Channel(app *pusher.App, name string, info pusher.Info) (pusher.ChannelInfo, error) {
-	occupied := false
-	for _, ch := range b.p.n.hub.PusherOccupied(app.ID, name) {
-		if ch == name {
-			occupied = true
-			break
-		}
-	}
+	occupied := b.p.n.hub.PusherChannelOccupied(app.ID, name)
 	var counts map[string]int
 	if info&pusher.InfoSubscriptionCount != 0 {
 		var err error
