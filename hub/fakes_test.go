@@ -31,7 +31,8 @@ type fakeLocal struct {
 	targets    []loop.Targets
 	kicked     []string
 	joined     []string
-	submitErr  error // Submit and the room/kick calls fail with it
+	resumed    []resumeCall // ResumeV2 calls
+	submitErr  error        // Submit and the room/kick calls fail with it
 	enqueueErr error
 }
 
@@ -201,10 +202,11 @@ type fakeNet struct {
 	local map[string]*fakeLocal
 	down  map[string]bool // alive but never answers
 	sends map[string]int  // node -> payloads received
+	drop  map[string]int  // node -> payloads still to lose (a full link queue)
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{hubs: map[string]*Hub{}, local: map[string]*fakeLocal{}, down: map[string]bool{}, sends: map[string]int{}}
+	return &fakeNet{hubs: map[string]*Hub{}, local: map[string]*fakeLocal{}, down: map[string]bool{}, sends: map[string]int{}, drop: map[string]int{}}
 }
 
 // add makes a hub named name on the net.
@@ -251,8 +253,12 @@ func (r *fakeRemote) Send(node string, payload []byte) error {
 	r.net.mu.Lock()
 	h := r.net.hubs[node]
 	r.net.sends[node]++
+	lost := r.net.drop[node] > 0
+	if lost {
+		r.net.drop[node]--
+	}
 	r.net.mu.Unlock()
-	if h == nil || node == r.self {
+	if h == nil || node == r.self || lost {
 		return context.Canceled // any error: not sent
 	}
 	buf := slices.Clone(payload)
@@ -380,4 +386,19 @@ func (n *fakeNet) members() {
 	}
 }
 
-func (l *fakeLocal) ResumeV2(loop.KeyKind, string, string) {}
+type resumeCall struct {
+	kind loop.KeyKind
+	name string
+}
+
+func (l *fakeLocal) ResumeV2(kind loop.KeyKind, name, _ string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.resumed = append(l.resumed, resumeCall{kind, name})
+}
+
+func (l *fakeLocal) resumes() []resumeCall {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.resumed)
+}

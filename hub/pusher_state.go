@@ -529,6 +529,21 @@ func (h *Hub) PusherOccupied(app, prefix string) []string {
 	return out
 }
 
+// PusherChannelOccupied reports whether the app's channel has a subscriber
+// anywhere in the cluster, as this node knows: PusherOccupied for one name, without
+// walking the app's channels (the HTTP API asks it per channel of a trigger). Any
+// goroutine.
+func (h *Hub) PusherChannelOccupied(app, channel string) bool {
+	p := h.ps
+	if p == nil {
+		return false
+	}
+	p.cmu.RLock()
+	defer p.cmu.RUnlock()
+	c := p.apps[app][channel]
+	return c != nil && len(c.holders) > 0
+}
+
 // pusherCounts is one node's answer to opPusherCounts.
 type pusherCounts struct {
 	Counts  map[string]int `json:"counts"`

@@ -256,7 +256,9 @@ func TestPusherMembersAcrossNodes(t *testing.T) {
 	}
 	both("occupied", func(h *Hub, _ *hookRec) bool {
 		return slices.Equal(h.PusherOccupied("app", ""), []string{ch, "public-x"}) &&
-			slices.Equal(h.PusherOccupied("app", "pub"), []string{"public-x"})
+			slices.Equal(h.PusherOccupied("app", "pub"), []string{"public-x"}) &&
+			h.PusherChannelOccupied("app", "public-x") && !h.PusherChannelOccupied("app", "public") &&
+			!h.PusherChannelOccupied("other", "public-x")
 	})
 	b.PusherJoin("app", ch, "2.1", member("u2", `{}`))
 	both("+u2", func(h *Hub, r *hookRec) bool {
@@ -285,7 +287,7 @@ func TestPusherMembersAcrossNodes(t *testing.T) {
 	})
 	a.PusherLeave("app", "public-x", "1.1", "")
 	both("public-x vacated", func(h *Hub, _ *hookRec) bool {
-		return slices.Equal(h.PusherOccupied("app", ""), []string{ch})
+		return slices.Equal(h.PusherOccupied("app", ""), []string{ch}) && !h.PusherChannelOccupied("app", "public-x")
 	})
 	// Duplicate joins and unknown leaves change nothing.
 	a.PusherJoin("app", ch, "1.3", member("u3", `{}`))

@@ -617,12 +617,9 @@ func (p *pusherNode) clientEvent(c *loop.Conn, pc *pusherConn, f *pusher.Frame) 
 	if pch.member != nil {
 		user = pch.member.ID
 	}
-	m := &push.Message{
-		ID: p.n.api.NewID(), Data: slices.Clone(data), JSON: true, NoHistory: true,
-		To:       push.Target{Rooms: []string{loop.PusherRoom(a.ID, ch)}},
-		Accepted: time.Now().UnixNano(),
-		Pusher:   &push.PusherEvent{Event: ev, ExcludeSocket: pc.socket, UserID: user, Raw: true},
-	}
+	m := push.NewPusherMessage(p.n.api.NewID(), []string{loop.PusherRoom(a.ID, ch)}, slices.Clone(data),
+		push.PusherEvent{Event: ev, ExcludeSocket: pc.socket, UserID: user, Raw: true})
+	m.Accepted = time.Now().UnixNano()
 	p.n.bg.Add(1)
 	go func() {
 		defer p.n.bg.Done()

@@ -10,6 +10,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"longlink/internal/testutil"
 	"longlink/pusher"
 )
 
@@ -137,4 +138,27 @@ func pusherTraffic(t *testing.T, n *Node) {
 func jsonString(s string) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// TestPusherOverCapacityRefusalReleasesCount: a connection refused over the app's
+// max-connections (pusher:error, close 4100) is counted in the app's connections
+// only until it is closed, so a later client gets in.
+func TestPusherOverCapacityRefusalReleasesCount(t *testing.T) {
+	app := pusher.App{ID: "cap2", Key: "cap2key", Secret: "cap2-secret", MaxConnections: 2}
+	n := startNode(t, func(c *Config) { c.Pusher.Apps = []pusher.App{app} })
+	gauge := `longlink_pusher_connections{app="cap2"}`
+	a := dialPusherApp(t, n, app.Key)
+	dialPusherApp(t, n, app.Key)
+	refused := dialPusherApp(t, n, app.Key)
+	refused.expect(t, "pusher:error")
+	refused.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := refused.ReadMessage(); err == nil || !strings.Contains(err.Error(), "4100") {
+		t.Fatalf("want close 4100, got %v", err)
+	}
+	testutil.WaitFor(t, 5*time.Second, "the refused one uncounted", func() bool { return scrape(t, n, gauge) == 2 })
+	a.Close()
+	testutil.WaitFor(t, 5*time.Second, "a closed uncounted", func() bool { return scrape(t, n, gauge) == 1 })
+	d := dialPusherApp(t, n, app.Key)
+	d.send(t, `{"event":"pusher:subscribe","data":{"channel":"pub"}}`)
+	d.expect(t, "pusher_internal:subscription_succeeded")
 }

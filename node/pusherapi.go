@@ -17,20 +17,16 @@ type pusherBackend struct{ p *pusherNode }
 
 // Trigger stores one event on each channel's room stream (one push: the streams'
 // owners order it with the channels' other events) and returns once every stream
-// has it, as a push's 2xx does. NoHistory: Pusher has no replay, so keeping events
-// would cost memory for nothing; what a connected client is owed is still ordered
-// and delivered across nodes by the streams.
+// has it, as a push's 2xx does. Pusher has no replay: the event is kept only for
+// push.PusherEventTTL, so that it has a position in each stream and a node that
+// missed it notices (push.NewPusherMessage).
 func (b pusherBackend) Trigger(app *pusher.App, channels []string, event, data, excludeSocketID string) error {
 	rooms := make([]string, len(channels))
 	for i, ch := range channels {
 		rooms[i] = loop.PusherRoom(app.ID, ch)
 	}
-	m := &push.Message{
-		ID: b.p.n.api.NewID(), Data: []byte(data), NoHistory: true,
-		To:       push.Target{Rooms: rooms},
-		Accepted: time.Now().UnixNano(),
-		Pusher:   &push.PusherEvent{Event: event, ExcludeSocket: excludeSocketID},
-	}
+	m := push.NewPusherMessage(b.p.n.api.NewID(), rooms, []byte(data), push.PusherEvent{Event: event, ExcludeSocket: excludeSocketID})
+	m.Accepted = time.Now().UnixNano()
 	_, err := b.p.n.hub.Deliver(m)
 	return err
 }
@@ -65,13 +61,7 @@ func (b pusherBackend) Channels(app *pusher.App, prefix string, info pusher.Info
 }
 
 func (b pusherBackend) Channel(app *pusher.App, name string, info pusher.Info) (pusher.ChannelInfo, error) {
-	occupied := false
-	for _, ch := range b.p.n.hub.PusherOccupied(app.ID, name) {
-		if ch == name {
-			occupied = true
-			break
-		}
-	}
+	occupied := b.p.n.hub.PusherChannelOccupied(app.ID, name)
 	var counts map[string]int
 	if info&pusher.InfoSubscriptionCount != 0 {
 		var err error

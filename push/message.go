@@ -68,6 +68,21 @@ type PusherEvent struct {
 	Raw bool
 }
 
+// PusherEventTTL is how long a Pusher event stays in its streams' histories.
+// Pusher has no replay, so nothing reads it back; it is stored, briefly, only so
+// that it has a position in each channel's stream: a node that misses a copy sees
+// the gap at the channel's next event and closes the channel's clients with 4200
+// (docs/pusher.md, "Delivery"), and an append retried after a lost answer is
+// recognised instead of delivered twice. A few seconds covers those retries
+// (the hub's store timeout is 5s by default).
+const PusherEventTTL = 10 * time.Second
+
+// NewPusherMessage is the push a Pusher Channels event travels as, to the rooms of
+// its channels (loop.PusherRoom): only Pusher connections take it.
+func NewPusherMessage(id string, rooms []string, data []byte, ev PusherEvent) *Message {
+	return &Message{ID: id, Data: data, JSON: ev.Raw, TTL: PusherEventTTL, To: Target{Rooms: rooms}, Pusher: &ev}
+}
+
 // Binary encoding, version 1 (all integers are unsigned varints unless said):
 //
 //	version   1 byte, wireVersion

@@ -19,8 +19,8 @@ import (
 //	max-presence-members=N       members of one presence channel (default 100, Pusher's)
 //	webhook=URL                  a URL that gets the app's webhooks (repeatable, up to
 //	                             MaxAppWebhooks; it cannot hold ',': write %2C)
-//	webhook-events=a|b|...       the webhook events sent (default: all but
-//	                             subscription_count)
+//	webhook-events=a|b|...       the webhook events sent (default: all;
+//	                             subscription_count is refused: not sent)
 //
 // The defaults live in DefaultApp and nowhere else.
 
@@ -130,6 +130,11 @@ func parseWebhookEvents(v string) (WebhookEventSet, error) {
 		i := webhookEventIndex(name)
 		if i < 0 {
 			return 0, fmt.Errorf("unknown webhook event %q (known, '|'-separated: %s)", name, strings.Join(WebhookEventNames[:], ", "))
+		}
+		if name == WebhookSubscriptionCount {
+			// The cluster state knows which nodes hold a channel, not every change
+			// of its connection count: refused rather than accepted and never sent.
+			return 0, errors.New("subscription_count webhooks are not sent by longlink (channel_occupied and channel_vacated are; GET /apps/{id}/channels/{name}?info=subscription_count gives the count)")
 		}
 		set |= 1 << i
 	}

@@ -44,8 +44,9 @@ const (
 // webhook-events gets the default.
 type WebhookEventSet uint8
 
-// DefaultWebhookEvents is every event but subscription_count, which Pusher too
-// sends only when asked for: it fires on every subscribe and unsubscribe.
+// DefaultWebhookEvents is every event but subscription_count, which no node sends
+// (webhook-events refuses it: the cluster state does not follow each change of a
+// channel's count); its encoding is kept for a sender that is given one.
 const DefaultWebhookEvents WebhookEventSet = 1<<5 - 1
 
 // webhookEventIndex is the bit of name, or -1.

@@ -97,6 +97,9 @@ func TestDispatcherFormat(t *testing.T) {
 	waitFor(t, 5*time.Second, func() bool { _, tr := ls.snapshot(); return len(tr) >= 2 })
 	ls.fail.Store(false)
 	waitFor(t, 5*time.Second, func() bool { l, _ := ls.snapshot(); return len(l) == 2 })
+	// The receiver has the lines before the sender has read its answer and counted
+	// the batch: wait for the count, not only for the lines.
+	waitFor(t, 5*time.Second, func() bool { return f.counts[Delivered].Load() >= 2 })
 	lines, tries := ls.snapshot()
 	if lines[0] != "a" || lines[1] != "b" {
 		t.Fatalf("lines %q", lines)

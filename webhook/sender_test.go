@@ -107,6 +107,9 @@ func TestSenderOrderAndBatching(t *testing.T) {
 		s.Emit(Event{Type: ConnectionOpened, Connection: string(rune('a' + i%26)), Code: i + 1})
 	}
 	waitFor(t, 5*time.Second, func() bool { ev, _ := rc.snapshot(); return len(ev) == 95 })
+	// The receiver records a batch before the sender reads the answer and counts it.
+	const delivered = `longlink_webhook_events_total{event="connection.opened",outcome="delivered"}`
+	waitFor(t, 5*time.Second, func() bool { return counter(set, delivered) >= 95 })
 	ev, posts := rc.snapshot()
 	for i, e := range ev {
 		if e.Code != i+1 || e.ID == "" || e.Time.IsZero() {
@@ -116,7 +119,7 @@ func TestSenderOrderAndBatching(t *testing.T) {
 	if posts < 10 || posts > 20 {
 		t.Errorf("%d POSTs for 95 events in batches of at most 10", posts)
 	}
-	if got := counter(set, `longlink_webhook_events_total{event="connection.opened",outcome="delivered"}`); got != 95 {
+	if got := counter(set, delivered); got != 95 {
 		t.Errorf("delivered counter %v, want 95", got)
 	}
 }
