@@ -356,10 +356,15 @@ func TestPusherProtocolThroughBinary(t *testing.T) {
 	})
 
 	t.Run("api answers", func(t *testing.T) {
-		st, raw := papi(t, n.API, "GET", "/apps/"+pAppID+"/channels/news", map[string]string{"info": "subscription_count"}, "")
-		if st != 200 || !strings.Contains(raw, `"occupied":true`) {
+		// b is the one left in private-x (a was terminated, b left news).
+		st, raw := papi(t, n.API, "GET", "/apps/"+pAppID+"/channels/private-x", map[string]string{"info": "subscription_count"}, "")
+		if st != 200 || raw != `{"occupied":true,"subscription_count":1}` {
 			t.Fatalf("%d %s", st, raw)
 		}
+		testutil.WaitFor(t, 10*time.Second, "news vacated", func() bool {
+			st, raw = papi(t, n.API, "GET", "/apps/"+pAppID+"/channels/news", nil, "")
+			return st == 200 && raw == `{"occupied":false}`
+		})
 		st, raw = papi(t, n.API, "GET", "/apps/nope/channels", nil, "")
 		if st != 404 {
 			t.Fatalf("unknown app: %d %s", st, raw)
