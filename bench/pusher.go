@@ -40,8 +40,8 @@ import (
 // In the same run, before or after (--floor), the native comparison: the same
 // number of plain clients, each with a token whose rooms claim holds one room of as
 // many rooms as channels (the same membership), and the same callers pushing the
-// same data at the same rate through POST /v1/push to those rooms with
-// "history":false (a trigger is a NoHistory push to the channel's room). Only the
+// same data at the same rate through POST /v1/push to those rooms with "ttl":"10s"
+// (a trigger is a push to the channel's room kept 10 s, push.PusherEventTTL). Only the
 // protocol differs: the Pusher HTTP API (signature, MD5, event checks) against
 // /v1/push, the Pusher event envelope against the raw bytes, a subscribe round trip
 // against rooms in the token, a Pusher connection's state against a plain one's. The
@@ -174,7 +174,7 @@ type PusherRatios struct {
 
 const pusherComparison = "native: the same number of plain clients, each with a token whose rooms claim holds one of as many rooms as channels " +
 	"(the same membership), and the same callers pushing the same data at the same rate through POST /v1/push to those rooms with " +
-	"\"history\":false (a Pusher trigger is a push to the channel's room without history); only the protocol differs"
+	"\"ttl\":\"10s\" (a Pusher trigger is a push to the channel's room kept 10 s for gap detection, push.PusherEventTTL); only the protocol differs"
 
 // finishPusher validates the pusher scenario's options (Options.finish).
 func (o *Options) finishPusher(set map[string]bool) error {
@@ -923,7 +923,7 @@ func (ph *pphase) appendEventBody(b []byte, k int, data []byte) []byte {
 		b = append(b, ph.chans[k].name...)
 		b = append(b, `"]},"data":"`...)
 		b = append(b, data...)
-		return append(b, `","history":false}`...)
+		return append(b, `","ttl":"10s"}`...)
 	}
 	b = append(b, `{"name":"`+pusherEvent+`","channel":"`...)
 	b = append(b, ph.chans[k].name...)
@@ -974,7 +974,7 @@ func runPusher(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		if ctx.Err() != nil {
 			return
 		}
-		fmt.Fprintf(stdout, "native comparison: %s plain connections over %d rooms, /v1/push with \"history\":false\n", commas(int64(o.Conns)), o.Channels)
+		fmt.Fprintf(stdout, "native comparison: %s plain connections over %d rooms, /v1/push with \"ttl\":\"10s\"\n", commas(int64(o.Conns)), o.Channels)
 		r.res.Native, r.res.NativeOrder = r.runPhase(true), o.Floor
 	}
 	if o.Floor == "before" {
@@ -1490,7 +1490,7 @@ func pusherRows(row func(k, v string), x *PusherResult) {
 	row("pusher", fmt.Sprintf("app %q, %d %s channels, %d callers, %s, event data %s", x.AppID, x.Channels, x.ChannelKind, x.Callers, mode, size))
 	phaseRows(row, &x.Pusher, "pusher")
 	if n := x.Native; n != nil {
-		row("native", fmt.Sprintf("comparison run %s the Pusher phase: plain clients, rooms in their tokens, POST /v1/push to a room with \"history\":false", x.NativeOrder))
+		row("native", fmt.Sprintf("comparison run %s the Pusher phase: plain clients, rooms in their tokens, POST /v1/push to a room with \"ttl\":\"10s\"", x.NativeOrder))
 		phaseRows(row, n, "native")
 	}
 	if q := x.Ratios; q != nil {
