@@ -60,6 +60,7 @@ type Biz struct {
 type runner struct {
 	jobs    chan func() // unbuffered: a send succeeds only when a kept goroutine waits
 	workers atomic.Int64
+	waiting atomic.Int64 // kept goroutines waiting for a job (tests wait on it)
 	max     int64
 }
 
@@ -96,11 +97,14 @@ func (b *Biz) worker(job func()) {
 		job()
 		job = nil // the finished request's closure is garbage while this waits
 		idle.Reset(idleWorker)
+		b.run.waiting.Add(1)
 		select {
 		case job = <-b.run.jobs:
 		case <-idle.C:
-			return
 		case <-b.up.ctx.Done():
+		}
+		b.run.waiting.Add(-1)
+		if job == nil {
 			return
 		}
 	}

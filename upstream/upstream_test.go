@@ -338,7 +338,7 @@ func TestRequestGoroutinesKept(t *testing.T) {
 			t.Fatalf("request %d: %+v", i, r)
 		}
 		// The callback runs before the goroutine waits for the next request: let it.
-		testutil.WaitFor(t, 5*time.Second, "the kept goroutine to wait", func() bool { return len(seq.run.jobs) == 0 && seq.run.workers.Load() == 1 })
+		testutil.WaitFor(t, 5*time.Second, "the kept goroutine to wait", func() bool { return seq.run.waiting.Load() == 1 && seq.run.workers.Load() == 1 })
 	}
 	par := u.Business("par")
 	replies := make(chan Reply, 4)
