@@ -172,6 +172,14 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	if o.demo {
 		fmt.Fprintf(w, "  demo:    http://%s/demo/\n", node.Dialable(api))
 	}
+	if apps := o.cfg.Pusher.Apps; len(apps) > 0 {
+		ids := make([]string, len(apps))
+		for i, a := range apps {
+			ids[i] = a.ID
+		}
+		fmt.Fprintf(w, "  pusher:  ws://%s/app/{key}, HTTP API http://%s/apps/{app_id} (apps %s; docs/pusher.md)\n",
+			node.Dialable(client), node.Dialable(api), strings.Join(ids, ", "))
+	}
 	if devSecret {
 		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
 		fmt.Fprintf(w, "\nWARNING: no --token-secret given; using a random development secret. Clients from\n"+
