@@ -155,7 +155,9 @@ func durUs(us float64) string {
 	return fmt.Sprintf("%.3gµs", us)
 }
 
-var htmlTmpl = template.Must(template.New("r").Funcs(template.FuncMap{"commas": commas, "int64f": func(f float64) int64 { return int64(f) }}).Parse(`<!doctype html>
+var htmlTmpl = template.Must(template.New("r").Funcs(template.FuncMap{"commas": commas, "int64f": func(f float64) int64 { return int64(f) },
+	// cpu is CPU µs per item with the precision 10 ms accounting ticks allow (precision.go).
+	"cpu": func(us float64, n int64, nodes int) string { return cpuPerUs(us, n, nodes) }}).Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8">
 <title>longlink bench {{.R.Scenario}} — {{.R.StartedAt.Format "2006-01-02 15:04"}}</title>
 <style>
@@ -173,7 +175,7 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto}
 {{if .R.Limits}}<h2>Limits in the way</h2><div class="warn"><ul>{{range .R.Limits}}<li>{{.}}</li>{{end}}</ul><pre>{{.R.Advice}}</pre></div>{{end}}
 <h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 {{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>server CPU/recipient</th><th>bench CPU/msg</th></tr>
-{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{printf "%.2f" .ServerCPUPerRecipientUs}} µs</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
+{{range .R.Broadcast.Rounds}}<tr><td>{{.Round}}</td><td>{{commas .Received}} / {{commas .Expected}}{{if .Error}} ({{.Error}}){{end}}{{if .TimedOut}} (timed out){{end}}</td><td>{{printf "%.1f" .FirstMs}} ms</td><td>{{printf "%.1f" .P50Ms}} ms</td><td>{{printf "%.1f" .P99Ms}} ms</td><td>{{printf "%.1f" .LastMs}} ms</td><td>{{commas (int64f .RecipientsPerS)}}</td><td>{{cpu .ServerCPUPerRecipientUs .Received $.R.Server.AfterOpen.Nodes}}</td><td>{{printf "%.2f" .ClientCPUPerMsgUs}} µs</td></tr>{{end}}</table>{{end}}
 {{with .R.Upstream}}<h2>Upstream: gateway and floor</h2><table><tr><th></th><th>through the gateway</th><th>floor: straight to the back-end</th><th>gateway / floor</th></tr>
 {{$f := .Floor}}<tr><th>requests/s</th><td>{{commas (int64f .RequestsPerS)}}</td><td>{{if $f}}{{commas (int64f $f.RequestsPerS)}}{{else}}not run{{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.RequestsPerS}}{{end}}</td></tr>
 <tr><th>p50 round trip</th><td>{{printf "%.3f" .Latency.P50Ms}} ms</td><td>{{if $f}}{{printf "%.3f" $f.Latency.P50Ms}} ms{{end}}</td><td>{{if $f}}{{printf "%.2f" $f.Ratios.P50}}{{end}}</td></tr>
@@ -226,6 +228,7 @@ func writeHTML(path string, rep *Report) error {
 		charts = append(charts, template.HTML(histChart("Push with wait: "+rep.Push.waitLabel()+" (API call to complete answer)", bins)))
 	}
 	charts = append(charts, pusherCharts(rep)...)
+	charts = append(charts, floorCharts(rep)...)
 	if bins, ok := rep.Hists["api"]; ok {
 		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
 	}
@@ -233,7 +236,7 @@ func writeHTML(path string, rep *Report) error {
 	cards := []kv{{"connections opened", commas(c.Opened)}, {"connect rate", commas(int64(c.RatePerS)) + "/s"},
 		{"handshake p99", fmt.Sprintf("%.1f ms", c.Handshake.P99Ms)}}
 	if rep.Server.Available {
-		cards = append(cards, kv{"server RSS per conn", fmt.Sprintf("%.0f B", rep.Server.RSSPerConnBytes)})
+		cards = append(cards, kv{"server RSS per conn", perConn(rep.Server.RSSPerConnBytes)})
 	}
 	if b := rep.Broadcast; b != nil && len(b.Rounds) > 0 {
 		cards = append(cards, kv{"broadcast last (max)", fmt.Sprintf("%.0f ms", b.Latency.MaxMs)})
@@ -310,4 +313,40 @@ func handshakeTitle(rep *Report) string {
 		return "Pusher handshake latency (connect() to pusher:connection_established)"
 	}
 	return "Handshake latency (connect() to 101)"
+}
+
+// floorCharts are the broadcast's per-round charts (time to the last recipient and
+// server CPU per recipient), with the floor's line when one was measured, the
+// floor's delivery latency beside the gateway's, and the side-by-side table.
+func floorCharts(rep *Report) []template.HTML {
+	var out []template.HTML
+	f := rep.Floor
+	if b := rep.Broadcast; b != nil && len(b.Rounds) > 0 {
+		var xs, last, cpu, flast, fcpu []float64
+		for i, r := range b.Rounds {
+			xs = append(xs, float64(r.Round))
+			last, cpu = append(last, r.LastMs), append(cpu, r.ServerCPUPerRecipientUs)
+			if f != nil && f.Broadcast != nil && i < len(f.Broadcast.Rounds) {
+				flast = append(flast, f.Broadcast.Rounds[i].LastMs)
+				fcpu = append(fcpu, f.Broadcast.Rounds[i].ServerCPUPerRecipientUs)
+			}
+		}
+		ls := []series{{"gateway", "#3b7dd8", last}}
+		cs := []series{{"gateway", "#3b7dd8", cpu}}
+		if len(flast) == len(last) {
+			ls = append(ls, series{"floor", "#7f7f7f", flast})
+			cs = append(cs, series{"floor", "#7f7f7f", fcpu})
+		}
+		out = append(out, template.HTML(lineChart("Broadcast: time to the last recipient, per round", "round", "ms", xs, ls)),
+			template.HTML(lineChart("Broadcast: server CPU per recipient, per round (10 ms accounting ticks)", "round", "µs", xs, cs)))
+	}
+	if f == nil {
+		return out
+	}
+	if bins, ok := f.Hists["delivery"]; ok {
+		out = append(out, template.HTML(histChart("Floor: delivery latency (API call to client receipt)", bins)))
+	}
+	var b strings.Builder
+	printFloorRatios(&b, rep)
+	return append(out, template.HTML("<pre>"+html.EscapeString(b.String())+"</pre>"))
 }

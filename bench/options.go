@@ -71,6 +71,11 @@ type Options struct {
 	// phase, "before" it, or "off". The floor is the same closed loop POSTing the
 	// same body straight to the bundled back-end (bench/upstreamfloor.go).
 	Floor string `json:"floor,omitempty"`
+	// FloorTargets and FloorAPIs, for connect, broadcast and push, are the floor
+	// server's client and API addresses (bench/floorserver): the scenario runs again
+	// against it after the gateway, and the report holds both, with the ratios.
+	FloorTargets []string `json:"floor_targets,omitempty"`
+	FloorAPIs    []string `json:"floor_apis,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`
@@ -210,6 +215,8 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.Usage = func() { printUsage(out) }
 	fs.Var(multiFlag{&o.Targets}, "target", "client `HOST:PORT` of a node (repeatable; connections are spread over targets)")
 	fs.Var(multiFlag{&o.APIs}, "api", "API `HOST:PORT` of a node for pushes and /metrics (repeatable)")
+	fs.Var(multiFlag{&o.FloorTargets}, "floor-target", "connect, broadcast, push: client `HOST:PORT` of the floor server (go run ./bench/floorserver); the scenario then runs again against it and the report puts both side by side (repeatable)")
+	fs.Var(multiFlag{&o.FloorAPIs}, "floor-api", "the floor server's API `HOST:PORT`, with --floor-target (repeatable)")
 	fs.StringVar(&o.TokenSecret, "token-secret", os.Getenv("LONGLINK_TOKEN_SECRET"), "HS256 `secret` for client JWTs (env LONGLINK_TOKEN_SECRET)")
 	fs.StringVar(&o.APIKey, "api-key", os.Getenv("LONGLINK_API_KEY"), "push API `key` (env LONGLINK_API_KEY)")
 	fs.IntVar(&o.Conns, "conns", 1000, "connections to open (push, reconnect: users x conns-per-user)")
@@ -257,9 +264,19 @@ func (o *Options) finish(set map[string]bool) error {
 	if len(o.Targets) == 0 {
 		return errors.New("at least one --target HOST:PORT is required")
 	}
-	for _, t := range append(append([]string{}, o.Targets...), o.APIs...) {
+	for _, t := range append(append(append(append([]string{}, o.Targets...), o.APIs...), o.FloorTargets...), o.FloorAPIs...) {
 		if _, _, err := net.SplitHostPort(t); err != nil {
 			return fmt.Errorf("bad address %q: %w", t, err)
+		}
+	}
+	if len(o.FloorTargets) > 0 || len(o.FloorAPIs) > 0 {
+		switch {
+		case o.Scenario != "connect" && o.Scenario != "broadcast" && o.Scenario != "push":
+			return fmt.Errorf("--floor-target is for connect, broadcast and push, not %s (upstream and pusher have --floor)", o.Scenario)
+		case len(o.FloorTargets) == 0 || len(o.FloorAPIs) == 0:
+			return errors.New("--floor-target and --floor-api go together: the floor server's client and API addresses")
+		case o.Protocol != "plain":
+			return errors.New("--floor-target: the floor server speaks the plain protocol only")
 		}
 	}
 	if o.TokenSecret == "" {

@@ -31,6 +31,9 @@ type Report struct {
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
 	Upstream  *UpstreamResult  `json:"upstream,omitempty"`
 	Pusher    *PusherResult    `json:"pusher,omitempty"`
+	// Floor is the same scenario run against the floor server (--floor-target,
+	// bench/floorserver) in the same run, when one was given.
+	Floor *Report `json:"floor,omitempty"`
 	// V2 is what the v2 clients checked on every push (--protocol v2).
 	V2     *V2Checks      `json:"v2,omitempty"`
 	Client ClientOverhead `json:"client"`
@@ -279,14 +282,14 @@ func printSummary(w io.Writer, rep *Report) {
 	row("failures", reasons(c.Failures))
 	row("drops", reasons(c.Drops))
 	if s := rep.Server; s.Available {
-		row("server memory", fmt.Sprintf("RSS %s -> %s (%.0f B/conn); heap %s -> %s (%.0f B/conn); %d node(s)",
-			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), s.RSSPerConnBytes,
-			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), s.HeapPerConnBytes, s.AfterOpen.Nodes))
+		row("server memory", fmt.Sprintf("RSS %s -> %s (%s); heap %s -> %s (%s); %d node(s)",
+			mib(s.Before.RSSBytes), mib(s.AfterOpen.RSSBytes), perConn(s.RSSPerConnBytes),
+			mib(s.Before.HeapBytes), mib(s.AfterOpen.HeapBytes), perConn(s.HeapPerConnBytes), s.AfterOpen.Nodes))
 		what := "accept, handshake, token"
 		if proto == "pusher" {
 			what = "accept, handshake, subscribe"
 		}
-		row("server CPU", fmt.Sprintf("%.1f µs per connection opened (%s)", s.CPUPerConnUs, what))
+		row("server CPU", fmt.Sprintf("%s per connection opened (%s)", cpuPerUs(s.CPUPerConnUs, rep.Connect.OpenAtEnd, s.AfterOpen.Nodes), what))
 	} else {
 		row("server memory", "not measured (no --api answered /metrics)")
 	}
@@ -296,8 +299,9 @@ func printSummary(w io.Writer, rep *Report) {
 				row(fmt.Sprintf("round %d", r.Round), "push failed: "+r.Error)
 				continue
 			}
-			row(fmt.Sprintf("round %d", r.Round), fmt.Sprintf("%s/%s received  first %.1f  p50 %.1f  p99 %.1f  last %.1f ms  %s recipients/s  server %.2f µs CPU/recipient  bench %.2f µs CPU/msg",
-				commas(r.Received), commas(r.Expected), r.FirstMs, r.P50Ms, r.P99Ms, r.LastMs, commas(int64(r.RecipientsPerS)), r.ServerCPUPerRecipientUs, r.ClientCPUPerMsgUs))
+			row(fmt.Sprintf("round %d", r.Round), fmt.Sprintf("%s/%s received  first %.1f  p50 %.1f  p99 %.1f  last %.1f ms  %s recipients/s  server %s CPU/recipient  bench %.2f µs CPU/msg",
+				commas(r.Received), commas(r.Expected), r.FirstMs, r.P50Ms, r.P99Ms, r.LastMs, commas(int64(r.RecipientsPerS)),
+				cpuPerUs(r.ServerCPUPerRecipientUs, r.Received, rep.Server.AfterOpen.Nodes), r.ClientCPUPerMsgUs))
 		}
 		row("delivery (all)", latRow(b.Latency))
 	}
@@ -312,11 +316,11 @@ func printSummary(w io.Writer, rep *Report) {
 		row("end-to-end", latRow(p.Latency))
 		row("API call", latRow(p.APILatency))
 		if p.Ack {
-			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request, %s and their acks)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
+			row("server CPU", fmt.Sprintf("%.2fs, %s per push (API request, %s and their acks)", p.ServerCPUS, cpuPer(p.ServerCPUS, p.Pushes, rep.Server.AfterOpen.Nodes), plural(p.ConnsPerUser, "delivery", "deliveries")))
 			row("acks", fmt.Sprintf("%s sent by the clients (%s deliveries), %s not written whole; server longlink_acks_total +%s (applied by the owners, coalesced per stream)",
 				commas(p.AcksSent), commas(p.Received), commas(p.AckWriteFails), commas(int64(p.ServerAcks))))
 		} else {
-			row("server CPU", fmt.Sprintf("%.2fs, %.1f µs per push (API request and %s)", p.ServerCPUS, p.ServerCPUPerPushUs, plural(p.ConnsPerUser, "delivery", "deliveries")))
+			row("server CPU", fmt.Sprintf("%.2fs, %s per push (API request and %s)", p.ServerCPUS, cpuPer(p.ServerCPUS, p.Pushes, rep.Server.AfterOpen.Nodes), plural(p.ConnsPerUser, "delivery", "deliveries")))
 		}
 		if w := p.WaitRoundTrip; w != nil {
 			row("wait answers", fmt.Sprintf("\"wait\":\"%s\": %s complete (200), %s incomplete (202)",

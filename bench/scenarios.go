@@ -58,6 +58,48 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	if o.Scenario == "pusher" {
 		return runPusher(ctx, o, stdout, stderr)
 	}
+	if len(o.FloorTargets) > 0 {
+		return runWithFloor(ctx, o, stdout, stderr)
+	}
+	_, err := run(ctx, o, stdout, stderr)
+	return err
+}
+
+// runWithFloor runs the scenario against the gateway, then the same scenario with the
+// same clients and callers against the floor server (--floor-target, --floor-api:
+// bench/floorserver), and reports both, with the ratios gateway / floor, in one
+// report (its "floor" field, and the text summary's last block).
+func runWithFloor(ctx context.Context, o Options, stdout, stderr io.Writer) error {
+	gw := o
+	gw.JSONPath, gw.HTMLPath = "", ""
+	fmt.Fprintln(stdout, "== gateway")
+	rep, err := run(ctx, gw, stdout, stderr)
+	if err != nil {
+		return err
+	}
+	fl := gw
+	fl.Targets, fl.APIs = o.FloorTargets, o.FloorAPIs
+	fmt.Fprintln(stdout, "\n== floor (bench/floorserver: the upgrade parsed, one write(2) of a frame encoded once per recipient, from the API request's goroutine)")
+	frep, err := run(ctx, fl, stdout, stderr)
+	if err != nil {
+		return fmt.Errorf("floor: %w", err)
+	}
+	rep.Floor = frep
+	fmt.Fprintln(stdout)
+	printFloorRatios(stdout, rep)
+	var errs []error
+	if o.JSONPath != "" {
+		errs = append(errs, writeJSON(o.JSONPath, rep))
+	}
+	if o.HTMLPath != "" {
+		errs = append(errs, writeHTML(o.HTMLPath, rep))
+	}
+	return errors.Join(errs...)
+}
+
+// run is one scenario against o.Targets; it writes the reports o names and returns
+// the report.
+func run(ctx context.Context, o Options, stdout, stderr io.Writer) (*Report, error) {
 	// Worker processes' stderr is copied by exec's goroutines while this
 	// goroutine also writes: serialise them for writers that are not files.
 	if _, ok := stderr.(*os.File); !ok {
@@ -72,7 +114,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		Env: env, Hists: map[string][]HistBin{}, Limits: []string{}, Notes: []string{}}
 	w, err := r.planWorkers()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.rep.Workers = w
 	fmt.Fprintf(stdout, "longlink bench %s: %s %s connections to %v from %d source address(es), %d worker(s)\n",
@@ -85,20 +127,20 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	}
 	r.p, err = startPool(w, o.InProcess, stderr)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	r.startSampler()
 	cpuStart, tStart := readCPUTimes(), time.Now()
 	if err := r.openAll(); err != nil {
 		r.stopSampling()
 		r.p.kill()
-		return err
+		return nil, err
 	}
 	st, err := r.p.stats(true, true)
 	if err != nil {
 		r.stopSampling()
 		r.p.kill()
-		return err
+		return nil, err
 	}
 	r.fillConnect(st)
 	r.progress(st, time.Now(), true)
@@ -149,9 +191,9 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 		r.rep.Server.End = scrape(ctx, o.APIs)
 	}
 	if err := r.finish(last); err != nil {
-		return errors.Join(err, runErr)
+		return r.rep, errors.Join(err, runErr)
 	}
-	return runErr
+	return r.rep, runErr
 }
 
 // hold keeps the connections open for d, or until ctx is cancelled.
