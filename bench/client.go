@@ -25,6 +25,8 @@ type OpenSpec struct {
 	Count        int           `json:"count"`
 	ConnsPerUser int           `json:"conns_per_user"`
 	UserPrefix   string        `json:"user_prefix"`
+	// Room, when set, is in every token's rooms claim (push --room).
+	Room string `json:"room,omitempty"`
 	TokenSecret  string        `json:"token_secret"`
 	TokenTTL     time.Duration `json:"token_ttl"`
 	// Rate is connections per second for this worker; 0 means as fast as
@@ -237,7 +239,7 @@ func (l *eloop) setSpec(s OpenSpec) error {
 	if s.V2 {
 		l.recs = make([]v2rec, s.Count)
 	}
-	l.minter = newJWTMinter([]byte(s.TokenSecret), s.UserPrefix)
+	l.minter = newJWTMinter([]byte(s.TokenSecret), s.UserPrefix).withRoom(s.Room)
 	l.tokUser = -1
 	l.next = 0
 	l.lastRefill = time.Now().UnixNano()

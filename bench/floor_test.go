@@ -96,3 +96,17 @@ func TestRealPushWithFloor(t *testing.T) {
 		t.Errorf("no side-by-side block in:\n%s", out)
 	}
 }
+
+// TestRealPushRoom: push --room puts every connection in one room and pushes to it;
+// every push reaches every connection.
+func TestRealPushRoom(t *testing.T) {
+	n := startRealNode(t, "")
+	jp := filepath.Join(t.TempDir(), "r.json")
+	runBench(t, "push", "--target", n.Client, "--api", n.API, "--token-secret", itSecret, "--api-key", itKey,
+		"--users", "100", "--conns-per-user", "2", "--room", "busy", "--callers", "4", "--push-rate", "40", "--duration", "1s", "--json", jp)
+	rep := readReport(t, jp)
+	p := rep.Push
+	if p == nil || p.Pushes == 0 || p.ExpectedDeliveries != p.Pushes*200 || p.Received != p.ExpectedDeliveries || p.Missing != 0 {
+		t.Fatalf("room push: %+v", p)
+	}
+}

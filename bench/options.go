@@ -75,6 +75,9 @@ type Options struct {
 	// server's client and API addresses (bench/floorserver): the scenario runs again
 	// against it after the gateway, and the report holds both, with the ratios.
 	FloorTargets []string `json:"floor_targets,omitempty"`
+	// Room, for push, puts every connection in this room (its token's rooms claim)
+	// and pushes to the room instead of to random users: a room of --conns members.
+	Room string `json:"room,omitempty"`
 	FloorAPIs    []string `json:"floor_apis,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
@@ -215,6 +218,7 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.Usage = func() { printUsage(out) }
 	fs.Var(multiFlag{&o.Targets}, "target", "client `HOST:PORT` of a node (repeatable; connections are spread over targets)")
 	fs.Var(multiFlag{&o.APIs}, "api", "API `HOST:PORT` of a node for pushes and /metrics (repeatable)")
+	fs.StringVar(&o.Room, "room", "", "push: every connection joins room `NAME` (its token's rooms claim) and each push goes to the room, reaching every connection: a busy room of --conns members (with --push-rate: messages a second)")
 	fs.Var(multiFlag{&o.FloorTargets}, "floor-target", "connect, broadcast, push: client `HOST:PORT` of the floor server (go run ./bench/floorserver); the scenario then runs again against it and the report puts both side by side (repeatable)")
 	fs.Var(multiFlag{&o.FloorAPIs}, "floor-api", "the floor server's API `HOST:PORT`, with --floor-target (repeatable)")
 	fs.StringVar(&o.TokenSecret, "token-secret", os.Getenv("LONGLINK_TOKEN_SECRET"), "HS256 `secret` for client JWTs (env LONGLINK_TOKEN_SECRET)")
@@ -268,6 +272,12 @@ func (o *Options) finish(set map[string]bool) error {
 		if _, _, err := net.SplitHostPort(t); err != nil {
 			return fmt.Errorf("bad address %q: %w", t, err)
 		}
+	}
+	if o.Room != "" && o.Scenario != "push" {
+		return fmt.Errorf("--room is for push, not %s", o.Scenario)
+	}
+	if o.Room != "" && len(o.FloorTargets) > 0 {
+		return errors.New("--room: the floor server has no rooms; run the floor with to-all broadcasts instead")
 	}
 	if len(o.FloorTargets) > 0 || len(o.FloorAPIs) > 0 {
 		switch {

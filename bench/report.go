@@ -310,7 +310,11 @@ func printSummary(w io.Writer, rep *Report) {
 		if p.Mode == "open" {
 			mode = fmt.Sprintf("open loop at %s/s (latency from scheduled time)", commas(int64(p.PushRate)))
 		}
-		row("push", fmt.Sprintf("%d users x %d conns, %d callers, %.1fs, %s", p.Users, p.ConnsPerUser, p.Callers, p.DurationS, mode))
+		if room := rep.Options.Room; room != "" {
+			row("push", fmt.Sprintf("room %q of %s connections, %d callers, %.1fs, %s", room, commas(int64(rep.Options.Conns)), p.Callers, p.DurationS, mode))
+		} else {
+			row("push", fmt.Sprintf("%d users x %d conns, %d callers, %.1fs, %s", p.Users, p.ConnsPerUser, p.Callers, p.DurationS, mode))
+		}
 		row("pushes", fmt.Sprintf("%s (%s/s), errors: %s, backlog skipped %s", commas(p.Pushes), commas(int64(p.PushesPerS)), reasons(p.Errors), commas(p.BacklogSkipped)))
 		row("deliveries", fmt.Sprintf("%s of %s expected (%s/s), missing %s", commas(p.Received), commas(p.ExpectedDeliveries), commas(int64(p.DeliveriesPerS)), commas(p.Missing)))
 		row("end-to-end", latRow(p.Latency))
@@ -319,6 +323,9 @@ func printSummary(w io.Writer, rep *Report) {
 			row("server CPU", fmt.Sprintf("%.2fs, %s per push (API request, %s and their acks)", p.ServerCPUS, cpuPer(p.ServerCPUS, p.Pushes, rep.Server.AfterOpen.Nodes), plural(p.ConnsPerUser, "delivery", "deliveries")))
 			row("acks", fmt.Sprintf("%s sent by the clients (%s deliveries), %s not written whole; server longlink_acks_total +%s (applied by the owners, coalesced per stream)",
 				commas(p.AcksSent), commas(p.Received), commas(p.AckWriteFails), commas(int64(p.ServerAcks))))
+		} else if room := rep.Options.Room; room != "" {
+			row("server CPU", fmt.Sprintf("%.2fs, %s per push (API request and a delivery to each of the room's members); %s per delivered message",
+				p.ServerCPUS, cpuPer(p.ServerCPUS, p.Pushes, rep.Server.AfterOpen.Nodes), cpuPer(p.ServerCPUS, p.Received, rep.Server.AfterOpen.Nodes)))
 		} else {
 			row("server CPU", fmt.Sprintf("%.2fs, %s per push (API request and %s)", p.ServerCPUS, cpuPer(p.ServerCPUS, p.Pushes, rep.Server.AfterOpen.Nodes), plural(p.ConnsPerUser, "delivery", "deliveries")))
 		}

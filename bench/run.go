@@ -247,7 +247,7 @@ func (r *runner) openAll() error {
 		return workerCmd{Op: "open", Open: &OpenSpec{
 			Targets: r.o.Targets, SourceIPs: r.o.SourceIPs,
 			First: first, Count: min(chunk, n-first),
-			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", TokenSecret: r.o.TokenSecret,
+			ConnsPerUser: r.o.ConnsPerUser, UserPrefix: "bench-", Room: r.o.Room, TokenSecret: r.o.TokenSecret,
 			Rate: r.o.Rate / float64(w), PortBase: portBase, BatchWait: r.o.BatchWait, HandshakeTimeout: r.o.HandshakeTimeout, PingInterval: r.o.PingInterval,
 			V2: r.o.Protocol == "v2", Ack: r.o.Ack,
 		}}

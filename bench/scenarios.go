@@ -225,7 +225,16 @@ func (r *runner) clientCPU(st []WorkerStats) int64 {
 // means all. tail closes the data string and the object and carries the push's
 // options (bodyTail).
 func appendBody(b []byte, user int, stamp int64, seq uint64, size int, tail string) []byte {
-	if user < 0 {
+	return appendBodyTo(b, "", user, stamp, seq, size, tail)
+}
+
+// appendBodyTo is appendBody to room when it is not "" (push --room).
+func appendBodyTo(b []byte, room string, user int, stamp int64, seq uint64, size int, tail string) []byte {
+	if room != "" {
+		b = append(b, `{"to":{"rooms":[`...)
+		b = strconv.AppendQuote(b, room)
+		b = append(b, `]},"data":"`...)
+	} else if user < 0 {
 		b = append(b, `{"to":{"all":true},"data":"`...)
 	} else {
 		b = append(b, `{"to":{"users":["bench-`...)
@@ -403,7 +412,7 @@ func (r *runner) push() {
 					stamp = time.Now().UnixNano()
 				}
 				seq++
-				body = appendBody(body[:0], rng.IntN(o.Users), stamp, seq, o.Size, tail)
+				body = appendBodyTo(body[:0], o.Room, rng.IntN(o.Users), stamp, seq, o.Size, tail)
 				ac := conns[rng.IntN(len(conns))]
 				t := time.Now()
 				// The request runs under the run's context, not the phase
@@ -454,6 +463,9 @@ func (r *runner) push() {
 	// every user has ConnsPerUser connections when all are open.
 	if c := r.rep.Connect; c.Failed == 0 && c.Dropped == 0 && c.OpenAtEnd == int64(o.Conns) {
 		res.ExpectedDeliveries = res.Pushes * int64(o.ConnsPerUser)
+		if o.Room != "" {
+			res.ExpectedDeliveries = res.Pushes * int64(o.Conns) // every connection is in the room
+		}
 	} else {
 		r.note("some connections are not open: expected deliveries are the API's node-local \"delivered\" sum")
 	}

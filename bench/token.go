@@ -22,6 +22,7 @@ var jwtHeader = base64.RawURLEncoding.EncodeToString([]byte(`{"alg":"HS256","typ
 type jwtMinter struct {
 	mac    hash.Hash
 	subPre []byte // `{"sub":"` + JSON-escaped user prefix, without the closing quote
+	rooms  []byte // `,"rooms":[...]` when every token names rooms (push --room); else empty
 	claims []byte
 	tok    []byte
 	sum    []byte
@@ -31,6 +32,15 @@ func newJWTMinter(secret []byte, userPrefix string) *jwtMinter {
 	q, _ := json.Marshal(userPrefix) // a string always encodes
 	m := &jwtMinter{mac: hmac.New(sha256.New, secret)}
 	m.subPre = append(append(m.subPre, `{"sub":`...), q[:len(q)-1]...)
+	return m
+}
+
+// withRoom makes every token list room in its rooms claim.
+func (m *jwtMinter) withRoom(room string) *jwtMinter {
+	if room != "" {
+		q, _ := json.Marshal(room)
+		m.rooms = append(append([]byte(`,"rooms":[`), q...), ']')
+	}
 	return m
 }
 
@@ -44,6 +54,7 @@ func (m *jwtMinter) mint(user int, iat, exp int64) []byte {
 	c = strconv.AppendInt(c, iat, 10)
 	c = append(c, `,"exp":`...)
 	c = strconv.AppendInt(c, exp, 10)
+	c = append(c, m.rooms...)
 	c = append(c, '}')
 	m.claims = c
 
