@@ -265,4 +265,3 @@ func TestDeflateEcho(t *testing.T) {
 
 // framePayloadRSV1 is one final masked client frame with RSV1 set.
 func framePayloadRSV1(op ws.OpCode, p []byte) []byte { return frame(true, 0x4, op, p, true) }
-
