@@ -265,3 +265,46 @@ func TestDeflateEcho(t *testing.T) {
 
 // framePayloadRSV1 is one final masked client frame with RSV1 set.
 func framePayloadRSV1(op ws.OpCode, p []byte) []byte { return frame(true, 0x4, op, p, true) }
+
+// TestDeflatePusher: Pusher connections (pusher-js in a browser offers deflate) get a
+// channel's event compressed, built once for the channel's subscribers; the
+// connection_established event before it goes uncompressed.
+func TestDeflatePusher(t *testing.T) {
+	s := startPusherServer(t, func(c *Config) { c.Deflate = true })
+	const room = "pusher/app1/big"
+	var clients []*rawClient
+	for range 3 {
+		c := rawConnect(t, s)
+		resp := c.request(t, upgradeRequest(s.Addrs()[0], "/app/key1"+pusherQuery, "Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n"))
+		if resp.StatusCode != 101 || resp.Header.Get("Sec-WebSocket-Extensions") != wsproto.DeflateAnswer(wsproto.DeflateNoLimit) {
+			t.Fatalf("Pusher upgrade: %s, extensions %q", resp.Status, resp.Header.Get("Sec-WebSocket-Extensions"))
+		}
+		id := c.established(t, 120)
+		conn := s.ConnBySocketID(id)
+		errc := make(chan error, 1)
+		s.Do(conn, func(bool) { _, err := s.JoinConn(conn, room); errc <- err })
+		if err := <-errc; err != nil {
+			t.Fatal(err)
+		}
+		clients = append(clients, c)
+	}
+	msg := json2K()
+	st := &Stamped{ID: "m1", JSON: true, Data: msg, Plain: PrepareFrame(false, msg), Keys: []Key{{Kind: KeyRoom, Name: room, Stream: "room:" + room}}, Event: "update"}
+	p, err := s.SubmitStamped(st, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := p.Wait(context.Background()); err != nil || n != 3 {
+		t.Fatalf("wrote %d (%v), want 3", n, err)
+	}
+	want := AppendPusherEvent(nil, "update", "big", false, msg)
+	for _, c := range clients {
+		f := c.next(t)
+		if !f.Header.Rsv1() || !bytes.Equal(inflateMessage(t, f), want) {
+			t.Fatalf("Pusher event: RSV1=%v", f.Header.Rsv1())
+		}
+	}
+	if n := s.m.deflateMessages.Get(); n != 1 {
+		t.Fatalf("the channel's event compressed %d times, want once", n)
+	}
+}
