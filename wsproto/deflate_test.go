@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
 )
 
 func TestNegotiateDeflate(t *testing.T) {
@@ -261,4 +262,51 @@ func json2K() []byte {
 			i, rng.IntN(10000), rng.IntN(100000), rng.Float64()*10, rng.IntN(2) == 0)
 	}
 	return append(b, "]}"...)
+}
+
+// FuzzDeflateParser feeds arbitrary bytes as the payload of a compressed message, in
+// one frame or in fragments, to a parser with deflate on: it either yields the
+// message the standard library inflates them to (within the limit) or fails with
+// 1007 or 1009, and holds nothing afterwards.
+func FuzzDeflateParser(f *testing.F) {
+	f.Add(stdDeflate(f, []byte("hello hello hello")), uint8(0), true)
+	f.Add(stdDeflate(f, bytes.Repeat([]byte{0}, 5000)), uint8(7), false)
+	f.Add([]byte{0xff, 0x00, 0x12}, uint8(1), true)
+	f.Fuzz(func(t *testing.T, z []byte, frag uint8, text bool) {
+		const limit = 4096
+		op := byte(2)
+		if text {
+			op = 1
+		}
+		var stream []byte
+		if frag == 0 || int(frag) >= len(z) {
+			stream = clientFrame(frameSpec{op: op, fin: true, rsv: 0x40, payload: z, key: testKey})
+		} else {
+			stream = cat(clientFrame(frameSpec{op: op, rsv: 0x40, payload: z[:frag], key: testKey}),
+				clientFrame(frameSpec{op: 0, fin: true, payload: z[frag:], key: testKey}))
+		}
+		p := Parser{MaxMessage: limit, Deflate: DeflateNoLimit}
+		evs, code, _ := feedAll(&p, stream)
+		ref, err := io.ReadAll(io.LimitReader(flate.NewReader(io.MultiReader(bytes.NewReader(z), bytes.NewReader(deflateTail))), limit+1))
+		switch {
+		case code == 0:
+			if len(evs) != 1 || err != nil || evs[0].payload != string(ref) {
+				t.Fatalf("accepted: %d events; the reference says %d bytes, %v", len(evs), len(ref), err)
+			}
+		case code == CloseTooBig:
+			if len(ref) <= limit {
+				t.Fatalf("1009 for %d bytes", len(ref))
+			}
+		case code == CloseInvalidPayload:
+			if err == nil && len(ref) <= limit && (!text || utf8.Valid(ref)) {
+				t.Fatalf("1007 for valid data of %d bytes", len(ref))
+			}
+		default:
+			t.Fatalf("code %d", code)
+		}
+		p.Reset()
+		if p.Held() != 0 {
+			t.Fatal("held bytes")
+		}
+	})
 }

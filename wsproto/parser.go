@@ -36,6 +36,12 @@ type Event struct {
 // header or a control frame (at most 131 bytes). The chunks are held only while a
 // message is in progress; they go back on the Next call after the message completes,
 // on error, and on Reset. The struct is 32 bytes.
+//
+// A compressed message (Deflate) is inflated when it is complete, into a buffer the
+// parser holds, like a reassembled message, until the next Next call: at most
+// MaxMessage bytes, not charged to the Budget, since a loop inflates one message at a
+// time (a node holds at most one inflated message per loop, and the pool keeps
+// buffers of up to 64 KiB).
 type Parser struct {
 	// MaxMessage is the largest frame or reassembled message, in bytes, accepted
 	// before failing with CloseTooBig. Zero means DefaultMaxMessage (1 MiB).
