@@ -308,3 +308,30 @@ func TestDeflatePusher(t *testing.T) {
 		t.Fatalf("the channel's event compressed %d times, want once", n)
 	}
 }
+
+// TestDeflatedNoAllocs: once a frame's compressed variant exists, choosing it for
+// another recipient allocates nothing (the per-recipient hot path).
+func TestDeflatedNoAllocs(t *testing.T) {
+	s := newTestServer(t, func(c *Config) { c.Deflate = true })
+	sh := &shard{srv: s}
+	c := &Conn{sh: sh}
+	c.parser.Deflate = wsproto.DeflateNoLimit
+	frame := PrepareFrame(false, json2K())
+	var z deflateCache
+	first := sh.deflated(c, frame, &z)
+	if len(first) >= len(frame) || first[0]&0x40 == 0 {
+		t.Fatalf("not compressed: %d bytes", len(first))
+	}
+	if a := testing.AllocsPerRun(100, func() { sh.deflated(c, frame, &z) }); a != 0 {
+		t.Fatalf("deflated allocates %v per recipient", a)
+	}
+	plain := &Conn{sh: sh}
+	if f := sh.deflated(plain, frame, &z); &f[0] != &frame[0] {
+		t.Fatal("a connection without deflate got the compressed frame")
+	}
+	small := &Conn{sh: sh}
+	small.parser.Deflate = 9 // server_max_window_bits=9: at most 512-byte messages compressed
+	if f := sh.deflated(small, frame, &z); &f[0] != &frame[0] {
+		t.Fatal("a 2 KB message compressed for a 512-byte window")
+	}
+}
