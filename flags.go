@@ -210,6 +210,8 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&c.Loop.MaxConnsPerUser, "max-conns-per-user", d.Loop.MaxConnsPerUser, "connections one user may hold on a node; the oldest is closed with 4000")
 	fs.IntVar(&c.Loop.MaxMessage, "max-message", d.Loop.MaxMessage, "largest client message in bytes, fragments reassembled (over it: close 1009)")
 	fs.IntVar(&c.Loop.MaxOutbound, "max-outbound", d.Loop.MaxOutbound, "bytes that may wait for one slow client before it is closed as a slow consumer")
+	fs.BoolVar(&c.Loop.Deflate, "deflate", d.Loop.Deflate, "accept permessage-deflate offers (RFC 7692, as browsers make them): each pushed message is compressed once for all the clients that negotiated it; false declines every offer")
+	fs.IntVar(&c.Loop.DeflateMinBytes, "deflate-min-bytes", d.Loop.DeflateMinBytes, "smallest message payload, in bytes, sent compressed to clients that negotiated permessage-deflate; smaller ones go as they are")
 	fs.Int64Var(&c.Loop.MaxPendingBytes, "max-pending-bytes", d.Loop.MaxPendingBytes, "bytes all clients together may hold in messages they have not finished sending; a client that would go over is closed with 1013")
 	fs.Int64Var(&c.Push.MaxBodyBytes, "max-body", d.Push.MaxBodyBytes, "largest API request body in bytes (over it: 413)")
 	fs.Var(list(&c.Loop.AllowedOrigins), "allowed-origins", "Origin values allowed to connect, comma-separated (default: any)")

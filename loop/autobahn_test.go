@@ -9,15 +9,22 @@ package loop
 // given size (TCP_NODELAY is on, so each write on loopback is its own segment). Cases
 // whose id ends in "x" are additions beyond Autobahn's numbering.
 //
-// Sections 10 (auto-fragmentation, a client concern), 12 and 13 (permessage-deflate,
-// which the gateway declines) do not apply. Section 9 runs a few sizes only, to keep
-// the file fast.
+// Section 10 (auto-fragmentation) is a client concern and does not apply. Section 9
+// runs a few sizes only, to keep the file fast. Sections 12 and 13 (permessage-deflate,
+// TestAutobahnDeflate) run Autobahn's payload kinds, message sizes (16 B to 128 KiB,
+// whole and fragmented) and offers, each case with 10 messages (3 from 32 KiB up)
+// instead of Autobahn's 1000, the client compressing every message (no context
+// takeover, the standard library's deflate) and checking every echo, compressed or
+// not, inflates to what it sent; cases 13.8x on are additions: offers the server must
+// decline, and compressed messages it must refuse.
 
 import (
 	"bytes"
+	"compress/flate"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"strings"
 	"syscall"
@@ -27,6 +34,7 @@ import (
 
 	"github.com/gobwas/ws"
 
+	"longlink/internal/testutil"
 	"longlink/wsproto"
 )
 
@@ -632,7 +640,13 @@ type abConn struct {
 
 func abDial(t *testing.T, s *Server, user string) *abConn {
 	t.Helper()
-	c := &abConn{rawClient: rawDial(t, s, user), events: make(chan abEvent, 4096)}
+	return abWrap(t, rawDial(t, s, user))
+}
+
+// abWrap starts reading the frames of an upgraded raw client.
+func abWrap(t *testing.T, rc *rawClient) *abConn {
+	t.Helper()
+	c := &abConn{rawClient: rc, events: make(chan abEvent, 4096)}
 	c.SetDeadline(time.Now().Add(30 * time.Second))
 	done := make(chan struct{})
 	t.Cleanup(func() { close(done) }) // runs before rawConnect's Close (LIFO)
@@ -791,4 +805,238 @@ func (c *abConn) checkClose(t *testing.T, f ws.Frame, err error, code uint16) {
 		}
 		t.Fatalf("after the close: %v", err)
 	}
+}
+
+// Sections 12 and 13: permessage-deflate (RFC 7692).
+
+// abZCase is one case of sections 12 and 13: a connection made with offer, whose 101
+// must answer it with answer ("": declined), then count messages of size bytes of
+// payload kind, each compressed and sent in frames of frag bytes (0: one frame),
+// each echoed back. window > 0: a compressed echo may not be longer than that (the
+// server_max_window_bits the offer set). code != 0: instead, the one client frame in
+// bad must be refused with that close code.
+type abZCase struct {
+	id, offer, answer string
+	kind              int
+	size, frag, count int
+	window            int
+	bad               []byte
+	code              uint16
+}
+
+// abZKinds name Autobahn 12.1-12.5's payload files; abZPayload makes a stand-in of
+// each kind: 12.1 JSON, 12.2 a black-and-white bitmap, 12.3 German prose (UTF-8),
+// 12.4 HTML, 12.5 PDF-like binary (mostly incompressible).
+var abZKinds = []string{"json", "bitmap", "faust", "html", "pdf"}
+
+func abZPayload(kind, n, seed int) ([]byte, ws.OpCode) {
+	rng := rand.New(rand.NewPCG(uint64(kind), uint64(n*1000+seed)))
+	var b []byte
+	op := ws.OpText
+	switch kind {
+	case 0:
+		for i := 0; len(b) < n; i++ {
+			b = fmt.Appendf(b, `{"id":%d,"name":"user-%04d","tags":["a","b%d"],"score":%.3f},`, i, rng.IntN(10000), rng.IntN(50), rng.Float64())
+		}
+	case 1:
+		op = ws.OpBinary
+		for len(b) < n {
+			v := byte(0)
+			if rng.IntN(3) == 0 {
+				v = 0xff
+			}
+			b = append(b, bytes.Repeat([]byte{v}, 1+rng.IntN(40))...)
+		}
+	case 2:
+		words := []string{"Habe", "nun,", "ach!", "Philosophie,", "Juristerei", "und", "Medizin,", "Und", "leider", "auch", "Theologie", "Durchaus", "studiert,", "mit", "heißem", "Bemühn.", "Da", "steh", "ich", "nun,", "ich", "armer", "Tor!", "Und", "bin", "so", "klug", "als", "wie", "zuvor;", "Größe", "Übermut", "süß"}
+		for len(b) < n {
+			b = append(append(b, words[rng.IntN(len(words))]...), ' ')
+		}
+	case 3:
+		for i := 0; len(b) < n; i++ {
+			b = fmt.Appendf(b, `<div class="row r%d"><a href="/item/%d">Item %d</a><span>%d</span></div>`+"\n", i%7, rng.IntN(1e5), i, rng.IntN(1e3))
+		}
+	case 4:
+		op = ws.OpBinary
+		b = fmt.Appendf(b, "%%PDF-1.4\n")
+		for len(b) < n {
+			if rng.IntN(4) == 0 {
+				b = append(b, "endobj\nobj << /Type /Page >>\n"...)
+			}
+			for range 64 {
+				b = append(b, byte(rng.Uint32()))
+			}
+		}
+	}
+	b = b[:n]
+	if op == ws.OpText {
+		for !utf8.Valid(b) { // cut inside a multi-byte character
+			b = b[:len(b)-1]
+		}
+		b = append(b, bytes.Repeat([]byte{'.'}, n-len(b))...)
+	}
+	return b, op
+}
+
+// abDeflate compresses p as an RFC 7692 client with client_no_context_takeover.
+func abDeflate(p []byte) []byte {
+	var b bytes.Buffer
+	w, _ := flate.NewWriter(&b, flate.DefaultCompression)
+	w.Write(p)
+	w.Flush()
+	return b.Bytes()[:b.Len()-4]
+}
+
+// abZFrames sends z, the compressed message, as a message of type op in frag-byte
+// frames (0: one), RSV1 on the first.
+func abZFrames(op ws.OpCode, z []byte, frag int) []byte {
+	if frag <= 0 {
+		frag = len(z)
+	}
+	var out []byte
+	for first := true; first || len(z) > 0; first = false {
+		k := min(frag, len(z))
+		o, rsv := ws.OpContinuation, byte(0)
+		if first {
+			o, rsv = op, 0x4
+		}
+		out = append(out, frame(k == len(z), rsv, o, z[:k], true)...)
+		z = z[k:]
+	}
+	return out
+}
+
+// abZSizes are Autobahn 12.x.1-18 (and 13.x.1-18): size and fragment size.
+var abZSizes = [][2]int{{16, 0}, {64, 0}, {256, 0}, {1024, 0}, {4096, 0}, {8192, 0}, {16384, 0}, {32768, 0}, {65536, 0}, {131072, 0},
+	{8192, 256}, {16384, 256}, {32768, 256}, {65536, 256}, {131072, 256}, {131072, 1024}, {131072, 4096}, {131072, 32768}}
+
+func abZCount(size int) int {
+	if size >= 32768 {
+		return 3
+	}
+	return 10
+}
+
+func abZCases() []abZCase {
+	answer := wsproto.DeflateAnswer
+	var cs []abZCase
+	// Section 12: payload kinds, the offer every browser makes.
+	for k := range abZKinds {
+		for i, sz := range abZSizes {
+			cs = append(cs, abZCase{id: fmt.Sprintf("12.%d.%d", k+1, i+1), offer: "permessage-deflate; client_max_window_bits",
+				answer: answer(wsproto.DeflateNoLimit), kind: k, size: sz[0], frag: sz[1], count: abZCount(sz[0])})
+		}
+	}
+	// Section 13: offers (Autobahn's parameter pairs: server_no_context_takeover,
+	// server_max_window_bits), JSON payloads.
+	offers := []struct {
+		offer  string
+		mode   uint8
+		window int
+	}{
+		{"permessage-deflate", wsproto.DeflateNoLimit, 0},
+		{"permessage-deflate; server_no_context_takeover", wsproto.DeflateNoLimit, 0},
+		{"permessage-deflate; server_max_window_bits=8", 8, 256},
+		{"permessage-deflate; server_max_window_bits=15", 15, 0},
+		{"permessage-deflate; server_no_context_takeover; server_max_window_bits=8; client_max_window_bits", 8, 256},
+		{"permessage-deflate; server_no_context_takeover; server_max_window_bits=15; client_max_window_bits=15", 15, 0},
+		{"permessage-deflate; server_no_context_takeover; server_max_window_bits=9, permessage-deflate; server_no_context_takeover, permessage-deflate", 9, 512},
+	}
+	for o, of := range offers {
+		for i, sz := range abZSizes {
+			cs = append(cs, abZCase{id: fmt.Sprintf("13.%d.%d", o+1, i+1), offer: of.offer, answer: answer(of.mode),
+				size: sz[0], frag: sz[1], count: abZCount(sz[0]), window: of.window})
+		}
+	}
+	// Additions: offers to decline (the connection then has no deflate, so RSV1 is a
+	// protocol error), and one declined offer before an acceptable one.
+	rsv1 := abZFrames(ws.OpText, abDeflate([]byte("hello hello hello")), 0)
+	for i, offer := range []string{
+		"permessage-deflate; server_max_window_bits=7",
+		"permessage-deflate; server_max_window_bits=16",
+		"permessage-deflate; client_max_window_bits=7",
+		"permessage-deflate; server_max_window_bits",
+		"permessage-deflate; client_no_context_takeover=yes",
+		"permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+		"permessage-deflate; no_such_parameter",
+		"x-webkit-deflate-frame",
+	} {
+		cs = append(cs, abZCase{id: fmt.Sprintf("13.8.%dx", i+1), offer: offer, bad: rsv1, code: wsproto.CloseProtocolError})
+	}
+	cs = append(cs, abZCase{id: "13.9.1x", offer: "permessage-deflate; server_max_window_bits=7, permessage-deflate; client_max_window_bits=10",
+		answer: answer(wsproto.DeflateNoLimit), size: 4096, count: 3})
+	// Additions: compressed messages the server must refuse.
+	ok := answer(wsproto.DeflateNoLimit)
+	z := abDeflate(bytes.Repeat([]byte("abc"), 1000))
+	var cont []byte
+	cont = append(cont, frame(false, 0x4, ws.OpText, z[:10], true)...)
+	cont = append(cont, frame(true, 0x4, ws.OpContinuation, z[10:], true)...)
+	cs = append(cs,
+		abZCase{id: "13.10.1x", offer: "permessage-deflate", answer: ok, bad: cont, code: wsproto.CloseProtocolError},
+		abZCase{id: "13.10.2x", offer: "permessage-deflate", answer: ok, bad: frame(true, 0x4, ws.OpPing, nil, true), code: wsproto.CloseProtocolError},
+		abZCase{id: "13.10.3x", offer: "permessage-deflate", answer: ok, bad: frame(true, 0x4, ws.OpText, []byte{0xff, 0xff, 0xff, 0xff}, true), code: wsproto.CloseInvalidPayload},
+		abZCase{id: "13.10.4x", offer: "permessage-deflate", answer: ok, bad: abZFrames(ws.OpText, abDeflate([]byte("caf\xc3")), 0), code: wsproto.CloseInvalidPayload},
+		// 2 MiB of zeros in 2 KiB: over MaxMessage (1 MiB) once inflated.
+		abZCase{id: "13.10.5x", offer: "permessage-deflate", answer: ok, bad: abZFrames(ws.OpBinary, abDeflate(make([]byte, 2<<20)), 0), code: wsproto.CloseTooBig},
+		abZCase{id: "13.10.6x", offer: "permessage-deflate", answer: ok, bad: frame(true, 0x6, ws.OpText, z, true), code: wsproto.CloseProtocolError},
+	)
+	return cs
+}
+
+// TestAutobahnDeflate runs sections 12 and 13 against an echo server with deflate
+// on and DeflateMinBytes 1, so that it compresses every echo compression shrinks, as
+// Autobahn's reference servers do.
+func TestAutobahnDeflate(t *testing.T) {
+	s := startServer(t, func(c *Config) { c.Echo = true; c.Deflate = true; c.DeflateMinBytes = 1 })
+	cases := abZCases()
+	t.Logf("%d cases", len(cases))
+	compressed := 0
+	for _, tc := range cases {
+		t.Run(tc.id, func(t *testing.T) { compressed += runAutobahnDeflateCase(t, s, tc) })
+	}
+	if compressed == 0 {
+		t.Fatal("no echo came back compressed")
+	}
+	t.Logf("%d echoes came back compressed", compressed)
+}
+
+func runAutobahnDeflateCase(t *testing.T, s *Server, tc abZCase) (compressed int) {
+	rc := rawConnect(t, s)
+	resp := rc.request(t, upgradeRequest(s.Addrs()[0], "/ws?token="+testutil.Token(t, testSecret, "abz-"+tc.id), "Sec-WebSocket-Extensions: "+tc.offer+"\r\n"))
+	if resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %s", resp.Status)
+	}
+	if got := resp.Header.Get("Sec-WebSocket-Extensions"); got != tc.answer {
+		t.Fatalf("offer %q answered with %q, want %q", tc.offer, got, tc.answer)
+	}
+	c := abWrap(t, rc)
+	if tc.code != 0 {
+		c.write(t, abStep{raw: tc.bad}, true)
+		c.expectClose(t, tc.code)
+		return 0
+	}
+	for i := range tc.count {
+		p, op := abZPayload(tc.kind, tc.size, i)
+		c.write(t, abStep{raw: abZFrames(op, abDeflate(p), tc.frag)}, false)
+		f, err := c.read(10 * time.Second)
+		if err != nil {
+			t.Fatalf("message %d: no echo: %v", i+1, err)
+		}
+		if !f.Header.Fin || f.Header.Masked || f.Header.Rsv&^0x4 != 0 || f.Header.OpCode != op {
+			t.Fatalf("message %d: malformed echo %s", i+1, describe(f))
+		}
+		got := inflateMessage(t, f)
+		if !bytes.Equal(got, p) {
+			t.Fatalf("message %d: echo of %d bytes differs from the %d sent", i+1, len(got), len(p))
+		}
+		if f.Header.Rsv1() {
+			compressed++
+			if tc.window > 0 && len(p) > tc.window {
+				t.Fatalf("message %d: %d bytes sent compressed to a client whose window is %d", i+1, len(p), tc.window)
+			}
+		}
+	}
+	c.write(t, abStep{frames: [][]byte{abClose(1000, "")}}, false)
+	c.expectClose(t, 1000)
+	return compressed
 }

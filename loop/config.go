@@ -96,6 +96,16 @@ type Config struct {
 	// sending its own before dropping the TCP connection. Zero: 5s.
 	CloseTimeout time.Duration
 
+	// Deflate accepts permessage-deflate offers (RFC 7692; deflate.go): pushed
+	// messages of at least DeflateMinBytes are compressed once for all the
+	// connections that negotiated it. Off (the zero value), offers are declined.
+	// Defaults has it on.
+	Deflate bool
+	// DeflateMinBytes is the smallest message payload sent compressed; smaller ones
+	// go as they are (compressing them saves little and costs the client an
+	// inflate). Zero: 256.
+	DeflateMinBytes int
+
 	// Echo sends every client data message back to its connection (conformance tests).
 	Echo bool
 	// OnMessage, if set, receives client data messages when Echo is off. It runs on
@@ -221,6 +231,8 @@ func Defaults() Config {
 		PingInterval:     30 * time.Second,
 		IdleTimeout:      75 * time.Second,
 		CloseTimeout:     5 * time.Second,
+		Deflate:          true,
+		DeflateMinBytes:  256,
 
 		PusherActivityTimeout: 120 * time.Second,
 		PusherPongTimeout:     30 * time.Second,
@@ -282,6 +294,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.IdleTimeout <= cfg.PingInterval {
 		return cfg, fmt.Errorf("loop: Config.IdleTimeout (%v) must be longer than PingInterval (%v)", cfg.IdleTimeout, cfg.PingInterval)
+	}
+	if cfg.DeflateMinBytes <= 0 {
+		cfg.DeflateMinBytes = d.DeflateMinBytes
 	}
 	if cfg.CloseTimeout <= 0 {
 		cfg.CloseTimeout = d.CloseTimeout

@@ -25,6 +25,15 @@ func PrepareFrame(binary bool, payload []byte) []byte {
 	return wsproto.AppendFrame(make([]byte, 0, wsproto.HeaderSize(len(payload))+len(payload)), kind, payload)
 }
 
+// frameFor is what c gets of an unstamped delivery job: its frame, or the frame's
+// compressed variant, shared by every loop of the delivery (deflate.go).
+func (j *job) frameFor(c *Conn) []byte {
+	if c.parser.Deflate == 0 || j.d == nil {
+		return j.frame
+	}
+	return c.sh.deflated(c, j.frame, &j.d.z)
+}
+
 // Deliver writes frame (from PrepareFrame) to every connection on this node that t
 // names, and returns how many connections it was written to once every loop has
 // processed it, or ctx ended. accepted is when the API accepted the message (unix

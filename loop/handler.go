@@ -170,7 +170,14 @@ func (s *Server) frames(c *Conn, buf []byte, off *int) gnet.Action {
 				}
 			} else if s.cfg.Echo {
 				sh.scratch = wsproto.AppendFrame(sh.scratch[:0], ev.Kind, ev.Payload)
-				if !s.writeOwn(c, sh.scratch) {
+				f := sh.scratch
+				if c.parser.Deflate != 0 {
+					// Compressed like a push would be (deflate.go): what Autobahn's
+					// sections 12 and 13 check of the server's side.
+					var z deflateCache
+					f = sh.deflated(c, f, &z)
+				}
+				if !s.writeOwn(c, f) {
 					return gnet.None
 				}
 			} else if s.cfg.OnMessage != nil {
@@ -366,6 +373,7 @@ func (s *Server) handshake(c *Conn, buf []byte) (int, gnet.Action) {
 	if protocol == subprotocolV2 || wsproto.QueryValue(req.RawQuery, "protocol") == "v2" {
 		c.kind = KindV2
 	}
+	s.negotiateDeflate(c, &req) // deflate.go
 	if s.cfg.Admit != nil {
 		s.admit(c, &req, id, token, protocol) // admit.go: upgrade follows its decision
 		return n, gnet.None
@@ -401,7 +409,7 @@ func (s *Server) upgrade(c *Conn, rooms []string, expires time.Time, key, protoc
 	// closes for c run on this loop after this callback, so nothing overtakes the 101.
 	if s.cfg.OnUpgrade == nil {
 		s.publish(c, rooms)
-		c.sh.scratch = wsproto.AppendUpgradeResponse(c.sh.scratch[:0], key, protocol)
+		c.sh.scratch = wsproto.AppendUpgradeResponseExt(c.sh.scratch[:0], key, protocol, c.extensions())
 		if c.kind == KindPusher {
 			c.sh.scratch = append(c.sh.scratch, s.pusherEstablished(c)...)
 		}

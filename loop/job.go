@@ -40,6 +40,8 @@ type delivery struct {
 	written  atomic.Int64
 	accepted int64 // unix nanoseconds
 	done     chan struct{}
+	// z is the compressed variant of the jobs' frame (deflate.go), built once.
+	z deflateCache
 }
 
 func (j *job) finish(sh *shard, written int) {
@@ -204,17 +206,19 @@ func (sh *shard) step(budget int) int {
 			sh.srv.m.pusherSkipped.Add(skipped)
 		}
 	} else {
-		skipped := 0
+		skipped, nbytes := 0, 0
 		for _, c := range sh.snap[sh.cursor:end] {
 			if c.kind == KindPusher {
 				skipped++ // unstamped frames are plain bytes, never Pusher events
 				continue
 			}
-			if sh.queueFrame(c, j.frame, j.seq) {
+			f := j.frameFor(c) // deliver.go
+			if sh.queueFrame(c, f, j.seq) {
 				written++
+				nbytes += len(f)
 			}
 		}
-		sh.bytesOut.Add(uint64(written * len(j.frame)))
+		sh.bytesOut.Add(uint64(nbytes))
 		if skipped > 0 {
 			sh.srv.m.pusherSkipped.Add(skipped)
 		}

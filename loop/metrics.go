@@ -37,6 +37,12 @@ type serverMetrics struct {
 	closes      map[uint16]*metrics.Counter
 	closesOther *metrics.Counter
 	closesNone  *metrics.Counter
+
+	// permessage-deflate: connections that negotiated it; compressed variants built
+	// (one per message and frame kind, for all its recipients), and their bytes
+	// before and after; frames compression did not make smaller (sent as they are)
+	deflateConns, deflateMessages, deflateSkipped *metrics.Counter
+	deflateIn, deflateOut                         *metrics.Counter
 }
 
 // handshakeReasons are the failure reasons counted; each counter exists from the start
@@ -100,6 +106,14 @@ func newServerMetrics(s *Server) *serverMetrics {
 	set.NewGauge("longlink_frames_out_total", sum(func(sh *shard) uint64 { return sh.framesOut.Load() }))
 	set.NewGauge("longlink_bytes_in_total", sum(func(sh *shard) uint64 { return sh.bytesIn.Load() }))
 	set.NewGauge("longlink_bytes_out_total", sum(func(sh *shard) uint64 { return sh.bytesOut.Load() }))
+	// permessage-deflate (deflate.go)
+	m.deflateConns = set.NewCounter("longlink_deflate_connections_total")
+	m.deflateMessages = set.NewCounter("longlink_deflate_messages_total")
+	m.deflateSkipped = set.NewCounter("longlink_deflate_incompressible_total")
+	m.deflateIn = set.NewCounter("longlink_deflate_in_bytes_total")
+	m.deflateOut = set.NewCounter("longlink_deflate_out_bytes_total")
+	set.NewGauge("longlink_deflate_frames_total", sum(func(sh *shard) uint64 { return sh.deflateFrames.Load() }))
+	set.NewGauge("longlink_deflate_saved_bytes_total", sum(func(sh *shard) uint64 { return sh.deflateSaved.Load() }))
 	return m
 }
 

@@ -116,6 +116,7 @@ func (s *Server) pusherHandshake(c *Conn, req *wsproto.Request) gnet.Action {
 	}
 	c.num = s.connSeq.Add(1)
 	c.kind = KindPusher
+	s.negotiateDeflate(c, req) // deflate.go
 	c.remote = remoteOf(c)
 	c.device = req.UserAgent
 	if len(c.device) > maxDevice {

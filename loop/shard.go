@@ -49,7 +49,9 @@ type shard struct {
 	framesOut atomic.Uint64
 	bytesIn   atomic.Uint64
 	bytesOut  atomic.Uint64
-	_         [64]byte // keep the next shard's counters off this cache line
+	// frames sent compressed, and the bytes that saved (deflate.go)
+	deflateFrames, deflateSaved atomic.Uint64
+	_                           [64]byte // keep the next shard's counters off this cache line
 }
 
 func newShard(s *Server, idx int, el gnet.EventLoop) *shard {

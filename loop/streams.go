@@ -54,6 +54,10 @@ type Key struct {
 	v2     atomic.Pointer[[]byte] // the v2 frame, built by the first loop that needs it
 	pos    atomic.Pointer[[]byte] // the v2 position message, likewise
 	pusher atomic.Pointer[[]byte] // the Pusher event of a Pusher channel's room (pusher.go), likewise
+
+	// Compressed variants of v2 and pusher for connections that negotiated
+	// permessage-deflate (deflate.go), likewise built once.
+	v2Z, pusherZ deflateCache
 }
 
 // Stamped is one copy of a message for this node's loops.
@@ -93,6 +97,8 @@ type Stamped struct {
 	usersOnce sync.Once
 	users     map[string]struct{}
 	conn      atomic.Pointer[[]byte] // v2 frame for connection-id recipients
+	// Compressed variants of Plain and conn (deflate.go), built once when needed.
+	plainZ, connZ deflateCache
 }
 
 // Head is a stream position in an UpgradeResult.
@@ -231,7 +237,7 @@ func (s *Server) finishUpgrade(u *Upgrade, r *UpgradeResult) {
 		}
 	}
 	frames := make([][]byte, 0, 1+len(r.Frames)+len(w.held))
-	frames = append(frames, wsproto.AppendUpgradeResponse(nil, u.key, u.protocol))
+	frames = append(frames, wsproto.AppendUpgradeResponseExt(nil, u.key, u.protocol, c.extensions()))
 	if c.kind == KindPusher {
 		frames = append(frames, s.pusherEstablished(c)) // first, as the protocol wants
 	}
@@ -311,28 +317,34 @@ func (st *Stamped) hasUser(u string) bool {
 	return ok
 }
 
-// frameFor returns what c gets of st through key index k (-1: a connection id).
+// frameFor returns what c gets of st through key index k (-1: a connection id):
+// its compressed variant when c negotiated permessage-deflate and it applies.
 func (st *Stamped) frameFor(c *Conn, k int) []byte {
 	switch c.kind {
 	case KindPlain:
-		return st.Plain
+		return c.sh.deflated(c, st.Plain, &st.plainZ)
 	case KindPusher:
-		return st.pusherFrame(k) // nil: not a Pusher event of one of its channels
+		f := st.pusherFrame(k) // nil: not a Pusher event of one of its channels
+		if f == nil {
+			return nil
+		}
+		return c.sh.deflated(c, f, &st.Keys[k].pusherZ)
 	}
 	var p *atomic.Pointer[[]byte]
+	var z *deflateCache
 	var key *Key
 	if k >= 0 {
 		key = &st.Keys[k]
-		p = &key.v2
+		p, z = &key.v2, &key.v2Z
 	} else {
-		p = &st.conn
+		p, z = &st.conn, &st.connZ
 	}
 	if f := p.Load(); f != nil {
-		return *f
+		return c.sh.deflated(c, *f, z)
 	}
 	f := st.appendV2(nil, key)
 	p.Store(&f)
-	return f
+	return c.sh.deflated(c, f, z)
 }
 
 // positionFrame is the v2 message that moves a connection's position in stream key

@@ -1,6 +1,8 @@
 package node
 
 import (
+	crand "crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net"
@@ -68,6 +70,7 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 		c.Loop.MaxConnsPerUser = 1
 		c.Loop.MaxOutbound = 32 << 10
 		c.Loop.MaxPendingBytes = 64 << 10
+		c.Loop.Deflate = true
 		withPusherApps(c, hook.URL)
 		if i == 0 {
 			c.ConnectHook.URL = hook.URL
@@ -139,6 +142,27 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	v2c.WriteMessage(websocket.TextMessage, []byte(`{"type":"send","id":1,"business":"nope","data":1}`))
 	if _, m := read(t, v2c, 2*time.Second); !strings.Contains(m, `"status":404`) {
 		t.Fatalf("send to an unknown business: %s", m)
+	}
+
+	// permessage-deflate: a client that negotiates it gets a compressible push
+	// compressed, random bytes as they are.
+	zd := websocket.Dialer{EnableCompression: true}
+	zc, _, err := zd.Dial(wsURL(a)+"?token="+testutil.Token(t, testSecret, "zipper"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer zc.Close()
+	waitRoutes(t, ns, "zipper", a)
+	text := strings.Repeat("seq 1 ok true; ", 100)
+	doPush(t, a, `{"to":{"users":["zipper"]},"data":"`+text+`"}`)
+	if _, m := read(t, zc, 2*time.Second); m != text {
+		t.Fatalf("deflate push: %.40q", m)
+	}
+	random := make([]byte, 1024)
+	crand.Read(random)
+	doPush(t, a, `{"to":{"users":["zipper"]},"data_base64":"`+base64.StdEncoding.EncodeToString(random)+`"}`)
+	if _, m := read(t, zc, 2*time.Second); m != string(random) {
+		t.Fatal("random push garbled")
 	}
 
 	// Receipts and acks: a push with ack reaches a v2 client that goes away without

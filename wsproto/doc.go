@@ -9,8 +9,11 @@
 // For the same reason it never calls gobwas/ws's ws.Upgrade, ws.ReadHeader or
 // wsutil readers: those expect a blocking io.Reader and, on a loop, either block
 // every connection of that loop or fail on half a frame. gobwas/ws is used for its
-// opcodes and its (SIMD) ws.Cipher only. It deliberately does not implement
-// extensions: permessage-deflate is declined by not advertising it.
+// opcodes and its (SIMD) ws.Cipher only. The one extension is permessage-deflate
+// (RFC 7692, deflate.go), always without context takeover either way:
+// NegotiateDeflate picks an offer, Parser.Deflate inflates compressed client messages
+// within MaxMessage, DeflateFrame compresses a server frame once for any number of
+// recipients. Compressors and decompressors are pooled, never per connection.
 //
 // # Concurrency and lifetime
 //
@@ -34,16 +37,19 @@
 //   - CloseNormal (1000): orderly close, e.g. echoing a client's close.
 //   - CloseGoingAway (1001): the node is shutting down or draining.
 //   - CloseProtocolError (1002): the client broke RFC 6455 framing: unmasked
-//     frame, RSV bits, reserved opcode, fragmented or oversized control frame,
+//     frame, RSV bits (RSV1 is allowed on a message's first frame once deflate is
+//     negotiated), reserved opcode, fragmented or oversized control frame,
 //     bad continuation, 64-bit length with its top bit set, 1-byte close payload,
 //     invalid close code.
 //   - CloseUnsupported (1003): a data type the gateway does not accept.
 //   - CloseNoStatus (1005): never sent; reported as Event.CloseCode when the
 //     client's close frame had no code. AppendClose turns it into an empty close.
-//   - CloseInvalidPayload (1007): text message or close reason not valid UTF-8.
+//   - CloseInvalidPayload (1007): text message or close reason not valid UTF-8, or
+//     a compressed message that is not valid deflate data.
 //   - ClosePolicyViolation (1008): authorization lost, evicted, or similar policy.
 //   - CloseTooBig (1009): a frame or reassembled message over Parser.MaxMessage,
-//     detected from the header before the payload is buffered.
+//     detected from the header before the payload is buffered, or a compressed
+//     message that inflates past it (detected at the first byte over).
 //   - CloseInternalError (1011): the server failed unexpectedly.
 //   - CloseTryAgainLater (1013): the node-wide Budget for unfinished messages is
 //     used up; the client may retry later (elsewhere).

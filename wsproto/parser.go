@@ -36,6 +36,12 @@ type Event struct {
 // header or a control frame (at most 131 bytes). The chunks are held only while a
 // message is in progress; they go back on the Next call after the message completes,
 // on error, and on Reset. The struct is 32 bytes.
+//
+// A compressed message (Deflate) is inflated when it is complete, into a buffer the
+// parser holds, like a reassembled message, until the next Next call: at most
+// MaxMessage bytes, not charged to the Budget, since a loop inflates one message at a
+// time (a node holds at most one inflated message per loop, and the pool keeps
+// buffers of up to 64 KiB).
 type Parser struct {
 	// MaxMessage is the largest frame or reassembled message, in bytes, accepted
 	// before failing with CloseTooBig. Zero means DefaultMaxMessage (1 MiB).
@@ -47,7 +53,15 @@ type Parser struct {
 	asm  *assembly // the message in progress, or the one just handed out; nil otherwise
 	op   Kind      // KindText/KindBinary while a message is in progress in asm
 	done bool      // asm holds a completed message handed out by the last Next call
+	z    bool      // the message in progress is compressed (RSV1 on its first frame)
 	utf8 UTF8      // incremental validator for the text message in asm
+
+	// Deflate (last, in the padding of the small fields) is the connection's
+	// permessage-deflate mode from NegotiateDeflate; 0: not negotiated, and RSV1 is
+	// a protocol error. With it, a message whose first frame has RSV1 is inflated,
+	// within MaxMessage, before it is handed out. The connection's sender reads it
+	// too (DeflateWindow).
+	Deflate uint8
 }
 
 func (p *Parser) release() {
@@ -63,6 +77,7 @@ func (p *Parser) release() {
 func (p *Parser) Reset() {
 	p.release()
 	p.op = KindNone
+	p.z = false
 	p.utf8.Reset()
 }
 
@@ -99,6 +114,8 @@ const (
 	errCloseCode       = "invalid close code"
 	errCloseReason     = "invalid UTF-8 in close reason"
 	errBudget          = "server busy: too many unfinished messages; retry later"
+	errRSV1Control     = "compressed bit set on a control or continuation frame"
+	errInflate         = "invalid compressed message"
 )
 
 // Next decodes at most one frame, or the next piece of one, from the start of buf.
@@ -129,13 +146,18 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 		return 0, Event{}, nil
 	}
 	b0, b1 := buf[0], buf[1]
-	if b0&0x70 != 0 {
+	if b0&0x70 != 0 && (b0&0x30 != 0 || p.Deflate == 0) {
 		return p.fail(CloseProtocolError, errReservedBits)
 	}
 	fin := b0&0x80 != 0
 	op := ws.OpCode(b0 & 0x0F)
 	if op.IsReserved() {
 		return p.fail(CloseProtocolError, errReservedOp)
+	}
+	compressed := b0&rsv1 != 0
+	if compressed && op != ws.OpText && op != ws.OpBinary {
+		// RFC 7692 §6.1: only a message's first frame carries the bit.
+		return p.fail(CloseProtocolError, errRSV1Control)
 	}
 	if b1&0x80 == 0 {
 		return p.fail(CloseProtocolError, errNotMasked)
@@ -193,6 +215,7 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 		}
 		if op != ws.OpContinuation {
 			p.op = Kind(op)
+			p.z = compressed
 			p.utf8.Reset()
 			p.asm = asmPool.Get().(*assembly)
 		}
@@ -205,6 +228,10 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 	}
 	payload := buf[hdr+4 : end]
 	unmask(payload, [4]byte(buf[hdr:hdr+4]))
+	if compressed {
+		p.asm = asmPool.Get().(*assembly)
+		return p.inflated(end, Kind(op), payload)
+	}
 
 	switch op {
 	case ws.OpText:
@@ -242,7 +269,7 @@ func (p *Parser) Next(buf []byte) (n int, ev Event, err error) {
 func (p *Parser) payload(buf []byte, used int) (int, Event, error) {
 	a := p.asm
 	k := min(len(buf), a.left)
-	ok, valid := a.write(buf[:k], p.Budget, p.op == KindText, &p.utf8)
+	ok, valid := a.write(buf[:k], p.Budget, p.op == KindText && !p.z, &p.utf8)
 	switch {
 	case !ok:
 		return p.fail(CloseTryAgainLater, errBudget)
@@ -254,6 +281,11 @@ func (p *Parser) payload(buf []byte, used int) (int, Event, error) {
 	if a.left > 0 || !a.fin {
 		return used, Event{}, nil // used may be 0: nothing of the payload has arrived
 	}
+	if p.z {
+		kind := p.op
+		p.op, p.z = KindNone, false
+		return p.inflated(used, kind, a.bytes(p.Budget))
+	}
 	if p.op == KindText && !p.utf8.Complete() {
 		return p.fail(CloseInvalidPayload, errBadUTF8)
 	}
@@ -261,6 +293,31 @@ func (p *Parser) payload(buf []byte, used int) (int, Event, error) {
 	p.op = KindNone
 	p.done = true
 	return used, ev, nil
+}
+
+// inflated hands out the message of kind whose compressed payload is in (in p.asm's
+// chunks or the caller's buffer), inflated into p.asm, which holds it until the next
+// Next call. More than MaxMessage bytes inflated fails with CloseTooBig: a small
+// message that would inflate to gigabytes stops at the limit.
+func (p *Parser) inflated(used int, kind Kind, in []byte) (int, Event, error) {
+	limit := p.MaxMessage
+	if limit <= 0 {
+		limit = DefaultMaxMessage
+	}
+	a := p.asm
+	out, err := inflate(a.inflated, in, limit)
+	switch {
+	case err == errInflateTooBig:
+		return p.fail(CloseTooBig, errTooBig)
+	case err != nil:
+		return p.fail(CloseInvalidPayload, errInflate)
+	}
+	a.inflated = out
+	if kind == KindText && !ValidUTF8(out) {
+		return p.fail(CloseInvalidPayload, errBadUTF8)
+	}
+	p.done = true
+	return used, Event{Kind: kind, Payload: out}, nil
 }
 
 // unmask XORs p with the masking key in place (RFC 6455 §5.3). ws.Cipher does it 16

@@ -99,6 +99,8 @@ type assembly struct {
 	fin  bool    // the frame ends the message
 
 	out []byte // the finished message made contiguous, when it took more than one chunk
+	// inflated is a compressed message's payload after inflation (deflate.go).
+	inflated []byte
 }
 
 var asmPool = sync.Pool{New: func() any { return new(assembly) }}
@@ -174,6 +176,10 @@ func (a *assembly) release(b *Budget) {
 	if cap(out) > maxKeptOut {
 		out = nil
 	}
-	*a = assembly{chunks: chunks, out: out}
+	inflated := a.inflated[:0]
+	if cap(inflated) > maxKeptOut {
+		inflated = nil
+	}
+	*a = assembly{chunks: chunks, out: out, inflated: inflated}
 	asmPool.Put(a)
 }

@@ -50,14 +50,25 @@ const acceptGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 // AppendUpgradeResponse appends the "101 Switching Protocols" response with
 // Sec-WebSocket-Accept computed from key (base64 of SHA-1 of key+GUID, RFC 6455
-// §4.2.2) and "Sec-WebSocket-Protocol: <protocol>" if protocol != "". It never
-// advertises extensions: leaving permessage-deflate out declines it (RFC 7692 §5).
+// §4.2.2) and "Sec-WebSocket-Protocol: <protocol>" if protocol != "". It
+// advertises no extension: leaving permessage-deflate out declines it (RFC 7692 §5).
 func AppendUpgradeResponse(dst []byte, key, protocol string) []byte {
+	return AppendUpgradeResponseExt(dst, key, protocol, "")
+}
+
+// AppendUpgradeResponseExt is AppendUpgradeResponse with
+// "Sec-WebSocket-Extensions: <extensions>" if extensions != "" (the answer of
+// NegotiateDeflate).
+func AppendUpgradeResponseExt(dst []byte, key, protocol, extensions string) []byte {
 	dst = append(dst, "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "...)
 	dst = appendAccept(dst, key)
 	if protocol != "" {
 		dst = append(dst, "\r\nSec-WebSocket-Protocol: "...)
 		dst = append(dst, protocol...)
+	}
+	if extensions != "" {
+		dst = append(dst, "\r\nSec-WebSocket-Extensions: "...)
+		dst = append(dst, extensions...)
 	}
 	return append(dst, "\r\n\r\n"...)
 }
