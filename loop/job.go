@@ -42,22 +42,44 @@ type delivery struct {
 	done     chan struct{}
 }
 
+// finish ends j on its loop. It takes no lock: the inbox bounds are atomics, and a
+// delivery whose last job this was is signalled by complete, after the flush that
+// puts its frames on the sockets, together with every other delivery the same drain
+// finished. (Before, finish took the shard mutex the API goroutines enqueue under
+// and closed the waiter's channel mid-chunk; the loop, the only writer, then waited
+// behind those goroutines to run again: issue 15.)
 func (j *job) finish(sh *shard, written int) {
+	if d := j.release(sh, written); d != nil {
+		sh.completed = append(sh.completed, d)
+	}
+}
+
+// finishNow is finish off the loop (a stopped engine's abandoned jobs): the waiter
+// is told at once.
+func (j *job) finishNow(sh *shard, written int) {
+	if d := j.release(sh, written); d != nil {
+		close(d.done)
+	}
+}
+
+// release gives back j's share of the inbox bounds and counts its writes. It
+// returns j's delivery when j was its last job.
+func (j *job) release(sh *shard, written int) *delivery {
+	sh.njobs.Add(-1)
 	if len(j.frame) > 0 {
-		sh.mu.Lock()
-		sh.bytes -= int64(len(j.frame))
-		sh.mu.Unlock()
+		sh.bytes.Add(-int64(len(j.frame)))
 	}
 	d := j.d
 	if d == nil {
-		return
+		return nil
 	}
 	if written > 0 {
 		d.written.Add(int64(written))
 	}
 	if d.pending.Add(-1) == 0 {
-		close(d.done)
+		return d
 	}
+	return nil
 }
 
 // start begins j on the loop. It returns true when j has recipients left to write,
