@@ -42,21 +42,13 @@ type delivery struct {
 	done     chan struct{}
 }
 
-// finish ends j on its loop. It takes no lock: the inbox bounds are atomics, and a
-// delivery whose last job this was is signalled by complete, after the flush that
-// puts its frames on the sockets, together with every other delivery the same drain
-// finished. (Before, finish took the shard mutex the API goroutines enqueue under
-// and closed the waiter's channel mid-chunk; the loop, the only writer, then waited
-// behind those goroutines to run again: issue 15.)
+// finish ends j. It takes no lock: the inbox bounds are atomics (before, finish
+// took the shard mutex the API goroutines enqueue under). The waiter is woken at
+// once, not after the drain's flush: its frames are queued for the flush that ends
+// this same task, and waking waiters one by one lets their answers go out on the
+// other core while the loop writes; batching the wake-ups after the flush cost
+// 10-18% of closed-loop pushes/s (issue 15, docs/performance.md).
 func (j *job) finish(sh *shard, written int) {
-	if d := j.release(sh, written); d != nil {
-		sh.completed = append(sh.completed, d)
-	}
-}
-
-// finishNow is finish off the loop (a stopped engine's abandoned jobs): the waiter
-// is told at once.
-func (j *job) finishNow(sh *shard, written int) {
 	if d := j.release(sh, written); d != nil {
 		close(d.done)
 	}

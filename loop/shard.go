@@ -24,21 +24,20 @@ type shard struct {
 	bytes atomic.Int64
 
 	// owned by the loop
-	run       []*job                        // the inbox as last taken, run[runPos:] still to start
-	runPos    int                           //
-	completed []*delivery                   // finished in this drain, signalled after its flush (complete)
-	conns     []*Conn                       // every connection, handshaking ones too
-	rooms     map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
-	cur       *job                          // job being delivered in chunks
-	snap      []*Conn                       // recipients of cur, taken when it starts
-	snapKey   []int32                       // with a stamped cur: the key each of snap matched
-	cursor    int
-	sweepPos  int
-	scratch   []byte         // frames built on the loop (pong, echo, close)
-	pending   []pendingWrite // frames queued in this drain call, one entry per connection
-	npending  int
-	drainFn   gnet.Runnable
-	sweepFn   gnet.Runnable
+	run      []*job                        // the inbox as last taken, run[runPos:] still to start
+	runPos   int                           //
+	conns    []*Conn                       // every connection, handshaking ones too
+	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
+	cur      *job                          // job being delivered in chunks
+	snap     []*Conn                       // recipients of cur, taken when it starts
+	snapKey  []int32                       // with a stamped cur: the key each of snap matched
+	cursor   int
+	sweepPos int
+	scratch  []byte         // frames built on the loop (pong, echo, close)
+	pending  []pendingWrite // frames queued in this drain call, one entry per connection
+	npending int
+	drainFn  gnet.Runnable
+	sweepFn  gnet.Runnable
 	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
 	// kept here, not in Conn, so connections that never wait pay nothing for it.
 	admitting map[*Conn]*Admission
@@ -171,7 +170,7 @@ func (sh *shard) abandonQueued() {
 	sh.queue = nil
 	sh.mu.Unlock()
 	for _, j := range q {
-		j.finishNow(sh, 0)
+		j.finish(sh, 0)
 	}
 }
 
@@ -179,25 +178,13 @@ func (sh *shard) abandonQueued() {
 // job it was in the middle of. Only once the loops have exited (Stop).
 func (sh *shard) abandonRun() {
 	for _, j := range sh.run[sh.runPos:] {
-		j.finishNow(sh, 0)
+		j.finish(sh, 0)
 	}
 	sh.run, sh.runPos = nil, 0
 	if sh.cur != nil {
-		sh.cur.finishNow(sh, 0)
+		sh.cur.finish(sh, 0)
 		sh.cur = nil
 	}
-	sh.complete()
-}
-
-// complete wakes the waiters of every delivery finished since the last flush: they
-// learn their counts only once the frames are on the sockets (or in gnet's outbound
-// buffers), and the loop wakes them in one go instead of between chunks.
-func (sh *shard) complete() {
-	for i, d := range sh.completed {
-		close(d.done)
-		sh.completed[i] = nil
-	}
-	sh.completed = sh.completed[:0]
 }
 
 // chunkWrites bounds how many recipients one drain task writes to before the loop
@@ -214,12 +201,10 @@ func (sh *shard) drain() {
 			j := sh.pop()
 			if j == nil {
 				sh.flush()
-				sh.complete()
 				return
 			}
 			if j.kind != jobDeliver {
 				sh.flush() // messages accepted before a close or room change go first
-				sh.complete()
 			}
 			if !sh.start(j) {
 				continue // finished at once (room ops, kicks, empty deliveries)
@@ -228,7 +213,6 @@ func (sh *shard) drain() {
 		budget -= sh.step(budget)
 	}
 	sh.flush()
-	sh.complete()
 	// Out of budget with work left: let the loop serve its sockets first. Executing
 	// from the loop itself would run the task again before polling, so the pump
 	// goroutine schedules it.
