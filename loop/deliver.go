@@ -54,6 +54,7 @@ type Pending struct {
 	s       *Server
 	d       *delivery // nil: nothing to deliver here
 	offline []string
+	own     delivery // d, when SubmitStamped queued it
 }
 
 // Offline returns the targeted users that had no connection on this node when the
@@ -96,15 +97,18 @@ func (s *Server) Enqueue(frame []byte, t Targets, accepted int64) error {
 // SubmitStamped is Submit for a message stamped with its stream positions (see
 // streams.go). st must not be modified afterwards.
 func (s *Server) SubmitStamped(st *Stamped, accepted int64) (*Pending, error) {
-	d := &delivery{accepted: accepted, done: make(chan struct{})}
-	queued, offline, err := s.enqueueStamped(st, d)
+	// The delivery lives in its Pending: one allocation for both.
+	p := &Pending{s: s}
+	p.own = delivery{accepted: accepted, done: make(chan struct{})}
+	queued, offline, err := s.enqueueStamped(st, &p.own)
 	if err != nil {
 		return nil, err
 	}
-	if !queued {
-		d = nil
+	if queued {
+		p.d = &p.own
 	}
-	return &Pending{s: s, d: d, offline: offline}, nil
+	p.offline = offline
+	return p, nil
 }
 
 // EnqueueStamped is Enqueue for a stamped message.
@@ -124,13 +128,13 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		}
 		return false, offline, nil
 	}
-	type perShard struct {
-		conns []*Conn
-		keys  []int32
-	}
-	per := make([]perShard, len(shards))
+	// Recipients are gathered once, counted per loop, then laid out loop by loop in
+	// one array of connections and one of keys, each loop's job taking its window:
+	// a fixed number of allocations per push, however many connections a user has
+	// (appending per loop grew two slices per loop several times a push).
 	skip := s.excluded(st.ExcludeSocket)
 	var conns []*Conn
+	var keys []int32
 	wide := false // rooms or all: every loop may have recipients
 	for i := range st.Keys {
 		k := &st.Keys[i]
@@ -138,31 +142,78 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 			wide = true
 			continue
 		}
-		conns = s.reg.userConns(conns[:0], k.Name)
-		if len(conns) == 0 {
+		n := len(conns)
+		if conns = s.reg.userConns(conns, k.Name); len(conns) == n {
 			offline = append(offline, k.Name)
 		}
-		for _, c := range conns {
-			if c.sh.idx < len(per) {
-				p := &per[c.sh.idx]
-				p.conns, p.keys = append(p.conns, c), append(p.keys, int32(i))
-			}
+		for range len(conns) - n {
+			keys = append(keys, int32(i))
 		}
 	}
 	for _, id := range st.Conns {
 		if num, ok := s.connNum(id); ok {
-			if c := s.reg.conn(num); c != nil && c.sh.idx < len(per) {
-				p := &per[c.sh.idx]
-				p.conns, p.keys = append(p.conns, c), append(p.keys, -1)
+			if c := s.reg.conn(num); c != nil {
+				conns, keys = append(conns, c), append(keys, -1)
 			}
 		}
 	}
-	var jobs []*job
+	var count [8]int32 // per loop; more loops than this spill to the heap
+	per := count[:0]
+	if len(shards) <= len(count) {
+		per = count[:len(shards)]
+	} else {
+		per = make([]int32, len(shards))
+	}
+	nsh := 0
+	for _, c := range conns {
+		if c.sh.idx < len(per) {
+			if per[c.sh.idx] == 0 {
+				nsh++
+			}
+			per[c.sh.idx]++
+		}
+	}
+	if !wide && nsh == 0 {
+		return false, offline, nil
+	}
+	var byConn []*Conn
+	var byKey []int32
+	if len(conns) > 0 {
+		byConn, byKey = make([]*Conn, len(conns)), make([]int32, len(conns))
+	}
+	// per[i] becomes loop i's window start; fill advances it to the window's end.
+	start := int32(0)
+	for i, n := range per {
+		per[i] = start
+		start += n
+	}
+	var endArr [8]int32
+	ends := endArr[:0]
+	if len(per) <= len(endArr) {
+		ends = endArr[:len(per)]
+	} else {
+		ends = make([]int32, len(per))
+	}
+	copy(ends, per)
+	for j, c := range conns {
+		if i := c.sh.idx; i < len(ends) {
+			byConn[ends[i]], byKey[ends[i]] = c, keys[j]
+			ends[i]++
+		}
+	}
+	all := make([]job, len(shards))
+	jobs := make([]*job, 0, len(shards))
 	for i, sh := range shards {
-		if len(per[i].conns) == 0 && (!wide || sh.nOpen.Load() == 0) {
+		lo, hi := per[i], ends[i]
+		if hi == lo && (!wide || sh.nOpen.Load() == 0) {
 			continue
 		}
-		jobs = append(jobs, &job{kind: jobDeliver, frame: st.Plain, st: st, conns: per[i].conns, keys: per[i].keys, d: d, target: sh, skip: skip})
+		j := &all[i]
+		*j = job{kind: jobDeliver, frame: st.Plain, st: st, d: d, target: sh, skip: skip}
+		if hi > lo {
+			j.conns, j.keys = byConn[lo:hi:hi], byKey[lo:hi:hi]
+		}
+		jobs = append(jobs, j)
 	}
 	if len(jobs) == 0 {
 		return false, offline, nil

@@ -152,3 +152,33 @@ func BenchmarkPrepareFrame(b *testing.B) {
 }
 
 var _ = ws.OpText
+
+// BenchmarkSubmitStampedParallel is the API's hot path under concurrency, as in the
+// iQIYI scenario: many callers each push a stamped message to one user with 10
+// connections (on both loops) and wait until the loops report it written. It
+// measures what callers and loops pay to hand over jobs and completions (issue 15:
+// the shard mutex taken per finished job, the waiter woken mid-chunk).
+func BenchmarkSubmitStampedParallel(b *testing.B) {
+	s := startServer(b, nil)
+	const users = 100
+	bc := openBenchClients(b, s, users*10, users)
+	defer bc.close()
+	plain := PrepareFrame(false, make([]byte, 64))
+	var next atomic.Int64
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.SetParallelism(8) // 16 callers on 2 cores, like the API's
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			u := next.Add(1) % users
+			st := &Stamped{Plain: plain, Keys: []Key{{Kind: KeyUser, Name: fmt.Sprintf("u%d", u)}}}
+			p, err := s.SubmitStamped(st, 0)
+			if err != nil {
+				b.Fatal(err)
+			}
+			if got, err := p.Wait(context.Background()); err != nil || got != 10 {
+				b.Fatalf("delivered %d (%v)", got, err)
+			}
+		}
+	})
+}

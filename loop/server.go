@@ -267,10 +267,9 @@ func (s *Server) Stop(ctx context.Context) error {
 		s.closeDone()
 		for _, sh := range s.shardList() {
 			sh.abandonQueued()
-			if loopsDone && sh.cur != nil {
+			if loopsDone {
 				// The loops have exited, so their state is ours now.
-				sh.cur.finish(sh, 0)
-				sh.cur = nil
+				sh.abandonRun()
 			}
 		}
 	})

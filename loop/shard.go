@@ -16,12 +16,16 @@ type shard struct {
 	srv *Server
 
 	mu        sync.Mutex
-	queue     []*job // FIFO; queue[head:] are waiting
-	head      int
-	scheduled bool  // a drain task is queued or running, or the pump holds one
-	bytes     int64 // frame bytes of queued and running delivery jobs
+	queue     []*job // FIFO inbox; the loop takes it whole (pop)
+	scheduled bool   // a drain task is queued or running, or the pump holds one
+	// The inbox bounds, kept without the mutex so finishing a job on the loop takes
+	// no lock: jobs and frame bytes queued or running (in the inbox, in run, or cur).
+	njobs atomic.Int32
+	bytes atomic.Int64
 
 	// owned by the loop
+	run      []*job                        // the inbox as last taken, run[runPos:] still to start
+	runPos   int                           //
 	conns    []*Conn                       // every connection, handshaking ones too
 	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
 	cur      *job                          // job being delivered in chunks
@@ -106,9 +110,10 @@ func (sh *shard) leaveRoom(room string, c *Conn) {
 // enqueue appends jobs to the inbox and makes sure a drain task will run. The caller
 // holds srv.deliverMu and has checked space with hasSpace.
 func (sh *shard) enqueue(j *job) {
+	sh.njobs.Add(1)
+	sh.bytes.Add(int64(len(j.frame)))
 	sh.mu.Lock()
 	sh.queue = append(sh.queue, j)
-	sh.bytes += int64(len(j.frame))
 	start := !sh.scheduled
 	sh.scheduled = true
 	sh.mu.Unlock()
@@ -118,11 +123,10 @@ func (sh *shard) enqueue(j *job) {
 }
 
 // hasSpace reports whether one more job carrying a frame of n bytes fits the inbox.
+// Only enqueueAll, under srv.deliverMu, adds bounded jobs, so the check and the add
+// cannot race with another add; the loop only ever lowers the counts meanwhile.
 func (sh *shard) hasSpace(n int) bool {
-	sh.mu.Lock()
-	ok := len(sh.queue)-sh.head+1 <= sh.srv.cfg.MaxQueue && sh.bytes+int64(n) <= sh.srv.cfg.MaxQueueBytes
-	sh.mu.Unlock()
-	return ok
+	return int(sh.njobs.Load())+1 <= sh.srv.cfg.MaxQueue && sh.bytes.Load()+int64(n) <= sh.srv.cfg.MaxQueueBytes
 }
 
 func (sh *shard) schedule() {
@@ -134,32 +138,54 @@ func (sh *shard) schedule() {
 	}
 }
 
+// pop returns the next job, on the loop. It takes the mutex once per inbox-full, not
+// once per job: the whole inbox is swapped into run, so API goroutines enqueueing
+// meanwhile meet the lock free. With nothing left it clears scheduled, under the
+// same lock enqueue checks it with, so a job enqueued after that starts a drain.
 func (sh *shard) pop() *job {
+	if sh.runPos < len(sh.run) {
+		j := sh.run[sh.runPos]
+		sh.run[sh.runPos] = nil
+		sh.runPos++
+		return j
+	}
 	sh.mu.Lock()
-	defer sh.mu.Unlock()
-	if sh.head == len(sh.queue) {
-		sh.queue = sh.queue[:0]
-		sh.head = 0
+	if len(sh.queue) == 0 {
 		sh.scheduled = false
+		sh.mu.Unlock()
+		sh.run, sh.runPos = sh.run[:0], 0
 		return nil
 	}
-	j := sh.queue[sh.head]
-	sh.queue[sh.head] = nil
-	sh.head++
-	if sh.head > 1024 && sh.head*2 > len(sh.queue) {
-		n := copy(sh.queue, sh.queue[sh.head:])
-		clear(sh.queue[n:])
-		sh.queue = sh.queue[:n]
-		sh.head = 0
-	}
+	sh.run, sh.queue = sh.queue, sh.run[:0]
+	sh.mu.Unlock()
+	j := sh.run[0]
+	sh.run[0] = nil
+	sh.runPos = 1
 	return j
 }
 
-// abandonQueued finishes every queued job as undelivered. It touches only the inbox,
-// so any goroutine may call it.
+// abandonQueued finishes every job in the inbox as undelivered. It touches only the
+// inbox, so any goroutine may call it.
 func (sh *shard) abandonQueued() {
-	for j := sh.pop(); j != nil; j = sh.pop() {
+	sh.mu.Lock()
+	q := sh.queue
+	sh.queue = nil
+	sh.mu.Unlock()
+	for _, j := range q {
 		j.finish(sh, 0)
+	}
+}
+
+// abandonRun finishes what the loop had taken from the inbox and not run, and the
+// job it was in the middle of. Only once the loops have exited (Stop).
+func (sh *shard) abandonRun() {
+	for _, j := range sh.run[sh.runPos:] {
+		j.finish(sh, 0)
+	}
+	sh.run, sh.runPos = nil, 0
+	if sh.cur != nil {
+		sh.cur.finish(sh, 0)
+		sh.cur = nil
 	}
 }
 

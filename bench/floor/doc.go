@@ -13,6 +13,10 @@
 // Reader modes: blocking (epoll_wait -1), busy (epoll_wait 0 in a loop), nap (epoll_wait
 // 0, then sleep 100 µs when under 16 events, like longlink bench), none (never reads).
 //
+// -role push is a second floor, under longlink bench push: see push.go.
+//
+//	go run ./bench/floor -role push -client-addr 127.0.0.1:28380 -api-addr 127.0.0.1:28381
+//
 // Who owns what: one OS thread (runtime.LockOSThread) does every write, so its thread
 // CPU clock measures the writes alone; the reader is a child process, so its work is
 // never charged to the writer except where the kernel charges softirq to the sender.

@@ -17,12 +17,15 @@ import (
 )
 
 func main() {
-	role := flag.String("role", "writer", "writer, or reader (started by the writer)")
+	role := flag.String("role", "writer", "writer, reader (started by the writer), or push (the floor under longlink bench push: see push.go)")
 	n := flag.Int("n", 1000, "sockets (each process must stay under its open-files limit)")
 	rounds := flag.Int("rounds", 10, "rounds; each writes once to every socket")
 	gap := flag.Duration("gap", 50*time.Millisecond, "sleep between rounds")
 	mode := flag.String("mode", "blocking", "reader mode: blocking, busy, nap or none")
 	addr := flag.String("addr", "", "writer address (reader role only)")
+	clientAddr := flag.String("client-addr", "127.0.0.1:28080", "push role: WebSocket listen address")
+	apiAddr := flag.String("api-addr", "127.0.0.1:28081", "push role: HTTP API listen address")
+	pprofAddr := flag.String("pprof-addr", "", "push role: serve net/http/pprof here (off when empty)")
 	flag.Parse()
 	raiseNoFile()
 	var err error
@@ -31,6 +34,8 @@ func main() {
 		err = writer(*n, *rounds, *gap, *mode)
 	case "reader":
 		err = reader(*n, *mode, *addr)
+	case "push":
+		err = pushFloor(*clientAddr, *apiAddr, *pprofAddr)
 	default:
 		err = fmt.Errorf("unknown -role %q", *role)
 	}
