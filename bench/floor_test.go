@@ -54,22 +54,23 @@ func TestFloorOptions(t *testing.T) {
 	}
 }
 
-// startFloorServer builds and starts bench/floorserver on loopback ports.
+// startFloorServer builds and starts the push floor (bench/floor -role push) on
+// loopback ports.
 func startFloorServer(t *testing.T) (client, api string) {
 	t.Helper()
-	bin := filepath.Join(t.TempDir(), "floorserver")
-	if out, err := exec.Command("go", "build", "-o", bin, "./floorserver").CombinedOutput(); err != nil {
+	bin := filepath.Join(t.TempDir(), "floor")
+	if out, err := exec.Command("go", "build", "-o", bin, "./floor").CombinedOutput(); err != nil {
 		t.Skipf("cannot build the floor server: %v\n%s", err, out)
 	}
 	client, api = testutil.FreeAddr(t, "tcp"), testutil.FreeAddr(t, "tcp")
-	cmd := exec.Command(bin, "-client-addr", client, "-api-addr", api)
+	cmd := exec.Command(bin, "-role", "push", "-client-addr", client, "-api-addr", api)
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
 	line, _ := bufio.NewReader(out).ReadString('\n')
-	if !strings.HasPrefix(line, "floorserver:") {
+	if !strings.HasPrefix(line, "push floor:") {
 		t.Fatalf("floor server did not start: %q", line)
 	}
 	testutil.WaitFor(t, 10*time.Second, "the floor's API", func() bool { st, _ := testutil.Get("http://" + api + "/healthz"); return st == 200 })

@@ -72,7 +72,7 @@ type Options struct {
 	// same body straight to the bundled back-end (bench/upstreamfloor.go).
 	Floor string `json:"floor,omitempty"`
 	// FloorTargets and FloorAPIs, for connect, broadcast and push, are the floor
-	// server's client and API addresses (bench/floorserver): the scenario runs again
+	// server's client and API addresses (bench/floor -role push): the scenario runs again
 	// against it after the gateway, and the report holds both, with the ratios.
 	FloorTargets []string `json:"floor_targets,omitempty"`
 	// Room, for push, puts every connection in this room (its token's rooms claim)
@@ -219,7 +219,7 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.Var(multiFlag{&o.Targets}, "target", "client `HOST:PORT` of a node (repeatable; connections are spread over targets)")
 	fs.Var(multiFlag{&o.APIs}, "api", "API `HOST:PORT` of a node for pushes and /metrics (repeatable)")
 	fs.StringVar(&o.Room, "room", "", "push: every connection joins room `NAME` (its token's rooms claim) and each push goes to the room, reaching every connection: a busy room of --conns members (with --push-rate: messages a second)")
-	fs.Var(multiFlag{&o.FloorTargets}, "floor-target", "connect, broadcast, push: client `HOST:PORT` of the floor server (go run ./bench/floorserver); the scenario then runs again against it and the report puts both side by side (repeatable)")
+	fs.Var(multiFlag{&o.FloorTargets}, "floor-target", "connect, broadcast, push: client `HOST:PORT` of the floor server (go run ./bench/floor -role push); the scenario then runs again against it and the report puts both side by side (repeatable)")
 	fs.Var(multiFlag{&o.FloorAPIs}, "floor-api", "the floor server's API `HOST:PORT`, with --floor-target (repeatable)")
 	fs.StringVar(&o.TokenSecret, "token-secret", os.Getenv("LONGLINK_TOKEN_SECRET"), "HS256 `secret` for client JWTs (env LONGLINK_TOKEN_SECRET)")
 	fs.StringVar(&o.APIKey, "api-key", os.Getenv("LONGLINK_API_KEY"), "push API `key` (env LONGLINK_API_KEY)")

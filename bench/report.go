@@ -32,7 +32,7 @@ type Report struct {
 	Upstream  *UpstreamResult  `json:"upstream,omitempty"`
 	Pusher    *PusherResult    `json:"pusher,omitempty"`
 	// Floor is the same scenario run against the floor server (--floor-target,
-	// bench/floorserver) in the same run, when one was given.
+	// bench/floor -role push) in the same run, when one was given.
 	Floor *Report `json:"floor,omitempty"`
 	// V2 is what the v2 clients checked on every push (--protocol v2).
 	V2     *V2Checks      `json:"v2,omitempty"`

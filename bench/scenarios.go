@@ -67,7 +67,7 @@ func Run(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 
 // runWithFloor runs the scenario against the gateway, then the same scenario with the
 // same clients and callers against the floor server (--floor-target, --floor-api:
-// bench/floorserver), and reports both, with the ratios gateway / floor, in one
+// bench/floor -role push), and reports both, with the ratios gateway / floor, in one
 // report (its "floor" field, and the text summary's last block).
 func runWithFloor(ctx context.Context, o Options, stdout, stderr io.Writer) error {
 	gw := o
@@ -79,7 +79,7 @@ func runWithFloor(ctx context.Context, o Options, stdout, stderr io.Writer) erro
 	}
 	fl := gw
 	fl.Targets, fl.APIs = o.FloorTargets, o.FloorAPIs
-	fmt.Fprintln(stdout, "\n== floor (bench/floorserver: the upgrade parsed, one write(2) of a frame encoded once per recipient, from the API request's goroutine)")
+	fmt.Fprintln(stdout, "\n== floor (bench/floor -role push: the upgrade parsed, one write(2) of a frame encoded once per recipient, from the API request's goroutine)")
 	frep, err := run(ctx, fl, stdout, stderr)
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
