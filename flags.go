@@ -211,6 +211,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	fs.IntVar(&c.Loop.MaxMessage, "max-message", d.Loop.MaxMessage, "largest client message in bytes, fragments reassembled (over it: close 1009)")
 	fs.IntVar(&c.Loop.MaxOutbound, "max-outbound", d.Loop.MaxOutbound, "bytes that may wait for one slow client before it is closed as a slow consumer")
 	fs.BoolVar(&c.Loop.Deflate, "deflate", d.Loop.Deflate, "accept permessage-deflate offers (RFC 7692, as browsers make them): each pushed message is compressed once for all the clients that negotiated it; false declines every offer")
+	fs.DurationVar(&c.Loop.RoomLinger, "room-linger", d.Loop.RoomLinger, "gather each loop's messages to a room for up to this long and write them to each member as one write: fewer writes for a busy room, each message up to this much later (0: off; at most 1s)")
 	fs.IntVar(&c.Loop.DeflateMinBytes, "deflate-min-bytes", d.Loop.DeflateMinBytes, "smallest message payload, in bytes, sent compressed to clients that negotiated permessage-deflate; smaller ones go as they are")
 	fs.Int64Var(&c.Loop.MaxPendingBytes, "max-pending-bytes", d.Loop.MaxPendingBytes, "bytes all clients together may hold in messages they have not finished sending; a client that would go over is closed with 1013")
 	fs.Int64Var(&c.Push.MaxBodyBytes, "max-body", d.Push.MaxBodyBytes, "largest API request body in bytes (over it: 413)")

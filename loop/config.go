@@ -154,6 +154,11 @@ type Config struct {
 	// PusherPongTimeout is how long a Pusher client has to answer the server's
 	// pusher:ping (any message counts) before it is closed with 4201. Zero: 30s.
 	PusherPongTimeout time.Duration
+	// RoomLinger, when positive, gathers each loop's messages to a room for up to
+	// this long and writes them to each member in one write (linger.go): fewer
+	// writes for a busy room, each message up to RoomLinger later. Zero: off. At
+	// most 1s.
+	RoomLinger time.Duration
 
 	// Metrics is the set metrics are registered in. Nil: the default set.
 	Metrics *metrics.Set
@@ -309,6 +314,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.PusherPongTimeout <= 0 {
 		cfg.PusherPongTimeout = d.PusherPongTimeout
+	}
+	if cfg.RoomLinger < 0 || cfg.RoomLinger > time.Second {
+		return cfg, fmt.Errorf("loop: Config.RoomLinger (%v) must be from 0 (off) to 1s", cfg.RoomLinger)
 	}
 	if cfg.Metrics == nil {
 		cfg.Metrics = metrics.GetDefaultSet()

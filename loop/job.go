@@ -175,44 +175,57 @@ func (sh *shard) startStamped(j *job) bool {
 	return true
 }
 
+// writeStamped queues stamped job j's frame for c, reached through key index k. It
+// reports whether it was queued (and its bytes), and skipped when c is a Pusher
+// connection the message is not an event of.
+func (sh *shard) writeStamped(j *job, c *Conn, k int) (ok bool, nbytes int, skipped bool) {
+	st := j.st
+	if c.state != stateOpen || c == j.skip {
+		return false, 0, false
+	}
+	// A Pusher connection takes an event once per channel it holds (Pusher sends each
+	// channel its copy); everyone else once per message.
+	perChannel := c.kind == KindPusher && k >= 0 && st.Keys[k].Kind == KeyRoom
+	if !perChannel && (c.seq == j.seq || !sh.primary(c, st, k)) {
+		// It takes the message through another stream; a v2 client's position in
+		// this one still advances.
+		if c.kind == KindV2 && k >= 0 && st.Keys[k].Epoch != "" {
+			sh.queuePosition(c, st, k)
+		}
+		return false, 0, false
+	}
+	f := st.frameFor(c, k)
+	if f == nil {
+		return false, 0, true // a Pusher connection, and not a Pusher event of its channel
+	}
+	var key *Key
+	if k >= 0 {
+		key = &st.Keys[k]
+	}
+	if !sh.queueStamped(c, f, j.seq, key) {
+		return false, 0, false
+	}
+	if st.Track != nil {
+		st.Track.wrote(st, c, k)
+	}
+	return true, len(f), false
+}
+
 // step writes cur's frame to up to budget recipients and returns how many it tried.
 func (sh *shard) step(budget int) int {
 	j := sh.cur
 	end := min(sh.cursor+budget, len(sh.snap))
 	written := 0
-	if st := j.st; st != nil {
+	if j.st != nil {
 		nbytes, skipped := 0, 0
 		for i := sh.cursor; i < end; i++ {
-			c, k := sh.snap[i], int(sh.snapKey[i])
-			if c.state != stateOpen || c == j.skip {
-				continue
-			}
-			// A Pusher connection takes an event once per channel it holds (Pusher
-			// sends each channel its copy); everyone else once per message.
-			perChannel := c.kind == KindPusher && k >= 0 && st.Keys[k].Kind == KeyRoom
-			if !perChannel && (c.seq == j.seq || !sh.primary(c, st, k)) {
-				// It takes the message through another stream; a v2 client's
-				// position in this one still advances.
-				if c.kind == KindV2 && k >= 0 && st.Keys[k].Epoch != "" {
-					sh.queuePosition(c, st, k)
-				}
-				continue
-			}
-			f := st.frameFor(c, k)
-			if f == nil {
-				skipped++ // a Pusher connection, and not a Pusher event of its channel
-				continue
-			}
-			var key *Key
-			if k >= 0 {
-				key = &st.Keys[k]
-			}
-			if sh.queueStamped(c, f, j.seq, key) {
+			ok, n, skip := sh.writeStamped(j, sh.snap[i], int(sh.snapKey[i]))
+			if ok {
 				written++
-				nbytes += len(f)
-				if st.Track != nil {
-					st.Track.wrote(st, c, k)
-				}
+				nbytes += n
+			}
+			if skip {
+				skipped++
 			}
 		}
 		sh.bytesOut.Add(uint64(nbytes))

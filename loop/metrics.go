@@ -27,6 +27,8 @@ type serverMetrics struct {
 	// deliveries a Pusher connection did not take: not a Pusher event of one of its
 	// channels (a broadcast to all, a push without an event); see pusher.go
 	pusherSkipped   *metrics.Counter
+	lingerBatches   *metrics.Counter // room batches released (linger.go)
+	lingerMessages  *metrics.Counter // messages those batches held
 	handshakeTime   *promhist.Histogram
 	deliveryLatency *promhist.Histogram
 
@@ -68,6 +70,8 @@ func newServerMetrics(s *Server) *serverMetrics {
 	set.NewGauge("longlink_pending_bytes", func() float64 { return float64(s.pending.Held()) })
 	m.overloaded = set.NewCounter(`longlink_push_errors_total{reason="overloaded"}`)
 	m.pusherSkipped = set.NewCounter("longlink_pusher_skipped_total")
+	m.lingerBatches = set.NewCounter("longlink_room_linger_batches_total")
+	m.lingerMessages = set.NewCounter("longlink_room_linger_messages_total")
 	m.handshakeTime = promhist.New(set, "longlink_handshake_duration_seconds", "", promhist.DefaultBuckets)
 	m.deliveryLatency = promhist.New(set, "longlink_delivery_duration_seconds", "", promhist.DefaultBuckets)
 	for _, code := range knownCloseCodes {

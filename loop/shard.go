@@ -29,6 +29,12 @@ type shard struct {
 	conns    []*Conn                       // every connection, handshaking ones too
 	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
 	cur      *job                          // job being delivered in chunks
+	next     *job                          // popped, waiting for released linger batches
+	// Room linger (linger.go): held batches by room, released ones in order, and the
+	// one being written.
+	lingering map[string]*lingerBatch
+	ready     []*lingerBatch
+	batch     *lingerBatch
 	snap     []*Conn                       // recipients of cur, taken when it starts
 	snapKey  []int32                       // with a stamped cur: the key each of snap matched
 	cursor   int
@@ -187,6 +193,11 @@ func (sh *shard) abandonRun() {
 		sh.cur.finish(sh, 0)
 		sh.cur = nil
 	}
+	if sh.next != nil {
+		sh.next.finish(sh, 0)
+		sh.next = nil
+	}
+	sh.abandonLinger()
 }
 
 // chunkWrites bounds how many recipients one drain task writes to before the loop
@@ -199,18 +210,39 @@ const chunkWrites = 1024
 func (sh *shard) drain() {
 	budget := chunkWrites
 	for budget > 0 {
-		if sh.cur == nil {
-			j := sh.pop()
-			if j == nil {
-				sh.flush()
-				return
-			}
-			if j.kind != jobDeliver {
-				sh.flush() // messages accepted before a close or room change go first
-			}
-			if !sh.start(j) {
-				continue // finished at once (room ops, kicks, empty deliveries)
-			}
+		switch {
+		case sh.batch != nil:
+			budget -= sh.stepBatch(budget)
+			continue
+		case sh.cur != nil:
+			budget -= sh.step(budget)
+			continue
+		case len(sh.ready) > 0:
+			sh.startBatch() // linger.go: released room batches go before the next job
+			continue
+		}
+		j := sh.next
+		sh.next = nil
+		if j == nil {
+			j = sh.pop()
+		}
+		if j == nil {
+			sh.flush()
+			return
+		}
+		if room, ok := sh.lingerRoom(j); ok {
+			sh.holdLinger(room, j)
+			continue
+		}
+		if sh.releaseFor(j) {
+			sh.next = j // after the batches it must follow
+			continue
+		}
+		if j.kind != jobDeliver {
+			sh.flush() // messages accepted before a close or room change go first
+		}
+		if !sh.start(j) {
+			continue // finished at once (room ops, kicks, empty deliveries)
 		}
 		budget -= sh.step(budget)
 	}

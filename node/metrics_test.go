@@ -295,6 +295,9 @@ func TestEveryDocumentedMetricMoves(t *testing.T) {
 	// once sent (pusher's TestWebhookSenderOverflow sees it up).
 	presenceOnly["longlink_pusher_webhook_queue_capacity"] = true
 	presenceOnly["longlink_pusher_webhook_queue_length"] = true
+	// --room-linger is off here: loop's TestRoomLinger moves these.
+	presenceOnly["longlink_room_linger_batches_total"] = true
+	presenceOnly["longlink_room_linger_messages_total"] = true
 	// Retries need a failing receiver: pusher's TestWebhookSenderRetries.
 	presenceOnly["longlink_pusher_webhook_retries_total"] = true
 	for _, name := range documentedMetrics(t) {
