@@ -479,34 +479,55 @@ func (h *Hub) PusherMembers(app, channel string) []pusher.Member {
 	if p == nil {
 		return nil
 	}
-	p.cmu.RLock()
-	c := p.apps[app][channel]
+	// This node's own members come from its local table, which a join or leave
+	// changes at once, not from the cluster table, which learns them a tick later:
+	// a subscriber is then told of a member who joined on this node just before it
+	// (and not of one who just left), in the order they did.
+	// A member keeps the info it became a member with (the cluster table's) once the
+	// table has it.
+	var local map[string][]byte
+	p.lmu.Lock()
+	if lc := p.local[app][channel]; lc != nil && len(lc.users) > 0 {
+		local = make(map[string][]byte, len(lc.users))
+		for user, u := range lc.users {
+			local[user] = u.info
+		}
+	}
+	p.lmu.Unlock()
 	var out []pusher.Member
-	if c != nil && c.nlive > 0 {
-		out = make([]pusher.Member, 0, c.nlive)
+	p.cmu.RLock()
+	if c := p.apps[app][channel]; c != nil && c.nlive > 0 {
 		for _, m := range c.members {
-			if len(m.holders) > 0 {
+			if len(m.holders) == 0 {
+				continue
+			}
+			if _, here := local[m.user]; here || heldElsewhere(m.holders, p.self) {
 				out = append(out, pusher.Member{ID: m.user, Info: m.info})
+				delete(local, m.user)
 			}
 		}
 	}
 	p.cmu.RUnlock()
+	for user, info := range local {
+		out = append(out, pusher.Member{ID: user, Info: info})
+	}
 	slices.SortFunc(out, func(a, b pusher.Member) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 
-// PusherMemberCount is len(PusherMembers(app, channel)) without building it.
+// heldElsewhere reports whether a node other than self holds the member.
+func heldElsewhere(holders []pholder, self string) bool {
+	for _, h := range holders {
+		if h.node != self {
+			return true
+		}
+	}
+	return false
+}
+
+// PusherMemberCount is len(PusherMembers(app, channel)).
 func (h *Hub) PusherMemberCount(app, channel string) int {
-	p := h.ps
-	if p == nil {
-		return 0
-	}
-	p.cmu.RLock()
-	defer p.cmu.RUnlock()
-	if c := p.apps[app][channel]; c != nil {
-		return c.nlive
-	}
-	return 0
+	return len(h.PusherMembers(app, channel))
 }
 
 // PusherOccupied returns the app's channels with at least one subscriber anywhere
