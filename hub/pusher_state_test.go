@@ -464,7 +464,11 @@ func TestPusherNewcomerSilent(t *testing.T) {
 	waitFor(t, "a alone announces", func() bool { return net.hooks("a").hookEvents("member_added app/"+ch+"/u1") == 1 })
 	b := net.add(t, "b")
 	net.waitRing(t, "a", "b")
-	waitFor(t, "b learns u1", func() bool { return memberIDs(b.PusherMembers("app", ch)) == "u1" })
+	// Until b's next tick has settled it, a leave could cancel the join unseen (a
+	// change shorter than a tick has no callbacks): wait for b's Member call too.
+	waitFor(t, "b learns u1", func() bool {
+		return memberIDs(b.PusherMembers("app", ch)) == "u1" && net.hooks("b").memberEvents("+app/"+ch+"/u1") == 1
+	})
 	a.PusherLeave("app", ch, "1.1", "u1")
 	waitFor(t, "b sends removed and vacated", func() bool {
 		return net.hooks("b").hookEvents("member_removed app/"+ch+"/u1") == 1 && net.hooks("b").hookEvents("channel_vacated app/"+ch+"/") == 1
