@@ -19,16 +19,16 @@ import (
 // 1024+(PortBase+i/len(SourceIPs))%64512,
 // and authenticates as user UserPrefix+strconv.Itoa(i/ConnsPerUser).
 type OpenSpec struct {
-	Targets      []string      `json:"targets"`
-	SourceIPs    []string      `json:"source_ips,omitempty"`
-	First        int           `json:"first"`
-	Count        int           `json:"count"`
-	ConnsPerUser int           `json:"conns_per_user"`
-	UserPrefix   string        `json:"user_prefix"`
+	Targets      []string `json:"targets"`
+	SourceIPs    []string `json:"source_ips,omitempty"`
+	First        int      `json:"first"`
+	Count        int      `json:"count"`
+	ConnsPerUser int      `json:"conns_per_user"`
+	UserPrefix   string   `json:"user_prefix"`
 	// Room, when set, is in every token's rooms claim (push --room).
-	Room string `json:"room,omitempty"`
-	TokenSecret  string        `json:"token_secret"`
-	TokenTTL     time.Duration `json:"token_ttl"`
+	Room        string        `json:"room,omitempty"`
+	TokenSecret string        `json:"token_secret"`
+	TokenTTL    time.Duration `json:"token_ttl"`
 	// Rate is connections per second for this worker; 0 means as fast as
 	// MaxInflight allows.
 	Rate float64 `json:"rate"`

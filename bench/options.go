@@ -77,8 +77,8 @@ type Options struct {
 	FloorTargets []string `json:"floor_targets,omitempty"`
 	// Room, for push, puts every connection in this room (its token's rooms claim)
 	// and pushes to the room instead of to random users: a room of --conns members.
-	Room string `json:"room,omitempty"`
-	FloorAPIs    []string `json:"floor_apis,omitempty"`
+	Room      string   `json:"room,omitempty"`
+	FloorAPIs []string `json:"floor_apis,omitempty"`
 	// InProcess runs workers as goroutines instead of child processes (for
 	// tests and for embedding; CPU figures then cover the whole process).
 	InProcess bool `json:"in_process"`

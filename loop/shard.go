@@ -24,26 +24,26 @@ type shard struct {
 	bytes atomic.Int64
 
 	// owned by the loop
-	run      []*job                        // the inbox as last taken, run[runPos:] still to start
-	runPos   int                           //
-	conns    []*Conn                       // every connection, handshaking ones too
-	rooms    map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
-	cur      *job                          // job being delivered in chunks
-	next     *job                          // popped, waiting for released linger batches
+	run    []*job                        // the inbox as last taken, run[runPos:] still to start
+	runPos int                           //
+	conns  []*Conn                       // every connection, handshaking ones too
+	rooms  map[string]map[*Conn]struct{} // room -> members on this loop (doc.go: room membership)
+	cur    *job                          // job being delivered in chunks
+	next   *job                          // popped, waiting for released linger batches
 	// Room linger (linger.go): held batches by room, released ones in order, and the
 	// one being written.
 	lingering map[string]*lingerBatch
 	ready     []*lingerBatch
 	batch     *lingerBatch
-	snap     []*Conn                       // recipients of cur, taken when it starts
-	snapKey  []int32                       // with a stamped cur: the key each of snap matched
-	cursor   int
-	sweepPos int
-	scratch  []byte         // frames built on the loop (pong, echo, close)
-	pending  []pendingWrite // frames queued in this drain call, one entry per connection
-	npending int
-	drainFn  gnet.Runnable
-	sweepFn  gnet.Runnable
+	snap      []*Conn // recipients of cur, taken when it starts
+	snapKey   []int32 // with a stamped cur: the key each of snap matched
+	cursor    int
+	sweepPos  int
+	scratch   []byte         // frames built on the loop (pong, echo, close)
+	pending   []pendingWrite // frames queued in this drain call, one entry per connection
+	npending  int
+	drainFn   gnet.Runnable
+	sweepFn   gnet.Runnable
 	// admitting holds the decisions connections in stateAdmitting wait for (admit.go):
 	// kept here, not in Conn, so connections that never wait pay nothing for it.
 	admitting map[*Conn]*Admission
