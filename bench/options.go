@@ -75,7 +75,7 @@ type Options struct {
 	// server's client and API addresses (bench/floor -role push): the scenario runs again
 	// against it after the gateway, and the report holds both, with the ratios.
 	FloorTargets []string `json:"floor_targets,omitempty"`
-	FloorAPIs []string `json:"floor_apis,omitempty"`
+	FloorAPIs    []string `json:"floor_apis,omitempty"`
 	// Room, for push, puts every connection in this room (its token's rooms claim)
 	// and pushes to the room instead of to random users: a room of --conns members.
 	Room string `json:"room,omitempty"`
