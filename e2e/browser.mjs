@@ -5,7 +5,7 @@
 //
 // Environment: LONGLINK_DEMO_URL (page to open), LONGLINK_CHROMIUM (browser binary;
 // default /usr/bin/chromium). It never downloads a browser.
-import { createInterface } from 'node:readline';
+import { serveLines } from './lines.mjs';
 import { chromium } from 'playwright-core';
 
 const demoURL = process.env.LONGLINK_DEMO_URL;
@@ -90,32 +90,11 @@ async function waitStatus({ is, not, timeoutMs }) {
   );
 }
 
-const rl = createInterface({ input: process.stdin });
-for await (const line of rl) {
-  if (!line.trim()) continue;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (err) {
-    reply({ ok: false, error: `bad command ${line}: ${err.message}` });
-    continue;
-  }
-  if (cmd.cmd === 'quit') break;
-  const fn = commands[cmd.cmd];
-  if (!fn) {
-    reply({ ok: false, error: `unknown command ${cmd.cmd}` });
-    continue;
-  }
-  try {
-    const extra = await fn({ timeoutMs: 10000, ...cmd });
+await serveLines(commands, {
+  check: () => {
     if (exceptions.length > 0) throw new Error(`page threw: ${exceptions.join('; ')}`);
-    reply({ ok: true, ...extra });
-  } catch (err) {
-    reply({ ok: false, error: err.message.split('\n')[0], page: await snapshot() });
-  }
-}
+  },
+  failure: async () => ({ page: await snapshot() }),
+});
 await browser.close();
 
-function reply(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}

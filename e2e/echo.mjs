@@ -10,7 +10,7 @@
 //
 // Environment: LONGLINK_CHROMIUM (browser binary; default /usr/bin/chromium). It never
 // downloads a browser.
-import { createInterface } from 'node:readline';
+import { serveLines } from './lines.mjs';
 import { chromium } from 'playwright-core';
 
 const executablePath = process.env.LONGLINK_CHROMIUM || '/usr/bin/chromium';
@@ -95,34 +95,12 @@ async function waitState(page, is, timeoutMs) {
     });
 }
 
-const rl = createInterface({ input: process.stdin });
-for await (const line of rl) {
-  if (!line.trim()) continue;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (err) {
-    reply({ ok: false, error: `bad command ${line}: ${err.message}` });
-    continue;
-  }
-  if (cmd.cmd === 'quit') break;
-  const fn = commands[cmd.cmd];
-  if (!fn) {
-    reply({ ok: false, error: `unknown command ${cmd.cmd}` });
-    continue;
-  }
-  try {
-    const extra = await fn({ timeoutMs: 10000, ...cmd });
+await serveLines(commands, {
+  check: (cmd) => {
     if (cmd.client && pages.get(cmd.client)?.exceptions.length) {
       throw new Error(`page threw: ${pages.get(cmd.client).exceptions.join('; ')}`);
     }
-    reply({ ok: true, ...extra });
-  } catch (err) {
-    reply({ ok: false, error: String(err?.message ?? err) });
-  }
-}
+  },
+});
 await browser.close();
 
-function reply(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}

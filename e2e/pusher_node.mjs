@@ -14,7 +14,7 @@
 // --pusher-app apps), and LONGLINK_PUSHER_MASTER_KEY, base64 of 32 bytes: the
 // encryption master key of private-encrypted- channels, the back-end's secret.
 import { createServer } from 'node:http';
-import { createInterface } from 'node:readline';
+import { serveLines } from './lines.mjs';
 import PusherServer from 'pusher';
 import PusherJS from 'pusher-js';
 
@@ -264,32 +264,8 @@ async function waitState(c, is, timeoutMs) {
     .catch((err) => { throw new Error(`${err.message}; state ${c.pusher.connection.state}`); });
 }
 
-const rl = createInterface({ input: process.stdin });
-for await (const line of rl) {
-  if (!line.trim()) continue;
-  let cmd;
-  try {
-    cmd = JSON.parse(line);
-  } catch (err) {
-    reply({ ok: false, error: `bad command ${line}: ${err.message}` });
-    continue;
-  }
-  if (cmd.cmd === 'quit') break;
-  const fn = commands[cmd.cmd];
-  if (!fn) {
-    reply({ ok: false, error: `unknown command ${cmd.cmd}` });
-    continue;
-  }
-  try {
-    reply({ ok: true, ...(await fn({ timeoutMs: 10000, ...cmd })) });
-  } catch (err) {
-    reply({ ok: false, error: String(err?.message ?? err).split('\n')[0], log: cmd.client && clients.get(cmd.client)?.log.slice(-20) });
-  }
-}
+await serveLines(commands, { failure: (cmd) => ({ log: cmd.client && clients.get(cmd.client)?.log.slice(-20) }) });
 for (const c of clients.values()) c.pusher.disconnect();
 backend.close();
 process.exit(0);
 
-function reply(obj) {
-  process.stdout.write(JSON.stringify(obj) + '\n');
-}

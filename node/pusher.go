@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -320,7 +321,7 @@ func (p *pusherNode) subscribe(c *loop.Conn, pc *pusherConn, data []byte) {
 	pch := &pusherChan{}
 	if pusher.KindOf(ch) == pusher.KindPresence {
 		pch.member = &m
-		if p.n.hub.PusherMemberCount(a.ID, ch) >= a.MaxPresenceMembers && !p.isMember(a.ID, ch, m.ID) {
+		if members := p.n.hub.PusherMembers(a.ID, ch); len(members) >= a.MaxPresenceMembers && !hasMember(members, m.ID) {
 			p.subError(c, a, ch, "limit", "LimitReached", "Presence channel "+strconv.Quote(ch)+" has "+strconv.Itoa(a.MaxPresenceMembers)+" members, the app's limit", 403)
 			return
 		}
@@ -361,13 +362,10 @@ func (p *pusherNode) subscribe(c *loop.Conn, pc *pusherConn, data []byte) {
 	}
 }
 
-func (p *pusherNode) isMember(app, channel, user string) bool {
-	for _, m := range p.n.hub.PusherMembers(app, channel) {
-		if m.ID == user {
-			return true
-		}
-	}
-	return false
+// hasMember reports whether members (sorted by id, as the hub gives them) holds user.
+func hasMember(members []pusher.Member, user string) bool {
+	_, found := slices.BinarySearchFunc(members, user, func(m pusher.Member, id string) int { return strings.Compare(m.ID, id) })
+	return found
 }
 
 // ready completes a subscribe on c's loop once the room's owner routes the channel
@@ -390,7 +388,7 @@ func (p *pusherNode) succeeded(c *loop.Conn, pc *pusherConn, ch string, pch *pus
 		return
 	}
 	members := p.n.hub.PusherMembers(pc.app.ID, ch)
-	if i, found := slices.BinarySearchFunc(members, pch.member.ID, func(m pusher.Member, id string) int { return cmpString(m.ID, id) }); !found {
+	if i, found := slices.BinarySearchFunc(members, pch.member.ID, func(m pusher.Member, id string) int { return strings.Compare(m.ID, id) }); !found {
 		members = slices.Insert(members, i, *pch.member)
 	}
 	pch.told = make(map[string]struct{}, len(members))
@@ -398,16 +396,6 @@ func (p *pusherNode) succeeded(c *loop.Conn, pc *pusherConn, ch string, pch *pus
 		pch.told[m.ID] = struct{}{}
 	}
 	p.n.loop.SendText(c, pusher.AppendPresenceSucceeded(nil, ch, members))
-}
-
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func (p *pusherNode) unsubscribe(c *loop.Conn, pc *pusherConn, data []byte) {
