@@ -1227,12 +1227,7 @@ func (r *pusherRun) publish(ph *pphase, res *PusherPhase) {
 	o := &r.o
 	ctx, cancel := context.WithTimeout(r.ctx, o.Duration)
 	defer cancel()
-	var sched chan int64
-	var backlog atomic.Int64
-	if o.PushRate > 0 {
-		sched = make(chan int64, max(1024, int(o.PushRate)))
-		go schedule(ctx, o.PushRate, sched, &backlog)
-	}
+	sched, backlog := openLoop(ctx, o.PushRate)
 	type callerResult struct {
 		api    Histogram
 		events int64

@@ -367,12 +367,7 @@ func (r *runner) push() {
 	// Open loop: the scheduler stamps each push with its scheduled time and
 	// queues it; a push that finds the queue full is counted, not sent, so
 	// a slow gateway shows as backlog instead of silently lowering the rate.
-	var sched chan int64
-	var backlog atomic.Int64
-	if o.PushRate > 0 {
-		sched = make(chan int64, max(1024, int(o.PushRate)))
-		go schedule(ctx, o.PushRate, sched, &backlog)
-	}
+	sched, backlog := openLoop(ctx, o.PushRate)
 	type callerResult struct {
 		api        Histogram
 		wait       Histogram // --wait: round trips answered complete
@@ -539,6 +534,18 @@ func (r *runner) settledAcks() float64 {
 // schedule emits scheduled push times at rate per second until ctx ends.
 // It wakes every millisecond and emits everything due, so the rate holds
 // even when the timer is late.
+// openLoop starts schedule at rate (pushes a second) until ctx ends, returning its
+// queue and its count of skipped slots; a nil queue (rate 0) means closed loop.
+func openLoop(ctx context.Context, rate float64) (chan int64, *atomic.Int64) {
+	backlog := &atomic.Int64{}
+	if rate <= 0 {
+		return nil, backlog
+	}
+	sched := make(chan int64, max(1024, int(rate)))
+	go schedule(ctx, rate, sched, backlog)
+	return sched, backlog
+}
+
 func schedule(ctx context.Context, rate float64, out chan<- int64, skipped *atomic.Int64) {
 	start := time.Now()
 	interval := float64(time.Second) / rate
