@@ -203,10 +203,18 @@ func TestWebhookConnectionEvents(t *testing.T) {
 		t.Errorf("10 connection.opened came in %d POSTs: not batched", posts)
 	}
 	r.checkClean(t)
-	m := testutil.Metrics(t, n.API)
-	if m[`longlink_webhook_events_total{event="connection.opened",outcome="delivered"}`] < 13 ||
-		m[`longlink_webhook_requests_total{receiver="0",class="2xx"}`] < 1 ||
-		m[`longlink_webhook_request_duration_seconds_count{receiver="0"}`] < 1 {
+	// The receiver holds a batch before the sender has read its 200 and counted it:
+	// wait for the counters too.
+	var m map[string]float64
+	ok := false
+	testutil.WaitFor(t, 10*time.Second, "the deliveries counted", func() bool {
+		m = testutil.Metrics(t, n.API)
+		ok = m[`longlink_webhook_events_total{event="connection.opened",outcome="delivered"}`] >= 13 &&
+			m[`longlink_webhook_requests_total{receiver="0",class="2xx"}`] >= 1 &&
+			m[`longlink_webhook_request_duration_seconds_count{receiver="0"}`] >= 1
+		return ok
+	})
+	if !ok {
 		t.Errorf("webhook metrics: %v", pick(m, "longlink_webhook_"))
 	}
 }
