@@ -77,17 +77,22 @@ export interface WebSocketLike {
   /** Bytes queued but not yet sent: a heartbeat still queued two beats later means a dead path. */
   readonly bufferedAmount: number;
   binaryType: string;
-  send(data: RawData): void;
+  /** The client sends text; sendRaw(data) hands its argument to send as it is. */
+  send(data: string): void;
   close(code?: number, reason?: string): void;
 }
 
 /** A WebSocket constructor: called as new WebSocket(url, ['longlink.v2']) in v2, new WebSocket(url) in plain. */
 export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
 
-/** What the client uses of fetch (for endpointURL): GET url with {cache: 'no-store'}, then ok, status and json(). */
+/**
+ * What the client uses of fetch (for endpointURL): it GETs url with init
+ * {cache: 'no-store'}, then reads ok, status and json(). init is typed object so
+ * that Node's fetch, whose RequestInit has no cache, fits as the browser's does.
+ */
 export type FetchLike = (
   url: string,
-  init: { cache: 'no-store' },
+  init: object,
 ) => Promise<{ readonly ok: boolean; readonly status: number; json(): Promise<unknown> }>;
 
 export interface LongLinkOptions {
