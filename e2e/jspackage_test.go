@@ -50,7 +50,8 @@ func TestJSPackage(t *testing.T) {
 	app := installJSPackage(t, npm)
 
 	t.Run("types", func(t *testing.T) {
-		// browser: lib dom; node: @types/node with ws's WebSocket; bare: neither.
+		// browser: lib dom, bundler resolution; node: @types/node with ws's
+		// WebSocket, nodenext; bare: neither, node10 (the types field).
 		for _, config := range []string{"browser", "node", "bare"} {
 			run(t, app, filepath.Join(app, "node_modules", ".bin", "tsc"), "-p", filepath.Join("types", "tsconfig."+config+".json"))
 		}
