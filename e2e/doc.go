@@ -7,6 +7,11 @@
 // (pusher_node.mjs, pusher_node_test.go) and Laravel Echo in Chromium (echo.mjs,
 // echo_test.go), on one node and on a three-node cluster.
 //
+// jspackage_test.go installs the JavaScript client as its users do: the tarball of
+// `npm pack` in clients/js, with ws, in a scratch project; it type-checks an
+// application's use of it (tsc) and runs it from Node.js and Chromium against a real
+// node (jspackage/, docs/client-js.md "Install").
+//
 // It has no non-test code. Install once: `apt-get install -y chromium nodejs npm` and
 // `cd e2e && npm ci`; then `go test ./e2e/`. Without Chromium or node_modules the test
 // skips, unless LONGLINK_E2E=1 (CI), which turns the skip into a failure.

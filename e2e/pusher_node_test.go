@@ -503,7 +503,7 @@ func requireNodeModules(t *testing.T, modules ...string) {
 		}
 	}
 	if len(missing) > 0 {
-		msg := "Pusher e2e test needs: " + strings.Join(missing, ", ")
+		msg := "e2e test needs: " + strings.Join(missing, ", ")
 		if os.Getenv("LONGLINK_E2E") == "1" {
 			t.Fatal(msg)
 		}
@@ -531,8 +531,16 @@ func startPusherDriver(t *testing.T) *jsDriver {
 
 func startJSDriver(t *testing.T, script string, env ...string) *jsDriver {
 	t.Helper()
+	return startJSDriverIn(t, "", []string{script}, env...)
+}
+
+// startJSDriverIn runs node with args (flags, then the script) in dir ("": e2e/).
+func startJSDriverIn(t *testing.T, dir string, args []string, env ...string) *jsDriver {
+	t.Helper()
+	script := strings.Join(args, " ")
 	d := &jsDriver{name: script, replies: make(chan string, 16), stderr: &testutil.SyncBuffer{}}
-	cmd := exec.Command("node", script)
+	cmd := exec.Command("node", args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = d.stderr
 	var err error

@@ -1,4 +1,6 @@
 // Type declarations for longlink.js. See docs/client-js.md.
+// They name no DOM or Node.js global type, so they compile with lib "dom" (browsers)
+// as with @types/node (Node.js, where the ws package's WebSocket is accepted).
 
 /** Close codes the gateway sends. */
 export declare const CloseCode: Readonly<{
@@ -57,6 +59,42 @@ export interface TokenContext {
 /** Called before every connection attempt; must return a currently valid token. */
 export type TokenProvider = (ctx: TokenContext) => string | Promise<string>;
 
+/** What sendRaw writes as it is: text, bytes, or a Blob (described by what a Blob has). */
+export type RawData =
+  | string
+  | ArrayBufferLike
+  | ArrayBufferView
+  | { readonly size: number; readonly type: string; arrayBuffer(): Promise<ArrayBuffer> };
+
+/**
+ * What the client uses of a WebSocket. The browser's, Node.js >= 22's (and Node 20's
+ * with --experimental-websocket) and the ws package's all fit. The client sets
+ * binaryType to 'arraybuffer' and the onopen, onmessage, onerror and onclose handlers.
+ */
+export interface WebSocketLike {
+  /** The subprotocol the server selected ('' for none). */
+  readonly protocol: string;
+  /** Bytes queued but not yet sent: a heartbeat still queued two beats later means a dead path. */
+  readonly bufferedAmount: number;
+  binaryType: string;
+  /** The client sends text; sendRaw(data) hands its argument to send as it is. */
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+}
+
+/** A WebSocket constructor: called as new WebSocket(url, ['longlink.v2']) in v2, new WebSocket(url) in plain. */
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+/**
+ * What the client uses of fetch (for endpointURL): it GETs url with init
+ * {cache: 'no-store'}, then reads ok, status and json(). init is typed object so
+ * that Node's fetch, whose RequestInit has no cache, fits as the browser's does.
+ */
+export type FetchLike = (
+  url: string,
+  init: object,
+) => Promise<{ readonly ok: boolean; readonly status: number; json(): Promise<unknown> }>;
+
 export interface LongLinkOptions {
   /** WebSocket URL, e.g. wss://push.example.com/ws. Fallback when endpointURL fails. */
   url?: string;
@@ -84,10 +122,13 @@ export interface LongLinkOptions {
    * returned on the previous page load. Ignored with protocol 'plain'.
    */
   since?: Positions;
-  /** WebSocket constructor; defaults to globalThis.WebSocket. Called with (url, ['longlink.v2']) in v2, (url) in plain. */
-  WebSocket?: new (url: string, protocols?: string | string[]) => WebSocket;
+  /**
+   * WebSocket constructor; defaults to globalThis.WebSocket. Node 20 has none: pass
+   * the ws package's (import WebSocket from 'ws') or run node with --experimental-websocket.
+   */
+  WebSocket?: WebSocketConstructor;
   /** fetch implementation for endpointURL; defaults to globalThis.fetch. */
-  fetch?: typeof fetch;
+  fetch?: FetchLike;
   /** Random source in [0, 1) for the backoff jitter (tests). Defaults to Math.random. */
   random?: () => number;
   /**
@@ -234,9 +275,9 @@ export declare class LongLink {
   /** v2: an upstream message to business's back-end; resolves with its reply, rejects with RequestError. */
   send<T = unknown>(business: string, data: unknown, options?: RequestOptions): Promise<Reply<T>>;
   /** The raw form (one argument): sendRaw(data). */
-  send(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
+  send(data: RawData): boolean;
   /** Writes data on the open socket as it is; false when not open. */
-  sendRaw(data: string | ArrayBufferLike | Blob | ArrayBufferView): boolean;
+  sendRaw(data: RawData): boolean;
   /** v2: joins room on this connection and again after every reconnect. */
   subscribe(room: string, options?: RequestOptions): Promise<Reply<SubscribePosition>>;
   /** v2: leaves a room joined with subscribe; it is not joined again after reconnects. */

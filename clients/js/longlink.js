@@ -1,5 +1,6 @@
-// longlink.js: a dependency-free browser (and Node >= 22) client for the longlink
-// WebSocket gateway. It connects with `?token=JWT`, reconnects with full-jitter
+// longlink.js: a dependency-free client for the longlink WebSocket gateway, for
+// browsers and Node.js (>= 22 as it is; Node 20 needs the `ws` package passed as
+// options.WebSocket, or --experimental-websocket: docs/client-js.md, "Install"). It connects with `?token=JWT`, reconnects with full-jitter
 // exponential backoff, follows the gateway's close-code policy, optionally asks
 // `GET /v1/endpoint` which node to use, and sends an application heartbeat.
 //
@@ -99,6 +100,13 @@ const DEFAULTS = Object.freeze({
   ackDelayMs: 10,
 });
 
+// NO_WEBSOCKET is the error of a runtime without a global WebSocket (Node 20 and
+// older; Node >= 22 and browsers have one): it names both ways out.
+const NO_WEBSOCKET =
+  'longlink: no WebSocket implementation: this runtime has no globalThis.WebSocket (Node.js < 22). ' +
+  "Either `npm install ws` and pass it: import WebSocket from 'ws'; new LongLink({ WebSocket, ... }), " +
+  'or run node with --experimental-websocket (Node 20.10+)';
+
 const EVENTS = ['open', 'message', 'close', 'reconnecting', 'error', 'state', 'welcome', 'lost', 'push', 'servererror'];
 
 // TRACK is where a push event that asks for an ack keeps its place in the ack state.
@@ -193,7 +201,7 @@ export class LongLink {
     this._fetch = options.fetch || (globalThis.fetch && globalThis.fetch.bind(globalThis));
     this._random = options.random || Math.random;
     if (typeof this._WebSocket !== 'function') {
-      throw new TypeError('longlink: no WebSocket implementation; pass options.WebSocket');
+      throw new TypeError(NO_WEBSOCKET);
     }
     if (options.endpointURL && typeof this._fetch !== 'function') {
       throw new TypeError('longlink: endpointURL needs fetch; pass options.fetch');
@@ -1023,9 +1031,16 @@ function remember(set, id) {
   if (set.size > SEEN_IDS) set.delete(set.values().next().value);
 }
 
+// detach stops a socket the client has let go of from reaching it. It keeps an error
+// handler: the ws package (Node 20) emits 'error' when a socket closed while
+// connecting aborts its handshake, and an EventEmitter 'error' without a listener
+// is thrown, which would crash the process.
 function detach(ws) {
-  ws.onopen = ws.onmessage = ws.onerror = ws.onclose = null;
+  ws.onopen = ws.onmessage = ws.onclose = null;
+  ws.onerror = ignore;
 }
+
+function ignore() {}
 
 function withToken(url, token) {
   const u = new URL(url);

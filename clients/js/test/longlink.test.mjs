@@ -264,6 +264,29 @@ test('close() during the backoff cancels the retry', async () => {
   assert.equal(FakeWebSocket.instances.length, 1);
 });
 
+test('a socket let go of keeps an error handler that reports nothing', async () => {
+  // The ws package emits 'error' on a socket closed while connecting; an
+  // EventEmitter 'error' without a listener would be thrown and crash the process.
+  const { ll, events } = make({ connectTimeoutMs: 2000 });
+  ll.connect();
+  await flush();
+  const first = last();
+  mock.timers.tick(2000); // connect timeout: detached, then closed
+  assert.equal(typeof first.onerror, 'function');
+  assert.equal(first.onopen, null);
+  assert.equal(first.onmessage, null);
+  assert.equal(first.onclose, null);
+  mock.timers.tick(50);
+  await flush();
+  const second = last();
+  ll.close(); // close() while connecting: the same
+  assert.equal(typeof second.onerror, 'function');
+  const before = events.length;
+  first.onerror({});
+  second.onerror({});
+  assert.equal(events.length, before, 'a detached socket reported an event');
+});
+
 test('heartbeat sends a ping text and reconnects when sends stop draining', async () => {
   const { ll, of } = make({ heartbeatMs: 1000 });
   ll.connect();
