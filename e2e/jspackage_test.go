@@ -166,7 +166,7 @@ func installJSPackage(t *testing.T, npm string) string {
 		files = append(files, f.Path)
 	}
 	slices.Sort(files)
-	if want := []string{"README.md", "longlink.d.ts", "longlink.js", "package.json"}; p.Name != "longlink-client" || !slices.Equal(files, want) {
+	if want := []string{"LICENSE", "README.md", "longlink.d.ts", "longlink.js", "package.json"}; p.Name != "longlink-client" || !slices.Equal(files, want) {
 		t.Fatalf("npm pack: %s@%s with %v; want longlink-client with %v", p.Name, p.Version, files, want)
 	}
 	t.Logf("packed %s (%s@%s)", p.Filename, p.Name, p.Version)

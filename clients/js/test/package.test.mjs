@@ -32,14 +32,14 @@ test('package.json describes an installable ES module with types', () => {
 });
 
 test('the license field matches the repository', () => {
-  // The repository has no LICENSE file: nothing is granted, which npm spells
-  // UNLICENSED. Adding one must change package.json (and files) with it.
-  const license = new URL('../../../LICENSE', import.meta.url);
-  if (existsSync(license)) {
-    assert.notEqual(pkg.license, 'UNLICENSED', 'the repository has a LICENSE now: name it in clients/js/package.json');
-  } else {
-    assert.equal(pkg.license, 'UNLICENSED');
-  }
+  // The package is licensed as the repository is (LICENSE at its root, Apache 2.0):
+  // changing one must change the other.
+  const license = readFileSync(new URL('../../../LICENSE', import.meta.url), 'utf8');
+  assert.match(license, /Apache License\s+Version 2\.0/);
+  assert.equal(pkg.license, 'Apache-2.0');
+  assert.ok(pkg.files.includes('LICENSE'), 'the tarball carries the license text');
+  // npm packs the package directory only, so it holds a copy of the root's.
+  assert.equal(readFileSync(new URL('../LICENSE', import.meta.url), 'utf8'), license, 'clients/js/LICENSE differs from LICENSE');
 });
 
 test('longlink.d.ts declares exactly the values longlink.js exports', async () => {
