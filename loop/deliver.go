@@ -124,7 +124,6 @@ func (s *Server) EnqueueStamped(st *Stamped, accepted int64) error {
 	return err
 }
 
-//
 // missing, when not nil, gets the ids among st.Conns with no open connection here.
 func (s *Server) enqueueStamped(st *Stamped, d *delivery, missing *[]string) (queued bool, offline []string, err error) {
 	shards := s.shardList()
