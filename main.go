@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -191,10 +192,20 @@ func printBanner(w io.Writer, n *node.Node, o *serveOptions, devSecret, devKey b
 	}
 	if devSecret || devKey {
 		tok, _ := auth.Mint(o.cfg.TokenSecret, "42", nil, 24*time.Hour)
-		fmt.Fprintf(w, "\nTry it (two terminals):\n  go run . client --url ws://%s/ws --token %s\n"+
+		fmt.Fprintf(w, "\nTry it (two terminals):\n  %s client --url ws://%s/ws --token %s\n"+
 			"  curl -H 'Authorization: Bearer %s' -d '{\"to\":{\"users\":[\"42\"]},\"data\":\"hello\"}' http://%s/v1/push\n\n",
-			node.Dialable(client), tok, o.cfg.Push.APIKeys[0], node.Dialable(api))
+			selfCommand(os.Args[0]), node.Dialable(client), tok, o.cfg.Push.APIKeys[0], node.Dialable(api))
 	}
+}
+
+// selfCommand is how to run this binary again, for the commands the banner suggests:
+// "go run ." when it is go run's temporary build, else the path it was started as
+// ("./longlink", "longlink" from PATH).
+func selfCommand(arg0 string) string {
+	if strings.Contains(filepath.ToSlash(arg0), "/go-build") {
+		return "go run ."
+	}
+	return arg0
 }
 
 func token(args []string, stdout, stderr io.Writer) int {

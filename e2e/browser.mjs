@@ -45,18 +45,35 @@ async function snapshot() {
 
 const commands = {
   // open loads the demo page and connects as user with token (pasted, as a user of a
-  // production node without dev tokens would).
-  async open({ user = '42', token, timeoutMs }) {
-    await page.goto(demoURL, { timeout: timeoutMs });
-    // app.js marks the body once it has read config.json and shown the right inputs.
-    await page.locator('body[data-ready]').waitFor({ state: 'attached', timeout: timeoutMs });
-    await page.fill('#user', user, { timeout: timeoutMs });
-    // A node with dev tokens hides the token input and fetches tokens itself.
-    if (token && await page.locator('#token-row').isVisible()) {
-      await page.fill('#token', token, { timeout: timeoutMs });
-    }
+  // production node without dev tokens would), to url when given (typed into the box).
+  async open({ user = '42', token, url, timeoutMs }) {
+    await load({ timeoutMs });
+    await fillIn({ user, token, url, timeoutMs });
     await page.click('#connect', { timeout: timeoutMs });
     await waitStatus({ is: 'open', timeoutMs });
+  },
+  // load loads the demo page without connecting.
+  async load({ timeoutMs }) {
+    await load({ timeoutMs });
+  },
+  // fill types into the page's inputs what open would, without connecting.
+  async fill(cmd) {
+    await fillIn(cmd);
+  },
+  async connect({ timeoutMs }) {
+    await page.click('#connect', { timeout: timeoutMs });
+  },
+  // read reports an element's text, input value and visibility.
+  async read({ sel, timeoutMs }) {
+    const el = page.locator(sel);
+    await el.waitFor({ state: 'attached', timeout: timeoutMs });
+    const visible = await el.isVisible();
+    const value = await el.evaluate((e) => ('value' in e ? e.value : null));
+    return { text: await el.innerText(), value, visible };
+  },
+  async screenshot({ path }) {
+    await page.setViewportSize({ width: 1000, height: 720 });
+    await page.screenshot({ path });
   },
   async status(cmd) {
     await waitStatus(cmd);
@@ -78,6 +95,24 @@ const commands = {
     return { result };
   },
 };
+
+async function load({ timeoutMs }) {
+  await page.goto(demoURL, { timeout: timeoutMs });
+  // app.js marks the body once it has read config.json and shown the right inputs.
+  await page.locator('body[data-ready]').waitFor({ state: 'attached', timeout: timeoutMs });
+}
+
+async function fillIn({ user, token, url, timeoutMs }) {
+  // With dev tokens the page mints a token for the user typed; without, the user is
+  // the pasted token's and the user input is hidden.
+  if (user && await page.locator('#user-row').isVisible()) {
+    await page.fill('#user', user, { timeout: timeoutMs });
+  }
+  if (token && await page.locator('#token-row').isVisible()) {
+    await page.fill('#token', token, { timeout: timeoutMs });
+  }
+  if (url !== undefined) await page.fill('#url', url, { timeout: timeoutMs });
+}
 
 async function waitStatus({ is, not, timeoutMs }) {
   await page.waitForFunction(

@@ -105,6 +105,67 @@ func TestBrowserDevMode(t *testing.T) {
 	drv.do(t, map[string]any{"cmd": "expectLog", "text": "open ws://" + srv.Client + "/ws"})
 }
 
+// TestBrowserDemoShowsWhatItDoes is the production page (real secrets, no
+// --demo-push): the URL box is pre-filled from GET /v1/endpoint but is what the page
+// connects to (here another node's URL, typed in), the user shown is the pasted
+// token's, and the missing push form is explained with the shell line to use instead.
+// LONGLINK_DEMO_SCREENSHOT=path saves a screenshot of the connected page.
+func TestBrowserDemoShowsWhatItDoes(t *testing.T) {
+	chromium := requireTools(t)
+	testutil.Binary(t) // built before the browser starts
+
+	prod := []string{"--token-secret", tokenSecret, "--api-key", apiKey}
+	page := startServer(t, prod...)  // serves the page
+	other := startServer(t, prod...) // the node typed into the box
+	drv := startDriver(t, chromium, "http://"+page.API+"/demo/?minBackoffMs=100&maxBackoffMs=1000")
+	drv.do(t, map[string]any{"cmd": "load"})
+	if r := drv.read(t, "#url"); r["value"] != "ws://"+page.Client+"/ws" {
+		t.Errorf("URL box pre-filled with %v, want the endpoint's ws://%s/ws", r["value"], page.Client)
+	}
+	if r := drv.read(t, "#url-note"); !strings.Contains(fmt.Sprint(r["text"]), "/v1/endpoint") {
+		t.Errorf("URL note: %v", r["text"])
+	}
+	if r := drv.read(t, "#user-row"); r["visible"] != false {
+		t.Errorf("the user input is shown on a node without dev tokens")
+	}
+	// Pushing is off: the page says why and what to run instead.
+	if r := drv.read(t, "#push-form"); r["visible"] != false {
+		t.Errorf("push form shown without --demo-push")
+	}
+	if r := drv.read(t, "#push-off"); r["visible"] != true || !strings.Contains(fmt.Sprint(r["text"]), "--demo-push") {
+		t.Errorf("push-off note: %v", r)
+	}
+
+	drv.do(t, map[string]any{"cmd": "fill", "token": "x.%%%.y"})
+	if r := drv.read(t, "#token-user"); !strings.Contains(fmt.Sprint(r["text"]), "token: its payload is not base64url JSON") {
+		t.Errorf("a malformed token shows %v", r["text"])
+	}
+	tok := testutil.Token(t, tokenSecret, "7")
+	drv.do(t, map[string]any{"cmd": "fill", "token": tok, "url": "ws://" + other.Client + "/ws"})
+	if r := drv.read(t, "#token-user"); r["text"] != "user 7 (from the token)" {
+		t.Errorf("token user shows %v", r["text"])
+	}
+	if r := drv.read(t, "#push-curl"); !strings.Contains(fmt.Sprint(r["text"]), `{"to":{"users":["7"]},"data":"hello"}`) ||
+		!strings.Contains(fmt.Sprint(r["text"]), "http://"+page.API+"/v1/push") {
+		t.Errorf("push-off curl line: %v", r["text"])
+	}
+	drv.do(t, map[string]any{"cmd": "connect"})
+	drv.do(t, map[string]any{"cmd": "status", "is": "open", "timeoutMs": 20000})
+	// The connection is where the box said, not where the endpoint pointed.
+	waitMetric(t, other, "longlink_connections", 1)
+	waitMetric(t, page, "longlink_connections", 0)
+	drv.do(t, map[string]any{"cmd": "expectLog", "text": "open ws://" + other.Client + "/ws"})
+	if r := drv.read(t, "#where"); r["text"] != "user 7 at ws://"+other.Client+"/ws" {
+		t.Errorf("where: %v", r["text"])
+	}
+	msg := fmt.Sprintf("to-user-7-%d", time.Now().UnixNano())
+	push(t, other, `{"to":{"users":["7"]},"data":"`+msg+`"}`)
+	drv.do(t, map[string]any{"cmd": "expect", "text": msg})
+	if p := os.Getenv("LONGLINK_DEMO_SCREENSHOT"); p != "" {
+		drv.do(t, map[string]any{"cmd": "screenshot", "path": p})
+	}
+}
+
 // requireTools returns the Chromium path, or skips (fails under LONGLINK_E2E=1) with
 // the install command when the browser, node or playwright-core is missing.
 func requireTools(t *testing.T) string {
@@ -210,6 +271,12 @@ type driver struct{ *jsDriver }
 func startDriver(t *testing.T, chromium, demoURL string) *driver {
 	t.Helper()
 	return &driver{startJSDriver(t, "browser.mjs", "LONGLINK_DEMO_URL="+demoURL, "LONGLINK_CHROMIUM="+chromium)}
+}
+
+// read returns an element's text, value and visibility (browser.mjs "read").
+func (d *driver) read(t *testing.T, sel string) map[string]any {
+	t.Helper()
+	return d.jsDriver.do(t, "read", "sel", sel)
 }
 
 // do sends one command and fails the test unless the browser reports success.

@@ -43,10 +43,12 @@ func newFakeLocal() *fakeLocal {
 type fakePending struct {
 	n       int
 	offline []string
+	missing []string
 }
 
 func (p fakePending) Wait(context.Context) (int, error) { return p.n, nil }
 func (p fakePending) Offline() []string                 { return p.offline }
+func (p fakePending) Missing() []string                 { return p.missing }
 
 func (l *fakeLocal) Submit(frame []byte, t loop.Targets, _ int64) (Pending, error) {
 	l.mu.Lock()
@@ -64,7 +66,17 @@ func (l *fakeLocal) Submit(frame []byte, t loop.Targets, _ int64) (Pending, erro
 		}
 		n += len(l.conns[u])
 	}
-	return fakePending{n: n, offline: offline}, nil
+	var missing []string
+	for _, id := range t.Connections {
+		found := false
+		for _, cs := range l.conns {
+			found = found || slices.ContainsFunc(cs, func(c loop.ConnInfo) bool { return c.ID == id })
+		}
+		if !found {
+			missing = append(missing, id)
+		}
+	}
+	return fakePending{n: n, offline: offline, missing: missing}, nil
 }
 
 func (l *fakeLocal) Enqueue(frame []byte, t loop.Targets, _ int64) error {

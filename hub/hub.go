@@ -43,6 +43,8 @@ type Local interface {
 type Pending interface {
 	Wait(ctx context.Context) (int, error)
 	Offline() []string
+	// Missing is, for SubmitStamped, the targeted connection ids not open here.
+	Missing() []string
 }
 
 // LoopLocal adapts a *loop.Server to Local (Submit returns the Pending interface).

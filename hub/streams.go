@@ -388,12 +388,13 @@ func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 		// Connection ids have no stream: the origin sends them directly, and each
 		// receiving node lets a connection also matched by a stream take it from that
 		// stream's copy.
-		n, fwd, err := s.deliverConns(m, len(keys) > 0)
+		n, fwd, unknown, err := s.deliverConns(m, len(keys) > 0)
 		if err != nil {
 			return res, err
 		}
 		res.Delivered += n
 		res.Forwarded += fwd
+		res.UnknownConnections = unknown
 	}
 	if len(keys) == 0 {
 		return res, nil
@@ -1184,7 +1185,12 @@ func (s *streams) dropSeen(keys []skey, pos []stream.Position) ([]skey, []stream
 // deliverConns sends m to the connection ids it names: locally and to their nodes.
 // withKeys says streams deliver the rest, so a connection matched by a stream is left
 // to that copy.
-func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error) {
+// It also returns the ids that are open nowhere, as far as this node can tell without
+// asking (like offline_users, from what it holds and what the cluster says): this
+// node's ids that are not open here (closed, or of an earlier run) and ids of nodes
+// that are not alive members. An id of a live peer is that peer's to deliver and is
+// never reported.
+func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, []string, error) {
 	h := s.h
 	st := s.stamped(m, nil, nil, m.To.Connections)
 	if !withKeys {
@@ -1198,7 +1204,16 @@ func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error)
 	}
 	p, err := h.local.SubmitStamped(st, m.Accepted)
 	if err != nil {
-		return 0, 0, hubErr(err)
+		return 0, 0, nil, hubErr(err)
+	}
+	var unknown []string
+	if missing := p.Missing(); len(missing) > 0 {
+		alive := h.remote.AliveNodes()
+		for _, id := range missing {
+			if node := nodeOfConn(id); node == "" || node == h.cfg.NodeName || !slices.Contains(alive, node) {
+				unknown = append(unknown, id)
+			}
+		}
 	}
 	fwd := 0
 	if peers := h.peersFor(h.remote, push.Target{Connections: m.To.Connections}); len(peers) > 0 {
@@ -1220,7 +1235,7 @@ func (s *streams) deliverConns(m *push.Message, withKeys bool) (int, int, error)
 		h.rc.report(m, m.Accepted+int64(s.ttlOf(m)), h.cfg.NodeName, st.Track)
 	}
 	if err != nil {
-		return n, fwd, hubErr(err)
+		return n, fwd, unknown, hubErr(err)
 	}
-	return n, fwd, nil
+	return n, fwd, unknown, nil
 }

@@ -54,12 +54,18 @@ type Pending struct {
 	s       *Server
 	d       *delivery // nil: nothing to deliver here
 	offline []string
+	missing []string // SubmitStamped: the connection ids not open here
 	own     delivery // d, when SubmitStamped queued it
 }
 
 // Offline returns the targeted users that had no connection on this node when the
 // delivery was queued.
 func (p *Pending) Offline() []string { return p.offline }
+
+// Missing returns the targeted connection ids (Stamped.Conns) that were not open on
+// this node when SubmitStamped queued the delivery: ids of other nodes, of an earlier
+// run of this one, or of connections that closed. Submit leaves it empty.
+func (p *Pending) Missing() []string { return p.missing }
 
 // Submit queues a delivery like Deliver but returns at once; Wait gives the count.
 // It fails (ErrOverloaded, ErrStopped) before anything is queued, so a caller can
@@ -100,7 +106,7 @@ func (s *Server) SubmitStamped(st *Stamped, accepted int64) (*Pending, error) {
 	// The delivery lives in its Pending: one allocation for both.
 	p := &Pending{s: s}
 	p.own = delivery{accepted: accepted, done: make(chan struct{})}
-	queued, offline, err := s.enqueueStamped(st, &p.own)
+	queued, offline, err := s.enqueueStamped(st, &p.own, &p.missing)
 	if err != nil {
 		return nil, err
 	}
@@ -114,17 +120,21 @@ func (s *Server) SubmitStamped(st *Stamped, accepted int64) (*Pending, error) {
 // EnqueueStamped is Enqueue for a stamped message.
 func (s *Server) EnqueueStamped(st *Stamped, accepted int64) error {
 	d := &delivery{accepted: accepted, done: make(chan struct{})}
-	_, _, err := s.enqueueStamped(st, d)
+	_, _, err := s.enqueueStamped(st, d, nil)
 	return err
 }
 
-func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline []string, err error) {
+// missing, when not nil, gets the ids among st.Conns with no open connection here.
+func (s *Server) enqueueStamped(st *Stamped, d *delivery, missing *[]string) (queued bool, offline []string, err error) {
 	shards := s.shardList()
 	if len(shards) == 0 {
 		for i := range st.Keys {
 			if st.Keys[i].Kind == KeyUser {
 				offline = append(offline, st.Keys[i].Name)
 			}
+		}
+		if missing != nil {
+			*missing = append(*missing, st.Conns...)
 		}
 		return false, offline, nil
 	}
@@ -154,7 +164,11 @@ func (s *Server) enqueueStamped(st *Stamped, d *delivery) (queued bool, offline 
 		if num, ok := s.connNum(id); ok {
 			if c := s.reg.conn(num); c != nil {
 				conns, keys = append(conns, c), append(keys, -1)
+				continue
 			}
+		}
+		if missing != nil {
+			*missing = append(*missing, id)
 		}
 	}
 	var count [8]int32 // per loop; more loops than this spill to the heap

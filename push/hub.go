@@ -58,6 +58,10 @@ type Result struct {
 	Forwarded int
 	// OfflineUsers are the targeted users with no connection anywhere.
 	OfflineUsers []string
+	// UnknownConnections are the targeted connection ids open nowhere, as far as the
+	// node that took the push can tell: its own ids not open there and ids of nodes
+	// that are not alive members. An id on a live peer is never listed.
+	UnknownConnections []string
 	// Targets is, for a push with "wait", each user and connection target's state
 	// when the answer was given; Complete says every one of them was final then.
 	Targets  map[string]TargetStatus

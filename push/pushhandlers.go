@@ -141,6 +141,10 @@ func appendResult(b []byte, id string, res *Result) []byte {
 		b = append(b, `,"offline_users":`...)
 		b = appendJSONStrings(b, res.OfflineUsers)
 	}
+	if len(res.UnknownConnections) > 0 {
+		b = append(b, `,"unknown_connections":`...)
+		b = appendJSONStrings(b, res.UnknownConnections)
+	}
 	if res.Targets != nil {
 		b = append(b, `,"complete":`...)
 		b = strconv.AppendBool(b, res.Complete)
