@@ -248,3 +248,37 @@ pusher-app = f1:fk1:file-secret-1;f2:fk2:file-secret-2,client-events
 		}
 	}
 }
+
+// TestConfigExamples: the shipped example and the three examples in docs/deploy.md
+// are read without an error, so they cannot drift from the flags.
+func TestConfigExamples(t *testing.T) {
+	if _, stderr, err := runPrintConfig(t, "deploy/config/longlink.toml", nil); err != nil {
+		t.Errorf("deploy/config/longlink.toml: %v\n%s", err, stderr)
+	}
+	doc, err := os.ReadFile("docs/deploy.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]bool{}
+	for _, block := range strings.Split(string(doc), "```")[1:] {
+		lang, body, _ := strings.Cut(block, "\n")
+		ext := map[string]string{"toml": ".toml", "yaml": ".yaml", "json": ".json"}[lang]
+		if ext == "" {
+			continue
+		}
+		seen[lang] = true
+		out, stderr, err := runPrintConfig(t, writeConfig(t, "example"+ext, body), nil)
+		if err != nil {
+			t.Errorf("docs/deploy.md %s example: %v\n%s", lang, err, stderr)
+			continue
+		}
+		for _, want := range []string{"join = 10.0.0.2:7946,10.0.0.3:7946", "webhook-url = https://hooks.example.com/longlink", "demo = false"} {
+			if !strings.Contains(out, want+"\n") {
+				t.Errorf("docs/deploy.md %s example: --print-config lacks %q", lang, want)
+			}
+		}
+	}
+	if len(seen) != 3 {
+		t.Errorf("docs/deploy.md examples found: %v, want toml, yaml and json", seen)
+	}
+}
