@@ -259,6 +259,9 @@ func configValues(f *flag.Flag, v any) ([]string, error) {
 		case string:
 			return []string{x}, nil
 		case []any:
+			if len(x) == 0 {
+				return []string{""}, nil // as the flag given "": the default list is replaced by none
+			}
 			out := make([]string, len(x))
 			for i, el := range x {
 				s, ok := el.(string)

@@ -235,6 +235,11 @@ demo = false
 drain-timeout = 10s
 pusher-app = f1:fk1:file-secret-1;f2:fk2:file-secret-2,client-events
 `
+	// An empty array replaces a list's default with none, as the flag given "" does.
+	out, stderr, err := runPrintConfig(t, writeConfig(t, "empty.toml", "client-addr = []\n"), nil)
+	if err != nil || !strings.Contains(out, "client-addr = \n") {
+		t.Errorf("client-addr = []: %v\n%s%s", err, stderr, out)
+	}
 	for _, name := range []string{"longlink.conf", "longlink"} {
 		out, stderr, err := runPrintConfig(t, writeConfig(t, name, body), nil)
 		if err != nil {
