@@ -102,7 +102,7 @@ func applyConfigLines(fs *flag.FlagSet, r io.Reader, name string, given map[stri
 			continue
 		}
 		if err := fs.Set(k, v); err != nil {
-			return fmt.Errorf("%s:%d: %s: invalid value %q: %w", name, line, k, v, err)
+			return fmt.Errorf("%s:%d: %s: invalid value %s: %w", name, line, k, shownValue(k, v), err)
 		}
 	}
 	return sc.Err()
@@ -134,7 +134,7 @@ func applyConfigEntries(fs *flag.FlagSet, file string, entries []configEntry, gi
 			continue
 		}
 		seen[name] = e
-		vals, err := configValues(f, e.val)
+		vals, err := configValues(f, e.val, holdsSecret(name))
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s: %s: %w", at, name, err))
 			continue
@@ -147,12 +147,26 @@ func applyConfigEntries(fs *flag.FlagSet, file string, entries []configEntry, gi
 		}
 		for _, v := range vals {
 			if err := fs.Set(name, v); err != nil {
-				errs = append(errs, fmt.Errorf("%s: %s: invalid value %q: %w", at, name, v, err))
+				errs = append(errs, fmt.Errorf("%s: %s: invalid value %s: %w", at, name, shownValue(name, v), err))
 				break
 			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// holdsSecret says whether a flag's value may hold a secret, which errors leave out
+// (the specs of --pusher-app and --business carry theirs).
+func holdsSecret(name string) bool {
+	return secretFlags[name] || name == "pusher-app" || name == "business"
+}
+
+// shownValue is v for an error message, unless it may hold a secret.
+func shownValue(name, v string) string {
+	if holdsSecret(name) {
+		return "(not shown: it holds a secret)"
+	}
+	return strconv.Quote(v)
 }
 
 // configName is the flag a file's key names: '_' may stand for '-' (as in the
@@ -252,7 +266,8 @@ func kindOf(f *flag.Flag) flagKind {
 
 // configValues checks a value's type against its flag and words it as the flag's
 // Set takes it.
-func configValues(f *flag.Flag, v any) ([]string, error) {
+func configValues(f *flag.Flag, v any, secret bool) ([]string, error) {
+	describe := func(v any) string { return describe(v, secret) }
 	switch k := kindOf(f); k {
 	case kindList, kindEvents:
 		switch x := v.(type) {
@@ -303,12 +318,19 @@ func configValues(f *flag.Flag, v any) ([]string, error) {
 		if s, ok := v.(string); ok {
 			return []string{s}, nil
 		}
-		return nil, fmt.Errorf("want a string, got %s (quote it)", describe(v))
+		return nil, fmt.Errorf("want a string (quote it), got %s", describe(v))
 	}
 }
 
-// describe names a value's type for an error, with the value.
-func describe(v any) string {
+// describe names a value's type for an error, with the value unless it may be a
+// secret.
+func describe(v any, secret bool) string {
+	if secret {
+		switch v.(type) {
+		case string, int64, float64, bool:
+			return fmt.Sprintf("%s (the value is not shown: a secret)", map[string]string{"string": "a string", "int64": "an integer", "float64": "a number", "bool": "a boolean"}[fmt.Sprintf("%T", v)])
+		}
+	}
 	switch x := v.(type) {
 	case nil:
 		return "no value"

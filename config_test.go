@@ -180,7 +180,7 @@ func TestConfigStructuredErrors(t *testing.T) {
 		{"a.toml", "\n  deflate = \"yes\"\n", []string{`a.toml:2:3: deflate: want true or false, got the string "yes"`}},
 		{"a.toml", "ping-interval = 30\n", []string{`a.toml:1:1: ping-interval: want a duration as a string such as "30s"`}},
 		{"a.toml", "ping-interval = \"soon\"\n", []string{`a.toml:1:1: ping-interval: want a duration such as "30s" or "1m30s", got "soon"`}},
-		{"a.toml", "node-name = 42\n", []string{`a.toml:1:1: node-name: want a string, got the integer 42 (quote it)`}},
+		{"a.toml", "node-name = 42\n", []string{`a.toml:1:1: node-name: want a string (quote it), got the integer 42`}},
 		{"a.toml", "[webhok]\nurl = \"http://x\"\n", []string{`a.toml:2:1: unknown setting "webhok.url"; did you mean "webhook-url"?`}},
 		{"a.toml", "webhook-url = \"http://x\"\n[webhook]\nurl = \"http://y\"\n", []string{`a.toml:3:1: webhook-url is set twice (also at 1:1)`}},
 		{"a.toml", "join = [\"a:1\", 2]\n", []string{`a.toml:1:1: join: element 2: want a string, got the integer 2`}},
@@ -188,6 +188,9 @@ func TestConfigStructuredErrors(t *testing.T) {
 		{"a.toml", "config = \"other.toml\"\n", []string{`a.toml:1:1: "config" cannot be set in a config file`}},
 		// Today's unquoted lines are not TOML: the error says so and how to keep them.
 		{"a.toml", "api-addr = :8081\n", []string{`a.toml:1:12: toml:`, `under another extension, such as .conf`}},
+		// Errors about a secret's setting leave its value out.
+		{"a.toml", "cluster-key = 12345678\n", []string{`a.toml:1:1: cluster-key: want a string (quote it), got an integer (the value is not shown: a secret)`}},
+		{"a.toml", "pusher-app = [\"a:k:s3cr3t,bogus\"]\n", []string{`a.toml:1:1: pusher-app: invalid value (not shown: it holds a secret): `, `unknown option`}},
 		// All the errors at once, in the file's order.
 		{"a.toml", "zzz = 1\nmax-conns = true\n", []string{`a.toml:1:1: unknown setting "zzz"`, `a.toml:2:1: max-conns: want an integer, got the boolean true`}},
 
@@ -214,6 +217,9 @@ func TestConfigStructuredErrors(t *testing.T) {
 		if err == nil {
 			t.Errorf("%s %q: started; want it refused:\n%s", tc.file, tc.body, out)
 			continue
+		}
+		if strings.Contains(stderr, "12345678") || strings.Contains(stderr, "s3cr3t") {
+			t.Errorf("%s %q: the error shows the secret:\n%s", tc.file, tc.body, stderr)
 		}
 		for _, want := range tc.want {
 			if !strings.Contains(stderr, want) {
