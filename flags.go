@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"errors"
 	"flag"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"log/slog"
 	"net"
 	"net/url"
-	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -192,7 +190,7 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 	c := &o.cfg
 	list := func(l *[]string) flag.Value { return &setList{l: (*listFlag)(l)} }
 	fs := flag.NewFlagSet("longlink serve", flag.ContinueOnError)
-	fs.StringVar(&o.configFile, "config", "", "optional config file: one \"name = value\" per line, names as the flags (lowest precedence)")
+	fs.StringVar(&o.configFile, "config", "", "optional config file, lowest precedence: .toml, .yaml/.yml or .json by its extension, else one \"name = value\" per line; keys are the flag names (docs/deploy.md, Config file)")
 	fs.BoolVar(&o.printConfig, "print-config", false, "print the effective configuration (secrets masked) and exit")
 
 	fs.Var(list(&c.Loop.Addrs), "client-addr", "WebSocket listen address; repeat (or comma-separate) to listen on several ports")
@@ -273,7 +271,8 @@ func serveFlags() (*serveOptions, *flag.FlagSet) {
 		fmt.Fprint(w, `Usage: longlink serve [flags]
 
 Runs one gateway node. Every flag also reads LONGLINK_<NAME> from the environment
-(--client-addr: LONGLINK_CLIENT_ADDR) and "name = value" from --config FILE.
+(--client-addr: LONGLINK_CLIENT_ADDR) and its name from --config FILE (.toml, .yaml,
+.yml or .json by the extension, else "name = value" lines).
 Precedence: flag, then environment, then config file, then the default.
 
 Flags:
@@ -317,39 +316,7 @@ func parseLayered(fs *flag.FlagSet, args []string, lookup func(string) (string, 
 	if file == "" {
 		return nil
 	}
-	f, err := os.Open(file)
-	if err != nil {
-		return fmt.Errorf("config file: %w", err)
-	}
-	defer f.Close()
-	return applyConfigFile(fs, f, file, given)
-}
-
-func applyConfigFile(fs *flag.FlagSet, r io.Reader, name string, given map[string]bool) error {
-	sc := bufio.NewScanner(r)
-	line := 0
-	for sc.Scan() {
-		line++
-		text := strings.TrimSpace(sc.Text())
-		if text == "" || strings.HasPrefix(text, "#") {
-			continue
-		}
-		k, v, ok := strings.Cut(text, "=")
-		if !ok {
-			return fmt.Errorf("%s:%d: want `name = value`, got %q", name, line, text)
-		}
-		k, v = strings.TrimSpace(k), strings.Trim(strings.TrimSpace(v), `"`)
-		if fs.Lookup(k) == nil || k == "config" || k == "print-config" {
-			return fmt.Errorf("%s:%d: unknown setting %q", name, line, k)
-		}
-		if given[k] {
-			continue
-		}
-		if err := fs.Set(k, v); err != nil {
-			return fmt.Errorf("%s:%d: %s: %w", name, line, k, err)
-		}
-	}
-	return sc.Err()
+	return applyConfig(fs, file, given)
 }
 
 func printConfig(w io.Writer, fs *flag.FlagSet, devSecret, devKey bool) {

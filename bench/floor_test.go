@@ -2,6 +2,8 @@ package bench
 
 import (
 	"bufio"
+	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -83,10 +85,10 @@ func startFloorServer(t *testing.T) (client, api string) {
 func TestRealPushWithFloor(t *testing.T) {
 	n := startRealNode(t, "")
 	fc, fa := startFloorServer(t)
-	jp := filepath.Join(t.TempDir(), "f.json")
+	jp, hp := filepath.Join(t.TempDir(), "f.json"), filepath.Join(t.TempDir(), "f.html")
 	out := runBench(t, "push", "--target", n.Client, "--api", n.API, "--floor-target", fc, "--floor-api", fa,
 		"--token-secret", itSecret, "--api-key", itKey, "--users", "40", "--conns-per-user", "5", "--callers", "8",
-		"--push-rate", "300", "--duration", "1s", "--json", jp)
+		"--push-rate", "300", "--duration", "1s", "--json", jp, "--html", hp)
 	rep := readReport(t, jp)
 	checkPush(t, rep, "open")
 	if rep.Floor == nil || rep.Floor.Push == nil {
@@ -96,6 +98,22 @@ func TestRealPushWithFloor(t *testing.T) {
 	if !strings.Contains(out, "== gateway vs floor") || !strings.Contains(out, "server CPU per push") {
 		t.Errorf("no side-by-side block in:\n%s", out)
 	}
+	// The page's cards put each figure next to the floor's of the same run.
+	page, err := os.ReadFile(hp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cards := cardsOf(t, string(page))
+	wantIn(t, "pushes/s card", cardWith(t, cards, "pushes/s"), "open loop: ", "the schedule of 300/s",
+		"floor "+rate(rep.Floor.Push.PushesPerS)+" · gateway ×", "(no target)")
+	p99 := cardWith(t, cards, "push API call → client p99")
+	wantIn(t, "p99 card", p99, "target ≤ 20 ms — not comparable: set for an open loop at 5,000 pushes/s, this run 300/s",
+		fmt.Sprintf("floor %.1f ms · gateway ×", rep.Floor.Push.Latency.P99Ms), "(target ≤ ×2.00)")
+	if !strings.Contains(p99, "— met") && !strings.Contains(p99, "— missed") {
+		t.Errorf("the p99 against the floor is neither met nor missed: %s", p99)
+	}
+	wantIn(t, "CPU card", cardWith(t, cards, "server CPU per push"), "floor ")
+	wantIn(t, "missing card", cardWith(t, cards, "missing deliveries"), "✓ every delivery arrived")
 }
 
 // TestRealPushRoom: push --room puts every connection in one room and pushes to it;

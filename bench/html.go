@@ -1,7 +1,6 @@
 package bench
 
 import (
-	"encoding/json"
 	"fmt"
 	"html"
 	"html/template"
@@ -165,13 +164,17 @@ body{font:14px/1.45 system-ui,sans-serif;margin:2em auto;max-width:860px;color:#
 h1{font-size:1.5em}h2{font-size:1.15em;margin-top:2em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.5em 0}td,th{padding:3px 10px;border-bottom:1px solid #eee;text-align:left;vertical-align:top}
 th{background:#f6f6f6}.big{font-size:1.6em;font-weight:600}.cards{display:flex;gap:1.5em;flex-wrap:wrap}
-.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em}.warn{background:#fff4e0;border:1px solid #f0b400;padding:.6em 1em;border-radius:6px}
+.card{border:1px solid #ddd;border-radius:6px;padding:.6em 1em;flex:1 1 220px;max-width:380px}.card.good{border-left:5px solid #2a8a3e}.card.bad{border-left:5px solid #c62828}
+.card .k{font-weight:600}.card .note{color:#777;font-size:.85em}.card.noise .big{color:#999;font-style:italic}
+.cmp{font-size:.85em;margin-top:.25em}.cmp .m{display:inline-block;width:1.1em;font-weight:700;text-align:center}.cmp.good{color:#1e6b2f}.cmp.bad{color:#b71c1c}.cmp.na{color:#777}.cmp.info{color:#555}
+.legend{font-size:.85em;color:#555}.legend .cmp{margin-right:1em;font-size:1em}.warn{background:#fff4e0;border:1px solid #f0b400;padding:.6em 1em;border-radius:6px}
 svg.chart{max-width:100%;height:auto;margin:.5em 0}svg .t{font:600 13px system-ui}svg .a{font:11px system-ui;fill:#555}svg .g{stroke:#eee}
 pre{background:#f6f6f6;padding:.6em;overflow:auto}
 </style></head><body>
 <h1>longlink bench {{.R.Scenario}}</h1>
 <p>Started {{.R.StartedAt.Format "2006-01-02 15:04:05 MST"}}, ran {{printf "%.1f" .R.ElapsedS}} s.</p>
-<div class="cards">{{range .Cards}}<div class="card"><div class="big">{{.V}}</div>{{.K}}</div>{{end}}</div>
+<div class="cards">{{range .Cards}}<div class="card {{.Class}}{{if .Noise}} noise{{end}}"><div class="big">{{.Value}}</div><div class="k">{{.Label}}</div>{{if .Note}}<div class="note">{{.Note}}</div>{{end}}{{range .Cmps}}<div class="cmp {{.Class}}"><span class="m">{{.Symbol}}</span> {{.Text}}</div>{{end}}</div>{{end}}</div>
+<p class="legend">Marks: <span class="cmp good"><span class="m">✓</span>met</span> <span class="cmp bad"><span class="m">✗</span>missed</span> <span class="cmp na"><span class="m">–</span>not comparable (another kind of run, noise, or within the CPU tick)</span> <span class="cmp info"><span class="m">·</span>for reference, no target</span><br>Targets: docs/performance.md, "Targets and results"; against a floor of the same run: issue 15 (p99 ≤ 2×, CPU per push ≤ 1.15×, closed-loop pushes/s ≥ 0.95×).</p>
 {{if .R.Limits}}<h2>Limits in the way</h2><div class="warn"><ul>{{range .R.Limits}}<li>{{.}}</li>{{end}}</ul><pre>{{.R.Advice}}</pre></div>{{end}}
 <h2>Results</h2><table>{{range .Rows}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 {{if .R.Broadcast}}<h2>Broadcast rounds</h2><table><tr><th>round</th><th>received / expected</th><th>first</th><th>p50</th><th>p99</th><th>last</th><th>recipients/s</th><th>server CPU/recipient</th><th>bench CPU/msg</th></tr>
@@ -186,7 +189,7 @@ pre{background:#f6f6f6;padding:.6em;overflow:auto}
 {{range .Charts}}{{.}}{{end}}
 <h2>Environment</h2><table>{{range .Env}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 {{if .R.Notes}}<h2>Notes</h2><ul>{{range .R.Notes}}<li>{{.}}</li>{{end}}</ul>{{end}}
-<h2>Options</h2><pre>{{.Opts}}</pre>
+<h2>Options</h2><table>{{range .Opts}}<tr><th>{{.K}}</th><td>{{.V}}</td></tr>{{end}}</table>
 </body></html>
 `))
 
@@ -232,36 +235,6 @@ func writeHTML(path string, rep *Report) error {
 	if bins, ok := rep.Hists["api"]; ok {
 		charts = append(charts, template.HTML(histChart("Push API call latency", bins)))
 	}
-	c := rep.Connect
-	cards := []kv{{"connections opened", commas(c.Opened)}, {"connect rate", commas(int64(c.RatePerS)) + "/s"},
-		{"handshake p99", fmt.Sprintf("%.1f ms", c.Handshake.P99Ms)}}
-	if rep.Server.Available {
-		cards = append(cards, kv{"server RSS per conn", perConn(rep.Server.RSSPerConnBytes)})
-	}
-	if b := rep.Broadcast; b != nil && len(b.Rounds) > 0 {
-		cards = append(cards, kv{"broadcast last (max)", fmt.Sprintf("%.0f ms", b.Latency.MaxMs)})
-	}
-	if p := rep.Push; p != nil {
-		cards = append(cards, kv{"pushes/s", commas(int64(p.PushesPerS))}, kv{"e2e p99", fmt.Sprintf("%.1f ms", p.Latency.P99Ms)})
-		if p.Ack {
-			cards = append(cards, kv{"acks sent", commas(p.AcksSent)})
-		}
-		if w := p.WaitRoundTrip; w != nil {
-			cards = append(cards, kv{p.waitLabel() + " p99", fmt.Sprintf("%.1f ms", w.P99Ms)},
-				kv{"incomplete answers", commas(p.Incomplete)})
-		}
-	}
-	if u := rep.Upstream; u != nil {
-		cards = append(cards, kv{"upstream requests/s", commas(int64(u.RequestsPerS))}, kv{"round trip p99", fmt.Sprintf("%.2f ms", u.Latency.P99Ms)})
-		if f := u.Floor; f != nil {
-			cards = append(cards, kv{"floor requests/s", commas(int64(f.RequestsPerS))}, kv{"CPU per request, gateway / floor", fmt.Sprintf("%.2f", f.Ratios.CPUPerRequest)})
-		}
-	}
-	cards = append(cards, pusherCards(rep)...)
-	if x := rep.Reconnect; x != nil {
-		cards = append(cards, kv{"recovered", commas(x.Recovered) + " / " + commas(int64(x.Clients))},
-			kv{"recovery p99", fmt.Sprintf("%.0f ms", x.Recovery.P99Ms)}, kv{"all recovered", fmt.Sprintf("%.0f ms", x.AllRecoveredS*1e3)})
-	}
 	var sb strings.Builder
 	printSummary(&sb, rep)
 	var rows []kv
@@ -280,12 +253,11 @@ func writeHTML(path string, rep *Report) error {
 	for _, s := range sysctlAdvice {
 		env = append(env, kv{s.Key, e.Sysctls[s.Key]})
 	}
-	opts, _ := json.MarshalIndent(rep.Options, "", "  ")
 	f, err := os.Create(path)
 	if err != nil {
 		return fmt.Errorf("cannot write HTML report: %w", err)
 	}
-	err = htmlTmpl.Execute(f, map[string]any{"R": rep, "Cards": cards, "Rows": rows, "Charts": charts, "Env": env, "Opts": string(opts)})
+	err = htmlTmpl.Execute(f, map[string]any{"R": rep, "Cards": headlineCards(rep), "Rows": rows, "Charts": charts, "Env": env, "Opts": optionRows(rep)})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -60,6 +61,25 @@ func TestRealConnect(t *testing.T) {
 		t.Errorf("server figures: %+v", s)
 	}
 	checkHTML(t, hp, 3)
+	page, err := os.ReadFile(hp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cards := cardsOf(t, string(page))
+	wantIn(t, "opened card", cardWith(t, cards, "connections opened"), "✓ all 400 requested")
+	wantIn(t, "rate card", cardWith(t, cards, "connect rate"), "– target ≥ 20,000/s", "not comparable: set for 19,000 connections, this run opened 400")
+	rss := cardWith(t, cards, "server RSS per connection")
+	wantIn(t, "RSS card", rss, perConn(s.RSSPerConnBytes), "target ≤ 1,536 B/conn")
+	if s.RSSPerConnBytes < 0 && !strings.Contains(rss, "not comparable: the figure is noise") {
+		t.Errorf("negative RSS not shown as noise: %s", rss)
+	}
+	wantIn(t, "CPU card", cardWith(t, cards, "server CPU per connection opened"), cpuPerUs(s.CPUPerConnUs, 400, 1)[:5])
+	opts := string(page[strings.Index(string(page), "<h2>Options</h2>"):])
+	wantIn(t, "options", opts, "<th>--conns</th><td>400</td>", "<th>--duration</th><td>1s</td>",
+		"<th>--rate</th><td>4,000 connections/s</td>", "<th>--workers</th><td>2</td>")
+	if strings.Contains(opts, "_ns") {
+		t.Errorf("raw options in:\n%s", opts)
+	}
 }
 
 func TestRealBroadcast(t *testing.T) {
