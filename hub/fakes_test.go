@@ -46,9 +46,10 @@ type fakePending struct {
 	missing []string
 }
 
-func (p fakePending) Wait(context.Context) (int, error) { return p.n, nil }
-func (p fakePending) Offline() []string                 { return p.offline }
-func (p fakePending) Missing() []string                 { return p.missing }
+func (p fakePending) Wait(context.Context) (int, error)  { return p.n, nil }
+func (p fakePending) WaitFor(time.Duration) (int, error) { return p.n, nil }
+func (p fakePending) Offline() []string                  { return p.offline }
+func (p fakePending) Missing() []string                  { return p.missing }
 
 func (l *fakeLocal) Submit(frame []byte, t loop.Targets, _ int64) (Pending, error) {
 	l.mu.Lock()

@@ -42,6 +42,8 @@ type Local interface {
 // Pending is a local delivery queued by Local.Submit (*loop.Pending).
 type Pending interface {
 	Wait(ctx context.Context) (int, error)
+	// WaitFor is Wait with a timeout, without a context (the per-push path).
+	WaitFor(timeout time.Duration) (int, error)
 	Offline() []string
 	// Missing is, for SubmitStamped, the targeted connection ids not open here.
 	Missing() []string

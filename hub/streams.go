@@ -134,6 +134,12 @@ type appendJob struct {
 	forward int
 	offline []string
 	done    chan struct{}
+	// The results' room for a job of one key, the common case: no slices to make.
+	one struct {
+		pos     [1]stream.Position
+		kcopies [1]int
+		fresh   [1]bool
+	}
 }
 
 func newStreams(h *Hub, cfg Config) *streams {
@@ -408,19 +414,28 @@ func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 		if ring == nil {
 			return res, &statusError{503, fmt.Sprintf("message %s not stored on %d of its %d streams: this node left the cluster meanwhile (shutting down); retry on another node", m.ID, len(left), len(keys))}
 		}
-		owners, groups := byOwner(ring, left)
 		type result struct {
 			owner string
 			ans   appendAnswer
 			err   error
 		}
-		results := make(chan result, len(owners))
-		if len(owners) == 1 {
+		var (
+			owners  []string
+			groups  map[string][]skey // nil with one owner: it has every key of cur
+			one     [1]string
+			only    result
+			results chan result
+		)
+		cur := left
+		if o, ok := soleOwner(ring, left); ok {
 			// The common case (one user, one room, everyone, or a node alone): no
-			// goroutine.
-			a, err := s.appendAt(owners[0], m, groups[owners[0]], expire)
-			results <- result{owners[0], a, err}
+			// grouping, no goroutine, no channel.
+			one[0], owners = o, one[:]
+			a, err := s.appendAt(o, m, left, expire)
+			only = result{o, a, err}
 		} else {
+			owners, groups = byOwner(ring, left)
+			results = make(chan result, len(owners))
 			for _, o := range owners {
 				go func(o string, ks []skey) {
 					a, err := s.appendAt(o, m, ks, expire)
@@ -432,7 +447,10 @@ func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 		retryNow := true
 		var lastErr error
 		for range owners {
-			r := <-results
+			r := only
+			if results != nil {
+				r = <-results
+			}
 			if r.err == nil && r.ans.status == statusOK {
 				res.Delivered += r.ans.delivered
 				res.Forwarded += r.ans.forwarded
@@ -442,7 +460,11 @@ func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 				}
 				continue
 			}
-			left = append(left, groups[r.owner]...)
+			if groups == nil {
+				left = cur
+			} else {
+				left = append(left, groups[r.owner]...)
+			}
 			if r.err != nil {
 				lastErr = fmt.Errorf("owner %s: %w", r.owner, r.err)
 				retryNow = false
@@ -478,6 +500,17 @@ func (s *streams) deliver(m *push.Message) (res push.Result, err error) {
 	res.Stored = max(stored, 0)
 	res.OfflineUsers = offline
 	return res, nil
+}
+
+// soleOwner reports the owner of keys when one node owns them all.
+func soleOwner(ring *stream.Ring, keys []skey) (string, bool) {
+	o := ring.Owner(keys[0].stream())
+	for _, k := range keys[1:] {
+		if ring.Owner(k.stream()) != o {
+			return "", false
+		}
+	}
+	return o, true
 }
 
 // byOwner groups keys by their owner on ring, owners in the order first seen.
@@ -593,9 +626,7 @@ func (s *streams) finish(j *appendJob) appendAnswer {
 	<-j.done
 	a := appendAnswer{status: j.status, copies: j.copies, forwarded: j.forward, offline: j.offline}
 	if j.status == statusOK && j.pending != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), deliverTimeout)
-		a.delivered, _ = j.pending.Wait(ctx)
-		cancel()
+		a.delivered, _ = j.pending.WaitFor(deliverTimeout)
 		if j.track != nil {
 			s.h.rc.report(j.m, j.ttl, s.h.cfg.NodeName, j.track)
 		}
@@ -667,11 +698,16 @@ func (s *streams) process(batch []*appendJob) {
 		}
 		return
 	}
-	repl := map[string][]replEntry{}
+	var repl map[string][]replEntry // made for the first replica entry
 	for _, j := range batch {
-		j.pos = make([]stream.Position, len(j.keys))
-		j.kcopies = make([]int, len(j.keys))
-		j.fresh = make([]bool, len(j.keys))
+		if len(j.keys) == 1 {
+			j.one.pos, j.one.kcopies, j.one.fresh = [1]stream.Position{}, [1]int{}, [1]bool{}
+			j.pos, j.kcopies, j.fresh = j.one.pos[:], j.one.kcopies[:], j.one.fresh[:]
+		} else {
+			j.pos = make([]stream.Position, len(j.keys))
+			j.kcopies = make([]int, len(j.keys))
+			j.fresh = make([]bool, len(j.keys))
+		}
 		// Every key must be ours before any is stamped: a job is stored whole or not.
 		for _, k := range j.keys {
 			if ring.Owner(k.stream()) != self {
@@ -712,6 +748,9 @@ func (s *streams) process(batch []*appendJob) {
 			}
 			j.fresh[ki] = true
 			for _, r := range holders[1:] {
+				if repl == nil {
+					repl = map[string][]replEntry{}
+				}
 				repl[r] = append(repl[r], replEntry{j, ki})
 			}
 		}

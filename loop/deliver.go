@@ -2,6 +2,8 @@ package loop
 
 import (
 	"context"
+	"sync"
+	"time"
 
 	"longlink/wsproto"
 )
@@ -314,6 +316,38 @@ func (s *Server) enqueueAll(jobs []*job, force bool) error {
 	}
 	return nil
 }
+
+// WaitFor is Wait with a timeout instead of a context: the per-push path, which would
+// otherwise build a context, a timer and a channel for every message; its timer is
+// pooled. It returns context.DeadlineExceeded when the timeout passes first.
+func (p *Pending) WaitFor(timeout time.Duration) (int, error) {
+	if p.d == nil {
+		return 0, nil
+	}
+	select { // written already: the common case on a quiet loop, no timer at all
+	case <-p.d.done:
+		return int(p.d.written.Load()), nil
+	default:
+	}
+	t, _ := waitTimers.Get().(*time.Timer)
+	if t == nil {
+		t = time.NewTimer(timeout)
+	} else {
+		t.Reset(timeout)
+	}
+	defer func() {
+		t.Stop() // since Go 1.23 a stopped timer's channel holds no stale value
+		waitTimers.Put(t)
+	}()
+	select {
+	case <-p.d.done:
+		return int(p.d.written.Load()), nil
+	case <-t.C:
+		return int(p.d.written.Load()), context.DeadlineExceeded
+	}
+}
+
+var waitTimers sync.Pool
 
 func (s *Server) wait(ctx context.Context, d *delivery) (int, error) {
 	select {

@@ -47,7 +47,7 @@ func BenchmarkPushPath(b *testing.B) {
 			i := 0
 			for b.Loop() {
 				i++
-				body = append(append(append(body[:0], `{"to":{"users":["u1"]},"data":"`...), strconv.Itoa(i)...), ` 1764590000000000000"`+c.tail+`}`...)
+				body = append(strconv.AppendInt(append(body[:0], `{"to":{"users":["u1"]},"data":"`...), int64(i), 10), ` 1764590000000000000"`+c.tail+`}`...)
 				status, _, answer := n.api.ServePush("Bearer "+testKey, "application/json", body, buf[:0])
 				if status != http.StatusAccepted {
 					b.Fatalf("status %d: %s", status, answer)
