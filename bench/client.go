@@ -762,6 +762,13 @@ func (l *eloop) sweep(now int64) {
 	}
 }
 
+// halt stops opening connections: the worker's share ends at what it has
+// attempted so far (a later reopen brings back only those).
+func (l *eloop) halt() {
+	l.spec.Count = min(l.spec.Count, l.next)
+	l.done.Store(true)
+}
+
 // dropAll closes every connection abruptly, as a killed node's clients see
 // it: SO_LINGER 0 makes close() send a RST, with no close frame and no FIN
 // handshake. The v2 positions are kept for reopen.

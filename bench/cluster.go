@@ -40,6 +40,7 @@ type ClusterOptions struct {
 	ConnsPerUser  int           `json:"conns_per_user"`
 	Rate          float64       `json:"rate"`
 	Hold          time.Duration `json:"hold_ns"`
+	OpenTime      time.Duration `json:"open_time_ns,omitempty"`
 	Rounds        int           `json:"rounds"`
 	PushRate      float64       `json:"push_rate"`
 	Duration      time.Duration `json:"duration_ns"`
@@ -268,6 +269,7 @@ func parseClusterOptions(args []string, stderr io.Writer) (ClusterOptions, error
 	fs.IntVar(&o.ConnsPerUser, "conns-per-user", 10, "connections per user (consecutive connections, so on different nodes)")
 	fs.Float64Var(&o.Rate, "rate", 10000, "connections opened per second, all workers together (0: as fast as possible)")
 	fs.DurationVar(&o.Hold, "hold", 60*time.Second, "hold every connection this long; any drop fails the run")
+	fs.DurationVar(&o.OpenTime, "open-time", 0, "stop opening after this long and run the phases with the connections open by then; the report names the time limit and the count (0: open all)")
 	fs.IntVar(&o.Rounds, "rounds", 3, "broadcasts to all (0: no broadcast phase)")
 	fs.Float64Var(&o.PushRate, "push-rate", 5000, "push mix: pushes a second, open loop (0: closed loop)")
 	fs.DurationVar(&o.Duration, "duration", 30*time.Second, "push mix: how long (0: no push phase)")
@@ -301,8 +303,8 @@ func parseClusterOptions(args []string, stderr io.Writer) (ClusterOptions, error
 		return o, errors.New("--conns must be at least --nodes")
 	case o.ConnsPerUser < 1:
 		return o, errors.New("--conns-per-user must be at least 1")
-	case o.Rate < 0 || o.PushRate < 0 || o.Hold < 0 || o.Duration < 0 || o.GossipWindow < 0:
-		return o, errors.New("--rate, --push-rate, --hold, --duration and --gossip-window must not be negative")
+	case o.Rate < 0 || o.PushRate < 0 || o.Hold < 0 || o.Duration < 0 || o.GossipWindow < 0 || o.OpenTime < 0:
+		return o, errors.New("--rate, --push-rate, --hold, --duration, --open-time and --gossip-window must not be negative")
 	case o.Rounds < 0 || o.Rounds > 100:
 		return o, errors.New("--rounds must be between 0 and 100")
 	case o.Callers < 1 || o.Callers > 10000:
@@ -352,6 +354,22 @@ type clusterPlan struct {
 	sourceIPs                                            []string
 	memNeed, memAvail                                    int64
 	estimate                                             time.Duration
+	// cpuOpenS is how long the open takes with every core busy on it alone
+	// (planConnectCPU); openCapped says --open-time will stop it first.
+	cpuOpenS   float64
+	openCapped bool
+}
+
+// planConnectCPU is the CPU one v2 connect costs the whole cluster of n nodes:
+// the node's own accept, upgrade and token check, and, because a connection's
+// route is flushed to every peer before its 101 (hub/subscribe.go), a wake-up,
+// read and apply on each of the n-1 others. Measured on this box (2 shared
+// cores): 1.8-2.0 ms at 27 nodes, ~25 µs standalone (docs/performance.md).
+func planConnectCPU(n int) time.Duration {
+	if n <= 1 {
+		return 25 * time.Microsecond
+	}
+	return 25*time.Microsecond + time.Duration(n)*68*time.Microsecond
 }
 
 // Cost figures the plan uses to refuse a run that cannot fit, measured on this
@@ -438,12 +456,17 @@ func planCluster(o ClusterOptions, env Env) (clusterPlan, error) {
 		return p, fmt.Errorf("memory: %s connections need about %s (%d B a connection for both sockets, the node and the client, plus the processes), %s available: at most --conns %s",
 			commas(int64(o.Conns)), mib(float64(p.memNeed)), per, mib(float64(p.memAvail)), commas(max(0, fits)))
 	}
-	// Time: starting, opening at the rate, and the phases.
-	openS := 0.0
+	// Time: starting, opening at the rate (or as fast as the CPU allows: every
+	// connect costs every node work, see planConnectCPU), and the phases.
+	openS := float64(o.Conns) / 20000
 	if o.Rate > 0 {
 		openS = float64(o.Conns) / o.Rate
-	} else {
-		openS = float64(o.Conns) / 20000
+	}
+	p.cpuOpenS = float64(o.Conns) * planConnectCPU(o.Nodes).Seconds() / float64(max(1, env.Cores))
+	openS = max(openS, p.cpuOpenS)
+	if o.OpenTime > 0 && openS > o.OpenTime.Seconds() {
+		p.openCapped = true
+		openS = o.OpenTime.Seconds()
 	}
 	est := time.Duration(o.Nodes)*500*time.Millisecond + time.Duration(openS*float64(time.Second)) + o.Hold +
 		o.GossipWindow + time.Duration(o.Rounds)*5*time.Second + o.Duration + 30*time.Second
@@ -458,8 +481,8 @@ func planCluster(o ClusterOptions, env Env) (clusterPlan, error) {
 	}
 	p.estimate = est
 	if est > o.MaxTime {
-		return p, fmt.Errorf("time: the plan needs about %v (open %.0fs at --rate, --hold %v, --duration %v, phases), over --max-time %v",
-			est.Round(time.Second), openS, o.Hold, o.Duration, o.MaxTime)
+		return p, fmt.Errorf("time: the plan needs about %v (open %.0fs: %s connections at --rate %.0f/s, or at %v of cluster CPU each over %d cores; --hold %v, --duration %v, phases), over --max-time %v; give --open-time to open what fits",
+			est.Round(time.Second), openS, commas(int64(o.Conns)), o.Rate, planConnectCPU(o.Nodes), env.Cores, o.Hold, o.Duration, o.MaxTime)
 	}
 	return p, nil
 }
@@ -487,8 +510,22 @@ type clusterRun struct {
 	plan clusterPlan
 	ns   *nodeSet
 	cr   *ClusterResult
-	// nodeOf is the node index of each worker, in pool order.
-	nodeOf []int
+	// nodeOf is the node index of each worker, in pool order; attempted is how
+	// many of its connections each worker attempted in the open (all of them
+	// unless --open-time stopped it).
+	nodeOf    []int
+	attempted []int64
+}
+
+// opened says whether connection idx was attempted in the open (and so, when no
+// connection failed, is open).
+func (c *clusterRun) opened(idx int) bool {
+	N, k := c.co.Nodes, c.plan.workersPerNode
+	j := idx % N
+	m := (idx / N) % k
+	w := j*k + m
+	local := (idx - (j + N*m)) / (N * k)
+	return w < len(c.attempted) && int64(local) < c.attempted[w]
 }
 
 // RunCluster executes `bench cluster`. The report is written whatever happens; the
@@ -749,7 +786,7 @@ func (c *clusterRun) open() error {
 	}
 	c.startSampler()
 	portBase := mrand.IntN(portSpan)
-	t := time.Now()
+	t, cpu0 := time.Now(), readCPUTimes()
 	_, err = c.p.each(func(i int) workerCmd {
 		j, m := i/k, i%k
 		c.nodeOf[i] = j
@@ -773,6 +810,10 @@ func (c *clusterRun) open() error {
 		rate = 5000
 	}
 	limit := time.Duration(float64(c.co.Conns)/rate*float64(time.Second)) + c.o.HandshakeTimeout + 60*time.Second
+	capped := false
+	if c.co.OpenTime > 0 && c.co.OpenTime < limit {
+		limit, capped = c.co.OpenTime, true
+	}
 	var st []WorkerStats
 	ok := poll(limit, 100*time.Millisecond, func() bool {
 		st, err = c.p.stats(false, false)
@@ -789,14 +830,33 @@ func (c *clusterRun) open() error {
 	if err != nil {
 		return err
 	}
+	if !ok {
+		// Stop opening; what is under way finishes (at most the handshake timeout).
+		if _, err := c.p.each(func(int) workerCmd { return workerCmd{Op: "halt"} }); err != nil {
+			return err
+		}
+		poll(c.o.HandshakeTimeout+5*time.Second, 100*time.Millisecond, func() bool {
+			st, err = c.p.stats(false, false)
+			if err != nil {
+				return true
+			}
+			for i := range st {
+				if !st[i].Done {
+					return false
+				}
+			}
+			return true
+		})
+	}
 	cn := &c.rep.Connect
 	cn.DurationS = time.Since(t).Seconds()
-	if !ok {
-		c.note(fmt.Sprintf("connection phase did not finish within %v", limit))
-	}
 	full, err := c.p.stats(true, true)
 	if err != nil {
 		return err
+	}
+	c.attempted = make([]int64, len(full))
+	for i := range full {
+		c.attempted[i] = full[i].Attempted
 	}
 	c.fillConnect(full)
 	if cn.DurationS > 0 {
@@ -829,10 +889,47 @@ func (c *clusterRun) open() error {
 		commas(cn.Opened), commas(int64(c.co.Conns)), cn.DurationS, commas(int64(cn.RatePerS)), kr.KernelPerSocket, kr.SlabPerSocket,
 		perConn(c.rep.Server.RSSPerConnBytes))
 	if cn.OpenAtEnd < int64(c.co.Conns) {
-		c.limit(fmt.Sprintf("connections: %s of %s opened (%s)", commas(cn.OpenAtEnd), commas(int64(c.co.Conns)), reasons(cn.Failures)))
-		return fmt.Errorf("only %s of %s connections opened (%s)", commas(cn.OpenAtEnd), commas(int64(c.co.Conns)), reasons(cn.Failures))
+		cpu := (c.rep.Server.AfterOpen.CPUSeconds - c.rep.Server.Before.CPUSeconds) * 1e6 / float64(max(1, cn.Opened))
+		if !ok && capped {
+			c.limit(fmt.Sprintf("time: --open-time %v passed with %s of %s connections open (%s/s; the nodes spent %.0f µs of CPU a connection, machine busy %s)",
+				c.co.OpenTime, commas(cn.OpenAtEnd), commas(int64(c.co.Conns)), commas(int64(cn.RatePerS)), cpu, busy(hostCPU(cpu0, readCPUTimes(), time.Since(t)))))
+		} else if !ok {
+			c.limit(fmt.Sprintf("time: the open phase did not finish within %v", limit))
+		}
+		if cn.Failed > 0 {
+			c.limit(fmt.Sprintf("connections: %s failed (%s)", commas(cn.Failed), reasons(cn.Failures)))
+		}
+		if cn.OpenAtEnd == 0 {
+			return errors.New("no connection could be opened")
+		}
+		c.note(fmt.Sprintf("the phases run with the %s connections open (of %s requested)", commas(cn.OpenAtEnd), commas(int64(c.co.Conns))))
+		// The push mix goes to the users whose every connection is open (the first
+		// ones: every worker opens its share in order), so that what each push must
+		// reach is known.
+		if cn.Failed == 0 {
+			u := 0
+			for ; (u+1)*c.co.ConnsPerUser <= c.co.Conns; u++ {
+				all := true
+				for i := u * c.co.ConnsPerUser; i < (u+1)*c.co.ConnsPerUser && all; i++ {
+					all = c.opened(i)
+				}
+				if !all {
+					break
+				}
+			}
+			c.o.Users, c.o.Conns = max(1, u), int(cn.OpenAtEnd)
+			c.rep.Options.Users, c.rep.Options.Conns = c.o.Users, c.o.Conns
+			c.note(fmt.Sprintf("the push mix goes to users 0-%d, whose %d connections each are all open", c.o.Users-1, c.co.ConnsPerUser))
+		}
 	}
 	return nil
+}
+
+func busy(h HostCPU) string {
+	if !h.Available {
+		return "?"
+	}
+	return fmt.Sprintf("%.0f%%", h.BusyPct)
 }
 
 // ourRSS is the resident memory of every process of this run: the nodes, the
@@ -873,7 +970,7 @@ func (c *clusterRun) holdPhase() error {
 	h.OpenAfter = sum(st, func(w *WorkerStats) int64 { return w.Open })
 	h.Dropped = sum(st, func(w *WorkerStats) int64 { return w.Dropped }) - d0
 	h.ServerConns = scrape(c.ctx, c.o.APIs).Connections
-	h.Held = h.Dropped == 0 && h.OpenAfter == h.OpenBefore && h.OpenAfter == int64(c.co.Conns)
+	h.Held = h.Dropped == 0 && h.OpenAfter == h.OpenBefore && h.OpenAfter == c.rep.Connect.OpenAtEnd
 	c.cr.Hold = h
 	c.logf("hold %.0fs: %s open before, %s after, %s dropped; nodes count %s", h.S, commas(h.OpenBefore), commas(h.OpenAfter),
 		commas(h.Dropped), commas(int64(h.ServerConns)))
@@ -967,6 +1064,15 @@ func (c *clusterRun) join() error {
 		handoff0 += m[metricHandoffStreams]
 	}
 	jr := &JoinResult{ExpectedEntries: c.routePairs(len(others))}
+	if open := c.rep.Connect.OpenAtEnd; open < int64(c.co.Conns) {
+		// Part of the connections: with a user's connections on distinct nodes each
+		// is one entry; otherwise in proportion (an estimate).
+		if c.co.ConnsPerUser <= len(others) {
+			jr.ExpectedEntries = open
+		} else {
+			jr.ExpectedEntries = jr.ExpectedEntries * open / int64(c.co.Conns)
+		}
+	}
 	c.cr.Join = jr
 	t := time.Now()
 	j, err := c.ns.start(len(others), others[0].Gossip)
@@ -1086,6 +1192,9 @@ func (c *clusterRun) kill() error {
 	var users []int
 	last := -1
 	for i := victim.Index; i < c.co.Conns; i += c.co.Nodes {
+		if !c.opened(i) {
+			continue
+		}
 		if u := i / c.co.ConnsPerUser; u != last {
 			users, last = append(users, u), u
 		}
