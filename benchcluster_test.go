@@ -49,7 +49,9 @@ type benchClusterReport struct {
 			Dropped int64 `json:"dropped"`
 		} `json:"hold"`
 		Gossip struct {
-			MeanWriteBps float64 `json:"mean_write_bps"`
+			Counted      bool    `json:"counted"`
+			PacketsOutPs float64 `json:"packets_out_ps"`
+			PacketsInPs  float64 `json:"packets_in_ps"`
 		} `json:"gossip"`
 		Join struct {
 			RoutesS         float64 `json:"routes_s"`
@@ -123,7 +125,7 @@ func TestBenchCluster(t *testing.T) {
 		t.Skip("-short")
 	}
 	err, out, rep := runBenchCluster(t, "--nodes", "3", "--conns", "300", "--rate", "2000", "--hold", "1s",
-		"--rounds", "2", "--push-rate", "100", "--duration", "2s", "--gossip-window", "1s", "--messages", "2",
+		"--rounds", "2", "--push-rate", "100", "--duration", "2s", "--gossip-window", "2s", "--messages", "2",
 		"--baseline-conns", "100", "--round-timeout", "20s", "--max-time", "3m")
 	if err != nil {
 		t.Fatalf("bench cluster: %v\n%s", err, out)
@@ -144,8 +146,8 @@ func TestBenchCluster(t *testing.T) {
 	if p.Pushes == 0 || p.Missing != 0 || p.ExpectedDeliveries != p.Pushes*10 || p.Received < p.ExpectedDeliveries || len(p.Errors) != 0 {
 		t.Errorf("push: %d pushes, %d of %d deliveries, %d missing, errors %v", p.Pushes, p.Received, p.ExpectedDeliveries, p.Missing, p.Errors)
 	}
-	if c.Gossip.MeanWriteBps <= 0 {
-		t.Errorf("idle gossip: %v B/s written", c.Gossip.MeanWriteBps)
+	if !c.Gossip.Counted || c.Gossip.PacketsOutPs <= 0 || c.Gossip.PacketsInPs <= 0 {
+		t.Errorf("idle gossip: counted %v, %v packets/s out, %v in", c.Gossip.Counted, c.Gossip.PacketsOutPs, c.Gossip.PacketsInPs)
 	}
 	if c.Join.RoutesS <= 0 || c.Join.RouteEntries < float64(c.Join.ExpectedEntries) || c.Join.ExpectedEntries != 90 { // 30 users, each on all 3 nodes
 		t.Errorf("join: routes after %vs, %v of %d entries", c.Join.RoutesS, c.Join.RouteEntries, c.Join.ExpectedEntries)

@@ -101,12 +101,27 @@ type PhaseTime struct {
 	Error string  `json:"error,omitempty"`
 }
 
-// GossipResult is the cluster's own traffic while idle (no clients, no scrapes):
-// every read and write system call of each node process over the window, which
-// then is memberlist's probes, gossip and push-pull syncs and the forwarding
-// links' keep-alives.
+// GossipResult is the cluster's own traffic while idle (no clients): memberlist's
+// packets and stream bytes from each node's longlink_cluster_gossip_* counters
+// (scraped at the start and the end of the window only), and every read(2) and
+// write(2) of each node process from /proc/PID/io, which then is the TCP side:
+// push-pull syncs and the forwarding links (UDP's sendto/recvfrom are not in it).
 type GossipResult struct {
-	WindowS      float64      `json:"window_s"`
+	WindowS float64 `json:"window_s"`
+	// From the gossip counters, per node (mean) and the busiest node.
+	PacketsInPs      float64 `json:"packets_in_ps"`
+	PacketsOutPs     float64 `json:"packets_out_ps"`
+	PacketBytesInPs  float64 `json:"packet_bytes_in_ps"`
+	PacketBytesOutPs float64 `json:"packet_bytes_out_ps"`
+	StreamBytesInPs  float64 `json:"stream_bytes_in_ps"`
+	StreamBytesOutPs float64 `json:"stream_bytes_out_ps"`
+	MaxNodeBytesPs   float64 `json:"max_node_bytes_ps"` // in + out, packets and streams
+	// IdleCPUPct is a node's CPU while idle (process_cpu_seconds_total), % of a
+	// core, the mean and the busiest: what every node costs doing nothing.
+	IdleCPUPct    float64 `json:"idle_cpu_pct"`
+	MaxIdleCPUPct float64 `json:"max_idle_cpu_pct"`
+	Counted       bool    `json:"counted"` // the nodes had the gossip counters
+	// From /proc/PID/io.
 	PerNode      []NodeIORate `json:"per_node"`
 	MeanReadBps  float64      `json:"mean_read_bps"`
 	MeanWriteBps float64      `json:"mean_write_bps"`
@@ -147,10 +162,14 @@ type KernelResult struct {
 	// SlabPerSocket is the slab growth per socket; TCPBufPerSocket the TCP buffer
 	// pages'; KernelPerSocket the machine's memory in use (MemTotal-MemAvailable)
 	// growth less the bench's and nodes' RSS growth, per socket.
-	SlabPerSocket   float64 `json:"slab_per_socket"`
-	TCPBufPerSocket float64 `json:"tcp_buf_per_socket"`
-	KernelPerSocket float64 `json:"kernel_per_socket"`
-	ProcessRSSDelta float64 `json:"process_rss_delta"`
+	SlabPerSocket float64 `json:"slab_per_socket"`
+	// SUnreclaimPerSocket is the unreclaimable slab's growth per socket; reclaimable
+	// slab (socket inodes, dentries) counts as available in MemAvailable, so
+	// KernelPerSocket is a lower bound and SlabPerSocket the figure to plan with.
+	SUnreclaimPerSocket float64 `json:"sunreclaim_per_socket"`
+	TCPBufPerSocket     float64 `json:"tcp_buf_per_socket"`
+	KernelPerSocket     float64 `json:"kernel_per_socket"`
+	ProcessRSSDelta     float64 `json:"process_rss_delta"`
 }
 
 // HoldResult is the hold: every connection must stay open.
@@ -600,7 +619,7 @@ func RunCluster(ctx context.Context, co ClusterOptions, stdout, stderr io.Writer
 			r.note(fmt.Sprintf("processes not confirmed gone: %v", cr.LeftPids))
 		}
 		// The baseline runs after the cluster is gone, on its own ports.
-		if err == nil && co.BaselineConns > 0 && ctx.Err() == nil {
+		if co.BaselineConns > 0 && ctx.Err() == nil && runCtx.Err() == nil && c.rep.Connect.Opened > 0 {
 			c.baseline()
 		}
 		cr.Nodes = c.ns.all()
@@ -616,22 +635,27 @@ func RunCluster(ctx context.Context, co ClusterOptions, stdout, stderr io.Writer
 	return c.phases()
 }
 
-// phases runs the phases in order; the first that fails ends the run.
+// phases runs the phases in order. A failed start, gossip or open ends the run; a
+// later phase that fails (a drop in the hold, a missing delivery, an incomplete
+// join or recovery) is reported and the next phases still run on the connections
+// left, so one run at scale yields every figure; the run then fails.
 func (c *clusterRun) phases() error {
 	steps := []struct {
 		name string
 		on   bool
 		f    func() error
+		hard bool
 	}{
-		{"start", true, c.start},
-		{"gossip", c.co.GossipWindow > 0, c.gossip},
-		{"open", true, c.open},
-		{"hold", true, c.holdPhase},
-		{"broadcast", c.co.Rounds > 0, c.broadcastPhase},
-		{"push", c.co.Duration > 0, c.pushPhase},
-		{"join", c.co.Join, c.join},
-		{"kill", c.co.Kill, c.kill},
+		{"start", true, c.start, true},
+		{"gossip", c.co.GossipWindow > 0, c.gossip, true},
+		{"open", true, c.open, true},
+		{"hold", true, c.holdPhase, false},
+		{"broadcast", c.co.Rounds > 0, c.broadcastPhase, false},
+		{"push", c.co.Duration > 0, c.pushPhase, false},
+		{"join", c.co.Join, c.join, false},
+		{"kill", c.co.Kill, c.kill, false},
 	}
+	var failed []error
 	for _, s := range steps {
 		if !s.on {
 			continue
@@ -651,10 +675,13 @@ func (c *clusterRun) phases() error {
 		c.cr.Phases = append(c.cr.Phases, pt)
 		c.logf("phase %s: %.1fs", s.name, pt.S)
 		if err != nil {
-			return fmt.Errorf("%s: %w", s.name, err)
+			failed = append(failed, fmt.Errorf("%s: %w", s.name, err))
+			if s.hard {
+				break
+			}
 		}
 	}
-	return nil
+	return errors.Join(failed...)
 }
 
 func (c *clusterRun) apis() []string {
@@ -716,14 +743,38 @@ func (c *clusterRun) gossip() error {
 			return fmt.Errorf("cannot read /proc/%d/io: %w", n.Pid, err)
 		}
 	}
+	m0 := c.scrapeNodes(nodes)
 	t := time.Now()
 	select {
 	case <-time.After(c.co.GossipWindow):
 	case <-c.ctx.Done():
 		return c.ctx.Err()
 	}
+	m1 := c.scrapeNodes(nodes)
 	span := time.Since(t).Seconds()
 	g := &GossipResult{WindowS: span}
+	nn := float64(len(nodes))
+	for i := range nodes {
+		if _, ok := m1[i][metricGossipPacketsOut]; !ok {
+			continue
+		}
+		g.Counted = true
+		d := func(k string) float64 { return (m1[i][k] - m0[i][k]) / span }
+		cpu := d("process_cpu_seconds_total") * 100
+		g.IdleCPUPct += cpu / nn
+		g.MaxIdleCPUPct = max(g.MaxIdleCPUPct, cpu)
+		g.PacketsInPs += d(metricGossipPacketsIn) / nn
+		g.PacketsOutPs += d(metricGossipPacketsOut) / nn
+		g.PacketBytesInPs += d(metricGossipPacketBytesIn) / nn
+		g.PacketBytesOutPs += d(metricGossipPacketBytesOut) / nn
+		g.StreamBytesInPs += d(metricGossipStreamBytesIn) / nn
+		g.StreamBytesOutPs += d(metricGossipStreamBytesOut) / nn
+		g.MaxNodeBytesPs = max(g.MaxNodeBytesPs, d(metricGossipPacketBytesIn)+d(metricGossipPacketBytesOut)+
+			d(metricGossipStreamBytesIn)+d(metricGossipStreamBytesOut))
+	}
+	if !g.Counted {
+		c.note("gossip: the nodes have no longlink_cluster_gossip_* counters (an older binary): only /proc/PID/io, which misses UDP")
+	}
 	for i, n := range nodes {
 		a, err := readProcIO(n.Pid)
 		if err != nil {
@@ -739,8 +790,8 @@ func (c *clusterRun) gossip() error {
 		g.MaxTotalBps = max(g.MaxTotalBps, nr.ReadBps+nr.WriteBps)
 	}
 	c.cr.Gossip = g
-	c.logf("idle gossip over %.0fs: %.0f B/s read, %.0f B/s written, %.1f reads/s, %.1f writes/s per node (mean)",
-		span, g.MeanReadBps, g.MeanWriteBps, g.MeanReadsPs, g.MeanWritesPs)
+	c.logf("idle gossip over %.0fs, per node (mean): %.1f packets/s in, %.1f out, %.0f B/s in, %.0f B/s out (packets), %.0f / %.0f B/s (streams); read(2)/write(2): %.0f / %.0f B/s",
+		span, g.PacketsInPs, g.PacketsOutPs, g.PacketBytesInPs, g.PacketBytesOutPs, g.StreamBytesInPs, g.StreamBytesOutPs, g.MeanReadBps, g.MeanWriteBps)
 	return nil
 }
 
@@ -881,6 +932,7 @@ func (c *clusterRun) open() error {
 	if kr.Sockets > 0 {
 		s := float64(kr.Sockets)
 		kr.SlabPerSocket = float64(ka.SlabBytes-kb.SlabBytes) / s
+		kr.SUnreclaimPerSocket = float64(ka.SUnreclaimBytes-kb.SUnreclaimBytes) / s
 		kr.TCPBufPerSocket = float64(ka.TCPMemPages-kb.TCPMemPages) * float64(os.Getpagesize()) / s
 		kr.KernelPerSocket = (float64(kb.MemAvailableBytes-ka.MemAvailableBytes) - kr.ProcessRSSDelta) / s
 	}
@@ -972,6 +1024,11 @@ func (c *clusterRun) holdPhase() error {
 	h.ServerConns = scrape(c.ctx, c.o.APIs).Connections
 	h.Held = h.Dropped == 0 && h.OpenAfter == h.OpenBefore && h.OpenAfter == c.rep.Connect.OpenAtEnd
 	c.cr.Hold = h
+	if h.Dropped > 0 || h.OpenAfter < h.OpenBefore {
+		// The push mix cannot expect every user's connections any more.
+		c.rep.Connect.Dropped += h.Dropped
+		c.rep.Connect.OpenAtEnd = h.OpenAfter
+	}
 	c.logf("hold %.0fs: %s open before, %s after, %s dropped; nodes count %s", h.S, commas(h.OpenBefore), commas(h.OpenAfter),
 		commas(h.Dropped), commas(int64(h.ServerConns)))
 	if !h.Held {
@@ -1669,6 +1726,13 @@ const (
 	metricHistoryBytes    = "longlink_history_bytes"
 	metricHandoffStreams  = "longlink_stream_handoff_streams_total"
 	metricHandoffFailures = "longlink_stream_handoff_failures_total"
+
+	metricGossipPacketsIn      = `longlink_cluster_gossip_packets_total{dir="in"}`
+	metricGossipPacketsOut     = `longlink_cluster_gossip_packets_total{dir="out"}`
+	metricGossipPacketBytesIn  = `longlink_cluster_gossip_bytes_total{dir="in",kind="packet"}`
+	metricGossipPacketBytesOut = `longlink_cluster_gossip_bytes_total{dir="out",kind="packet"}`
+	metricGossipStreamBytesIn  = `longlink_cluster_gossip_bytes_total{dir="in",kind="stream"}`
+	metricGossipStreamBytesOut = `longlink_cluster_gossip_bytes_total{dir="out",kind="stream"}`
 )
 
 // clusterRows is the text summary's cluster part.
@@ -1688,7 +1752,12 @@ func clusterRows(row func(k, v string), rep *Report) {
 		row("phase "+p.Name, v)
 	}
 	if g := c.Gossip; g != nil {
-		row("idle gossip", fmt.Sprintf("per node over %.0fs: read %.0f B/s, written %.0f B/s, %.1f reads/s, %.1f writes/s (mean); busiest %.0f B/s",
+		if g.Counted {
+			row("idle gossip", fmt.Sprintf("per node over %.0fs (mean): %.1f packets/s in, %.1f out; %.0f B/s in, %.0f B/s out as packets; %.0f B/s in, %.0f B/s out on streams (push-pull); busiest node %.0f B/s; idle CPU %.2f%% of a core a node (busiest %.2f%%)",
+				g.WindowS, g.PacketsInPs, g.PacketsOutPs, g.PacketBytesInPs, g.PacketBytesOutPs, g.StreamBytesInPs, g.StreamBytesOutPs, g.MaxNodeBytesPs,
+				g.IdleCPUPct, g.MaxIdleCPUPct))
+		}
+		row("idle read/write", fmt.Sprintf("per node over %.0fs (/proc/PID/io, TCP only): read %.0f B/s, written %.0f B/s, %.1f reads/s, %.1f writes/s (mean); busiest %.0f B/s",
 			g.WindowS, g.MeanReadBps, g.MeanWriteBps, g.MeanReadsPs, g.MeanWritesPs, g.MaxTotalBps))
 	}
 	if len(c.Memory) > 0 {
@@ -1702,8 +1771,8 @@ func clusterRows(row func(k, v string), rep *Report) {
 		row("node memory", fmt.Sprintf("RSS %.0f B a connection (nodes %.0f-%.0f), heap %.0f B (mean of the nodes)", rss, minR, maxR, heap))
 	}
 	if k := c.Kernel; k != nil {
-		row("kernel memory", fmt.Sprintf("%s TCP sockets added: %.0f B a socket (MemAvailable less the processes' RSS), slab %.0f B, TCP buffers %.0f B",
-			commas(k.Sockets), k.KernelPerSocket, k.SlabPerSocket, k.TCPBufPerSocket))
+		row("kernel memory", fmt.Sprintf("%s TCP sockets added: slab %.0f B a socket (%.0f B unreclaimable), TCP buffers %.0f B; MemAvailable less the processes' RSS %.0f B (a lower bound: reclaimable slab counts as available)",
+			commas(k.Sockets), k.SlabPerSocket, k.SUnreclaimPerSocket, k.TCPBufPerSocket, k.KernelPerSocket))
 	}
 	if h := c.Hold; h != nil {
 		row("hold", fmt.Sprintf("%.0fs: %s open before, %s after, %s dropped; the nodes count %s; held: %v",

@@ -245,6 +245,8 @@ var wantMetrics = map[string]bool{
 	metricRouteUpdates: true, metricHistoryStreams: true, metricHistoryBytes: true,
 	metricHandoffStreams: true, metricHandoffFailures: true, metricForwardFailures: true,
 	metricForwardMessages: true, `longlink_cluster_members{state="alive"}`: true,
+	metricGossipPacketsIn: true, metricGossipPacketsOut: true, metricGossipPacketBytesIn: true,
+	metricGossipPacketBytesOut: true, metricGossipStreamBytesIn: true, metricGossipStreamBytesOut: true,
 }
 
 func scrapeOne(ctx context.Context, api string) (map[string]float64, error) {
