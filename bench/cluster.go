@@ -392,12 +392,14 @@ func planConnectCPU(n int) time.Duration {
 }
 
 // Cost figures the plan uses to refuse a run that cannot fit, measured on this
-// build (docs/performance.md "27 nodes"): kernel memory per socket, the gateway's
-// and the bench client's memory per connection, a node's and a worker's base.
+// build (docs/performance.md "27 nodes"): kernel slab per socket, the gateway's
+// memory per connection (2.2 KB of its own and 86 B of route table on each other
+// node), the bench client's, and a node's and a worker's base.
 const (
-	planKernelPerSocket = 4300
-	planNodePerConn     = 2500
-	planClientPerConn   = 1500
+	planKernelPerSocket = 5500
+	planNodePerConn     = 2300
+	planRoutePerNode    = 90
+	planClientPerConn   = 3600
 	planNodeBase        = 60 << 20
 	planWorkerBase      = 20 << 20
 )
@@ -467,10 +469,9 @@ func planCluster(o ClusterOptions, env Env) (clusterPlan, error) {
 	k := readKernel()
 	p.memAvail = k.MemAvailableBytes
 	nodes := int64(o.Nodes + 2)
-	p.memNeed = int64(o.Conns)*(2*planKernelPerSocket+planNodePerConn+planClientPerConn) + nodes*planNodeBase +
-		int64(p.workersPerNode*o.Nodes)*planWorkerBase
+	per := int64(2*planKernelPerSocket + planNodePerConn + planRoutePerNode*o.Nodes + planClientPerConn)
+	p.memNeed = int64(o.Conns)*per + nodes*planNodeBase + int64(p.workersPerNode*o.Nodes)*planWorkerBase
 	if p.memAvail > 0 && p.memNeed > p.memAvail*9/10 {
-		per := int64(2*planKernelPerSocket + planNodePerConn + planClientPerConn)
 		fits := (p.memAvail*9/10 - nodes*planNodeBase - int64(p.workersPerNode*o.Nodes)*planWorkerBase) / per
 		return p, fmt.Errorf("memory: %s connections need about %s (%d B a connection for both sockets, the node and the client, plus the processes), %s available: at most --conns %s",
 			commas(int64(o.Conns)), mib(float64(p.memNeed)), per, mib(float64(p.memAvail)), commas(max(0, fits)))
@@ -1742,8 +1743,12 @@ func clusterRows(row func(k, v string), rep *Report) {
 		row("refused", c.Refused)
 		return
 	}
-	row("cluster", fmt.Sprintf("%d nodes (+1 joining), %s connections a node (cap %s), %d worker(s) a node; started and converged in %.1fs; load %s -> %s",
-		len(c.Memory), commas(int64(c.ConnsPerNode)), commas(int64(c.NodeCap)), c.WorkersPerNode, c.StartS, c.LoadBefore, c.LoadAfter))
+	joining := ""
+	if c.Join != nil {
+		joining = " (+1 joining)"
+	}
+	row("cluster", fmt.Sprintf("%d nodes%s, %s connections a node (cap %s), %d worker(s) a node; started and converged in %.1fs; load %s -> %s",
+		len(c.Memory), joining, commas(int64(c.ConnsPerNode)), commas(int64(c.NodeCap)), c.WorkersPerNode, c.StartS, c.LoadBefore, c.LoadAfter))
 	for _, p := range c.Phases {
 		v := fmt.Sprintf("%.1fs", p.S)
 		if p.Error != "" {

@@ -20,13 +20,19 @@ import (
 // Goroutines: one forwards received packets and one accepted streams from the
 // NetTransport to memberlist (each a channel hop, at gossip rates); both end at
 // Shutdown. Counters are the only shared state.
+//
+// Shutdown order matters: NetTransport's listeners hand each packet and stream over
+// an unbuffered channel and NetTransport.Shutdown waits for them, so the forwarders
+// must keep draining until it returns. Shutdown therefore first closes closing (from
+// then on the forwarders drop what arrives instead of waiting for memberlist, which
+// may have stopped reading), then shuts the NetTransport down, then closes stop.
 type countingTransport struct {
-	nt      *memberlist.NetTransport
-	m       *clusterMetrics
-	packets chan *memberlist.Packet
-	streams chan net.Conn
-	stop    chan struct{}
-	once    sync.Once
+	nt                  *memberlist.NetTransport
+	m                   *clusterMetrics
+	packets             chan *memberlist.Packet
+	streams             chan net.Conn
+	closing, stop       chan struct{}
+	closeOnce, stopOnce sync.Once
 }
 
 var _ memberlist.NodeAwareTransport = (*countingTransport)(nil)
@@ -55,7 +61,8 @@ func newCountingTransport(mlc *memberlist.Config, m *clusterMetrics) (*countingT
 		mlc.BindPort = nt.GetAutoBindPort()
 		mlc.AdvertisePort = mlc.BindPort
 	}
-	t := &countingTransport{nt: nt, m: m, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn), stop: make(chan struct{})}
+	t := &countingTransport{nt: nt, m: m, packets: make(chan *memberlist.Packet), streams: make(chan net.Conn),
+		closing: make(chan struct{}), stop: make(chan struct{})}
 	go t.forwardPackets()
 	go t.forwardStreams()
 	return t, nil
@@ -70,8 +77,7 @@ func (t *countingTransport) forwardPackets() {
 			t.m.gossipPacketBytesIn.Add(len(p.Buf))
 			select {
 			case t.packets <- p:
-			case <-t.stop:
-				return
+			case <-t.closing: // shutting down: dropped
 			}
 		case <-t.stop:
 			return
@@ -87,9 +93,8 @@ func (t *countingTransport) forwardStreams() {
 			t.m.gossipStreams.Inc()
 			select {
 			case t.streams <- &countingConn{Conn: c, m: t.m}:
-			case <-t.stop:
+			case <-t.closing: // shutting down
 				c.Close()
-				return
 			}
 		case <-t.stop:
 			return
@@ -136,8 +141,10 @@ func (t *countingTransport) DialAddressTimeout(addr memberlist.Address, timeout 
 func (t *countingTransport) StreamCh() <-chan net.Conn { return t.streams }
 
 func (t *countingTransport) Shutdown() error {
-	t.once.Do(func() { close(t.stop) })
-	return t.nt.Shutdown()
+	t.closeOnce.Do(func() { close(t.closing) })
+	err := t.nt.Shutdown()
+	t.stopOnce.Do(func() { close(t.stop) })
+	return err
 }
 
 // countingConn counts a gossip stream's bytes (push-pull syncs, joins, probes

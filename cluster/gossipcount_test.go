@@ -1,11 +1,16 @@
 package cluster
 
 import (
+	"io"
+	"log"
+	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/VictoriaMetrics/metrics"
+	"github.com/hashicorp/memberlist"
 
 	"longlink/internal/testutil"
 )
@@ -43,5 +48,41 @@ func TestGossipCounted(t *testing.T) {
 		if !strings.Contains(sb.String(), name+" ") {
 			t.Errorf("%s not in the metrics set", name)
 		}
+	}
+}
+
+// TestGossipTransportShutdownWithPacketsUnread: packets that arrive while nobody
+// reads (memberlist stopped, or never started) must not keep Shutdown waiting for
+// NetTransport's listener, which hands them over on an unbuffered channel.
+func TestGossipTransportShutdownWithPacketsUnread(t *testing.T) {
+	mlc := memberlist.DefaultLANConfig()
+	mlc.BindAddr, mlc.BindPort = "127.0.0.1", 0
+	mlc.Logger = log.New(io.Discard, "", 0)
+	m := newClusterMetrics(metrics.NewSet(), nil)
+	defer m.close()
+	tr, err := newCountingTransport(mlc, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(mlc.BindPort)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	for i := 0; i < 5; i++ {
+		if _, err := conn.Write([]byte("not read by anyone")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.WaitFor(t, 5*time.Second, "the packets counted", func() bool { return m.gossipPacketsIn.Get() >= 1 })
+	done := make(chan error, 1)
+	go func() { done <- tr.Shutdown() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Shutdown: %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Shutdown did not return within 5 s with packets unread")
 	}
 }
