@@ -53,6 +53,13 @@ type OpenSpec struct {
 	// Ack (v2): acknowledge every push marked "ack":true, cumulatively in its
 	// stream, once per read: the pushes of one read are covered by one ack.
 	Ack bool `json:"ack,omitempty"`
+	// Stride, when more than 1, makes this worker's connections every Stride-th
+	// global index from First (First, First+Stride, ...; Count of them) instead of
+	// First..First+Count-1, and connection k of the worker goes to
+	// Targets[k%len(Targets)]: `bench cluster` gives each worker the connections of
+	// one node (index mod nodes), so that a user's consecutive connections sit on
+	// different nodes and one node's clients can be dropped and sent elsewhere.
+	Stride int `json:"stride,omitempty"`
 }
 
 // ReopenSpec tells a worker to open its connections again after a drop, each
@@ -334,7 +341,7 @@ func (l *eloop) openSome(now int64) {
 			continue
 		}
 		l.tokens--
-		l.openOne(s.First+l.next, now)
+		l.openOne(s.First+l.next*max(1, s.Stride), now)
 		l.next++
 	}
 	if l.next >= s.Count {
@@ -371,7 +378,7 @@ func errnoReason(err error) string {
 
 func (l *eloop) openOne(idx int, now int64) {
 	l.attempted.Add(1)
-	t := &l.targets[idx%len(l.targets)]
+	t := l.targetOf(idx)
 	fd, err := unix.Socket(t.family, unix.SOCK_STREAM|unix.SOCK_NONBLOCK|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
 		l.fail(errnoReason(err))
@@ -405,6 +412,19 @@ func (l *eloop) openOne(idx int, now int64) {
 	// The token is minted when TCP is up so a refused connect costs no HMAC.
 	l.conns[fd] = &conn{fd: fd, state: stConnecting, startNs: now, idx: idx}
 	l.inflight.Add(1)
+}
+
+// local is the worker's own number of global connection index idx (see
+// OpenSpec.Stride): its position in recs.
+func (l *eloop) local(idx int) int { return (idx - l.spec.First) / max(1, l.spec.Stride) }
+
+// targetOf is where connection idx goes: Targets[idx%len], or with a Stride the
+// worker's own number modulo len, so a reopen to several targets spreads them.
+func (l *eloop) targetOf(idx int) *target {
+	if l.spec.Stride > 1 {
+		return &l.targets[l.local(idx)%len(l.targets)]
+	}
+	return &l.targets[idx%len(l.targets)]
 }
 
 // Source ports bench assigns itself: the whole unprivileged range.
@@ -502,10 +522,10 @@ func (l *eloop) established(c *conn) bool {
 	c.tcpNs = now
 	idx := c.idx
 	c.lastPing = now
-	t := &l.targets[idx%len(l.targets)]
+	t := l.targetOf(idx)
 	var since []byte
 	if l.resume {
-		if rec := &l.recs[idx-l.spec.First]; len(rec.streams) > 0 {
+		if rec := &l.recs[l.local(idx)]; len(rec.streams) > 0 {
 			l.sinceBuf = appendSince(l.sinceBuf[:0], rec.streams)
 			since = l.sinceBuf
 		}
@@ -742,6 +762,13 @@ func (l *eloop) sweep(now int64) {
 	}
 }
 
+// halt stops opening connections: the worker's share ends at what it has
+// attempted so far (a later reopen brings back only those).
+func (l *eloop) halt() {
+	l.spec.Count = min(l.spec.Count, l.next)
+	l.done.Store(true)
+}
+
 // dropAll closes every connection abruptly, as a killed node's clients see
 // it: SO_LINGER 0 makes close() send a RST, with no close frame and no FIN
 // handshake. The v2 positions are kept for reopen.
@@ -862,7 +889,7 @@ func (l *eloop) v2Message(c *conn, f frame, now int64) string {
 	} else {
 		l.unstamped.Add(1)
 	}
-	rec := &l.recs[c.idx-l.spec.First]
+	rec := &l.recs[l.local(c.idx)]
 	fresh := true
 	var s *streamPos
 	if e.epoch == nil {
@@ -908,7 +935,7 @@ func (l *eloop) recoveredAt(rec *v2rec, now int64) {
 // resume a recovered stream keeps the client's own position (the replay
 // follows and advances it) and any other takes the head.
 func (l *eloop) welcome(c *conn, w *welcomeMsg, now int64) {
-	rec := &l.recs[c.idx-l.spec.First]
+	rec := &l.recs[l.local(c.idx)]
 	if !l.resume || len(rec.streams) == 0 {
 		rec.streams = rec.streams[:0]
 		for name, s := range w.Streams {

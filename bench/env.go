@@ -241,6 +241,12 @@ var wantMetrics = map[string]bool{
 	"process_cpu_seconds_total": true, metricAcks: true,
 	// reconnect: the nodes' own recovery counts
 	metricRecoveredMessages: true, metricNotRecovered: true,
+	// cluster (bench cluster): route tables, streams taken over, forwarding
+	metricRouteUpdates: true, metricHistoryStreams: true, metricHistoryBytes: true,
+	metricHandoffStreams: true, metricHandoffFailures: true, metricForwardFailures: true,
+	metricForwardMessages: true, `longlink_cluster_members{state="alive"}`: true,
+	metricGossipPacketsIn: true, metricGossipPacketsOut: true, metricGossipPacketBytesIn: true,
+	metricGossipPacketBytesOut: true, metricGossipStreamBytesIn: true, metricGossipStreamBytesOut: true,
 }
 
 func scrapeOne(ctx context.Context, api string) (map[string]float64, error) {

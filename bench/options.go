@@ -126,6 +126,7 @@ Usage:
   longlink bench upstream  [flags]   N v2 clients send requests to a business through the gateway, closed loop
   longlink bench pusher    [flags]   N Pusher clients subscribe to --channels; events through the signed Pusher HTTP API
   longlink bench backend   [flags]   run the bundled test back-end alone (--addr, --delay, --secret)
+  longlink bench cluster   [flags]   start N local nodes and run every scenario across them (longlink bench cluster --help)
 
 Examples:
   # 19,000 idle connections against one node, server memory per connection

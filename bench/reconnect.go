@@ -273,9 +273,19 @@ func sum64(m map[string]int64) int64 {
 // from --callers concurrent requests over the --api nodes. It returns the
 // pushes accepted, the sum of their "stored", and failures by reason.
 func (r *runner) pushToUsers(rounds, seqBase int) (accepted, stored int64, errs map[string]int64) {
+	return r.pushToUserList(nil, r.o.APIs, rounds, seqBase)
+}
+
+// pushToUserList is pushToUsers for the users numbered in users (nil: every
+// user, 0..Users-1), through apis.
+func (r *runner) pushToUserList(users []int, apis []string, rounds, seqBase int) (accepted, stored int64, errs map[string]int64) {
 	o := r.o
 	errs = map[string]int64{}
-	total := rounds * o.Users
+	nUsers := o.Users
+	if users != nil {
+		nUsers = len(users)
+	}
+	total := rounds * nUsers
 	if total == 0 {
 		return 0, 0, errs
 	}
@@ -299,8 +309,8 @@ func (r *runner) pushToUsers(rounds, seqBase int) (accepted, stored int64, errs 
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			conns := make([]*apiConn, len(o.APIs))
-			for k, a := range o.APIs {
+			conns := make([]*apiConn, len(apis))
+			for k, a := range apis {
 				conns[k] = newAPIConn(a, o.APIKey)
 				defer conns[k].close()
 			}
@@ -311,7 +321,10 @@ func (r *runner) pushToUsers(rounds, seqBase int) (accepted, stored int64, errs 
 					if k > j.first {
 						body = append(body, ',')
 					}
-					round, user := k/o.Users, k%o.Users
+					round, user := k/nUsers, k%nUsers
+					if users != nil {
+						user = users[user]
+					}
 					body = appendBody(body, user, time.Now().UnixNano(), uint64(seqBase+round), o.Size, bodyTail(true, false, 0))
 				}
 				body = append(body, "]}"...)

@@ -31,6 +31,8 @@ type Report struct {
 	Reconnect *ReconnectResult `json:"reconnect,omitempty"`
 	Upstream  *UpstreamResult  `json:"upstream,omitempty"`
 	Pusher    *PusherResult    `json:"pusher,omitempty"`
+	// Cluster is `bench cluster`'s own figures (bench/cluster.go).
+	Cluster *ClusterResult `json:"cluster,omitempty"`
 	// Floor is the same scenario run against the floor server (--floor-target,
 	// bench/floor -role push) in the same run, when one was given.
 	Floor *Report `json:"floor,omitempty"`
@@ -373,6 +375,9 @@ func printSummary(w io.Writer, rep *Report) {
 		}
 		row("server", fmt.Sprintf("%.0f messages replayed, %.0f recoveries refused (its /metrics); %.2fs CPU during the reconnect",
 			x.ServerRecoveredMessages, x.ServerNotRecovered, x.ServerCPUS))
+	}
+	if rep.Cluster != nil {
+		clusterRows(row, rep)
 	}
 	cl := rep.Client
 	row("bench overhead", fmt.Sprintf("CPU %.2fs (coordinator %.2fs, workers %.2fs); RSS coordinator %s, workers %s",

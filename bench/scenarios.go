@@ -22,6 +22,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) > 0 && args[0] == "backend" {
 		return backendMain(args[1:], stdout, stderr)
 	}
+	if len(args) > 0 && args[0] == "cluster" {
+		return clusterMain(args[1:], stdout, stderr)
+	}
 	if len(args) > 0 && args[0] == "worker" {
 		if err := RunWorker(os.Stdin, os.Stdout); err != nil {
 			fmt.Fprintf(stderr, "bench worker: %v\n", err)

@@ -21,7 +21,7 @@ const WorkerEnv = "LONGLINK_BENCH_WORKER"
 
 // workerCmd is one request from the coordinator, one JSON line on stdin.
 type workerCmd struct {
-	Op     string      `json:"op"` // "open", "stats", "drop", "reopen", "floor" or "close"
+	Op     string      `json:"op"` // "open", "stats", "halt", "drop", "reopen", "floor" or "close"
 	Open   *OpenSpec   `json:"open,omitempty"`
 	Reopen *ReopenSpec `json:"reopen,omitempty"`
 	Floor  *FloorSpec  `json:"floor,omitempty"`
@@ -127,6 +127,14 @@ func RunWorker(in io.Reader, out io.Writer) error {
 				if err := l.call(func() { st = l.snapshot(true, cmd.Reset) }); err != nil {
 					st.Err = err.Error()
 				}
+			} else {
+				st = l.snapshot(false, false)
+			}
+		case "halt":
+			// Stop opening (bench cluster's --open-time): connections already
+			// attempted finish; the rest are never attempted.
+			if err := l.call(l.halt); err != nil {
+				st.Err = err.Error()
 			} else {
 				st = l.snapshot(false, false)
 			}

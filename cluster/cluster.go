@@ -135,8 +135,16 @@ func (c *Cluster) Start() error {
 		_ = c.ln.Close()
 		return err
 	}
+	// Our own transport (memberlist's, counted): gossip's cost is a metric.
+	tr, err := newCountingTransport(mlc, c.m)
+	if err != nil {
+		_ = c.ln.Close()
+		return &ListenError{Field: "GossipAddr", Addr: cfg.GossipAddr, Err: err}
+	}
+	mlc.Transport = tr
 	c.ml, err = memberlist.Create(mlc)
 	if err != nil {
+		_ = tr.Shutdown()
 		_ = c.ln.Close()
 		return &ListenError{Field: "GossipAddr", Addr: cfg.GossipAddr, Err: err}
 	}

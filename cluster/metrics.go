@@ -20,6 +20,12 @@ type clusterMetrics struct {
 	inboundRejected   *metrics.Counter
 	linkLimitCloses   *metrics.Counter
 	queryDrops        *metrics.Counter
+
+	// Gossip itself (countingTransport): memberlist's packets and stream bytes.
+	gossipPacketsIn, gossipPacketsOut         *metrics.Counter
+	gossipPacketBytesIn, gossipPacketBytesOut *metrics.Counter
+	gossipStreamBytesIn, gossipStreamBytesOut *metrics.Counter
+	gossipStreams                             *metrics.Counter
 }
 
 func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
@@ -55,6 +61,13 @@ func newClusterMetrics(set *metrics.Set, c *Cluster) *clusterMetrics {
 	m.inboundRejected = counter("longlink_cluster_inbound_rejected_total")
 	m.linkLimitCloses = counter("longlink_cluster_link_limit_closes_total")
 	m.queryDrops = counter("longlink_cluster_query_drops_total")
+	m.gossipPacketsIn = counter(`longlink_cluster_gossip_packets_total{dir="in"}`)
+	m.gossipPacketsOut = counter(`longlink_cluster_gossip_packets_total{dir="out"}`)
+	m.gossipPacketBytesIn = counter(`longlink_cluster_gossip_bytes_total{dir="in",kind="packet"}`)
+	m.gossipPacketBytesOut = counter(`longlink_cluster_gossip_bytes_total{dir="out",kind="packet"}`)
+	m.gossipStreamBytesIn = counter(`longlink_cluster_gossip_bytes_total{dir="in",kind="stream"}`)
+	m.gossipStreamBytesOut = counter(`longlink_cluster_gossip_bytes_total{dir="out",kind="stream"}`)
+	m.gossipStreams = counter("longlink_cluster_gossip_streams_total")
 	return m
 }
 
