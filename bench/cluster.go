@@ -866,18 +866,11 @@ func (c *clusterRun) open() error {
 	if c.co.OpenTime > 0 && c.co.OpenTime < limit {
 		limit, capped = c.co.OpenTime, true
 	}
-	var st []WorkerStats
-	ok := poll(limit, 100*time.Millisecond, func() bool {
-		st, err = c.p.stats(false, false)
-		if err != nil || c.ctx.Err() != nil {
-			return true
+	st, ok, err := waitOpened(limit, func() ([]WorkerStats, error) {
+		if err := c.ctx.Err(); err != nil {
+			return nil, err
 		}
-		for i := range st {
-			if !st[i].Done {
-				return false
-			}
-		}
-		return true
+		return c.p.stats(false, false)
 	})
 	if err != nil {
 		return err
@@ -1409,25 +1402,11 @@ func (c *clusterRun) kill() error {
 	}
 	expected := sum(st, func(w *WorkerStats) int64 { return w.Resuming })
 	res.Clients, kr.Clients = int(expected), expected
-	var lastRecv int64 = -1
-	lastMove := time.Now()
-	ok := poll(c.co.RoundTimeout, 10*time.Millisecond, func() bool {
-		st, err = c.some(vw, func(int) workerCmd { return workerCmd{Op: "stats"} })
-		if err != nil || c.ctx.Err() != nil {
-			return true
+	st, ok, err := waitRecovered(c.co.RoundTimeout, expected, func() ([]WorkerStats, error) {
+		if err := c.ctx.Err(); err != nil {
+			return nil, err
 		}
-		if sum(st, func(w *WorkerStats) int64 { return w.Recovered }) >= expected {
-			return true
-		}
-		recv := sum(st, func(w *WorkerStats) int64 { return w.Received + w.Opened + w.Failed })
-		if recv != lastRecv {
-			lastRecv, lastMove = recv, time.Now()
-		}
-		allDone := true
-		for i := range st {
-			allDone = allDone && st[i].Done
-		}
-		return allDone && time.Since(lastMove) > 2*time.Second
+		return c.some(vw, func(int) workerCmd { return workerCmd{Op: "stats"} })
 	})
 	if err != nil {
 		return err

@@ -161,28 +161,7 @@ func (r *runner) reconnect() error {
 		r.note(fmt.Sprintf("reconnect: %s of %s clients had connected before the drop; only they come back",
 			commas(expected), commas(int64(o.Conns))))
 	}
-	var lastRecv int64 = -1
-	lastMove := time.Now()
-	ok := poll(o.RoundTimeout, 10*time.Millisecond, func() bool {
-		st, err = r.p.stats(false, false)
-		if err != nil {
-			return true
-		}
-		if sum(st, func(w *WorkerStats) int64 { return w.Recovered }) >= expected {
-			return true
-		}
-		// Nothing in flight and nothing arriving for 2 s: what is missing
-		// will not come.
-		recv := sum(st, func(w *WorkerStats) int64 { return w.Received + w.Opened + w.Failed })
-		if recv != lastRecv {
-			lastRecv, lastMove = recv, time.Now()
-		}
-		allDone := true
-		for i := range st {
-			allDone = allDone && st[i].Done
-		}
-		return allDone && time.Since(lastMove) > 2*time.Second
-	})
+	st, ok, err := waitRecovered(o.RoundTimeout, expected, func() ([]WorkerStats, error) { return r.p.stats(false, false) })
 	wall := time.Since(start)
 	if err != nil {
 		return fmt.Errorf("reconnect: %w", err)

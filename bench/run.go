@@ -260,19 +260,7 @@ func (r *runner) openAll() error {
 		rate = 2000
 	}
 	limit := time.Duration(float64(n)/rate*float64(time.Second)) + r.o.HandshakeTimeout + 30*time.Second
-	var st []WorkerStats
-	ok := poll(limit, 100*time.Millisecond, func() bool {
-		st, err = r.p.stats(false, false)
-		if err != nil {
-			return true
-		}
-		for i := range st {
-			if !st[i].Done {
-				return false
-			}
-		}
-		return true
-	})
+	st, ok, err := waitOpened(limit, func() ([]WorkerStats, error) { return r.p.stats(false, false) })
 	if err != nil {
 		return err
 	}
@@ -289,6 +277,49 @@ func (r *runner) openAll() error {
 }
 
 // poll calls cond every step until it is true or limit passes.
+// waitOpened polls the workers' stats until every worker has finished opening, or
+// limit passes (ok false).
+func waitOpened(limit time.Duration, stats func() ([]WorkerStats, error)) (st []WorkerStats, ok bool, err error) {
+	ok = poll(limit, 100*time.Millisecond, func() bool {
+		if st, err = stats(); err != nil {
+			return true
+		}
+		for i := range st {
+			if !st[i].Done {
+				return false
+			}
+		}
+		return true
+	})
+	return st, ok, err
+}
+
+// waitRecovered polls the workers' stats until expected resumed clients have
+// recovered, or nothing is in flight and nothing has arrived for 2 s (what is
+// missing will not come), or limit passes (ok false).
+func waitRecovered(limit time.Duration, expected int64, stats func() ([]WorkerStats, error)) (st []WorkerStats, ok bool, err error) {
+	var lastRecv int64 = -1
+	lastMove := time.Now()
+	ok = poll(limit, 10*time.Millisecond, func() bool {
+		if st, err = stats(); err != nil {
+			return true
+		}
+		if sum(st, func(w *WorkerStats) int64 { return w.Recovered }) >= expected {
+			return true
+		}
+		recv := sum(st, func(w *WorkerStats) int64 { return w.Received + w.Opened + w.Failed })
+		if recv != lastRecv {
+			lastRecv, lastMove = recv, time.Now()
+		}
+		allDone := true
+		for i := range st {
+			allDone = allDone && st[i].Done
+		}
+		return allDone && time.Since(lastMove) > 2*time.Second
+	})
+	return st, ok, err
+}
+
 func poll(limit, step time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(limit)
 	for {

@@ -6,24 +6,15 @@
 // Environment: LONGLINK_DEMO_URL (page to open), LONGLINK_CHROMIUM (browser binary;
 // default /usr/bin/chromium). It never downloads a browser.
 import { serveLines } from './lines.mjs';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
 const demoURL = process.env.LONGLINK_DEMO_URL;
-const executablePath = process.env.LONGLINK_CHROMIUM || '/usr/bin/chromium';
 if (!demoURL) {
   console.error('browser.mjs: LONGLINK_DEMO_URL is not set');
   process.exit(2);
 }
 
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  timeout: 30000,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 const page = await browser.newPage();
 page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
 // An uncaught exception in the page's scripts fails the next command: the page may

@@ -11,18 +11,9 @@
 // Environment: LONGLINK_CHROMIUM (browser binary; default /usr/bin/chromium). It never
 // downloads a browser.
 import { serveLines } from './lines.mjs';
-import { chromium } from 'playwright-core';
+import { launchChromium } from './chromium.mjs';
 
-const executablePath = process.env.LONGLINK_CHROMIUM || '/usr/bin/chromium';
-const browser = await chromium.launch({
-  executablePath,
-  headless: true,
-  timeout: 30000,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 const context = await browser.newContext();
 
 // pages by client name, with the exceptions each has thrown.

@@ -6,22 +6,14 @@
 //
 // Environment: LONGLINK_PAGE_URL, LONGLINK_CHROMIUM (default /usr/bin/chromium).
 import { serveLines } from '../lines.mjs';
-import { chromium } from 'playwright-core';
+import { launchChromium } from '../chromium.mjs';
 
 const pageURL = process.env.LONGLINK_PAGE_URL;
 if (!pageURL) {
   console.error('chromium.mjs: LONGLINK_PAGE_URL is not set');
   process.exit(2);
 }
-const browser = await chromium.launch({
-  executablePath: process.env.LONGLINK_CHROMIUM || '/usr/bin/chromium',
-  headless: true,
-  timeout: 30000,
-  args: [
-    '--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-    '--disable-background-networking', '--disable-component-update', '--disable-sync',
-  ],
-});
+const browser = await launchChromium();
 const page = await browser.newPage();
 page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
 const exceptions = [];
