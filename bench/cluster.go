@@ -1418,27 +1418,8 @@ func (c *clusterRun) kill() error {
 	m1, _ := scrapeStreams(c.ctx, sapis)
 	res.ServerRecoveredMessages = m1[metricRecoveredMessages] - m0[metricRecoveredMessages]
 	res.ServerNotRecovered = m1[metricNotRecovered] - m0[metricNotRecovered]
-	var rec, hs Histogram
-	res.Failures = map[string]int64{}
-	for i := range full {
-		rec.Merge(full[i].Recovery)
-		hs.Merge(full[i].Handshake)
-		for k, v := range full[i].Failures {
-			res.Failures[k] += v
-		}
-	}
-	res.Reconnected = sum(full, func(w *WorkerStats) int64 { return w.Opened })
-	res.Failed = sum(full, func(w *WorkerStats) int64 { return w.Failed })
-	res.NoWelcome = sum(full, func(w *WorkerStats) int64 { return w.NoWelcome })
-	res.Recovered = sum(full, func(w *WorkerStats) int64 { return w.Recovered })
-	res.NotRecoveredFlag = sum(full, func(w *WorkerStats) int64 { return w.NotRecovered })
-	res.Missing = sum(full, func(w *WorkerStats) int64 { return w.Missing })
-	res.Duplicates = sum(full, func(w *WorkerStats) int64 { return w.V2Dups })
-	res.Gaps = sum(full, func(w *WorkerStats) int64 { return w.V2Gaps })
-	res.EpochChanges = sum(full, func(w *WorkerStats) int64 { return w.EpochChanges })
-	res.Handshake, res.Recovery, res.TimedOut = hs.Summary(), rec.Summary(), !ok
+	rec, _ := res.fromWorkers(full, expected, ok)
 	if res.Recovered >= expected {
-		res.AllRecoveredS = rec.Max().Seconds()
 		kr.AllRecoveredS = kr.ReconnectStartS + res.AllRecoveredS
 	}
 	kr.Lost = res.Missing

@@ -177,31 +177,7 @@ func (r *runner) reconnect() error {
 	res.ServerRecoveredMessages = m1[metricRecoveredMessages] - m0[metricRecoveredMessages]
 	res.ServerNotRecovered = m1[metricNotRecovered] - m0[metricNotRecovered]
 
-	var rec, hs Histogram
-	res.Failures = map[string]int64{}
-	for i := range full {
-		f := &full[i]
-		rec.Merge(f.Recovery)
-		hs.Merge(f.Handshake)
-		for k, v := range f.Failures {
-			res.Failures[k] += v
-		}
-	}
-	res.Reconnected = sum(full, func(w *WorkerStats) int64 { return w.Opened })
-	res.Failed = sum(full, func(w *WorkerStats) int64 { return w.Failed })
-	res.NoWelcome = sum(full, func(w *WorkerStats) int64 { return w.NoWelcome })
-	res.Recovered = sum(full, func(w *WorkerStats) int64 { return w.Recovered })
-	res.NotRecoveredFlag = sum(full, func(w *WorkerStats) int64 { return w.NotRecovered })
-	res.Missing = sum(full, func(w *WorkerStats) int64 { return w.Missing })
-	res.Duplicates = sum(full, func(w *WorkerStats) int64 { return w.V2Dups })
-	res.Gaps = sum(full, func(w *WorkerStats) int64 { return w.V2Gaps })
-	res.EpochChanges = sum(full, func(w *WorkerStats) int64 { return w.EpochChanges })
-	res.Handshake = hs.Summary()
-	res.Recovery = rec.Summary()
-	res.TimedOut = !ok
-	if res.Recovered >= expected {
-		res.AllRecoveredS = rec.Max().Seconds()
-	}
+	rec, hs := res.fromWorkers(full, expected, ok)
 	r.rep.Hists["recovery"] = rec.Bins()
 	r.rep.Hists["reconnect_handshake"] = hs.Bins()
 	r.logf("reconnect: %s/%s recovered all %d missed pushes; p50 %.1f ms p99 %.1f ms, last %.1f ms; recovered:false %s, missing %s, duplicates %s",
@@ -395,4 +371,33 @@ func scrapeStreams(ctx context.Context, apis []string) (map[string]float64, erro
 		}
 	}
 	return out, firstErr
+}
+
+// fromWorkers fills res from the workers' final stats of a reconnect phase (expected
+// resuming clients; ok false when the wait for them timed out) and returns the merged
+// recovery and handshake histograms.
+func (res *ReconnectResult) fromWorkers(full []WorkerStats, expected int64, ok bool) (rec, hs Histogram) {
+	res.Failures = map[string]int64{}
+	for i := range full {
+		f := &full[i]
+		rec.Merge(f.Recovery)
+		hs.Merge(f.Handshake)
+		for k, v := range f.Failures {
+			res.Failures[k] += v
+		}
+	}
+	res.Reconnected = sum(full, func(w *WorkerStats) int64 { return w.Opened })
+	res.Failed = sum(full, func(w *WorkerStats) int64 { return w.Failed })
+	res.NoWelcome = sum(full, func(w *WorkerStats) int64 { return w.NoWelcome })
+	res.Recovered = sum(full, func(w *WorkerStats) int64 { return w.Recovered })
+	res.NotRecoveredFlag = sum(full, func(w *WorkerStats) int64 { return w.NotRecovered })
+	res.Missing = sum(full, func(w *WorkerStats) int64 { return w.Missing })
+	res.Duplicates = sum(full, func(w *WorkerStats) int64 { return w.V2Dups })
+	res.Gaps = sum(full, func(w *WorkerStats) int64 { return w.V2Gaps })
+	res.EpochChanges = sum(full, func(w *WorkerStats) int64 { return w.EpochChanges })
+	res.Handshake, res.Recovery, res.TimedOut = hs.Summary(), rec.Summary(), !ok
+	if res.Recovered >= expected {
+		res.AllRecoveredS = rec.Max().Seconds()
+	}
+	return rec, hs
 }

@@ -6,7 +6,7 @@
 // Environment: LONGLINK_DEMO_URL (page to open), LONGLINK_CHROMIUM (browser binary;
 // default /usr/bin/chromium). It never downloads a browser.
 import { serveLines } from './lines.mjs';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, watchPage } from './chromium.mjs';
 
 const demoURL = process.env.LONGLINK_DEMO_URL;
 if (!demoURL) {
@@ -16,14 +16,7 @@ if (!demoURL) {
 
 const browser = await launchChromium();
 const page = await browser.newPage();
-page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
-// An uncaught exception in the page's scripts fails the next command: the page may
-// look fine while its state machine is broken.
-const exceptions = [];
-page.on('pageerror', (e) => {
-  exceptions.push(e.message);
-  console.error(`[page exception] ${e.message}`);
-});
+const exceptions = watchPage(page);
 
 // statusText reads #status; pages that have not loaded yet count as ''.
 const statusText = () => page.locator('#status').textContent({ timeout: 1000 }).catch(() => '');

@@ -15,3 +15,16 @@ export function launchChromium() {
     ],
   });
 }
+
+// watchPage sends page's console output to stderr, labelled, and returns the list
+// its uncaught exceptions go to: a driver fails its next command while the list is
+// not empty, since the page may look fine while its state machine is broken.
+export function watchPage(page, label = 'page') {
+  const exceptions = [];
+  page.on('console', (m) => console.error(`[${label} ${m.type()}] ${m.text()}`));
+  page.on('pageerror', (e) => {
+    exceptions.push(e.message);
+    console.error(`[${label} exception] ${e.message}`);
+  });
+  return exceptions;
+}

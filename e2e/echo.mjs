@@ -11,7 +11,7 @@
 // Environment: LONGLINK_CHROMIUM (browser binary; default /usr/bin/chromium). It never
 // downloads a browser.
 import { serveLines } from './lines.mjs';
-import { launchChromium } from './chromium.mjs';
+import { launchChromium, watchPage } from './chromium.mjs';
 
 const browser = await launchChromium();
 const context = await browser.newContext();
@@ -34,13 +34,7 @@ const commands = {
   async open({ client: name, url, timeoutMs }) {
     if (pages.has(name)) throw new Error(`client ${name} exists`);
     const page = await context.newPage();
-    const p = { page, exceptions: [] };
-    pages.set(name, p);
-    page.on('console', (m) => console.error(`[${name} ${m.type()}] ${m.text()}`));
-    page.on('pageerror', (e) => {
-      p.exceptions.push(e.message);
-      console.error(`[${name} exception] ${e.message}`);
-    });
+    pages.set(name, { page, exceptions: watchPage(page, name) });
     await page.goto(url, { timeout: timeoutMs });
     await page.locator('body[data-ready]').waitFor({ state: 'attached', timeout: timeoutMs });
     await waitState(page, 'connected', timeoutMs);

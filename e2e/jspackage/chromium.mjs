@@ -6,7 +6,7 @@
 //
 // Environment: LONGLINK_PAGE_URL, LONGLINK_CHROMIUM (default /usr/bin/chromium).
 import { serveLines } from '../lines.mjs';
-import { launchChromium } from '../chromium.mjs';
+import { launchChromium, watchPage } from '../chromium.mjs';
 
 const pageURL = process.env.LONGLINK_PAGE_URL;
 if (!pageURL) {
@@ -15,12 +15,7 @@ if (!pageURL) {
 }
 const browser = await launchChromium();
 const page = await browser.newPage();
-page.on('console', (m) => console.error(`[page ${m.type()}] ${m.text()}`));
-const exceptions = [];
-page.on('pageerror', (e) => {
-  exceptions.push(e.message);
-  console.error(`[page exception] ${e.message}`);
-});
+const exceptions = watchPage(page);
 
 const forward = (name) => (args) => page.evaluate(([n, a]) => window.session[n](a), [name, args]);
 
