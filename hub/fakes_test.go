@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -213,13 +214,15 @@ type fakeNet struct {
 	mu    sync.Mutex
 	hubs  map[string]*Hub
 	local map[string]*fakeLocal
-	down  map[string]bool // alive but never answers
-	sends map[string]int  // node -> payloads received
-	drop  map[string]int  // node -> payloads still to lose (a full link queue)
+	down  map[string]bool          // alive but never answers
+	hold  map[string]chan struct{} // frozen: requests to it wait until the channel closes
+	held  atomic.Int32             // requests waiting on a hold
+	sends map[string]int           // node -> payloads received
+	drop  map[string]int           // node -> payloads still to lose (a full link queue)
 }
 
 func newFakeNet() *fakeNet {
-	return &fakeNet{hubs: map[string]*Hub{}, local: map[string]*fakeLocal{}, down: map[string]bool{}, sends: map[string]int{}, drop: map[string]int{}}
+	return &fakeNet{hubs: map[string]*Hub{}, local: map[string]*fakeLocal{}, down: map[string]bool{}, hold: map[string]chan struct{}{}, sends: map[string]int{}, drop: map[string]int{}}
 }
 
 // add makes a hub named name on the net.
@@ -311,8 +314,13 @@ func (r *fakeRemote) Ask(_ context.Context, nodes []string, body []byte) (map[st
 	var missing []string
 	for _, node := range nodes {
 		r.net.mu.Lock()
-		h, down := r.net.hubs[node], r.net.down[node]
+		h, down, hold := r.net.hubs[node], r.net.down[node], r.net.hold[node]
 		r.net.mu.Unlock()
+		if hold != nil {
+			r.net.held.Add(1)
+			<-hold
+			r.net.held.Add(-1)
+		}
 		if h == nil || down {
 			missing = append(missing, node)
 			continue
@@ -368,8 +376,13 @@ func (r *fakeRemote) FlushRoutes() {}
 
 func (r *fakeRemote) Request(_ context.Context, node string, body []byte) ([]byte, error) {
 	r.net.mu.Lock()
-	h, down := r.net.hubs[node], r.net.down[node]
+	h, down, hold := r.net.hubs[node], r.net.down[node], r.net.hold[node]
 	r.net.mu.Unlock()
+	if hold != nil {
+		r.net.held.Add(1)
+		<-hold
+		r.net.held.Add(-1)
+	}
 	if h == nil || down || node == r.self {
 		return nil, context.DeadlineExceeded
 	}

@@ -104,6 +104,10 @@ type streams struct {
 	rs     *ringState
 
 	seqMu     sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
+	// syncing (under seqMu) holds the streams a subscribe is syncing with their other
+	// holders, without seqMu for the round trips (syncIfUnknown); the committer
+	// retries appends to them, and other subscribes wait on the channel.
+	syncing map[string]chan struct{}
 	qMu       sync.Mutex
 	queue     []*appendJob
 	wake      chan struct{}
@@ -153,6 +157,7 @@ func newStreams(h *Hub, cfg Config) *streams {
 		handoffCh: make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		seen:      map[string]stream.Position{},
+		syncing:   map[string]chan struct{}{},
 	}
 	s.rs = &ringState{ring: stream.NewRing([]string{h.cfg.NodeName}), changed: make(chan struct{})}
 	h.st = s // before the goroutines: they reach the streams through the hub
@@ -710,8 +715,16 @@ func (s *streams) process(batch []*appendJob) {
 		}
 		// Every key must be ours before any is stamped: a job is stored whole or not.
 		for _, k := range j.keys {
-			if ring.Owner(k.stream()) != self {
+			name := k.stream()
+			if ring.Owner(name) != self {
 				j.status = statusNotOwner
+				break
+			}
+			if _, ok := s.syncing[name]; ok {
+				// A subscribe is replacing its history from the other holders:
+				// the origin retries in a moment (as while settling).
+				j.status = statusRetry
+				s.h.m.settleWaits.Inc()
 				break
 			}
 		}
@@ -911,8 +924,21 @@ func (s *streams) onReplicate(arg []byte) []byte {
 
 // syncStream brings a stale stream up to date with the other holders: the longest
 // history wins (of the same epoch: the higher offset; across epochs: the one with
-// more messages, then the newer epoch). It runs on the committer or a subscribe.
+// more messages, then the newer epoch). It runs on the committer, under seqMu.
 func (s *streams) syncStream(ring *stream.Ring, name string) {
+	s.applySync(name, s.askSync(ring, name))
+}
+
+// syncHead is one other holder's history of a stream, as askSync got it.
+type syncHead struct {
+	pos     stream.Position
+	entries []stream.Entry
+	acked   uint64
+}
+
+// askSync asks the other holders of name for their history. It is a network round
+// trip (up to syncTimeout), so no lock may be held that others wait for.
+func (s *streams) askSync(ring *stream.Ring, name string) []syncHead {
 	self := s.h.cfg.NodeName
 	var others []string
 	for _, n := range ring.Holders(name, s.replicas+1) {
@@ -920,45 +946,57 @@ func (s *streams) syncStream(ring *stream.Ring, name string) {
 			others = append(others, n)
 		}
 	}
-	best, bestFirst, bestEntries, have := s.store.Export(name)
-	if len(others) > 0 {
-		ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
-		answers, missing := s.h.remote.Ask(ctx, others, wbuf{opSync}.str(name))
-		cancel()
-		if len(missing) > 0 {
-			s.h.m.syncFailures.Inc()
+	if len(others) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), syncTimeout)
+	answers, missing := s.h.remote.Ask(ctx, others, wbuf{opSync}.str(name))
+	cancel()
+	if len(missing) > 0 {
+		s.h.m.syncFailures.Inc()
+	}
+	var got []syncHead
+	for _, body := range answers {
+		r := rbuf{b: body}
+		if r.byte1() != 1 {
+			continue
 		}
-		for _, body := range answers {
-			r := rbuf{b: body}
-			if r.byte1() != 1 {
-				continue
-			}
-			pos := r.pos()
-			first := r.uv()
-			var entries []stream.Entry
-			for n := r.count(4); n > 0; n-- {
-				entries = append(entries, r.entry())
-			}
-			acked := r.uv()
-			if r.err != nil {
-				continue
-			}
-			// Acks are cumulative: the furthest any holder knows counts, applied once
-			// the history is settled (an adopted one of another epoch starts unacked).
-			defer s.store.Ack(name, stream.Position{Epoch: pos.Epoch, Offset: acked})
-			if !have || longer(pos, best) {
-				best, bestFirst, bestEntries, have = pos, first, entries, true
-				_ = bestFirst
-			}
+		h := syncHead{pos: r.pos()}
+		r.uv() // the first offset held: the entries say it
+		for n := r.count(4); n > 0; n-- {
+			h.entries = append(h.entries, r.entry())
+		}
+		h.acked = r.uv()
+		if r.err != nil {
+			continue
+		}
+		got = append(got, h)
+	}
+	return got
+}
+
+// applySync adopts the longest history in got when it beats the local one (read now,
+// not when the holders were asked: a handoff may have brought more meanwhile), or
+// marks the local one fresh. The caller holds seqMu.
+func (s *streams) applySync(name string, got []syncHead) {
+	best := -1
+	for i := range got {
+		if best < 0 || longer(got[i].pos, got[best].pos) {
+			best = i
 		}
 	}
 	local, _, _, ok := s.store.Export(name)
-	if have && (!ok || best != local) {
-		s.store.Adopt(name, best, bestEntries)
+	if best >= 0 && (!ok || longer(got[best].pos, local)) {
+		s.store.Adopt(name, got[best].pos, got[best].entries)
 		s.h.m.historyAdopted.Inc()
-		return
+	} else {
+		s.store.Fresh(name)
 	}
-	s.store.Fresh(name)
+	// Acks are cumulative: the furthest any holder knows counts, applied once the
+	// history is settled (an adopted one of another epoch starts unacked).
+	for i := range got {
+		s.store.Ack(name, stream.Position{Epoch: got[i].pos.Epoch, Offset: got[i].acked})
+	}
 }
 
 // longer reports whether history a should win over b: more messages, and between

@@ -93,18 +93,50 @@ type streamRead struct {
 // syncIfUnknown syncs a stream this owner holds no history of, or a stale one, before
 // answering a subscriber: a node that just took the stream over (it joined, or came
 // back) must not make up a new epoch for a stream the other holders have.
+//
+// Its round trips to the other holders run without seqMu: held across them, one slow
+// or frozen holder would stall every append and subscribe on this node (up to
+// syncTimeout and replicaTimeout each), fill its answer pool and, through the peers
+// waiting on it, theirs (a 27-node connect storm did not recover while connects kept
+// coming). The stream is marked syncing instead: the committer retries appends to
+// it, and another subscribe of it waits for this one.
 func (s *streams) syncIfUnknown(ring *stream.Ring, name string) {
-	if s.store.Has(name) && !s.store.Stale(name) {
+	for {
+		if s.store.Has(name) && !s.store.Stale(name) {
+			return
+		}
+		s.seqMu.Lock()
+		if s.store.Has(name) && !s.store.Stale(name) {
+			s.seqMu.Unlock()
+			return
+		}
+		if wait, ok := s.syncing[name]; ok {
+			s.seqMu.Unlock()
+			<-wait
+			continue
+		}
+		done := make(chan struct{})
+		s.syncing[name] = done
+		s.seqMu.Unlock()
+		s.syncUnknown(ring, name)
+		s.seqMu.Lock()
+		delete(s.syncing, name)
+		s.seqMu.Unlock()
+		close(done)
 		return
 	}
-	// Under seqMu: the committer must not stamp the stream while its history is
-	// being replaced (a sync adopts another holder's).
+}
+
+// syncUnknown is syncIfUnknown's work, with name marked syncing: nothing else stamps
+// or syncs it meanwhile, and seqMu is taken only to change the store.
+func (s *streams) syncUnknown(ring *stream.Ring, name string) {
+	got := s.askSync(ring, name)
 	s.seqMu.Lock()
-	defer s.seqMu.Unlock()
 	if !s.store.Has(name) || s.store.Stale(name) {
-		s.syncStream(ring, name)
+		s.applySync(name, got)
 	}
 	pos, created := s.store.Create(name)
+	s.seqMu.Unlock()
 	if !created {
 		return
 	}
@@ -127,8 +159,11 @@ func (s *streams) syncIfUnknown(ring *stream.Ring, name string) {
 		if len(a) == 1 && a[0] == 0 {
 			// A holder has messages of this stream after all (it came back while we
 			// asked): take its history.
+			got := s.askSync(ring, name)
+			s.seqMu.Lock()
 			s.store.SetStale(name)
-			s.syncStream(ring, name)
+			s.applySync(name, got)
+			s.seqMu.Unlock()
 			return
 		}
 	}
