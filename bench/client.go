@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -16,7 +18,7 @@ import (
 // OpenSpec tells one worker which connections to open. Connection i (a
 // global index, so reports and user ids agree across workers) goes to
 // Targets[i%len(Targets)] from SourceIPs[i%len(SourceIPs)], source port
-// 1024+(PortBase+i/len(SourceIPs))%64512,
+// sourcePort(PortBase+i/len(SourceIPs)) (outside the kernel's ephemeral range),
 // and authenticates as user UserPrefix+strconv.Itoa(i/ConnsPerUser).
 type OpenSpec struct {
 	Targets      []string `json:"targets"`
@@ -427,8 +429,44 @@ func (l *eloop) targetOf(idx int) *target {
 	return &l.targets[idx%len(l.targets)]
 }
 
-// Source ports bench assigns itself: the whole unprivileged range.
-const portLo, portSpan = 1024, 65536 - 1024
+// Source ports bench assigns itself: the unprivileged ports outside the kernel's
+// ephemeral range (ip_local_port_range). A port bound explicitly, on any source
+// address, is off limits to every connect() on the box that lets the kernel pick its
+// port (__inet_hash_connect skips it): with bench's ports spread over the whole range,
+// a few hundred thousand clients took every ephemeral port, and the nodes' re-made
+// peer links, their API callers and bench's own scrapes failed with EADDRNOTAVAIL (a
+// 27-node run that looked like a cluster collapse).
+var portLo, portSpan, ephemeralLo, ephemeralHi = sourcePorts()
+
+// sourcePorts reads the ephemeral range and returns the ports left for bench; with a
+// range that leaves fewer than 4,096 it uses the whole unprivileged range (and the
+// kernel's autobind suffers, as before).
+func sourcePorts() (lo, span, ephLo, ephHi int) {
+	ephLo, ephHi = 32768, 60999 // Linux's default
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			a, errA := strconv.Atoi(f[0])
+			z, errZ := strconv.Atoi(f[1])
+			if errA == nil && errZ == nil && 1024 <= a && a <= z && z <= 65535 {
+				ephLo, ephHi = a, z
+			}
+		}
+	}
+	span = (ephLo - 1024) + (65535 - ephHi)
+	if span < 4096 {
+		return 1024, 65536 - 1024, 65536, 65536
+	}
+	return 1024, span, ephLo, ephHi
+}
+
+// sourcePort is the n-th of bench's source ports (n taken modulo portSpan).
+func sourcePort(n int) int {
+	p := portLo + n%portSpan
+	if p >= ephemeralLo {
+		p += ephemeralHi - ephemeralLo + 1
+	}
+	return p
+}
 
 // bindConnect binds fd to this connection's source address and starts the
 // connect. It picks the source port itself, unique per (source address,
@@ -450,7 +488,7 @@ func (l *eloop) bindConnect(fd, idx int, t *target) (int, error) {
 			_ = unix.SetsockoptInt(fd, unix.IPPROTO_TCP, unix.TCP_NODELAY, 1)
 		}
 		// 16411 is prime, so the retries land on ports no neighbour uses now.
-		port := portLo + (base+try*16411)%portSpan
+		port := sourcePort(base + try*16411)
 		var sa unix.Sockaddr
 		switch a := src.(type) {
 		case *unix.SockaddrInet4:

@@ -301,7 +301,7 @@ func parseClusterOptions(args []string, stderr io.Writer) (ClusterOptions, error
 	fs.StringVar(&o.Binary, "binary", "", "longlink `binary` the nodes run (default: this executable)")
 	fs.IntVar(&o.BasePort, "base-port", 21000, "first port; node i uses base+10i..base+10i+3 (must stay below the ephemeral range)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (default: enough for the open-files limit; rounded up to a multiple of --nodes)")
-	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses, as for the other scenarios (default: one per 50,000 connections from 127.0.0.2)")
+	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses, as for the other scenarios (default: one per 30,000 connections from 127.0.0.2)")
 	fs.StringVar(&o.Dir, "dir", "", "directory for the nodes' logs (default: a new one under $TMPDIR)")
 	fs.StringVar(&o.JSONPath, "json", "", "write the JSON report to `FILE`")
 	fs.StringVar(&o.HTMLPath, "html", "", "write the HTML report to `FILE`")
@@ -455,7 +455,8 @@ func planCluster(o ClusterOptions, env Env) (clusterPlan, error) {
 		}
 	}
 	// Client source addresses: bench picks source ports itself, one per
-	// (address, connection), from the 64,512 unprivileged ports.
+	// (address, connection), from the unprivileged ports outside the kernel's
+	// ephemeral range (sourcePort).
 	ips, err := parseSourceIPs(o.SourceSpec, o.Conns, []string{"127.0.0.1:1"})
 	if err != nil {
 		return p, err

@@ -236,7 +236,7 @@ func newFlagSet(o *Options, out io.Writer) *flag.FlagSet {
 	fs.Float64Var(&o.PushRate, "push-rate", 0, "push: open loop at this many pushes/s (0 = closed loop)")
 	fs.IntVar(&o.Size, "size", 0, "payload bytes (at least the timestamp, ~30 bytes)")
 	fs.IntVar(&o.Workers, "workers", 0, "client worker processes (default: enough for the open-files limit)")
-	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses: `RANGE` 127.0.0.2-127.0.0.50, a list, or a count from 127.0.0.2 (default: one per 50,000 conns when targets are loopback)")
+	fs.StringVar(&o.SourceSpec, "source-ips", "", "client source addresses: `RANGE` 127.0.0.2-127.0.0.50, a list, or a count from 127.0.0.2 (default: one per 30,000 conns when targets are loopback)")
 	fs.DurationVar(&o.HandshakeTimeout, "handshake-timeout", 10*time.Second, "give up on a connection not upgraded after this long")
 	fs.DurationVar(&o.PingInterval, "ping-interval", 30*time.Second, "each client pings this often to stay alive")
 	fs.DurationVar(&o.RoundTimeout, "round-timeout", 30*time.Second, "broadcast: wait at most this long for a round; push: for the last deliveries; reconnect: for every client to recover (else the run fails)")
@@ -400,14 +400,15 @@ func (o *Options) finish(set map[string]bool) error {
 }
 
 // parseSourceIPs expands "A-B", "a,b,c" or a count N (127.0.0.2 onwards).
-// With no spec and loopback targets it picks one address per 50,000
-// connections (bench assigns up to 64,512 source ports per address).
+// With no spec and loopback targets it picks one address per 30,000
+// connections (bench assigns up to portSpan source ports per address, 36,280 with
+// the default ephemeral range, and a few are taken by TIME_WAIT or listeners).
 func parseSourceIPs(spec string, conns int, targets []string) ([]string, error) {
 	if spec == "" {
 		if !allLoopback4(targets) {
 			return nil, nil
 		}
-		return ipRange(net.IPv4(127, 0, 0, 2), (conns+49999)/50000), nil
+		return ipRange(net.IPv4(127, 0, 0, 2), (conns+29999)/30000), nil
 	}
 	if n, err := strconv.Atoi(spec); err == nil {
 		if n < 1 || n > 65000 {

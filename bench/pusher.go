@@ -612,7 +612,7 @@ func (ph *pphase) dial(idx int, deadline time.Time) (net.Conn, error) {
 	base := ph.portBase + idx/len(ph.srcs)
 	var err error
 	for try := 0; try < 4; try++ {
-		port := portLo + (base+try*16411)%portSpan
+		port := sourcePort(base + try*16411)
 		d := net.Dialer{Deadline: deadline, LocalAddr: &net.TCPAddr{IP: src, Port: port},
 			Control: func(_, _ string, rc syscall.RawConn) error {
 				return rc.Control(func(fd uintptr) { _ = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEADDR, 1) })

@@ -184,7 +184,8 @@ func TestParseSourceIPs(t *testing.T) {
 	f("3", 1, lo, "127.0.0.2,127.0.0.3,127.0.0.4")
 	f("127.0.0.7,127.0.0.9", 1, lo, "127.0.0.7,127.0.0.9")
 	f("", 100, lo, "127.0.0.2")
-	f("", 120000, lo, "127.0.0.2,127.0.0.3,127.0.0.4")
+	f("", 90000, lo, "127.0.0.2,127.0.0.3,127.0.0.4") // one per 30,000
+	f("", 90001, lo, "127.0.0.2,127.0.0.3,127.0.0.4,127.0.0.5")
 	f("", 100, []string{"10.1.2.3:80"}, "")
 	f("127.0.0.9-127.0.0.2", 1, lo, "error")
 	f("0", 1, lo, "error")
@@ -250,5 +251,25 @@ func TestHostCPUFromProcStat(t *testing.T) {
 	}
 	if now := readCPUTimes(); !now.ok {
 		t.Fatal("cannot read /proc/stat on Linux")
+	}
+}
+
+// Bench's explicit source ports stay out of the kernel's ephemeral range (a port bound
+// there, on any address, is lost to every autobinding connect() on the box) and are
+// each used once per round of portSpan.
+func TestSourcePortsAvoidTheEphemeralRange(t *testing.T) {
+	seen := make(map[int]bool, portSpan)
+	for n := 0; n < portSpan; n++ {
+		p := sourcePort(n)
+		if p < 1024 || p > 65535 || (ephemeralLo <= p && p <= ephemeralHi) {
+			t.Fatalf("sourcePort(%d) = %d: outside 1024-65535 or inside the ephemeral range %d-%d", n, p, ephemeralLo, ephemeralHi)
+		}
+		if seen[p] {
+			t.Fatalf("sourcePort(%d) = %d twice in one round", n, p)
+		}
+		seen[p] = true
+	}
+	if sourcePort(portSpan+7) != sourcePort(7) {
+		t.Fatal("sourcePort does not wrap at portSpan")
 	}
 }
