@@ -96,10 +96,9 @@ type streamRead struct {
 //
 // Its round trips to the other holders run without seqMu: held across them, one slow
 // or frozen holder would stall every append and subscribe on this node (up to
-// syncTimeout and replicaTimeout each), fill its answer pool and, through the peers
-// waiting on it, theirs (a 27-node connect storm did not recover while connects kept
-// coming). The stream is marked syncing instead: the committer retries appends to
-// it, and another subscribe of it waits for this one.
+// syncTimeout and replicaTimeout each) and fill its answer pool. The stream is marked
+// syncing instead: the committer retries appends to it, and another subscribe of it
+// waits for this one.
 func (s *streams) syncIfUnknown(ring *stream.Ring, name string) {
 	for {
 		if s.store.Has(name) && !s.store.Stale(name) {

@@ -16,7 +16,7 @@ import (
 // other streams go on meanwhile, and an append to the stream being synced waits
 // for the sync (the origin retries) instead of being stamped under its feet. Held
 // across the round trip, the commit lock stalled every connect and push of a node
-// behind one frozen peer (the 27-node connect storm of docs/performance.md).
+// behind one frozen peer.
 func TestSyncHoldsNoLockOverTheNetwork(t *testing.T) {
 	net := newFakeNet()
 	one := func(c *Config) { c.Replicas = 1 } // appends replicate nowhere; syncs still ask b
