@@ -103,11 +103,11 @@ type streams struct {
 	ringMu sync.Mutex
 	rs     *ringState
 
-	seqMu     sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
+	seqMu sync.Mutex // held by whoever processes a batch: stamps and fan-out in order
 	// syncing (under seqMu) holds the streams a subscribe is syncing with their other
 	// holders, without seqMu for the round trips (syncIfUnknown); the committer
 	// retries appends to them, and other subscribes wait on the channel.
-	syncing map[string]chan struct{}
+	syncing   map[string]chan struct{}
 	qMu       sync.Mutex
 	queue     []*appendJob
 	wake      chan struct{}
