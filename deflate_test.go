@@ -8,7 +8,6 @@ import (
 	"encoding/base64"
 	"fmt"
 	"io"
-	mrand "math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -25,20 +24,8 @@ import (
 	"longlink/internal/testutil"
 )
 
-// json2K is a 2 KB JSON document like a pushed update (docs/performance.md,
-// "Compression").
-func json2K() string {
-	rng := mrand.New(mrand.NewPCG(7, 7))
-	b := []byte(`{"type":"scores","items":[`)
-	for i := 0; len(b) < 2000; i++ {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Appendf(b, `{"id":%d,"user":"user-%04d","score":%d,"delta":%.2f,"online":%v}`,
-			i, rng.IntN(10000), rng.IntN(100000), rng.Float64()*10, rng.IntN(2) == 0)
-	}
-	return string(append(b, "]}"...))
-}
+// json2K is the shared 2 KB JSON payload (testutil.JSON2K).
+func json2K() string { return string(testutil.JSON2K()) }
 
 // TestDeflateThroughBinary: the binary negotiates permessage-deflate with a gorilla
 // client by default, delivers a 2 KB JSON push compressed once, and declines every

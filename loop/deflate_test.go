@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"strings"
 	"testing"
@@ -19,20 +18,8 @@ import (
 	"longlink/wsproto"
 )
 
-// json2K is a 2 KB JSON document like a pushed update: the same keys with varying
-// values (the payload of docs/performance.md's deflate figures).
-func json2K() []byte {
-	rng := rand.New(rand.NewPCG(7, 7))
-	b := []byte(`{"type":"scores","items":[`)
-	for i := 0; len(b) < 2000; i++ {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Appendf(b, `{"id":%d,"user":"user-%04d","score":%d,"delta":%.2f,"online":%v}`,
-			i, rng.IntN(10000), rng.IntN(100000), rng.Float64()*10, rng.IntN(2) == 0)
-	}
-	return append(b, "]}"...)
-}
+// json2K is the shared 2 KB JSON payload (testutil.JSON2K).
+func json2K() []byte { return testutil.JSON2K() }
 
 // deflateDial upgrades as user offering the Sec-WebSocket-Extensions value offer
 // ("" for none) and returns the client and the 101.

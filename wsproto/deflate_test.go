@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+
+	"longlink/internal/testutil"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -249,20 +251,8 @@ func BenchmarkInflate2K(b *testing.B) {
 	}
 }
 
-// json2K is a 2 KB JSON document like a pushed update: an array of small objects,
-// the same keys with varying values (the docs/performance.md broadcast payload).
-func json2K() []byte {
-	rng := rand.New(rand.NewPCG(7, 7))
-	b := []byte(`{"type":"scores","items":[`)
-	for i := 0; len(b) < 2000; i++ {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		b = fmt.Appendf(b, `{"id":%d,"user":"user-%04d","score":%d,"delta":%.2f,"online":%v}`,
-			i, rng.IntN(10000), rng.IntN(100000), rng.Float64()*10, rng.IntN(2) == 0)
-	}
-	return append(b, "]}"...)
-}
+// json2K is the shared 2 KB JSON payload (testutil.JSON2K).
+func json2K() []byte { return testutil.JSON2K() }
 
 // FuzzDeflateParser feeds arbitrary bytes as the payload of a compressed message, in
 // one frame or in fragments, to a parser with deflate on: it either yields the
